@@ -1,0 +1,215 @@
+"""Scenario files: what the stage plays (durations, traffic, per-colour health, faults).
+
+A scenario is a small TOML file (format in localstack/scenarios/README.md). Validation is
+strict on purpose: a typo in a drill should fail loudly at start, not silently play "happy".
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+COLOURS = ("blue", "green")
+FAULT_KINDS = ("5xx", "unhealthy", "slow", "alarm")
+
+
+class ScenarioError(Exception):
+    """A scenario (or control-endpoint fault) that cannot be played; the message says why."""
+
+
+@dataclass
+class Profile:
+    """How one colour behaves when no fault is active."""
+
+    error_rate: float = 0.002
+    latency_ms: float = 80.0
+
+
+@dataclass
+class Fault:
+    kind: str
+    colour: str = "green"
+    start_after_s: float = 0.0  # stage clock (scenario) or seconds after injection (control)
+    when_weight_at_least: float | None = None  # the colour's listener weight, in percent
+    duration_s: float | None = None  # None: until cleared
+    error_rate: float | None = None  # target 5xx share of requests
+    elb_error_rate: float | None = None  # ELB 5xx share of requests
+    latency_ms: float | None = None
+    alarm: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str = ""
+    snapshot_seconds: float = 2.0
+    migration_seconds: float = 3.0
+    migration_exit_code: int = 0
+    migration_lines: list[str] = field(
+        default_factory=lambda: [
+            "Running migrations...",
+            "Applying 0042_add_orders_index... OK",
+            "Migrations complete.",
+        ]
+    )
+    deploy_seconds: float = 2.0
+    rps: float = 200.0
+    blue: Profile = field(default_factory=Profile)
+    green: Profile = field(default_factory=Profile)
+    faults: list[Fault] = field(default_factory=list)
+
+
+def known_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A bare name means localstack/scenarios/NAME.toml; anything with a slash or .toml is a path."""
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {name_or_path} does not exist")
+        return path
+    path = SCENARIO_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(known_scenarios()) or "(none)"
+        raise ScenarioError(f"unknown scenario '{name_or_path}'; known scenarios: {known}")
+    return path
+
+
+def load(name_or_path: str) -> Scenario:
+    path = resolve(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:  # message carries "(at line L, column C)"
+        raise ScenarioError(f"{path}: {e}") from None
+    try:
+        return parse(data, path.stem)
+    except ScenarioError as e:
+        raise ScenarioError(f"{path}: {e}") from None
+
+
+# --- strict field readers -------------------------------------------------------------------
+
+
+def _only(table: dict, allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ScenarioError(
+                f"unknown key '{key}' in {where} (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _table(data: dict, key: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ScenarioError(f"'{key}' must be a table, e.g. [{key}]")
+    return value
+
+
+def _number(table: dict, key: str, where: str, default, lo=0.0, hi=None):
+    value = table.get(key, default)
+    if value is None:
+        return None
+    # bool is an int in Python; "seconds = true" is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError(f"{where}.{key} must be a number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise ScenarioError(f"{where}.{key} must be {bound}, got {value}")
+    return float(value)
+
+
+def _profile(data: dict, colour: str) -> Profile:
+    t = _table(data, colour)
+    _only(t, {"error_rate", "latency_ms"}, f"[{colour}]")
+    return Profile(
+        error_rate=_number(t, "error_rate", colour, 0.002, 0.0, 1.0),
+        latency_ms=_number(t, "latency_ms", colour, 80.0, 0.0),
+    )
+
+
+FAULT_KEYS = {
+    "kind", "colour", "start_after_s", "when_weight_at_least", "duration_s",
+    "error_rate", "elb_error_rate", "latency_ms", "alarm",
+}
+
+
+def parse_fault(t: dict, where: str = "fault") -> Fault:
+    """Shared by scenario [[faults]] and POST /_stage/fault, so both accept the same fields."""
+    if not isinstance(t, dict):
+        raise ScenarioError(f"{where} must be a table/object")
+    _only(t, FAULT_KEYS, where)
+    kind = t.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ScenarioError(f"{where}.kind must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
+    colour = t.get("colour", "green")
+    if colour not in COLOURS:
+        raise ScenarioError(f"{where}.colour must be blue or green, got {colour!r}")
+    alarm = t.get("alarm")
+    if kind == "alarm" and not (isinstance(alarm, str) and alarm):
+        raise ScenarioError(f"{where}: kind 'alarm' needs alarm = \"<alarm name>\"")
+    if alarm is not None and not isinstance(alarm, str):
+        raise ScenarioError(f"{where}.alarm must be a string")
+    fault = Fault(
+        kind=kind,
+        colour=colour,
+        start_after_s=_number(t, "start_after_s", where, 0.0),
+        when_weight_at_least=_number(t, "when_weight_at_least", where, None, 0.0, 100.0),
+        duration_s=_number(t, "duration_s", where, None),
+        error_rate=_number(t, "error_rate", where, None, 0.0, 1.0),
+        elb_error_rate=_number(t, "elb_error_rate", where, None, 0.0, 1.0),
+        latency_ms=_number(t, "latency_ms", where, None),
+        alarm=alarm,
+    )
+    # Each kind has a sensible default effect so a one-line fault does something visible.
+    if kind == "5xx" and fault.error_rate is None:
+        fault.error_rate = 0.3
+    if kind == "slow" and fault.latency_ms is None:
+        fault.latency_ms = 600.0
+    return fault
+
+
+def parse(data: dict, name: str) -> Scenario:
+    _only(data, {"description", "snapshot", "migration", "deploy", "traffic", "blue", "green", "faults"}, "the top level")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ScenarioError("description must be a string")
+
+    snap = _table(data, "snapshot")
+    _only(snap, {"seconds"}, "[snapshot]")
+    mig = _table(data, "migration")
+    _only(mig, {"seconds", "exit_code", "lines"}, "[migration]")
+    dep = _table(data, "deploy")
+    _only(dep, {"seconds"}, "[deploy]")
+    traffic = _table(data, "traffic")
+    _only(traffic, {"rps"}, "[traffic]")
+
+    sc = Scenario(name=name, description=description)
+    sc.snapshot_seconds = _number(snap, "seconds", "snapshot", sc.snapshot_seconds)
+    sc.migration_seconds = _number(mig, "seconds", "migration", sc.migration_seconds)
+    exit_code = mig.get("exit_code", 0)
+    if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
+        raise ScenarioError(f"migration.exit_code must be an integer 0..255, got {exit_code!r}")
+    sc.migration_exit_code = exit_code
+    if "lines" in mig:
+        lines = mig["lines"]
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            raise ScenarioError("migration.lines must be a list of strings")
+        sc.migration_lines = lines
+    sc.deploy_seconds = _number(dep, "seconds", "deploy", sc.deploy_seconds)
+    sc.rps = _number(traffic, "rps", "traffic", sc.rps)
+    sc.blue = _profile(data, "blue")
+    sc.green = _profile(data, "green")
+
+    faults = data.get("faults", [])
+    if not isinstance(faults, list):
+        raise ScenarioError("faults must be an array of tables: [[faults]]")
+    sc.faults = [parse_fault(f, f"faults[{i}]") for i, f in enumerate(faults)]
+    return sc

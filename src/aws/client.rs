@@ -1,0 +1,35 @@
+//! Client construction: the standard credential chain (env, profile, SSO, IMDS) plus
+//! the endpoint override. Built once per command; credentials are never logged.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_types::SdkConfig;
+
+/// Where and as whom to call AWS.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// Load the shared SDK configuration once.
+pub async fn sdk_config(target: &Target) -> SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(target.region.clone()));
+    if let Some(profile) = &target.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &target.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// S3 needs path-style addressing against an emulator (no wildcard DNS on loopback).
+pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = config.endpoint_url().is_some();
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}

@@ -1,0 +1,226 @@
+//! Events: everything the engine tells the views. One stream feeds the TUI, the line
+//! printer and JSON Lines, so they can never disagree. Field names are a public,
+//! documented contract (docs/events.md): add fields, never rename.
+
+use crate::gate::{HealthSample, Signal, Verdict};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Lock,
+    Snapshot,
+    Migrate,
+    Assets,
+    Deploy,
+    Shift,
+    Finalize,
+    Rollback,
+}
+
+impl Phase {
+    /// The forward phases in the order a release runs them.
+    pub const ORDER: [Phase; 7] = [
+        Phase::Lock,
+        Phase::Snapshot,
+        Phase::Migrate,
+        Phase::Assets,
+        Phase::Deploy,
+        Phase::Shift,
+        Phase::Finalize,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Lock => "lock",
+            Phase::Snapshot => "snapshot",
+            Phase::Migrate => "migrate",
+            Phase::Assets => "assets",
+            Phase::Deploy => "deploy",
+            Phase::Shift => "shift",
+            Phase::Finalize => "finalize",
+            Phase::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Done,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Finalized,
+    RolledBack,
+    Failed,
+    /// The operator quit or aborted; traffic stays where it is, `resume` continues.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ColourName {
+    Blue,
+    Green,
+}
+
+impl ColourName {
+    pub fn other(self) -> ColourName {
+        match self {
+            ColourName::Blue => ColourName::Green,
+            ColourName::Green => ColourName::Blue,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ColourName::Blue => "blue",
+            ColourName::Green => "green",
+        }
+    }
+}
+
+/// The JSON Lines envelope: every line has `type`, `ts` and `release`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    pub ts: DateTime<Utc>,
+    pub release: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    ReleaseStarted {
+        app: String,
+        environment: String,
+        version: String,
+        production: bool,
+        /// Live colour at the start (the one traffic comes back to on rollback).
+        live: ColourName,
+        /// The colour being released to.
+        target: ColourName,
+        /// Endpoint override in use (a rehearsal), None for real AWS.
+        endpoint: Option<String>,
+        region: String,
+        resumed: bool,
+    },
+    LockAcquired {
+        holder: String,
+    },
+    PhaseStarted {
+        phase: Phase,
+    },
+    PhaseFinished {
+        phase: Phase,
+        status: PhaseStatus,
+        /// Human detail: snapshot id, task id, why skipped …
+        detail: Option<String>,
+        duration_ms: u64,
+    },
+    /// Progress of a long phase (snapshot percent, asset files/bytes, deploy tasks).
+    Progress {
+        phase: Phase,
+        done: u64,
+        total: u64,
+        unit: String,
+        message: Option<String>,
+    },
+    /// One line of the migration task's log (or another task's).
+    Log {
+        source: String,
+        line: String,
+    },
+    /// The migration task's identity and state as last seen.
+    Task {
+        task_arn: String,
+        status: String,
+        exit_code: Option<i32>,
+    },
+    /// One health poll and the gate's current verdict.
+    Health {
+        sample: HealthSample,
+        verdict: Verdict,
+        /// Seconds of bake observed so far in this step / required.
+        baked_s: f64,
+        bake_s: f64,
+    },
+    /// A poll that could not observe (throttled, outage): bake time does not advance.
+    Blind {
+        reason: String,
+        blind_s: f64,
+    },
+    StepStarted {
+        index: usize,
+        steps: usize,
+        weight: u8,
+        bake_s: f64,
+        manual: bool,
+    },
+    WeightsChanged {
+        blue: u8,
+        green: u8,
+    },
+    GateWaiting {
+        index: usize,
+        weight: u8,
+        reason: String,
+    },
+    GatePassed {
+        index: usize,
+        weight: u8,
+    },
+    GateFailed {
+        index: usize,
+        weight: u8,
+        signal: Signal,
+        reason: String,
+    },
+    Paused {
+        reason: String,
+    },
+    Resumed,
+    /// Something the operator should know that is not a failure.
+    Notice {
+        message: String,
+    },
+    Warning {
+        message: String,
+    },
+    ReleaseFinished {
+        outcome: Outcome,
+        exit_code: i32,
+        message: String,
+        /// Snapshot to restore from in a disaster (printed on failure).
+        snapshot_id: Option<String>,
+    },
+}
+
+/// What the operator (or the script) tells the engine.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Approve the manual gate that is waiting.
+    Approve,
+    /// Stop advancing (bake clock stops, weights stay).
+    Pause,
+    Resume,
+    /// Skip the rest of the current bake and go to the next step (operator's call).
+    Advance,
+    /// Weights back to the live colour now.
+    Rollback,
+    /// Stop the release where it is (traffic stays); `resume` continues later.
+    Abort,
+}

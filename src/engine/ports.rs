@@ -1,0 +1,224 @@
+//! Ports: the small capabilities the engine needs, named for what it needs rather than
+//! for the AWS API. `crate::aws` implements them over aws-sdk-*; `engine::fake`
+//! implements them in memory for deterministic engine tests.
+
+use crate::gate::HealthSample;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// An error from a port, classified by what the engine should do about it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PortError {
+    /// Throttling, 5xx, timeouts, connection refused: retry with backoff.
+    #[error("{operation}: {message} (transient; will retry)")]
+    Transient { operation: String, message: String },
+    /// The named resource does not exist.
+    #[error("{operation}: {resource} not found")]
+    NotFound { operation: String, resource: String },
+    /// Anything else: permissions, validation, bad configuration.
+    #[error("{operation}: {message}")]
+    Fatal { operation: String, message: String },
+}
+
+impl PortError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PortError::Transient { .. })
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// Opaque version tag of a stored object (the S3 ETag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(pub String);
+
+/// Outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional {
+    Written(ETag),
+    /// The precondition failed: someone else wrote first.
+    Conflict,
+}
+
+/// Small JSON documents with compare-and-swap: the lock, the ledger, the index.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn get(&self, key: &str) -> PortResult<Option<(Vec<u8>, ETag)>>;
+    /// Create only if absent (`If-None-Match: *`).
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> PortResult<Conditional>;
+    /// Replace only if unchanged since `etag` was read (`If-Match`).
+    async fn put_if_match(&self, key: &str, body: Vec<u8>, etag: &ETag) -> PortResult<Conditional>;
+    async fn delete(&self, key: &str) -> PortResult<()>;
+    /// Keys under a prefix (for history).
+    async fn list(&self, prefix: &str) -> PortResult<Vec<String>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    /// Being created; percent 0..=100.
+    Creating {
+        percent: u8,
+    },
+    Available,
+    /// failed, deleted, incompatible-… : anything that will never become available.
+    Failed {
+        status: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub status: SnapshotStatus,
+    /// The `glidepath:release` tag, to tell our snapshot from someone else's.
+    pub release_tag: Option<String>,
+}
+
+#[async_trait]
+pub trait Database: Send + Sync {
+    async fn describe_snapshot(&self, snapshot_id: &str) -> PortResult<Option<SnapshotInfo>>;
+    /// Start a snapshot tagged `glidepath:release=<release>`.
+    async fn create_snapshot(&self, snapshot_id: &str, release: &str) -> PortResult<()>;
+}
+
+/// A one-off task to run (the migration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    pub task_definition: String,
+    pub container: String,
+    pub command: Vec<String>,
+    /// Deterministic per release: found again on resume.
+    pub started_by: String,
+    pub client_token: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub arn: String,
+    /// PROVISIONING, PENDING, RUNNING, STOPPED …
+    pub last_status: String,
+    /// Exit code of the migration container once stopped.
+    pub exit_code: Option<i32>,
+    pub stopped_reason: Option<String>,
+    /// Where its logs are (group, stream), when the task definition says awslogs.
+    pub log: Option<(String, String)>,
+}
+
+#[async_trait]
+pub trait Tasks: Send + Sync {
+    /// Every task (running or stopped) with this `startedBy`.
+    async fn find_started_by(&self, started_by: &str) -> PortResult<Vec<TaskInfo>>;
+    async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo>;
+    async fn describe(&self, task_arn: &str, container: &str) -> PortResult<TaskInfo>;
+    /// Log lines after `cursor` (None: from the start); returns lines and the next cursor.
+    async fn log_lines(
+        &self,
+        group: &str,
+        stream: &str,
+        cursor: Option<String>,
+    ) -> PortResult<(Vec<String>, Option<String>)>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    pub task_definition: String,
+    pub desired: i32,
+    pub running: i32,
+    /// The primary deployment's rolloutState: IN_PROGRESS, COMPLETED, FAILED.
+    pub rollout: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetCounts {
+    pub healthy: u32,
+    pub unhealthy: u32,
+    pub other: u32,
+}
+
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    async fn service(&self, service: &str) -> PortResult<ServiceState>;
+    /// Register a new revision of `from` with `container`'s image replaced; returns its ARN.
+    /// Idempotent: an existing revision with that image is reused.
+    async fn task_definition_with_image(
+        &self,
+        from: &str,
+        container: &str,
+        image: &str,
+    ) -> PortResult<String>;
+    async fn deploy(&self, service: &str, task_definition: &str, desired: i32) -> PortResult<()>;
+    async fn scale(&self, service: &str, desired: i32) -> PortResult<()>;
+    async fn target_counts(&self, target_group: &str) -> PortResult<TargetCounts>;
+}
+
+/// Listener forward weights (percent; they always sum to 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weights {
+    pub blue: u8,
+    pub green: u8,
+}
+
+impl Weights {
+    pub fn all_blue() -> Self {
+        Weights {
+            blue: 100,
+            green: 0,
+        }
+    }
+    pub fn green(green: u8) -> Self {
+        Weights {
+            blue: 100 - green,
+            green,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Traffic: Send + Sync {
+    async fn weights(&self) -> PortResult<Weights>;
+    async fn set_weights(&self, weights: Weights) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// One poll over the last `window`: target health, metrics for both colours, alarms.
+    async fn sample(&self, window: Duration) -> PortResult<HealthSample>;
+}
+
+/// The smoke test runs a local command, not an AWS call; a port so engine tests can fake it.
+#[async_trait]
+pub trait Smoke: Send + Sync {
+    /// Ok(()) on exit 0, Err(reason) otherwise.
+    async fn run(
+        &self,
+        command: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<(), String>;
+}
+
+/// Publishing the release's static assets (the assets module implements it).
+#[async_trait]
+pub trait Assets: Send + Sync {
+    /// Publish version `version`; progress is reported through `progress(done, total)`.
+    async fn publish(
+        &self,
+        version: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<String, String>;
+}
+
+/// Every port the engine uses, bundled.
+pub struct Ports {
+    pub state: Box<dyn StateStore>,
+    pub database: Box<dyn Database>,
+    pub tasks: Box<dyn Tasks>,
+    pub fleet: Box<dyn Fleet>,
+    pub traffic: Box<dyn Traffic>,
+    pub health: Box<dyn Health>,
+    pub smoke: Box<dyn Smoke>,
+    pub assets: Option<Box<dyn Assets>>,
+}

@@ -1,0 +1,224 @@
+//! The release plan: what a release of one app/environment does, in order.
+//!
+//! `Plan` is the *resolved* form every other module reads: durations parsed, defaults
+//! applied, semantic checks passed. Parsing and validation (with file:line:col
+//! diagnostics) live in `parse.rs` / `validate.rs`; nothing else reads raw TOML.
+
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A resolved, validated release plan.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Plan {
+    /// Where the plan was read from (for messages only).
+    pub source: PathBuf,
+    /// SHA-256 of the plan file's bytes, recorded in the ledger so a resume can tell
+    /// whether the plan changed under it.
+    pub digest: String,
+    pub app: String,
+    pub environment: String,
+    /// Production plans need typed confirmation and refuse emulator endpoints.
+    pub production: bool,
+    pub region: String,
+    /// Endpoint override written in the plan (rehearsal plans point at the stage).
+    pub endpoint_url: Option<String>,
+    pub state: StateConfig,
+    pub cluster: String,
+    pub blue: Colour,
+    pub green: Colour,
+    pub traffic: TrafficConfig,
+    pub database: DatabaseConfig,
+    pub deploy: DeployConfig,
+    pub migration: Option<MigrationConfig>,
+    pub assets: Option<AssetsConfig>,
+    pub steps: Vec<Step>,
+    pub gates: GateConfig,
+    pub smoke: Option<SmokeConfig>,
+    pub rollback: RollbackConfig,
+}
+
+/// Where the lock, the ledger and the release index live.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StateConfig {
+    pub bucket: String,
+    pub prefix: String,
+    /// Lock lease; renewed while a release runs, breakable by others once expired.
+    #[serde(with = "secs")]
+    pub lease: Duration,
+}
+
+/// One colour: an ECS service and the target group its tasks register in.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Colour {
+    pub service: String,
+    /// Target group name or ARN (names are resolved to ARNs at run time).
+    pub target_group: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrafficConfig {
+    /// The listener whose forward weights are stepped: an ARN, or `<load-balancer-name>:<port>`.
+    pub listener: String,
+    /// Optional listener rule ARN; when set, the rule's forward weights are stepped instead.
+    pub rule_arn: Option<String>,
+    /// Optional test listener (ARN or `<lb>:<port>`) that forwards only to the idle colour.
+    pub test_listener: Option<String>,
+    /// Base URL of the test listener handed to the smoke command as GREEN_URL.
+    pub test_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseKind {
+    /// An RDS DB instance (`CreateDBSnapshot`).
+    Instance,
+    /// An Aurora DB cluster (`CreateDBClusterSnapshot`).
+    Cluster,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DatabaseConfig {
+    pub kind: DatabaseKind,
+    pub id: String,
+    #[serde(with = "secs")]
+    pub snapshot_timeout: Duration,
+}
+
+/// How the new version reaches ECS: a new revision of the live task definition with the
+/// app container's image replaced.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeployConfig {
+    /// The container whose image changes.
+    pub container: String,
+    /// Image reference with `{version}` replaced by the release version.
+    pub image: String,
+    /// How long green may take to become COMPLETED and healthy.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+/// The one-off migration task (runs the *new* task definition with a command override).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MigrationConfig {
+    pub container: String,
+    pub command: Vec<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetLayout {
+    /// Every file at `<prefix>/<version>/<path>`.
+    Versioned,
+    /// `<prefix>/<dir>/<name>.<hash8>.<ext>`, shared across versions.
+    Hashed,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AssetsConfig {
+    pub dir: PathBuf,
+    pub bucket: String,
+    pub prefix: String,
+    pub layout: AssetLayout,
+    /// Versions kept by prune (the live and standby ones are always kept).
+    pub retention: u32,
+    /// For content-addressed files.
+    pub cache_control: String,
+    /// For the manifest and HTML entry points (must stay short-lived).
+    pub entry_cache_control: String,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMode {
+    /// Pass when the bake time elapsed with every health gate passing.
+    Auto,
+    /// Additionally wait for an operator's Approve (or `--auto-approve`).
+    Manual,
+}
+
+/// One traffic step: green gets `weight`% for at least `bake`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Step {
+    pub weight: u8,
+    #[serde(with = "secs")]
+    pub bake: Duration,
+    pub gate: GateMode,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnGateFail {
+    Rollback,
+    /// Pause and ask the operator (rollback or resume).
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyStat {
+    Average,
+    P95,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GateConfig {
+    #[serde(with = "secs")]
+    pub poll_interval: Duration,
+    /// A step pauses (and says so) after this long without a successful poll.
+    #[serde(with = "secs")]
+    pub max_blind: Duration,
+    /// Green needs this many requests in the window before its rates mean anything.
+    pub min_requests: u64,
+    /// Absolute 5xx rate (0..1) green must exceed before it can fail.
+    pub error_rate_floor: f64,
+    /// How far (absolute, 0..1) green's 5xx rate may exceed blue's.
+    pub error_rate_margin: f64,
+    /// Green fails when its latency exceeds blue's times this factor.
+    pub latency_factor: f64,
+    pub latency_stat: LatencyStat,
+    /// CloudWatch alarm names; any in ALARM fails the gate.
+    pub alarms: Vec<String>,
+    pub on_fail: OnGateFail,
+    /// Statistical comparison of green vs blue (rank test) in addition to thresholds.
+    pub statistical: bool,
+    /// Confidence for the statistical comparison, e.g. 0.95.
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SmokeConfig {
+    pub command: Vec<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GreenAfterRollback {
+    /// Leave green running (fast retry, costs capacity).
+    Keep,
+    /// Scale green to zero tasks.
+    ScaleToZero,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RollbackConfig {
+    pub green: GreenAfterRollback,
+}
+
+/// Serialize durations as whole seconds (plan show / JSON output).
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
