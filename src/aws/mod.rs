@@ -2,3 +2,46 @@
 //! the rehearsal seeder) talks to aws-sdk-*.
 
 pub mod client;
+
+/// The plan's names turned into ARNs once per command (`resolve.rs`); every adapter
+/// works from these so a name is looked up only once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub blue_target_group_arn: String,
+    pub green_target_group_arn: String,
+    pub listener_arn: String,
+    pub load_balancer_arn: String,
+    pub rule_arn: Option<String>,
+    pub test_listener_arn: Option<String>,
+}
+
+/// CloudWatch's `TargetGroup` dimension: the ARN's `targetgroup/<name>/<id>` suffix.
+pub fn target_group_dimension(arn: &str) -> Option<&str> {
+    arn.find("targetgroup/").map(|i| &arn[i..])
+}
+
+/// CloudWatch's `LoadBalancer` dimension: the ARN's `app/<name>/<id>` suffix.
+pub fn load_balancer_dimension(arn: &str) -> Option<&str> {
+    arn.find(":loadbalancer/")
+        .map(|i| &arn[i + ":loadbalancer/".len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_are_arn_suffixes() {
+        let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-blue/73e2d6bc24d8a067";
+        assert_eq!(
+            target_group_dimension(tg),
+            Some("targetgroup/shop-blue/73e2d6bc24d8a067")
+        );
+        let lb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/shop-alb/50dc6c495c0c9188";
+        assert_eq!(
+            load_balancer_dimension(lb),
+            Some("app/shop-alb/50dc6c495c0c9188")
+        );
+        assert_eq!(target_group_dimension("nonsense"), None);
+    }
+}
