@@ -54,6 +54,7 @@ pub struct HealthState {
     pub alarms: Vec<AlarmState>,
     pub verdict: Option<Verdict>,
     pub live: ColourName,
+    finalized: bool,
     poll_s: f64,
     stat: LatencyStat,
 }
@@ -66,6 +67,7 @@ impl HealthState {
             alarms: Vec::new(),
             verdict: None,
             live: ColourName::Blue,
+            finalized: false,
             poll_s: if poll_s > 0.0 { poll_s } else { 1.0 },
             stat,
         }
@@ -78,7 +80,10 @@ impl HealthState {
             Event::ReleaseFinished {
                 outcome: Outcome::Finalized,
                 ..
-            } => self.live = self.live.other(),
+            } => {
+                self.live = self.live.other();
+                self.finalized = true;
+            }
             Event::Health {
                 sample, verdict, ..
             } => {
@@ -128,7 +133,11 @@ pub fn render(s: &HealthState, focused: bool, theme: Theme, f: &mut Frame, area:
         err: shared_max(b_err.iter().chain(&g_err)),
         lat: shared_max(b_lat.iter().chain(&g_lat)),
     };
-    let role = |c: ColourName| if c == s.live { "live" } else { "idle" };
+    let role = |c: ColourName| match (c == s.live, s.finalized) {
+        (true, _) => "live",
+        (false, false) => "new",
+        (false, true) => "previous",
+    };
     colour_pane(
         ColourName::Blue,
         role(ColourName::Blue),
