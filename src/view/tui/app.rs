@@ -454,8 +454,8 @@ impl Cockpit {
     pub fn farewell(&self) -> Option<String> {
         if self.left_running {
             Some(format!(
-                "glidepath: release {} stopped where it is ({}); nothing was rolled back.\n\
-                 Continue with: glidepath resume {}",
+                "glidepath: release {} stopped where it is ({}).\n\
+                 Nothing was rolled back. Continue with: glidepath resume {}",
                 self.header.release_id,
                 self.traffic.weights_text(),
                 self.plan_path

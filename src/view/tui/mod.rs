@@ -74,6 +74,14 @@ async fn run<B: ratatui::backend::Backend>(
     let mut events_open = true;
     let mut dirty = true;
     loop {
+        if !ACTIVE.load(Ordering::SeqCst) {
+            // A panic elsewhere in the process restored the terminal (so its message is
+            // readable); the cockpit cannot draw any more, so it stops like Ctrl-C.
+            perform(app.interrupt(), app, tx);
+            return Err(io::Error::other(
+                "the cockpit stopped: a panic elsewhere in glidepath restored the terminal",
+            ));
+        }
         if dirty {
             terminal.draw(|f| draw::draw(app, f))?;
             dirty = false;
