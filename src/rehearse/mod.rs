@@ -1,6 +1,7 @@
 //! Rehearsals: start and stop the local stage ([`stage`]), seed it with the plan's world
 //! ([`seed`]), and build SDK configuration that talks to an emulator.
 
+pub mod seed;
 pub mod stage;
 
 use aws_config::{BehaviorVersion, Region};

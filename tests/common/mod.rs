@@ -126,3 +126,130 @@ pub fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+// --- seeded stage ------------------------------------------------------------------------
+
+use glidepath::plan::{
+    AssetLayout, AssetsConfig, Colour, DatabaseConfig, DatabaseKind, DeployConfig, GateConfig,
+    GateMode, LatencyStat, MigrationConfig, OnGateFail, Plan, RollbackConfig, StateConfig, Step,
+    TrafficConfig,
+};
+use glidepath::rehearse::seed::SeedReport;
+
+/// A stage seeded with a plan's world, plus the SDK configuration pointing at it.
+pub struct Seeded {
+    pub stage: Stage,
+    pub config: SdkConfig,
+    pub plan: Plan,
+    pub report: SeedReport,
+}
+
+/// Start the stage with `scenario` and seed `plan`'s world into it.
+pub async fn seeded_stage(scenario: &str, plan: Plan) -> Seeded {
+    let stage = start_stage(scenario).await;
+    let config = sdk_config(&stage).await;
+    let report = match glidepath::rehearse::seed::seed(&config, &plan).await {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "seeding {}: {e}\nstage stderr:\n{}",
+            plan.app,
+            stage.stderr_text()
+        ),
+    };
+    Seeded {
+        stage,
+        config,
+        plan,
+        report,
+    }
+}
+
+/// The rehearsal plan for the `shop` app, built in code (the same world as
+/// examples/rehearsal.toml): cluster `shop`, services/target groups `shop-blue`/`shop-green`,
+/// listener `shop:80`, DB instance `shop-db`, alarm `shop-green-5xx`.
+pub fn rehearsal_plan() -> Plan {
+    let s = Duration::from_secs;
+    Plan {
+        source: PathBuf::from("examples/rehearsal.toml"),
+        digest: "0".repeat(64),
+        app: "shop".into(),
+        environment: "rehearsal".into(),
+        production: false,
+        region: "us-east-1".into(),
+        endpoint_url: None,
+        state: StateConfig {
+            bucket: "shop-glidepath-state".into(),
+            prefix: "glidepath/shop/rehearsal".into(),
+            lease: s(300),
+        },
+        cluster: "shop".into(),
+        blue: Colour {
+            service: "shop-blue".into(),
+            target_group: "shop-blue".into(),
+        },
+        green: Colour {
+            service: "shop-green".into(),
+            target_group: "shop-green".into(),
+        },
+        traffic: TrafficConfig {
+            listener: "shop:80".into(),
+            rule_arn: None,
+            test_listener: None,
+            test_url: None,
+        },
+        database: DatabaseConfig {
+            kind: DatabaseKind::Instance,
+            id: "shop-db".into(),
+            snapshot_timeout: s(120),
+        },
+        deploy: DeployConfig {
+            container: "web".into(),
+            image: "registry.example.com/shop:{version}".into(),
+            timeout: s(120),
+        },
+        migration: Some(MigrationConfig {
+            container: "web".into(),
+            command: vec!["bin/migrate".into()],
+            timeout: s(120),
+            subnets: vec![],
+            security_groups: vec![],
+            assign_public_ip: false,
+        }),
+        assets: Some(AssetsConfig {
+            dir: PathBuf::from("assets"),
+            bucket: "shop-assets".into(),
+            prefix: "static".into(),
+            layout: AssetLayout::Versioned,
+            retention: 3,
+            cache_control: "public, max-age=31536000, immutable".into(),
+            entry_cache_control: "no-cache".into(),
+            include: vec![],
+            exclude: vec![],
+        }),
+        steps: [10u8, 50, 100]
+            .into_iter()
+            .map(|weight| Step {
+                weight,
+                bake: s(2),
+                gate: GateMode::Auto,
+            })
+            .collect(),
+        gates: GateConfig {
+            poll_interval: s(1),
+            max_blind: s(10),
+            min_requests: 20,
+            error_rate_floor: 0.02,
+            error_rate_margin: 0.01,
+            latency_factor: 1.5,
+            latency_stat: LatencyStat::P95,
+            alarms: vec!["shop-green-5xx".into()],
+            on_fail: OnGateFail::Rollback,
+            statistical: false,
+            confidence: 0.95,
+        },
+        smoke: None,
+        rollback: RollbackConfig {
+            green: glidepath::plan::GreenAfterRollback::ScaleToZero,
+        },
+    }
+}
