@@ -2,6 +2,7 @@
 //! the rehearsal seeder) talks to aws-sdk-*.
 
 pub mod client;
+pub mod health;
 
 /// The plan's names turned into ARNs once per command (`resolve.rs`); every adapter
 /// works from these so a name is looked up only once.
