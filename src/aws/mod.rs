@@ -5,6 +5,7 @@ pub mod client;
 pub mod database;
 pub mod errors;
 pub mod fleet;
+pub mod health;
 pub mod ports;
 pub mod resolve;
 pub mod state;
