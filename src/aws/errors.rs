@@ -7,7 +7,6 @@
 use crate::engine::ports::PortError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::ErrorKind;
 
@@ -147,6 +146,21 @@ pub(crate) fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
+/// An error and its causes, "a: b: c" (without the Debug dump DisplayErrorContext adds).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !text.ends_with(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    text
+}
+
 /// Classify an SDK error for the engine. `operation` names the call (e.g.
 /// `"ecs:RunTask"`), `resource` the thing it was about (used for NotFound).
 pub(crate) fn classify<E>(
@@ -174,10 +188,7 @@ where
                             | ErrorKind::ThrottlingError
                     )
                 );
-            let message = format!(
-                "request about {resource} not sent: {}",
-                DisplayErrorContext(&err)
-            );
+            let message = format!("request about {resource} not sent: {}", chain(&err));
             if transient {
                 PortError::Transient { operation, message }
             } else {
@@ -189,14 +200,14 @@ where
             operation,
             message: format!(
                 "could not build the request about {resource}: {}",
-                DisplayErrorContext(&err)
+                chain(&err)
             ),
         },
         SdkError::ResponseError(_) => {
             let st = status(&err).unwrap_or(0);
             let message = format!(
                 "unreadable answer (HTTP {st}) about {resource}: {}",
-                DisplayErrorContext(&err)
+                chain(&err)
             );
             if st >= 500 || st == 429 || st == 0 {
                 PortError::Transient { operation, message }
@@ -228,7 +239,7 @@ where
         // `SdkError` is non-exhaustive.
         _ => PortError::Fatal {
             operation,
-            message: format!("{resource}: {}", DisplayErrorContext(&err)),
+            message: format!("{resource}: {}", chain(&err)),
         },
     }
 }
@@ -307,7 +318,13 @@ mod tests {
     fn io_and_timeouts_are_transient_but_missing_credentials_are_not() {
         let io: SdkError<Svc, HttpResponse> =
             SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
-        assert!(classify("op", "r", io).is_transient());
+        let e = classify("op", "r", io);
+        assert!(e.is_transient());
+        let text = e.to_string();
+        assert!(
+            text.contains("io error: connection refused") && !text.contains("DispatchFailure {"),
+            "{text}"
+        );
         let timeout: SdkError<Svc, HttpResponse> = SdkError::timeout_error("slow");
         assert!(classify("op", "r", timeout).is_transient());
         let creds: SdkError<Svc, HttpResponse> =
