@@ -22,11 +22,19 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Print every event until the channel closes: readable lines or JSON Lines on stdout,
 /// flushed per line so CI logs stream.
-///
-/// If stdout goes away (a closed pipe) the stream is still drained, so the engine never
-/// blocks or fails on a view it cannot see.
-pub async fn print_events(mut rx: UnboundedReceiver<Envelope>, format: OutputFormat) {
-    let mut printer = lines::Printer::new(colour_for_stdout());
+pub async fn print_events(rx: UnboundedReceiver<Envelope>, format: OutputFormat) {
+    write_events(rx, format, colour_for_stdout(), std::io::stdout()).await;
+}
+
+/// [`print_events`] into any writer. If the writer fails (a closed pipe) the stream is
+/// still drained, so the engine never blocks or fails on a view nobody can see.
+pub async fn write_events<W: Write>(
+    mut rx: UnboundedReceiver<Envelope>,
+    format: OutputFormat,
+    colour: bool,
+    mut out: W,
+) {
+    let mut printer = lines::Printer::new(colour);
     let mut writable = true;
     while let Some(env) = rx.recv().await {
         if !writable {
@@ -37,7 +45,6 @@ pub async fn print_events(mut rx: UnboundedReceiver<Envelope>, format: OutputFor
             OutputFormat::Json => Some(json::format(&env)),
         };
         if let Some(line) = line {
-            let mut out = std::io::stdout().lock();
             if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                 writable = false;
             }

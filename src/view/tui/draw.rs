@@ -27,8 +27,10 @@ pub fn draw(c: &Cockpit, f: &mut Frame) {
             Constraint::Min(3),
         ])
         .areas(body);
+        // Wide terminals give the phases room for their details (snapshot id, task id).
+        let phases_w = if area.width >= 120 { 48 } else { 36 };
         let [phases, traffic_area] =
-            Layout::horizontal([Constraint::Length(36), Constraint::Min(20)]).areas(top);
+            Layout::horizontal([Constraint::Length(phases_w), Constraint::Min(20)]).areas(top);
         pane(c, Focus::Timeline, false, f, phases);
         pane(c, Focus::Traffic, false, f, traffic_area);
         pane(c, Focus::Health, false, f, mid);
@@ -58,7 +60,7 @@ pub fn draw(c: &Cockpit, f: &mut Frame) {
 
     match &c.overlay {
         Overlay::None => {}
-        Overlay::Help => help::render(c.header.production, c.header.watch_only, c.theme, f, body),
+        Overlay::Help => help::render(c.header.production, c.header.watch_only, c.theme, f, area),
         Overlay::Confirm(s) => confirm::render(s, c.theme, f, body),
     }
 }

@@ -89,9 +89,9 @@ pub fn render(s: &HeaderState, now: DateTime<Utc>, theme: Theme, f: &mut Frame, 
         Span::styled(badge, badge_style),
         Span::styled(format!(" {}/{} ", s.app, s.environment), theme.strong()),
         Span::raw(format!(" {} ", s.version)),
-        Span::styled(format!(" {} ", s.release_id), theme.label()),
         Span::raw(format!(" ⏱ {} ", text::clock(elapsed))),
-        Span::styled(format!(" {status}"), status_style),
+        Span::styled(format!(" {status} "), status_style),
+        Span::styled(format!(" {}", s.release_id), theme.label()),
     ];
     if s.watch_only {
         top.push(Span::styled("  (watching, read-only)", theme.attention()));

@@ -2,7 +2,7 @@
 //! blue), with sparklines over the release; below them the gate's verdict and alarms.
 
 use super::{block, truncate, Theme};
-use crate::engine::event::{ColourName, Envelope, Event};
+use crate::engine::event::{ColourName, Envelope, Event, Outcome};
 use crate::gate::{AlarmState, ColourSample, Verdict};
 use crate::plan::LatencyStat;
 use crate::view::text;
@@ -54,6 +54,7 @@ pub struct HealthState {
     pub alarms: Vec<AlarmState>,
     pub verdict: Option<Verdict>,
     pub live: ColourName,
+    finalized: bool,
     poll_s: f64,
     stat: LatencyStat,
 }
@@ -66,6 +67,7 @@ impl HealthState {
             alarms: Vec::new(),
             verdict: None,
             live: ColourName::Blue,
+            finalized: false,
             poll_s: if poll_s > 0.0 { poll_s } else { 1.0 },
             stat,
         }
@@ -74,6 +76,14 @@ impl HealthState {
     pub fn apply(&mut self, env: &Envelope) {
         match &env.event {
             Event::ReleaseStarted { live, .. } => self.live = *live,
+            // After a finalize the released colour is the live one.
+            Event::ReleaseFinished {
+                outcome: Outcome::Finalized,
+                ..
+            } => {
+                self.live = self.live.other();
+                self.finalized = true;
+            }
             Event::Health {
                 sample, verdict, ..
             } => {
@@ -123,7 +133,11 @@ pub fn render(s: &HealthState, focused: bool, theme: Theme, f: &mut Frame, area:
         err: shared_max(b_err.iter().chain(&g_err)),
         lat: shared_max(b_lat.iter().chain(&g_lat)),
     };
-    let role = |c: ColourName| if c == s.live { "live" } else { "new" };
+    let role = |c: ColourName| match (c == s.live, s.finalized) {
+        (true, _) => "live",
+        (false, false) => "new",
+        (false, true) => "previous",
+    };
     colour_pane(
         ColourName::Blue,
         role(ColourName::Blue),
@@ -190,18 +204,19 @@ fn colour_pane(
         return;
     };
     let targets = Line::from(vec![
-        Span::styled("targets ", theme.label()),
-        Span::styled(format!("{} healthy", last.healthy), theme.good()),
-        Span::raw(" · "),
+        Span::styled("healthy ", theme.label()),
+        Span::styled(last.healthy.to_string(), theme.good()),
+        Span::styled(" · unhealthy ", theme.label()),
         Span::styled(
-            format!("{} unhealthy", last.unhealthy),
+            last.unhealthy.to_string(),
             if last.unhealthy > 0 {
                 theme.bad()
             } else {
                 theme.plain()
             },
         ),
-        Span::raw(format!(" · {} other", last.other)),
+        Span::styled(" · other ", theme.label()),
+        Span::raw(last.other.to_string()),
     ]);
     let lat_label = match stat {
         LatencyStat::P95 => "p95",

@@ -11,23 +11,14 @@ use ratatui::Frame;
 pub const KEYS: &[(&str, &str)] = &[
     ("a", "approve the gate that is waiting"),
     ("space", "pause / resume the release"),
-    (
-        "r",
-        "roll back: all traffic to the live colour (asks first)",
-    ),
-    (
-        "n",
-        "next step now: skip the rest of this bake (asks first)",
-    ),
+    ("r", "roll back: all traffic to the live colour (asks)"),
+    ("n", "next step now, skipping the rest of the bake (asks)"),
     ("tab, shift-tab", "move focus between panes"),
     ("enter, l", "enlarge the focused pane (esc: back)"),
-    ("↑ ↓ j k PgUp PgDn g G", "scroll the focused pane"),
+    ("↑↓ j k PgUp PgDn g G", "scroll the focused pane"),
     ("/", "filter the event log (enter keeps, esc clears)"),
     ("?", "this help (esc closes)"),
-    (
-        "q",
-        "quit; during a release it asks, traffic stays, resume later",
-    ),
+    ("q", "quit (mid-release: asks; traffic stays, resume later)"),
     ("ctrl-c", "quit now; traffic stays where it is"),
 ];
 
@@ -109,15 +100,22 @@ pub fn footer(s: &Footer, theme: Theme, f: &mut Frame, area: Rect) {
             spans.push(Span::styled(" a", theme.strong()));
             spans.push(Span::styled(" approve", theme.label()));
         }
+        // Most important first; the rest while they fit (all of them are in `?`).
+        let mut used: usize = spans.iter().map(|s| s.width()).sum();
         for (k, what) in [
             ("space", "pause"),
             ("r", "rollback"),
             ("n", "next"),
-            ("tab", "focus"),
-            ("/", "filter"),
             ("?", "help"),
             ("q", "quit"),
+            ("tab", "focus"),
+            ("/", "filter"),
         ] {
+            let w = 3 + k.chars().count() + 1 + what.len();
+            if used + w > area.width as usize {
+                break;
+            }
+            used += w;
             spans.push(Span::raw(" · "));
             spans.push(Span::styled(k, theme.strong()));
             spans.push(Span::styled(format!(" {what}"), theme.label()));

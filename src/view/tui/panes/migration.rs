@@ -64,8 +64,11 @@ impl MigrationState {
 }
 
 pub fn render(s: &MigrationState, focused: bool, theme: Theme, f: &mut Frame, area: Rect) {
-    let title = if s.scroll.from_bottom > 0 {
-        format!(" migration · ↑{} ", s.scroll.from_bottom)
+    let height = (area.height as usize).saturating_sub(3);
+    let range = s.scroll.window(s.lines.len(), height);
+    let up = s.lines.len() - range.end;
+    let title = if up > 0 {
+        format!(" migration · ↑{up} ")
     } else {
         " migration ".to_string()
     };
@@ -95,11 +98,10 @@ pub fn render(s: &MigrationState, focused: bool, theme: Theme, f: &mut Frame, ar
         None if s.planned => Line::from(Span::styled("no migration task yet", theme.quiet())),
         None => Line::from(Span::styled("no migration in this plan", theme.quiet())),
     };
-    let height = (inner.height as usize).saturating_sub(1);
     // Several sources (e.g. a sidecar) are told apart; one source needs no prefix.
     let first_source = s.lines.front().map(|(src, _)| src.as_str());
     let mut lines = vec![head];
-    for (src, line) in s.lines.range(s.scroll.window(s.lines.len(), height)) {
+    for (src, line) in s.lines.range(range) {
         let text = if Some(src.as_str()) == first_source {
             line.clone()
         } else {
