@@ -1,1 +1,56 @@
-//! view (being built).
+//! Views: the three faces of one event stream.
+//!
+//! - [`lines`]: one readable line per event (CI logs, `--non-interactive`).
+//! - [`json`]: JSON Lines, one `Envelope` per line (`--output json`).
+//! - [`tui`]: the cockpit (ratatui), which also sends the operator's commands.
+//!
+//! Views only consume [`Envelope`]s and send [`Command`](crate::engine::event::Command)s;
+//! they never decide anything about the release.
+
+pub mod fixture;
+pub mod json;
+pub mod lines;
+pub mod text;
+pub mod tui;
+
+pub use tui::{cockpit, CockpitContext};
+
+use crate::commands::OutputFormat;
+use crate::engine::event::Envelope;
+use std::io::{IsTerminal, Write};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Print every event until the channel closes: readable lines or JSON Lines on stdout,
+/// flushed per line so CI logs stream.
+///
+/// If stdout goes away (a closed pipe) the stream is still drained, so the engine never
+/// blocks or fails on a view it cannot see.
+pub async fn print_events(mut rx: UnboundedReceiver<Envelope>, format: OutputFormat) {
+    let mut printer = lines::Printer::new(colour_for_stdout());
+    let mut writable = true;
+    while let Some(env) = rx.recv().await {
+        if !writable {
+            continue;
+        }
+        let line = match format {
+            OutputFormat::Text => printer.line(&env),
+            OutputFormat::Json => Some(json::format(&env)),
+        };
+        if let Some(line) = line {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                writable = false;
+            }
+        }
+    }
+}
+
+/// `NO_COLOR` set to anything non-empty turns colour off (https://no-color.org).
+pub fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Colour only on a terminal and only without `NO_COLOR`.
+pub fn colour_for_stdout() -> bool {
+    std::io::stdout().is_terminal() && !no_color_env()
+}

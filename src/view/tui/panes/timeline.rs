@@ -1,0 +1,198 @@
+//! Phase timeline: each phase's state and duration; long phases show a gauge.
+
+use super::{bar, block, truncate, Theme};
+use crate::engine::event::{Envelope, Event, Phase, PhaseStatus};
+use crate::view::text;
+use chrono::{DateTime, Utc};
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub unit: String,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PhaseRow {
+    pub phase: Phase,
+    pub state: PhaseState,
+    pub started: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub detail: Option<String>,
+    pub progress: Option<Progress>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimelineState {
+    pub rows: Vec<PhaseRow>,
+}
+
+impl Default for TimelineState {
+    fn default() -> Self {
+        TimelineState {
+            rows: Phase::ORDER.iter().map(|p| PhaseRow::new(*p)).collect(),
+        }
+    }
+}
+
+impl PhaseRow {
+    fn new(phase: Phase) -> Self {
+        PhaseRow {
+            phase,
+            state: PhaseState::Pending,
+            started: None,
+            duration_ms: None,
+            detail: None,
+            progress: None,
+        }
+    }
+}
+
+impl TimelineState {
+    fn row(&mut self, phase: Phase) -> &mut PhaseRow {
+        // Rollback (or any phase outside the usual order) gets a row when it first appears.
+        let i = match self.rows.iter().position(|r| r.phase == phase) {
+            Some(i) => i,
+            None => {
+                self.rows.push(PhaseRow::new(phase));
+                self.rows.len() - 1
+            }
+        };
+        &mut self.rows[i]
+    }
+
+    pub fn state(&self, phase: Phase) -> PhaseState {
+        self.rows
+            .iter()
+            .find(|r| r.phase == phase)
+            .map_or(PhaseState::Pending, |r| r.state)
+    }
+
+    pub fn apply(&mut self, env: &Envelope) {
+        match &env.event {
+            Event::PhaseStarted { phase } => {
+                let r = self.row(*phase);
+                r.state = PhaseState::Running;
+                r.started = Some(env.ts);
+                r.duration_ms = None;
+                r.progress = None;
+            }
+            Event::PhaseFinished {
+                phase,
+                status,
+                detail,
+                duration_ms,
+            } => {
+                let r = self.row(*phase);
+                r.state = match status {
+                    PhaseStatus::Done => PhaseState::Done,
+                    PhaseStatus::Failed => PhaseState::Failed,
+                    PhaseStatus::Skipped => PhaseState::Skipped,
+                };
+                r.duration_ms = Some(*duration_ms);
+                r.detail = detail.clone();
+            }
+            Event::Progress {
+                phase,
+                done,
+                total,
+                unit,
+                message,
+            } => {
+                self.row(*phase).progress = Some(Progress {
+                    done: *done,
+                    total: *total,
+                    unit: unit.clone(),
+                    message: message.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Rows the pane needs (borders excluded).
+    pub fn height(&self) -> u16 {
+        self.rows.len() as u16
+    }
+}
+
+pub fn render(
+    s: &TimelineState,
+    now: DateTime<Utc>,
+    focused: bool,
+    theme: Theme,
+    f: &mut Frame,
+    area: Rect,
+) {
+    let b = block(" phases ", focused, theme);
+    let inner = b.inner(area);
+    f.render_widget(b, area);
+    let width = inner.width as usize;
+    let lines: Vec<Line> = s
+        .rows
+        .iter()
+        .map(|r| row_line(r, now, width, theme))
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn row_line(r: &PhaseRow, now: DateTime<Utc>, width: usize, theme: Theme) -> Line<'static> {
+    let (sym, word, style) = match r.state {
+        PhaseState::Pending => ("○", "pending", theme.quiet()),
+        PhaseState::Running => ("▶", "running", theme.attention()),
+        PhaseState::Done => ("✓", "done", theme.good()),
+        PhaseState::Failed => ("✗", "FAILED", theme.bad()),
+        PhaseState::Skipped => ("–", "skipped", theme.quiet()),
+    };
+    let duration = match (r.state, r.duration_ms, r.started) {
+        (PhaseState::Running, _, Some(start)) => {
+            text::duration_ms((now - start).num_milliseconds().max(0) as u64)
+        }
+        (_, Some(ms), _) if r.state != PhaseState::Skipped => text::duration_ms(ms),
+        _ => String::new(),
+    };
+    // Fixed columns: "▶ snapshot  " (12) … duration right-aligned (7).
+    let middle_w = width.saturating_sub(12 + 7);
+    let pct = r
+        .progress
+        .as_ref()
+        .and_then(|p| text::progress_percent(p.done, p.total, &p.unit));
+    let middle = match (r.state, pct) {
+        (PhaseState::Running, Some(pct)) if middle_w >= 8 => {
+            let w = middle_w - 5;
+            format!("{} {pct:>3}%", bar((pct as usize * w) / 100, w))
+        }
+        (PhaseState::Running, None) => match &r.progress {
+            Some(p) => truncate(&text::progress(p.done, p.total, &p.unit, None), middle_w),
+            None => truncate(word, middle_w),
+        },
+        _ => {
+            let mut m = word.to_string();
+            if let Some(d) = &r.detail {
+                m.push_str("  ");
+                m.push_str(d);
+            }
+            truncate(&m, middle_w)
+        }
+    };
+    Line::from(vec![
+        Span::styled(format!("{sym} "), style),
+        Span::styled(format!("{:<10}", r.phase.name()), theme.strong()),
+        Span::styled(format!("{middle:<middle_w$}"), style),
+        Span::styled(format!("{duration:>7}"), theme.label()),
+    ])
+}
