@@ -15,9 +15,10 @@
 //!   use a `poll_interval` of 60 s or more against real ALBs.
 //!
 //! Throttling and transient failures are retried by the SDK with a short, bounded backoff;
-//! a poll that still cannot observe returns `PortError::Transient`, which the engine records
-//! as blind time.
+//! a poll that still cannot observe returns `PortError::Transient` (classified by
+//! `errors::classify`, like every adapter), which the engine records as blind time.
 
+use super::errors::classify;
 use super::{load_balancer_dimension, target_group_dimension, Resolved};
 use crate::engine::ports::{Health, PortError, PortResult};
 use crate::gate::{AlarmState, ColourSample, HealthSample};
@@ -27,9 +28,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_runtime_api::http::Response as HttpResponse;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::SdkConfig;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,6 +38,7 @@ const NAMESPACE: &str = "AWS/ApplicationELB";
 const MAX_ATTEMPTS: u32 = 3;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(12);
 
@@ -61,6 +60,7 @@ impl AwsHealth {
             .with_initial_backoff(INITIAL_BACKOFF)
             .with_max_backoff(MAX_BACKOFF);
         let timeout = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
             .operation_timeout(OPERATION_TIMEOUT)
             .build();
@@ -90,7 +90,13 @@ impl AwsHealth {
             .target_group_arn(arn)
             .send()
             .await
-            .map_err(|e| classify("DescribeTargetHealth", arn, e))?;
+            .map_err(|e| {
+                classify(
+                    "elbv2:DescribeTargetHealth",
+                    &format!("target group {arn}"),
+                    e,
+                )
+            })?;
         let (mut healthy, mut unhealthy, mut other) = (0, 0, 0);
         for d in out.target_health_descriptions() {
             match d.target_health().and_then(|h| h.state()) {
@@ -109,7 +115,7 @@ impl AwsHealth {
     async fn metrics(&self, window: &Window) -> PortResult<Series> {
         let lb =
             load_balancer_dimension(&self.load_balancer_arn).ok_or_else(|| PortError::Fatal {
-                operation: "GetMetricData".into(),
+                operation: "cloudwatch:GetMetricData".into(),
                 message: format!(
                     "`{}` is not a load balancer ARN (expected …:loadbalancer/app/<name>/<id>)",
                     self.load_balancer_arn
@@ -118,7 +124,7 @@ impl AwsHealth {
         let mut queries = Vec::new();
         for (prefix, arn) in [("b", &self.blue_arn), ("g", &self.green_arn)] {
             let tg = target_group_dimension(arn).ok_or_else(|| PortError::Fatal {
-                operation: "GetMetricData".into(),
+                operation: "cloudwatch:GetMetricData".into(),
                 message: format!(
                     "`{arn}` is not a target group ARN (expected …:targetgroup/<name>/<id>)"
                 ),
@@ -140,7 +146,7 @@ impl AwsHealth {
                 .set_next_token(next.take())
                 .send()
                 .await
-                .map_err(|e| classify("GetMetricData", NAMESPACE, e))?;
+                .map_err(|e| classify("cloudwatch:GetMetricData", "ALB metrics", e))?;
             for r in out.metric_data_results() {
                 let Some(id) = r.id() else { continue };
                 let entry = series.0.entry(id.to_string()).or_default();
@@ -172,7 +178,13 @@ impl AwsHealth {
                 .set_next_token(next.take())
                 .send()
                 .await
-                .map_err(|e| classify("DescribeAlarms", &self.alarms.join(","), e))?;
+                .map_err(|e| {
+                    classify(
+                        "cloudwatch:DescribeAlarms",
+                        &format!("alarms {}", self.alarms.join(", ")),
+                        e,
+                    )
+                })?;
             for a in out.metric_alarms() {
                 if let (Some(n), Some(s)) = (a.alarm_name(), a.state_value()) {
                     found.insert(n.to_string(), s.as_str().to_string());
@@ -370,50 +382,6 @@ impl Series {
             elb_5xx: self.sum(&id("e5xx")),
             latency_avg_ms: self.weighted(&id("avg"), &id("n")).map(secs_to_ms),
             latency_p95_ms: self.weighted(&id("p95"), &id("n")).map(secs_to_ms),
-        }
-    }
-}
-
-/// Turn an SDK failure into what the engine should do about it: throttling, 5xx, timeouts
-/// and connection failures are transient; a missing target group is NotFound; the rest
-/// (permissions, validation) is fatal. Service messages are kept; request bodies never.
-fn classify<E>(operation: &str, resource: &str, err: SdkError<E, HttpResponse>) -> PortError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let code = err.code().unwrap_or_default().to_string();
-    let message = match (err.code(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_string(),
-        _ => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-    };
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(_) => {
-            matches!(status, Some(429) | Some(500..=599))
-                || code.contains("Throttl")
-                || code == "RequestLimitExceeded"
-                || code == "ServiceUnavailable"
-        }
-        _ => false,
-    };
-    if transient {
-        PortError::Transient {
-            operation: operation.into(),
-            message,
-        }
-    } else if code.contains("NotFound") {
-        PortError::NotFound {
-            operation: operation.into(),
-            resource: resource.into(),
-        }
-    } else {
-        PortError::Fatal {
-            operation: operation.into(),
-            message: format!("{message} (resource {resource})"),
         }
     }
 }

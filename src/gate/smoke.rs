@@ -75,7 +75,10 @@ async fn run_command(
         let (out, err) = (child.stdout.take(), child.stderr.take());
         let tail = tail.clone();
         tokio::spawn(async move {
-            tokio::join!(collect(out, tail.clone()), collect(err, tail));
+            tokio::join!(
+                collect(out, Stream::Stdout, tail.clone()),
+                collect(err, Stream::Stderr, tail)
+            );
         })
     };
 
@@ -144,35 +147,67 @@ fn display(command: &[String]) -> String {
     }
 }
 
-/// The last [`TAIL_LINES`] lines of output, both streams in arrival order.
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The last lines of each stream. The two pipes are read concurrently, so their relative
+/// order is not known; each keeps its own tail, and stderr (where the reason usually is)
+/// is never crowded out by a chatty stdout.
 #[derive(Debug, Default)]
 struct Tail {
-    lines: VecDeque<String>,
+    stdout: VecDeque<String>,
+    stderr: VecDeque<String>,
 }
 
 impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
+    fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
         let line = String::from_utf8_lossy(bytes);
         let line = line.trim_end_matches(['\r', '\n']);
-        if self.lines.len() == TAIL_LINES {
-            self.lines.pop_front();
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
         }
-        self.lines
-            .push_back(line.chars().take(MAX_LINE_CHARS).collect());
+        lines.push_back(line.chars().take(MAX_LINE_CHARS).collect());
     }
 
+    /// At most [`TAIL_LINES`] lines in all: stderr gets at least half when it has that
+    /// many, stdout the rest; stderr is printed last, nearest the failure.
     fn render(&self) -> String {
-        self.lines
-            .iter()
-            .map(|l| format!("  | {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        let half = TAIL_LINES / 2;
+        let n_err = self
+            .stderr
+            .len()
+            .min(half.max(TAIL_LINES.saturating_sub(self.stdout.len())));
+        let n_out = self.stdout.len().min(TAIL_LINES - n_err);
+        let mut out = Vec::new();
+        for (name, lines, n) in [
+            ("stdout", &self.stdout, n_out),
+            ("stderr", &self.stderr, n_err),
+        ] {
+            if n > 0 {
+                out.push(format!("  {name}:"));
+                out.extend(
+                    lines
+                        .iter()
+                        .skip(lines.len() - n)
+                        .map(|l| format!("  | {l}")),
+                );
+            }
+        }
+        out.join("\n")
     }
 }
 
 /// Read a stream to its end, keeping complete lines in `tail`. Memory stays bounded
 /// whatever the command prints: a line longer than the cut is truncated as it arrives.
-async fn collect(stream: Option<impl AsyncRead + Unpin>, tail: Arc<Mutex<Tail>>) {
+async fn collect(stream: Option<impl AsyncRead + Unpin>, which: Stream, tail: Arc<Mutex<Tail>>) {
     let Some(mut stream) = stream else { return };
     let mut buf = [0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
@@ -185,7 +220,7 @@ async fn collect(stream: Option<impl AsyncRead + Unpin>, tail: Arc<Mutex<Tail>>)
         for &b in &buf[..n] {
             if b == b'\n' {
                 if let Ok(mut t) = tail.lock() {
-                    t.push(&line);
+                    t.push(which, &line);
                 }
                 line.clear();
             } else if line.len() < limit {
@@ -195,7 +230,7 @@ async fn collect(stream: Option<impl AsyncRead + Unpin>, tail: Arc<Mutex<Tail>>)
     }
     if !line.is_empty() {
         if let Ok(mut t) = tail.lock() {
-            t.push(&line);
+            t.push(which, &line);
         }
     }
 }
@@ -236,13 +271,51 @@ mod tests {
     fn tail_keeps_the_last_lines_and_cuts_long_ones() {
         let mut t = Tail::default();
         for i in 0..50 {
-            t.push(format!("line {i}\r\n").as_bytes());
+            t.push(Stream::Stdout, format!("line {i}\r\n").as_bytes());
         }
-        t.push("x".repeat(1000).as_bytes());
+        t.push(Stream::Stdout, "x".repeat(1000).as_bytes());
         let r = t.render();
-        assert_eq!(r.lines().count(), TAIL_LINES);
-        assert!(r.starts_with("  | line 31\n"), "{r}");
+        assert_eq!(r.lines().count(), TAIL_LINES + 1);
+        assert!(r.starts_with("  stdout:\n  | line 31\n"), "{r}");
         assert!(r.ends_with(&format!("  | {}", "x".repeat(MAX_LINE_CHARS))));
+    }
+
+    #[test]
+    fn stderr_is_never_crowded_out() {
+        let mut t = Tail::default();
+        for i in 0..50 {
+            t.push(Stream::Stdout, format!("out {i}").as_bytes());
+        }
+        for i in 0..3 {
+            t.push(Stream::Stderr, format!("err {i}").as_bytes());
+        }
+        let r = t.render();
+        let lines: Vec<&str> = r.lines().collect();
+        assert_eq!(lines.len(), TAIL_LINES + 2);
+        assert_eq!(lines[1], "  | out 33");
+        assert_eq!(
+            &lines[17..],
+            [
+                "  | out 49",
+                "  stderr:",
+                "  | err 0",
+                "  | err 1",
+                "  | err 2"
+            ]
+        );
+        // A flood on both sides: half each.
+        for i in 0..50 {
+            t.push(Stream::Stderr, format!("err {i}").as_bytes());
+        }
+        let r = t.render();
+        assert_eq!(
+            r.lines().filter(|l| l.starts_with("  | err")).count(),
+            TAIL_LINES / 2
+        );
+        assert_eq!(
+            r.lines().filter(|l| l.starts_with("  | out")).count(),
+            TAIL_LINES / 2
+        );
     }
 
     #[test]
