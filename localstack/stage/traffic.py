@@ -27,6 +27,7 @@ from moto.elbv2.models import elbv2_backends
 from world import forward_weights, lb_dimension, live_backends, tg_colour, tg_dimension
 
 NAMESPACE = "AWS/ApplicationELB"
+ROLE_TAG = "glidepath:role"  # "test" on a test listener (seeded by glidepath)
 SAMPLES = 10  # latency values written per target group per tick
 SPREAD = 0.25  # lognormal sigma: p95 is about 1.45x the mean
 
@@ -54,10 +55,14 @@ class Traffic:
     def forwarding_rules(self):
         """Yield (elb backend, load balancer, [(target group, weight, percent)]) per forwarding
         rule: a listener's default action and each of its rules (ModifyListener or ModifyRule
-        may carry the blue/green weights; each forwarding rule gets traffic.rps)."""
+        may carry the blue/green weights; each forwarding rule gets traffic.rps).
+        Test listeners (tag glidepath:role=test) carry no production traffic and are skipped,
+        so their weights neither feed metrics nor trigger weight-based faults."""
         for elb in live_backends(elbv2_backends):
             for lb in list(elb.load_balancers.values()):
                 for listener in list(lb.listeners.values()):
+                    if elb.tagging_service.get_tag_dict_for_resource(listener.arn).get(ROLE_TAG) == "test":
+                        continue
                     for rule in list(listener.rules.values()):
                         yield from self.rule_groups(elb, lb, rule)
 

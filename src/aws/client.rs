@@ -33,3 +33,27 @@ pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+/// How long one AWS control-plane call may take in all, retries included.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long one attempt of it may take.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// `config` with timeouts and the standard retry mode (3 attempts) for the adapters'
+/// small control-plane calls, so a hung endpoint becomes a Transient error instead of a
+/// stuck release. Asset uploads keep the plain config: a large PutObject may need longer.
+pub fn control_plane(config: &SdkConfig) -> SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    config
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .build()
+}

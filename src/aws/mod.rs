@@ -2,6 +2,18 @@
 //! the rehearsal seeder) talks to aws-sdk-*.
 
 pub mod client;
+pub mod database;
+pub mod errors;
+pub mod fleet;
+pub mod health;
+pub mod ports;
+pub mod resolve;
+pub mod state;
+pub mod tasks;
+pub mod traffic;
+
+pub use errors::AwsError;
+pub use ports::build;
 
 /// The plan's names turned into ARNs once per command (`resolve.rs`); every adapter
 /// works from these so a name is looked up only once.

@@ -1,7 +1,25 @@
 //! `glidepath assets publish|prune`.
 
+use crate::assets::{self, prune, AssetsError, Progress, PublishOptions, Publisher, Stage};
+use crate::aws::client::{s3, sdk_config, Target};
 use crate::cli::Global;
-use std::path::PathBuf;
+use crate::plan::{AssetLayout, AssetsConfig, Plan};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Defaults for the `--dir/--bucket` form (the plan's own defaults apply otherwise).
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+const ENTRY_CACHE_CONTROL: &str = "public, max-age=60, must-revalidate";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// Every file at `<prefix>/<version>/<path>`.
+    Versioned,
+    /// `<prefix>/<dir>/<name>.<hash8>.<ext>`, shared across versions.
+    Hashed,
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AssetsCmd {
@@ -17,6 +35,12 @@ pub enum AssetsCmd {
         bucket: Option<String>,
         #[arg(long)]
         prefix: Option<String>,
+        /// Key layout for the --dir/--bucket form (a plan says its own).
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+        /// Objects in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Remove old asset versions (never the live or standby release's).
     Prune {
@@ -30,6 +54,378 @@ pub enum AssetsCmd {
     },
 }
 
-pub async fn run(_g: &Global, _c: &AssetsCmd) -> i32 {
-    super::not_built("assets")
+pub async fn run(g: &Global, c: &AssetsCmd) -> i32 {
+    match c {
+        AssetsCmd::Publish {
+            plan,
+            version,
+            dir,
+            bucket,
+            prefix,
+            layout,
+            concurrency,
+        } => {
+            let plan = match plan.as_deref().map(load_plan).transpose() {
+                Ok(p) => p,
+                Err(msg) => return usage(&msg),
+            };
+            let cfg = match publish_config(plan.as_ref(), dir, bucket, prefix, *layout) {
+                Ok(c) => c,
+                Err(msg) => return usage(&msg),
+            };
+            let name = plan.as_ref().map(|p| p.app.clone());
+            publish(g, plan.as_ref(), cfg, name, version, *concurrency).await
+        }
+        AssetsCmd::Prune {
+            plan,
+            keep,
+            dry_run,
+        } => {
+            let plan = match load_plan(plan) {
+                Ok(p) => p,
+                Err(msg) => return usage(&msg),
+            };
+            prune_cmd(g, &plan, *keep, *dry_run).await
+        }
+    }
+}
+
+fn usage(msg: &str) -> i32 {
+    eprintln!("glidepath: {msg}");
+    crate::exit::USAGE
+}
+
+/// Bad input (tree, version, plan) is exit 2 — nothing was changed; the rest is exit 1.
+fn exit_for(e: &AssetsError) -> i32 {
+    match e {
+        AssetsError::Walk(_)
+        | AssetsError::Hash(_)
+        | AssetsError::BadVersion { .. }
+        | AssetsError::Plan(assets::plan::PlanError::ManifestCollision { .. }) => {
+            crate::exit::USAGE
+        }
+        _ => crate::exit::UNEXPECTED,
+    }
+}
+
+fn load_plan(path: &Path) -> Result<Plan, String> {
+    // Reading plan files lands with the plan module's loader; until then only the
+    // --dir/--bucket/--prefix form can publish.
+    Err(format!(
+        "reading plan {} is not built yet in this version of glidepath; use --dir/--bucket/--prefix",
+        path.display()
+    ))
+}
+
+/// The plan's `[assets]`, with --dir/--bucket/--prefix overriding; or those flags alone.
+fn publish_config(
+    plan: Option<&Plan>,
+    dir: &Option<PathBuf>,
+    bucket: &Option<String>,
+    prefix: &Option<String>,
+    layout: Option<LayoutArg>,
+) -> Result<AssetsConfig, String> {
+    let mut cfg = match plan {
+        Some(p) => p.assets.clone().ok_or_else(|| {
+            format!(
+                "plan {} has no [assets] section; add one, or give --dir/--bucket/--prefix",
+                p.source.display()
+            )
+        })?,
+        None => {
+            let (Some(dir), Some(bucket)) = (dir, bucket) else {
+                return Err(
+                    "assets publish needs a plan, or --dir and --bucket (and usually --prefix)"
+                        .into(),
+                );
+            };
+            AssetsConfig {
+                dir: dir.clone(),
+                bucket: bucket.clone(),
+                prefix: prefix.clone().unwrap_or_default(),
+                layout: AssetLayout::Versioned,
+                retention: 10,
+                cache_control: CACHE_CONTROL.into(),
+                entry_cache_control: ENTRY_CACHE_CONTROL.into(),
+                include: vec![],
+                exclude: vec![],
+            }
+        }
+    };
+    if let Some(d) = dir {
+        cfg.dir = d.clone();
+    }
+    if let Some(b) = bucket {
+        cfg.bucket = b.clone();
+    }
+    if let Some(p) = prefix {
+        cfg.prefix = p.clone();
+    }
+    match layout {
+        Some(LayoutArg::Versioned) => cfg.layout = AssetLayout::Versioned,
+        Some(LayoutArg::Hashed) => cfg.layout = AssetLayout::Hashed,
+        None => {}
+    }
+    Ok(cfg)
+}
+
+async fn client(g: &Global, plan: Option<&Plan>) -> aws_sdk_s3::Client {
+    let region = g
+        .region
+        .clone()
+        .or_else(|| plan.map(|p| p.region.clone()))
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into());
+    let target = Target {
+        region,
+        endpoint_url: g
+            .endpoint_url
+            .clone()
+            .or_else(|| plan.and_then(|p| p.endpoint_url.clone())),
+        profile: g.profile.clone(),
+    };
+    s3(&sdk_config(&target).await)
+}
+
+async fn publish(
+    g: &Global,
+    plan: Option<&Plan>,
+    cfg: AssetsConfig,
+    name: Option<String>,
+    version: &str,
+    concurrency: usize,
+) -> i32 {
+    let s3c = client(g, plan).await;
+    let mut publisher = Publisher::new(s3c, cfg).with_options(PublishOptions {
+        concurrency: concurrency.max(1),
+        ..PublishOptions::default()
+    });
+    if let Some(n) = name {
+        publisher = publisher.with_name(n);
+    }
+    let meter = Meter::new(std::io::stderr().is_terminal());
+    let progress = |p: &Progress| meter.show(p);
+    let result = publisher.publish(version, &progress).await;
+    meter.clear();
+    match result {
+        Ok(report) => {
+            println!("{}", report.summary());
+            crate::exit::OK
+        }
+        Err(e) => {
+            eprintln!("glidepath: assets publish failed: {e}");
+            eprintln!("glidepath: no manifest was written for {version}; the version is not visible. Fix the cause and rerun: finished files are not sent again.");
+            exit_for(&e)
+        }
+    }
+}
+
+/// A one-line progress meter on a terminal, redrawn at most every 100 ms.
+struct Meter {
+    on: bool,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Meter {
+    fn new(on: bool) -> Self {
+        Meter {
+            on,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn show(&self, p: &Progress) {
+        if !self.on {
+            return;
+        }
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) && p.stage != Stage::Done
+        {
+            return;
+        }
+        *last = Some(Instant::now());
+        let line = match p.stage {
+            Stage::Hashing => format!(
+                "hashing {} files: {} / {}",
+                p.files_total,
+                assets::human_bytes(p.bytes_done),
+                assets::human_bytes(p.bytes_total)
+            ),
+            _ => format!(
+                "{}/{} files, {} uploaded ({}), {} copied, {} skipped",
+                p.files_done,
+                p.files_total,
+                p.uploaded,
+                assets::human_bytes(p.uploaded_bytes),
+                p.copied,
+                p.skipped
+            ),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+    }
+
+    fn clear(&self) {
+        if self.on {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+}
+
+async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) -> i32 {
+    let Some(cfg) = plan.assets.clone() else {
+        return usage(&format!(
+            "plan {} has no [assets] section: nothing to prune",
+            plan.source.display()
+        ));
+    };
+    let keep = keep.unwrap_or(cfg.retention) as usize;
+    let s3c = client(g, Some(plan)).await;
+    let protected = match protected_versions(&s3c, &plan.state).await {
+        Ok(Some(p)) => {
+            eprintln!(
+                "glidepath: protecting the live and standby versions from the ledger: {}",
+                if p.is_empty() {
+                    "(none recorded)".to_string()
+                } else {
+                    p.join(", ")
+                }
+            );
+            p
+        }
+        Ok(None) => {
+            eprintln!(
+                "glidepath: no ledger index at s3://{}/{}; protecting the newest {keep} version(s) only",
+                plan.state.bucket,
+                ledger_index_key(&plan.state)
+            );
+            vec![]
+        }
+        Err(e) => {
+            eprintln!("glidepath: cannot read the ledger index to find the live and standby versions, so nothing was pruned: {e}");
+            return crate::exit::UNEXPECTED;
+        }
+    };
+    match prune::prune(&s3c, &cfg, keep, &protected, dry_run).await {
+        Ok(report) => {
+            for v in &report.protected_missing {
+                eprintln!(
+                    "glidepath: note: protected version {v} is not published under this prefix"
+                );
+            }
+            println!("{}", report.summary());
+            crate::exit::OK
+        }
+        Err(e) => {
+            eprintln!("glidepath: assets prune failed: {e}");
+            exit_for(&e)
+        }
+    }
+}
+
+fn ledger_index_key(state: &crate::plan::StateConfig) -> String {
+    assets::layout::join(
+        &assets::layout::normalize_prefix(&state.prefix),
+        "ledger/index.json",
+    )
+}
+
+/// The live and standby releases' versions from the ledger index, or None when there is no
+/// index yet (no release has run). Reads `live` / `standby` (a version string or an object
+/// with a `version`) and `live_version` / `standby_version` at the top level.
+async fn protected_versions(
+    s3c: &aws_sdk_s3::Client,
+    state: &crate::plan::StateConfig,
+) -> Result<Option<Vec<String>>, String> {
+    let key = ledger_index_key(state);
+    let out = match s3c
+        .get_object()
+        .bucket(&state.bucket)
+        .key(&key)
+        .send()
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            if status == Some(404) {
+                return Ok(None);
+            }
+            return Err(format!(
+                "GetObject s3://{}/{key}: {}",
+                state.bucket,
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ));
+        }
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("reading s3://{}/{key}: {e}", state.bucket))?
+        .into_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("s3://{}/{key} is not JSON: {e}", state.bucket))?;
+    Ok(Some(versions_in_index(&json)))
+}
+
+fn versions_in_index(json: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in ["live", "standby"] {
+        match json.get(field) {
+            Some(serde_json::Value::String(v)) => out.push(v.clone()),
+            Some(obj) => {
+                if let Some(v) = obj.get("version").and_then(|v| v.as_str()) {
+                    out.push(v.to_string());
+                }
+            }
+            None => {}
+        }
+        if let Some(v) = json
+            .get(format!("{field}_version"))
+            .and_then(|v| v.as_str())
+        {
+            out.push(v.to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_index_shapes() {
+        let j =
+            serde_json::json!({"live": {"version": "1.2.0", "colour": "blue"}, "standby": "1.1.0"});
+        assert_eq!(versions_in_index(&j), ["1.1.0", "1.2.0"]);
+        let j = serde_json::json!({"live_version": "3", "releases": []});
+        assert_eq!(versions_in_index(&j), ["3"]);
+        assert!(versions_in_index(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn flags_alone_make_a_config_and_missing_flags_are_named() {
+        let cfg = publish_config(
+            None,
+            &Some("site".into()),
+            &Some("b".into()),
+            &None,
+            Some(LayoutArg::Hashed),
+        )
+        .unwrap();
+        assert_eq!(cfg.layout, AssetLayout::Hashed);
+        assert_eq!(cfg.prefix, "");
+        let err = publish_config(None, &None, &Some("b".into()), &None, None).unwrap_err();
+        assert!(err.contains("--dir"), "{err}");
+    }
 }

@@ -4,6 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod bake;
+pub mod report;
+pub mod smoke;
+pub mod stats;
+pub mod verdict;
+
+pub use bake::BakeClock;
+pub use report::drill_report;
+pub use smoke::CommandSmoke;
+
 /// What one poll saw of one colour's target group.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ColourSample {
@@ -85,26 +95,9 @@ impl std::fmt::Display for Signal {
     }
 }
 
-/// Judge the samples of the current step against the plan's thresholds.
-///
-/// Placeholder until the health-gates work lands: target health and alarms only.
-pub fn judge(samples: &[HealthSample], _cfg: &crate::plan::GateConfig) -> Verdict {
-    let Some(last) = samples.last() else {
-        return Verdict::NotEnoughData {
-            reason: "no sample yet".into(),
-        };
-    };
-    if last.green.unhealthy > 0 {
-        return Verdict::Fail {
-            signal: Signal::TargetHealth,
-            reason: format!("green has {} unhealthy target(s)", last.green.unhealthy),
-        };
-    }
-    if let Some(a) = last.alarms.iter().find(|a| a.state == "ALARM") {
-        return Verdict::Fail {
-            signal: Signal::Alarm,
-            reason: format!("alarm {} is in ALARM", a.name),
-        };
-    }
-    Verdict::Pass
+/// Judge the samples of the current step against the plan's gates: target health and
+/// alarms, then (once green has `min_requests`) 5xx rate and latency thresholds, then the
+/// optional rank test. See [`verdict`] for the rules.
+pub fn judge(samples: &[HealthSample], cfg: &crate::plan::GateConfig) -> Verdict {
+    verdict::judge(samples, cfg)
 }
