@@ -345,3 +345,30 @@ fn focus_cycles_and_scrolls_the_focused_log() {
     press(&mut c, &[KeyCode::BackTab]);
     assert_eq!(c.focus, Focus::Health);
 }
+
+#[test]
+fn the_event_log_is_bounded_and_keeps_the_newest() {
+    let plan = staging();
+    let mut c = Cockpit::new(
+        &view_support::context(&plan, false),
+        false,
+        chrono::Utc::now(),
+    );
+    let mut s = glidepath::view::fixture::Script::new("r1");
+    for i in 0..60_000 {
+        s.push(glidepath::engine::event::Event::Log {
+            source: "migrate".into(),
+            line: format!("line {i}"),
+        });
+    }
+    for e in s.events() {
+        c.apply(e);
+    }
+    assert!(c.log.entries.len() <= 50_000);
+    assert!(c
+        .log
+        .entries
+        .last()
+        .is_some_and(|e| e.text.ends_with("line 59999")));
+    assert_eq!(c.log.visible_len(), c.log.entries.len());
+}

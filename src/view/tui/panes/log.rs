@@ -9,6 +9,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+/// Entries kept; a chatty migration must not grow the cockpit without bound.
+const KEEP: usize = 50_000;
+
 #[derive(Debug, Clone)]
 pub struct LogEntry {
     pub text: String,
@@ -56,6 +59,13 @@ impl LogState {
             self.visible.push(self.entries.len());
         }
         self.entries.push(entry);
+        if self.entries.len() > KEEP {
+            // Drop the oldest tenth at once so trimming stays cheap per event.
+            self.entries.drain(..KEEP / 10);
+            let scroll = self.scroll;
+            self.set_filter(&self.filter.clone());
+            self.scroll = scroll;
+        }
     }
 
     fn matches(&self, text: &str) -> bool {
