@@ -86,3 +86,20 @@ pub async fn watch(_g: &Global, _a: &WatchArgs) -> i32 {
 pub async fn unlock(_g: &Global, _a: &UnlockArgs) -> i32 {
     super::not_built("unlock")
 }
+
+/// How a release is driven once its plan is loaded: shared by `release` and `rehearse`.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub version: String,
+    pub non_interactive: bool,
+    pub output: OutputFormat,
+    pub auto_approve: bool,
+    /// Typed confirmation for production plans (scripted mode).
+    pub confirm: Option<String>,
+}
+
+/// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
+/// a terminal, lines/JSON otherwise), run the engine; returns the exit code.
+pub async fn drive(_g: &Global, _plan: &crate::plan::Plan, _d: Drive) -> i32 {
+    super::not_built("release")
+}

@@ -3,5 +3,6 @@
 
 pub mod event;
 pub mod ports;
+pub mod run;
 
 pub use event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};

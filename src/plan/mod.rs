@@ -222,3 +222,29 @@ mod secs {
         s.serialize_f64(d.as_secs_f64())
     }
 }
+
+/// Why a plan cannot be used. Rendered for a tired operator: `file:line:col`, the
+/// offending text and a suggestion where one helps. Every plan error exits 2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    /// The full, human-readable diagnostics (one or more), ready to print.
+    pub message: String,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// Read, parse, validate and resolve the plan at `path`.
+pub fn load(path: &std::path::Path) -> Result<Plan, PlanError> {
+    Err(PlanError {
+        message: format!(
+            "{}: reading plan files is not built yet in this version of glidepath",
+            path.display()
+        ),
+    })
+}
