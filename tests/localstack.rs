@@ -42,7 +42,11 @@ async fn state_store_compare_and_swap_on_localstack() {
         ls.endpoint()
     );
     let s3 = s3_with_bucket(&ls, "shop-glidepath-state").await;
-    let store = S3State::new(s3.clone(), "shop-glidepath-state", "glidepath/shop/rehearsal");
+    let store = S3State::new(
+        s3.clone(),
+        "shop-glidepath-state",
+        "glidepath/shop/rehearsal",
+    );
 
     // Create-if-absent: the first writer wins, the second gets Conflict.
     let first = written(
@@ -95,7 +99,10 @@ async fn state_store_compare_and_swap_on_localstack() {
 
     // Delete, then a swap against the deleted version loses; a missing key reads as None.
     store.delete("lock.json").await.unwrap();
-    store.delete("lock.json").await.expect("deleting twice is fine");
+    store
+        .delete("lock.json")
+        .await
+        .expect("deleting twice is fine");
     assert_eq!(store.get("lock.json").await.unwrap(), None);
     let gone = store
         .put_if_match("lock.json", b"{}".to_vec(), &renewed)
@@ -107,7 +114,10 @@ async fn state_store_compare_and_swap_on_localstack() {
     let nowhere = S3State::new(s3, "no-such-state-bucket", "x");
     let err = nowhere.get("lock.json").await.unwrap_err();
     assert!(matches!(err, PortError::Fatal { .. }), "{err:?}");
-    assert!(format!("{err:?}").contains("no-such-state-bucket"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("no-such-state-bucket"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -174,10 +184,16 @@ async fn sha256_checksums_are_verified_on_localstack() {
 
 fn write_tree(root: &std::path::Path) {
     let files = [
-        ("index.html", "<!doctype html><script src=app.js></script>\n"),
+        (
+            "index.html",
+            "<!doctype html><script src=app.js></script>\n",
+        ),
         ("app.js", "console.log('shop');\n"),
         ("css/site.css", "body { margin: 0 }\n"),
-        ("img/logo.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>\n"),
+        (
+            "img/logo.svg",
+            "<svg xmlns='http://www.w3.org/2000/svg'/>\n",
+        ),
     ];
     for (path, text) in files {
         let p = root.join(path);

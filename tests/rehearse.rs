@@ -49,8 +49,13 @@ async fn rehearse_seeds_reports_and_leaves_no_stage_behind() {
     let done = rehearse(&global(), common::rehearsal_plan(), &args("happy")).await;
     println!("{}", done.report);
     let pid = done.stage_pid.expect("a stage was started");
-    assert!(common::process_gone(pid), "stage pid {pid} outlived the rehearsal");
-    let state = done.stage_state.expect("the stage answered after the release");
+    assert!(
+        common::process_gone(pid),
+        "stage pid {pid} outlived the rehearsal"
+    );
+    let state = done
+        .stage_state
+        .expect("the stage answered after the release");
     assert_eq!(state["scenario"]["name"], "happy");
     assert_eq!(state["target_groups"]["shop-blue"]["colour"], "blue");
     assert!(
@@ -62,7 +67,11 @@ async fn rehearse_seeds_reports_and_leaves_no_stage_behind() {
         "{}",
         done.report
     );
-    assert!(done.report.contains("listener shop now: shop-blue "), "{}", done.report);
+    assert!(
+        done.report.contains("listener shop now: shop-blue "),
+        "{}",
+        done.report
+    );
 }
 
 #[tokio::test]
@@ -82,7 +91,12 @@ async fn rehearse_happy_finalizes_with_green_live() {
 #[tokio::test]
 #[ignore = "needs the release engine (commands::release::drive)"]
 async fn rehearse_migration_failure_exits_5_without_moving_traffic() {
-    let done = rehearse(&global(), common::rehearsal_plan(), &args("migration-fails")).await;
+    let done = rehearse(
+        &global(),
+        common::rehearsal_plan(),
+        &args("migration-fails"),
+    )
+    .await;
     println!("{}", done.report);
     assert_eq!(done.exit_code, 5, "{}", done.report);
     let state = done.stage_state.unwrap();

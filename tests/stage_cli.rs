@@ -90,9 +90,15 @@ fn stage_up_status_down_round_trip() {
         .unwrap_or_else(|| panic!("no ready line: {out}"))
         .to_string();
     let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(out.contains(&format!("export AWS_ENDPOINT_URL={endpoint}")), "{out}");
+    assert!(
+        out.contains(&format!("export AWS_ENDPOINT_URL={endpoint}")),
+        "{out}"
+    );
     assert!(out.contains("scenario happy"), "{out}");
-    assert!(out.contains(&format!("glidepath stage down --port {port}")), "{out}");
+    assert!(
+        out.contains(&format!("glidepath stage down --port {port}")),
+        "{out}"
+    );
     assert!(took.as_secs_f64() < 5.0, "stage up took {took:?}");
 
     let pid_file = home.stage_dir().join(format!("{port}.pid"));

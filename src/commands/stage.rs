@@ -138,7 +138,10 @@ async fn up(scenario: &str, port: u16) -> i32 {
     let dir = state_dir();
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return fail(
-            format_args!("cannot create the stage state folder {}: {e}", dir.display()),
+            format_args!(
+                "cannot create the stage state folder {}: {e}",
+                dir.display()
+            ),
             crate::exit::UNEXPECTED,
         );
     }
@@ -179,7 +182,10 @@ async fn up(scenario: &str, port: u16) -> i32 {
         // Without a pid file `stage down` could not find it: do not leave it running.
         let _ = st::stop_detached(stage.pid).await;
         return fail(
-            format_args!("cannot write {}: {e}; stopped the stage again", pid_path.display()),
+            format_args!(
+                "cannot write {}: {e}; stopped the stage again",
+                pid_path.display()
+            ),
             crate::exit::UNEXPECTED,
         );
     }

@@ -475,13 +475,11 @@ pub async fn control_at(
         path: path.clone(),
         reason,
     };
-    let (status, text) = tokio::time::timeout(
-        CONTROL_TIMEOUT,
-        http_request(port, method, &path, body),
-    )
-    .await
-    .map_err(|_| fail(format!("no answer within {}s", CONTROL_TIMEOUT.as_secs())))?
-    .map_err(|e| fail(e.to_string()))?;
+    let (status, text) =
+        tokio::time::timeout(CONTROL_TIMEOUT, http_request(port, method, &path, body))
+            .await
+            .map_err(|_| fail(format!("no answer within {}s", CONTROL_TIMEOUT.as_secs())))?
+            .map_err(|e| fail(e.to_string()))?;
     if !(200..300).contains(&status) {
         return Err(StageError::ControlStatus {
             method,
