@@ -5,6 +5,7 @@ mod assets_support;
 mod common;
 
 use assets_support::{self as body, S3Env};
+use glidepath::plan::AssetLayout;
 use glidepath::rehearse::stage::Stage;
 
 async fn stage() -> (Stage, S3Env) {
@@ -34,7 +35,13 @@ async fn conflicting_object_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_publish_resumes() {
     let (_stage, env) = stage().await;
-    body::interrupted_publish_resumes(&env).await;
+    body::interrupted_publish_resumes(&env, AssetLayout::Versioned).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_hashed_publish_resumes() {
+    let (_stage, env) = stage().await;
+    body::interrupted_publish_resumes(&env, AssetLayout::Hashed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,7 +104,12 @@ impl S3Env {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {}", dbg_err(&e)));
-        out.body.collect().await.expect("body").into_bytes().to_vec()
+        out.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .to_vec()
     }
 
     /// Put an object the way some other tool would (our publisher never overwrites).
@@ -177,15 +182,27 @@ pub async fn publish_err(p: &Publisher, version: &str) -> AssetsError {
 
 /// The published files of the sample site (dot files are added too, and must be skipped).
 pub const SITE: &[(&str, &[u8])] = &[
-    ("index.html", b"<!doctype html><title>shop</title><script src=js/app.js></script>"),
+    (
+        "index.html",
+        b"<!doctype html><title>shop</title><script src=js/app.js></script>",
+    ),
     ("about/index.html", b"<!doctype html><title>about</title>"),
     ("css/site.css", b"body{margin:0;font-family:system-ui}"),
     ("css/vendor/reset.css", b"*{box-sizing:border-box}"),
     ("js/app.js", b"import('./chunks/a.js').then(m => m.start())"),
-    ("js/chunks/a.js", b"export function start(){console.log('a')}"),
+    (
+        "js/chunks/a.js",
+        b"export function start(){console.log('a')}",
+    ),
     ("js/chunks/b.js", b"export const b = 2"),
-    ("img/logo.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1\" height=\"1\"/>"),
-    ("img/pixel.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\xff\xfe"),
+    (
+        "img/logo.svg",
+        b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1\" height=\"1\"/>",
+    ),
+    (
+        "img/pixel.png",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\xff\xfe",
+    ),
     ("fonts/body.woff2", b"wOF2\x00\x01\x00\x00\x80\x81\x82"),
     ("data/config.json", b"{\"api\":\"/api\"}"),
     ("empty.txt", b""),
@@ -315,7 +332,11 @@ pub async fn check_published_with(
         .await
         .unwrap_or_else(|e| panic!("manifest {key} missing: {}", dbg_err(&e)));
     assert_eq!(head.cache_control(), Some(short), "manifest Cache-Control");
-    assert_eq!(head.content_type(), Some("application/json"), "manifest type");
+    assert_eq!(
+        head.content_type(),
+        Some("application/json"),
+        "manifest type"
+    );
     let manifest = Manifest::parse(&key, &env.get(bucket, &key).await).expect("manifest parses");
     assert_eq!(manifest.version, version);
 
@@ -328,7 +349,11 @@ pub async fn check_published_with(
         );
         for (logical, bytes) in &files {
             let e = &manifest.files[logical];
-            assert_eq!(e.sha256, Digest::of(bytes).hex(), "{logical}: manifest sha256");
+            assert_eq!(
+                e.sha256,
+                Digest::of(bytes).hex(),
+                "{logical}: manifest sha256"
+            );
             assert_eq!(e.size, bytes.len() as u64, "{logical}: manifest size");
         }
     }
@@ -354,7 +379,11 @@ pub async fn check_published_with(
         let digest = Digest::of(&body);
         assert_eq!(digest.hex(), e.sha256, "{logical}: bytes at {}", e.key);
         assert_eq!(body.len() as u64, e.size, "{logical}: size at {}", e.key);
-        assert_eq!(meta.as_deref(), Some(e.sha256.as_str()), "{logical}: sha256 metadata");
+        assert_eq!(
+            meta.as_deref(),
+            Some(e.sha256.as_str()),
+            "{logical}: sha256 metadata"
+        );
         if !composite {
             assert_eq!(
                 checksum.as_deref(),
@@ -363,15 +392,26 @@ pub async fn check_published_with(
                 e.key
             );
         }
-        assert_eq!(ct.as_deref(), Some(e.content_type.as_str()), "{logical}: Content-Type");
+        assert_eq!(
+            ct.as_deref(),
+            Some(e.content_type.as_str()),
+            "{logical}: Content-Type"
+        );
         assert_eq!(e.content_type, layout::content_type(logical));
         if let Some(want) = expected_type(logical) {
             assert_eq!(e.content_type, want, "{logical}: Content-Type");
         }
         if logical.ends_with(".js") {
-            assert!(e.content_type.ends_with("javascript; charset=utf-8"), "{logical}");
+            assert!(
+                e.content_type.ends_with("javascript; charset=utf-8"),
+                "{logical}"
+            );
         }
-        let want_cc = if logical.ends_with(".html") { short } else { IMMUTABLE };
+        let want_cc = if logical.ends_with(".html") {
+            short
+        } else {
+            IMMUTABLE
+        };
         assert_eq!(cc.as_deref(), Some(want_cc), "{logical}: Cache-Control");
     }
     manifest
@@ -401,8 +441,15 @@ pub async fn publish_republish_and_new_version(env: &S3Env) {
     );
 
     let r1 = publish(&p, "1.0.0").await;
-    let total: u64 = local_files(tree.path()).values().map(|b| b.len() as u64).sum();
-    assert_eq!((r1.files, r1.uploaded, r1.copied, r1.skipped), (n, n, 0, 0), "{r1:?}");
+    let total: u64 = local_files(tree.path())
+        .values()
+        .map(|b| b.len() as u64)
+        .sum();
+    assert_eq!(
+        (r1.files, r1.uploaded, r1.copied, r1.skipped),
+        (n, n, 0, 0),
+        "{r1:?}"
+    );
     assert_eq!(r1.uploaded_bytes, total);
     assert!(!r1.already_published);
     let m1 = check_published(env, &bucket, "1.0.0", Some(tree.path())).await;
@@ -415,8 +462,15 @@ pub async fn publish_republish_and_new_version(env: &S3Env) {
     assert!(r2.already_published, "{r2:?}");
     assert_eq!((r2.uploaded, r2.uploaded_bytes, r2.copied), (0, 0, 0));
     let s = r2.summary();
-    assert!(s.contains("already published") && s.contains("nothing to do"), "{s}");
-    assert_eq!(env.listing(&bucket, "").await, before, "a no-op writes nothing");
+    assert!(
+        s.contains("already published") && s.contains("nothing to do"),
+        "{s}"
+    );
+    assert_eq!(
+        env.listing(&bucket, "").await,
+        before,
+        "a no-op writes nothing"
+    );
 
     // New version: three files changed.
     change(tree.path(), &CHANGED, "1.1.0");
@@ -425,13 +479,20 @@ pub async fn publish_republish_and_new_version(env: &S3Env) {
         .map(|f| std::fs::metadata(tree.path().join(f)).expect("stat").len())
         .sum();
     let r3 = publish(&p, "1.1.0").await;
-    assert_eq!((r3.uploaded, r3.copied, r3.skipped), (3, n - 3, 0), "{r3:?}");
+    assert_eq!(
+        (r3.uploaded, r3.copied, r3.skipped),
+        (3, n - 3, 0),
+        "{r3:?}"
+    );
     assert_eq!(r3.uploaded_bytes, changed_bytes);
     assert!(r3.summary().starts_with(&format!(
         "published {bucket}/static 1.1.0: {n} files, 3 uploaded"
     )));
     let m2 = check_published(env, &bucket, "1.1.0", Some(tree.path())).await;
-    assert_eq!(m2.files["media/intro.bin"].key, "static/1.1.0/media/intro.bin");
+    assert_eq!(
+        m2.files["media/intro.bin"].key,
+        "static/1.1.0/media/intro.bin"
+    );
     // The old version is intact: blue's pages still find blue's files.
     let again = check_published(env, &bucket, "1.0.0", None).await;
     assert_eq!(again, m1);
@@ -459,7 +520,11 @@ pub async fn hashed_layout_skips_known_content(env: &S3Env) {
 
     change(tree.path(), &CHANGED, "2");
     let r2 = publish(&p, "2").await;
-    assert_eq!((r2.uploaded, r2.copied, r2.skipped), (3, 0, n - 3), "{r2:?}");
+    assert_eq!(
+        (r2.uploaded, r2.copied, r2.skipped),
+        (3, 0, n - 3),
+        "{r2:?}"
+    );
     let m2 = check_published(env, &bucket, "2", Some(tree.path())).await;
     for (logical, e) in &m2.files {
         let same = m1.files[logical].key == e.key;
@@ -485,32 +550,57 @@ pub async fn conflicting_object_is_refused(env: &S3Env) {
     let err = publish_err(&p, "1.0.0").await;
     let msg = err.to_string();
     assert!(matches!(err, AssetsError::Conflict { .. }), "{msg}");
-    assert!(msg.contains(key) && msg.contains("nothing was overwritten"), "{msg}");
-    assert_eq!(env.get(&bucket, key).await, theirs, "their object is untouched");
+    assert!(
+        msg.contains(key) && msg.contains("nothing was overwritten"),
+        "{msg}"
+    );
+    assert_eq!(
+        env.get(&bucket, key).await,
+        theirs,
+        "their object is untouched"
+    );
     assert!(!env.exists(&bucket, "static/1.0.0/manifest.json").await);
 
     // Hashed: the content-addressed key of js/app.js holds other bytes (a different size).
     let bucket = env.bucket("conflict-h").await;
     let app = std::fs::read(tree.path().join("js/app.js")).expect("read");
-    let key = layout::object_key(AssetLayout::Hashed, "static", "1", "js/app.js", &Digest::of(&app));
-    env.put_foreign(&bucket, &key, b"something else entirely").await;
+    let key = layout::object_key(
+        AssetLayout::Hashed,
+        "static",
+        "1",
+        "js/app.js",
+        &Digest::of(&app),
+    );
+    env.put_foreign(&bucket, &key, b"something else entirely")
+        .await;
     let p = env.publisher(&bucket, tree.path(), AssetLayout::Hashed, opts());
     let msg = publish_err(&p, "1").await.to_string();
     assert!(msg.contains(&key), "{msg}");
     assert_eq!(env.get(&bucket, &key).await, b"something else entirely");
-    assert!(!env.exists(&bucket, "static/1/manifest.json").await);
+    let left: Vec<String> = env.listing(&bucket, "").await.into_keys().collect();
+    assert_eq!(
+        left,
+        [key],
+        "the conflict is found before anything is uploaded"
+    );
 }
 
 /// Cancel a publish mid-way (drop its future): no manifest; a rerun finishes it, sending
 /// only what was not there yet.
-pub async fn interrupted_publish_resumes(env: &S3Env) {
+pub async fn interrupted_publish_resumes(env: &S3Env, layout: AssetLayout) {
     let bucket = env.bucket("cancel").await;
+    // Where this layout's objects go (the manifest is the only thing under `static/7/` in
+    // the hashed layout, and it must not be there).
+    let under = match layout {
+        AssetLayout::Versioned => "static/7/",
+        AssetLayout::Hashed => "static/js/",
+    };
     let files = 240u64;
     let tree = bulk_tree(files as usize, 24 * 1024);
     let p = env.publisher(
         &bucket,
         tree.path(),
-        AssetLayout::Versioned,
+        layout,
         PublishOptions {
             concurrency: 4,
             ..opts()
@@ -529,20 +619,27 @@ pub async fn interrupted_publish_resumes(env: &S3Env) {
     }
     // Requests in flight when the future was dropped either landed whole or not at all.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let present = env.listing(&bucket, "static/7/").await;
+    let present = env.listing(&bucket, under).await;
     assert!(
         present.len() >= 40 && (present.len() as u64) < files,
         "{} objects after the interruption",
         present.len()
     );
-    assert!(!present.contains_key("static/7/manifest.json"), "no manifest");
+    assert!(
+        !present.contains_key("static/7/manifest.json"),
+        "no manifest"
+    );
     assert!(!env.exists(&bucket, "static/7/manifest.json").await);
 
     let r = publish(&p, "7").await;
-    assert_eq!(r.skipped, present.len() as u64, "finished files are adopted: {r:?}");
+    assert_eq!(
+        r.skipped,
+        present.len() as u64,
+        "finished files are adopted: {r:?}"
+    );
     assert_eq!(r.uploaded, files - present.len() as u64, "{r:?}");
     assert_eq!(r.copied, 0);
-    let after = env.listing(&bucket, "static/7/").await;
+    let after = env.listing(&bucket, under).await;
     for (k, etag) in &present {
         assert_eq!(after.get(k), Some(etag), "{k} was not written again");
     }
@@ -564,25 +661,41 @@ pub async fn prune_keeps_newest_and_protected(env: &S3Env) {
     assert_eq!(all.len(), 5 * (n + 1));
 
     let protected = vec!["v1".to_string()];
-    let dry = prune::prune(&env.s3, &cfg, 2, &protected, true).await.expect("dry run");
+    let dry = prune::prune(&env.s3, &cfg, 2, &protected, true)
+        .await
+        .expect("dry run");
     assert!(dry.dry_run);
     assert_eq!(dry.keep, ["v5", "v4", "v1"]);
     assert_eq!(dry.removed, ["v3", "v2"]);
     assert_eq!(dry.objects, 2 * (n as u64 + 1));
-    assert!(dry.summary().starts_with("would remove 2 version(s)"), "{}", dry.summary());
-    assert_eq!(env.listing(&bucket, "").await, all, "a dry run removes nothing");
+    assert!(
+        dry.summary().starts_with("would remove 2 version(s)"),
+        "{}",
+        dry.summary()
+    );
+    assert_eq!(
+        env.listing(&bucket, "").await,
+        all,
+        "a dry run removes nothing"
+    );
 
-    let done = prune::prune(&env.s3, &cfg, 2, &protected, false).await.expect("prune");
+    let done = prune::prune(&env.s3, &cfg, 2, &protected, false)
+        .await
+        .expect("prune");
     assert_eq!(done.removed, ["v3", "v2"]);
     let left = env.listing(&bucket, "").await;
     assert_eq!(left.len(), 3 * (n + 1));
-    assert!(left.keys().all(|k| !k.starts_with("static/v2/") && !k.starts_with("static/v3/")));
+    assert!(left
+        .keys()
+        .all(|k| !k.starts_with("static/v2/") && !k.starts_with("static/v3/")));
     for v in ["v1", "v4", "v5"] {
         check_published(env, &bucket, v, None).await;
     }
     // keep 0 still keeps the protected ones.
     let protected = vec!["v1".to_string(), "v5".to_string()];
-    let r = prune::prune(&env.s3, &cfg, 0, &protected, false).await.expect("prune");
+    let r = prune::prune(&env.s3, &cfg, 0, &protected, false)
+        .await
+        .expect("prune");
     assert_eq!(r.removed, ["v4"]);
     let left: BTreeSet<String> = env
         .listing(&bucket, "")
@@ -590,7 +703,10 @@ pub async fn prune_keeps_newest_and_protected(env: &S3Env) {
         .keys()
         .filter_map(|k| k.strip_suffix("/manifest.json").map(str::to_string))
         .collect();
-    assert_eq!(left, BTreeSet::from(["static/v1".into(), "static/v5".into()]));
+    assert_eq!(
+        left,
+        BTreeSet::from(["static/v1".into(), "static/v5".into()])
+    );
 
     // Hashed: objects a kept version still references stay.
     let bucket = env.bucket("prune-h").await;
@@ -603,11 +719,19 @@ pub async fn prune_keeps_newest_and_protected(env: &S3Env) {
     change(tree.path(), &CHANGED, "2");
     publish(&p, "2").await;
     let cfg = config(&bucket, tree.path(), AssetLayout::Hashed);
-    let r = prune::prune(&env.s3, &cfg, 1, &[], false).await.expect("prune");
-    assert_eq!((r.removed.as_slice(), r.objects), (["1".to_string()].as_slice(), 3 + 1));
+    let r = prune::prune(&env.s3, &cfg, 1, &[], false)
+        .await
+        .expect("prune");
+    assert_eq!(
+        (r.removed.as_slice(), r.objects),
+        (["1".to_string()].as_slice(), 3 + 1)
+    );
     check_published(env, &bucket, "2", Some(tree.path())).await;
     for f in CHANGED {
-        assert!(!env.exists(&bucket, &m1.files[f].key).await, "{f}: v1-only object removed");
+        assert!(
+            !env.exists(&bucket, &m1.files[f].key).await,
+            "{f}: v1-only object removed"
+        );
     }
 }
 
@@ -624,7 +748,14 @@ pub fn spoil_symlink_escape(root: &Path, outside: &Path) -> PathBuf {
 /// A relative symlink that climbs out with `..` components.
 pub fn spoil_dotdot(root: &Path, outside: &Path) -> PathBuf {
     let up = "../".repeat(root.join("css").components().count());
-    let target = format!("{up}{}", outside.join("secret").display().to_string().trim_start_matches('/'));
+    let target = format!(
+        "{up}{}",
+        outside
+            .join("secret")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
     let link = root.join("css/up.css");
     std::os::unix::fs::symlink(target, &link).expect("symlink");
     link
@@ -647,7 +778,11 @@ pub fn spoil_non_utf8(root: &Path, _: &Path) -> PathBuf {
 /// Each bad tree fails before anything is uploaded, naming the offending path.
 pub async fn bad_trees_upload_nothing(env: &S3Env) {
     let cases: [(&str, Spoil, &str); 4] = [
-        ("symlink escape", spoil_symlink_escape, "outside the assets folder"),
+        (
+            "symlink escape",
+            spoil_symlink_escape,
+            "outside the assets folder",
+        ),
         ("`..` symlink", spoil_dotdot, "outside the assets folder"),
         ("fifo", spoil_fifo, "fifo"),
         ("non-UTF-8 name", spoil_non_utf8, "not valid UTF-8"),
@@ -663,9 +798,15 @@ pub async fn bad_trees_upload_nothing(env: &S3Env) {
         let msg = err.to_string();
         assert!(matches!(err, AssetsError::Walk(_)), "{what}: {msg}");
         let shown = bad.display().to_string();
-        assert!(msg.contains(&shown), "{what}: error must name {shown}: {msg}");
+        assert!(
+            msg.contains(&shown),
+            "{what}: error must name {shown}: {msg}"
+        );
         assert!(msg.contains(says), "{what}: {msg}");
-        assert!(env.listing(&bucket, "").await.is_empty(), "{what}: nothing uploaded");
+        assert!(
+            env.listing(&bucket, "").await.is_empty(),
+            "{what}: nothing uploaded"
+        );
     }
 }
 
@@ -674,7 +815,13 @@ pub async fn bad_trees_upload_nothing(env: &S3Env) {
 /// `glidepath --endpoint-url E assets publish --dir D --bucket B --prefix static --version V`
 /// with dummy credentials and no shared config files.
 pub fn cli(env: &S3Env, dir: &Path, bucket: &str, version: &str) -> Command {
-    cli_with(env!("CARGO_BIN_EXE_glidepath").as_ref(), env, dir, bucket, version)
+    cli_with(
+        env!("CARGO_BIN_EXE_glidepath").as_ref(),
+        env,
+        dir,
+        bucket,
+        version,
+    )
 }
 
 pub fn cli_with(bin: &Path, env: &S3Env, dir: &Path, bucket: &str, version: &str) -> Command {
@@ -683,7 +830,14 @@ pub fn cli_with(bin: &Path, env: &S3Env, dir: &Path, bucket: &str, version: &str
         .arg(&env.endpoint)
         .args(["assets", "publish", "--dir"])
         .arg(dir)
-        .args(["--bucket", bucket, "--prefix", "static", "--version", version])
+        .args([
+            "--bucket",
+            bucket,
+            "--prefix",
+            "static",
+            "--version",
+            version,
+        ])
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -717,7 +871,11 @@ pub async fn binary_publishes(env: &S3Env) {
     assert_eq!(lines.len(), 1, "one summary line: {out}");
     let want = format!("published {bucket}/static 2.0.0: {n} files, {n} uploaded (");
     assert!(lines[0].starts_with(&want), "{}", lines[0]);
-    assert!(lines[0].contains("), 0 copied, 0 skipped in "), "{}", lines[0]);
+    assert!(
+        lines[0].contains("), 0 copied, 0 skipped in "),
+        "{}",
+        lines[0]
+    );
     // The CLI's own short Cache-Control for entry points.
     let head = env
         .s3
@@ -731,7 +889,10 @@ pub async fn binary_publishes(env: &S3Env) {
 
     let (code, out, err) = run(cli(env, tree.path(), &bucket, "2.0.0"));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("is already published") && out.contains("nothing to do"), "{out}");
+    assert!(
+        out.contains("is already published") && out.contains("nothing to do"),
+        "{out}"
+    );
 
     let (code, out, err) = run(cli(env, tree.path(), &bucket, "a/b"));
     assert_eq!(code, 2, "{out}{err}");
@@ -741,7 +902,9 @@ pub async fn binary_publishes(env: &S3Env) {
 /// Parse `N uploaded` and `M skipped` out of a summary line.
 pub fn counts(summary: &str) -> (u64, u64) {
     let num = |word: &str| -> u64 {
-        let at = summary.find(word).unwrap_or_else(|| panic!("no `{word}` in {summary}"));
+        let at = summary
+            .find(word)
+            .unwrap_or_else(|| panic!("no `{word}` in {summary}"));
         summary[..at]
             .trim_end()
             .rsplit([' ', ','])
@@ -758,7 +921,9 @@ pub async fn binary_killed_midway_resumes(env: &S3Env) {
     let files = 400u64;
     let tree = bulk_tree(files as usize, 32 * 1024);
     let mut c = cli(env, tree.path(), &bucket, "3");
-    c.args(["--concurrency", "4"]).stdout(Stdio::null()).stderr(Stdio::null());
+    c.args(["--concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = c.spawn().expect("spawn glidepath");
     let mut seen = 0;
     for _ in 0..600 {
@@ -776,8 +941,15 @@ pub async fn binary_killed_midway_resumes(env: &S3Env) {
     assert!(!status.success());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let present = env.listing(&bucket, "static/3/").await;
-    assert!(present.len() >= seen && (present.len() as u64) < files, "{} objects", present.len());
-    assert!(!env.exists(&bucket, "static/3/manifest.json").await, "no manifest");
+    assert!(
+        present.len() >= seen && (present.len() as u64) < files,
+        "{} objects",
+        present.len()
+    );
+    assert!(
+        !env.exists(&bucket, "static/3/manifest.json").await,
+        "no manifest"
+    );
 
     let (code, out, err) = run(cli(env, tree.path(), &bucket, "3"));
     assert_eq!(code, 0, "{out}{err}");
@@ -832,5 +1004,8 @@ pub async fn binary_unreadable_file(env: &S3Env) {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains(&bad.display().to_string()), "{err}");
     assert!(err.contains("Permission denied"), "{err}");
-    assert!(env.listing(&bucket, "").await.is_empty(), "nothing uploaded");
+    assert!(
+        env.listing(&bucket, "").await.is_empty(),
+        "nothing uploaded"
+    );
 }
