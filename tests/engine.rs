@@ -10,8 +10,8 @@ use glidepath::engine::lock;
 use glidepath::engine::ports::{PortError, SnapshotInfo, SnapshotStatus, Weights};
 use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
 use glidepath::exit;
-use glidepath::gate::{ColourSample, HealthSample, Signal};
-use glidepath::plan::{GateMode, OnGateFail, Plan};
+use glidepath::gate::{HealthSample, Signal};
+use glidepath::plan::{GateMode, Plan};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -197,7 +197,10 @@ async fn happy_release_finalizes_green() {
     assert!(!lock_held(&world), "lock released on finalize");
     let ix = index(&world);
     let live = ix.live.expect("live");
-    assert_eq!((live.colour, live.version.as_str()), (ColourName::Green, "1.4.0"));
+    assert_eq!(
+        (live.colour, live.version.as_str()),
+        (ColourName::Green, "1.4.0")
+    );
     assert_eq!(ix.standby.expect("standby").colour, ColourName::Blue);
     assert_eq!(ix.current, None);
     let r = record(&world, &f.release_id);
@@ -205,11 +208,23 @@ async fn happy_release_finalizes_green() {
     assert_eq!(r.shift.step, 3);
     assert!(r.phases.migrate.intent_at <= r.phases.migrate.done_at);
     // Logs, snapshot progress and health all reached the views.
-    assert!(events.iter().any(|e| matches!(e, Event::Log { line, .. } if line == "Migrations complete.")));
-    assert!(events.iter().any(|e| matches!(e, Event::Progress { phase: Phase::Snapshot, done: 100, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Log { line, .. } if line == "Migrations complete.")));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Progress {
+            phase: Phase::Snapshot,
+            done: 100,
+            ..
+        }
+    )));
     assert!(events.iter().any(|e| matches!(e, Event::Health { .. })));
     assert_eq!(
-        events.iter().filter(|e| matches!(e, Event::GatePassed { .. })).count(),
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::GatePassed { .. }))
+            .count(),
         3
     );
 }
@@ -226,15 +241,28 @@ async fn second_release_goes_back_to_blue_with_honest_weights() {
     assert_eq!(f.exit_code, 0, "{}", f.message);
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::ReleaseStarted { live: ColourName::Green, target: ColourName::Blue, .. }
+        Event::ReleaseStarted {
+            live: ColourName::Green,
+            target: ColourName::Blue,
+            ..
+        }
     )));
     world.with(|w| {
         assert_eq!(
             w.weight_history,
             vec![
-                Weights { blue: 10, green: 90 },
-                Weights { blue: 50, green: 50 },
-                Weights { blue: 100, green: 0 }
+                Weights {
+                    blue: 10,
+                    green: 90
+                },
+                Weights {
+                    blue: 50,
+                    green: 50
+                },
+                Weights {
+                    blue: 100,
+                    green: 0
+                }
             ]
         );
         assert!(w.violations.is_empty(), "{:?}", w.violations);
@@ -242,7 +270,10 @@ async fn second_release_goes_back_to_blue_with_honest_weights() {
     let ix = index(&world);
     assert_eq!(ix.live.unwrap().colour, ColourName::Blue);
     let standby = ix.standby.unwrap();
-    assert_eq!((standby.colour, standby.version.as_str()), (ColourName::Green, "1.4.0"));
+    assert_eq!(
+        (standby.colour, standby.version.as_str()),
+        (ColourName::Green, "1.4.0")
+    );
     assert_eq!(ix.releases.len(), 2);
 }
 
@@ -259,7 +290,9 @@ async fn migration_failure_exits_5_without_moving_traffic() {
     let Some(Event::ReleaseFinished { snapshot_id, .. }) = events.last() else {
         panic!()
     };
-    assert!(snapshot_id.as_deref().is_some_and(|s| s.starts_with("shop-db-1-4-0-")));
+    assert!(snapshot_id
+        .as_deref()
+        .is_some_and(|s| s.starts_with("shop-db-1-4-0-")));
     world.with(|w| {
         assert!(w.weight_history.is_empty(), "weights never moved");
         assert_eq!(w.run_task_calls, 1);
@@ -278,7 +311,10 @@ async fn snapshot_failure_and_timeout_stop_before_the_migration() {
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
     assert!(f.message.contains("failed"), "{}", f.message);
-    assert_eq!(phase_finished(&events, Phase::Snapshot).unwrap().0, PhaseStatus::Failed);
+    assert_eq!(
+        phase_finished(&events, Phase::Snapshot).unwrap().0,
+        PhaseStatus::Failed
+    );
     assert_eq!(world.with(|w| w.run_task_calls), 0);
     assert!(!lock_held(&world));
 
@@ -317,7 +353,12 @@ async fn someone_elses_snapshot_is_not_adopted_but_our_own_is() {
     let (f, _) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::UNEXPECTED);
     assert!(f.message.contains("not tagged"), "{}", f.message);
-    world.with(|w| assert!(!w.calls.iter().any(|c| c.starts_with("database.create_snapshot"))));
+    world.with(|w| {
+        assert!(!w
+            .calls
+            .iter()
+            .any(|c| c.starts_with("database.create_snapshot")))
+    });
 }
 
 #[tokio::test(start_paused = true)]
@@ -328,7 +369,13 @@ async fn assets_phase_publishes_skips_or_fails() {
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::UNEXPECTED);
     assert!(f.message.contains("access denied"), "{}", f.message);
-    assert!(events.iter().any(|e| matches!(e, Event::Progress { phase: Phase::Assets, .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Progress {
+            phase: Phase::Assets,
+            ..
+        }
+    )));
     world.with(|w| assert!(w.weight_history.is_empty()));
 
     // No publisher wired in: skipped, with the reason.
@@ -351,7 +398,10 @@ async fn deploy_that_never_gets_healthy_fails_before_any_traffic() {
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
     assert!(f.message.contains("deploy].timeout"), "{}", f.message);
-    assert_eq!(phase_finished(&events, Phase::Deploy).unwrap().0, PhaseStatus::Failed);
+    assert_eq!(
+        phase_finished(&events, Phase::Deploy).unwrap().0,
+        PhaseStatus::Failed
+    );
     world.with(|w| assert!(w.weight_history.is_empty()));
     assert!(!lock_held(&world));
 }
@@ -368,7 +418,13 @@ async fn failing_smoke_test_rolls_back_before_user_traffic() {
     world.with(|w| w.smoke_result = Err("GET / returned 500".into()));
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
-    assert!(events.iter().any(|e| matches!(e, Event::GateFailed { signal: Signal::Smoke, .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::GateFailed {
+            signal: Signal::Smoke,
+            ..
+        }
+    )));
     world.with(|w| {
         assert!(w.weight_history.is_empty(), "{:?}", w.weight_history);
         assert_eq!(w.services["shop-green"].desired, 0, "scaled to zero");
@@ -385,7 +441,8 @@ async fn gate_failure_rolls_back_to_100_0_with_exit_3() {
     // Healthy through step 1 (30 s bake at 5 s polls), then green goes unhealthy.
     world.with(|w| {
         for _ in 0..9 {
-            w.health_script.push_back(Ok(glidepath::engine::fake::healthy_sample()));
+            w.health_script
+                .push_back(Ok(glidepath::engine::fake::healthy_sample()));
         }
         w.health_script.push_back(Ok(unhealthy_green()));
     });
@@ -396,7 +453,12 @@ async fn gate_failure_rolls_back_to_100_0_with_exit_3() {
     assert_well_formed(&events);
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::GateFailed { index: 1, weight: 50, signal: Signal::TargetHealth, .. }
+        Event::GateFailed {
+            index: 1,
+            weight: 50,
+            signal: Signal::TargetHealth,
+            ..
+        }
     )));
     world.with(|w| {
         assert_eq!(w.weights, Weights::all_blue());
@@ -419,7 +481,8 @@ async fn blind_polls_do_not_bake_and_pause_after_max_blind() {
     let plan = plan();
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| {
-        w.health_script.push_back(Ok(glidepath::engine::fake::healthy_sample()));
+        w.health_script
+            .push_back(Ok(glidepath::engine::fake::healthy_sample()));
         for _ in 0..6 {
             w.health_script.push_back(Err(PortError::Transient {
                 operation: "health.sample".into(),
@@ -429,9 +492,14 @@ async fn blind_polls_do_not_bake_and_pause_after_max_blind() {
     });
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, 0, "{}", f.message);
-    let blind = events.iter().filter(|e| matches!(e, Event::Blind { .. })).count();
+    let blind = events
+        .iter()
+        .filter(|e| matches!(e, Event::Blind { .. }))
+        .count();
     assert_eq!(blind, 6);
-    assert!(events.iter().any(|e| matches!(e, Event::Paused { reason } if reason.contains("max_blind"))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Paused { reason } if reason.contains("max_blind"))));
     assert!(events.iter().any(|e| matches!(e, Event::Resumed)));
     // Step 1 needed its full 30 s observed after the blind spell: 1 + 6 blind + 1 + 7 polls.
     let step1_polls = events
@@ -439,7 +507,11 @@ async fn blind_polls_do_not_bake_and_pause_after_max_blind() {
         .take_while(|e| !matches!(e, Event::GatePassed { index: 0, .. }))
         .filter(|e| matches!(e, Event::Health { .. } | Event::Blind { .. }))
         .count();
-    assert_eq!(step1_polls, 1 + 6 + 1 + 6, "30 s at 5 s polls after the spell");
+    assert_eq!(
+        step1_polls,
+        1 + 6 + 1 + 6,
+        "30 s at 5 s polls after the spell"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -454,14 +526,26 @@ async fn manual_gate_waits_for_approve() {
     assert_eq!(f.exit_code, 0, "{}", f.message);
     let waiting = events
         .iter()
-        .position(|e| matches!(e, Event::GateWaiting { index: 1, weight: 50, .. }))
+        .position(|e| {
+            matches!(
+                e,
+                Event::GateWaiting {
+                    index: 1,
+                    weight: 50,
+                    ..
+                }
+            )
+        })
         .expect("gate waiting");
     let passed = events
         .iter()
         .position(|e| matches!(e, Event::GatePassed { index: 1, .. }))
         .unwrap();
     assert!(waiting < passed);
-    assert!(record(&world, &f.release_id).gates.iter().any(|g| g.verdict == "approved"));
+    assert!(record(&world, &f.release_id)
+        .gates
+        .iter()
+        .any(|g| g.verdict == "approved"));
 
     // With nobody to approve (scripted, channel closed) the release stops, resumable.
     let world = FakeWorld::for_plan(&plan);
@@ -509,13 +593,21 @@ async fn abort_keeps_lock_and_traffic_then_resume_finishes() {
     assert_eq!(f2.exit_code, 0, "{}", f2.message);
     assert_eq!(f2.release_id, f.release_id);
     assert_well_formed(&events2);
-    assert!(events2.iter().any(|e| matches!(e, Event::ReleaseStarted { resumed: true, .. })));
+    assert!(events2
+        .iter()
+        .any(|e| matches!(e, Event::ReleaseStarted { resumed: true, .. })));
     // Done phases are reported as such, not redone.
     let (_, detail) = phase_finished(&events2, Phase::Migrate).unwrap();
     assert!(detail.unwrap().contains("done before"));
     world.with(|w| {
         assert_eq!(w.run_task_calls, 1);
-        assert_eq!(w.calls.iter().filter(|c| c.starts_with("fleet.deploy")).count(), 1);
+        assert_eq!(
+            w.calls
+                .iter()
+                .filter(|c| c.starts_with("fleet.deploy"))
+                .count(),
+            1
+        );
         assert_eq!(w.weights, Weights::green(100));
     });
     assert!(!lock_held(&world));
@@ -575,7 +667,11 @@ async fn lock_held_by_someone_else_exits_4_naming_them() {
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::LOCKED);
     assert!(f.message.contains("carol@ops-9"), "{}", f.message);
-    assert!(f.message.contains("2.0.0-20261103T020000Z"), "{}", f.message);
+    assert!(
+        f.message.contains("2.0.0-20261103T020000Z"),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains("ago"), "{}", f.message);
     assert_well_formed(&events);
     world.with(|w| assert!(!w.calls.iter().any(|c| c.starts_with("database."))));
@@ -595,7 +691,11 @@ async fn lock_held_by_someone_else_exits_4_naming_them() {
     .unwrap();
     let (f, _) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::LOCKED);
-    assert!(f.message.contains("STALE") && f.message.contains("unlock"), "{}", f.message);
+    assert!(
+        f.message.contains("STALE") && f.message.contains("unlock"),
+        "{}",
+        f.message
+    );
 
     // unlock shows the holder, and --force breaks it.
     let report = run::unlock(&plan, &ports, false).await.unwrap();
@@ -616,7 +716,9 @@ async fn transient_errors_are_retried_then_named() {
     });
     let (f, events) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, 0, "{}", f.message);
-    assert!(events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("retrying"))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning { message } if message.contains("retrying"))));
 
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| {
@@ -624,7 +726,11 @@ async fn transient_errors_are_retried_then_named() {
     });
     let (f, _) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::UNEXPECTED);
-    assert!(f.message.contains("tasks.run_once") && f.message.contains("gave up"), "{}", f.message);
+    assert!(
+        f.message.contains("tasks.run_once") && f.message.contains("gave up"),
+        "{}",
+        f.message
+    );
     world.with(|w| assert!(w.weight_history.is_empty()));
 }
 
@@ -645,7 +751,10 @@ async fn manual_rollback_of_a_finalized_release() {
     let ix = index(&world);
     assert_eq!(ix.live.unwrap().colour, ColourName::Blue);
     assert_eq!(ix.standby.unwrap().version, "1.4.0");
-    assert_eq!(record(&world, &f.release_id).outcome, Some(Outcome::RolledBack));
+    assert_eq!(
+        record(&world, &f.release_id).outcome,
+        Some(Outcome::RolledBack)
+    );
     assert!(!lock_held(&world));
 
     // With the old colour scaled away, it refuses.
@@ -697,7 +806,9 @@ async fn resume_warns_when_the_plan_changed() {
     changed.digest = "f".repeat(64);
     let (f, events) = resume(&world, &changed).await;
     assert_eq!(f.exit_code, 0, "{}", f.message);
-    assert!(events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("plan changed"))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning { message } if message.contains("plan changed"))));
 }
 
 /// Crash (drop the engine) at the Nth port call, before or after that call's effect, then
@@ -725,56 +836,62 @@ async fn crash_at_every_port_call_then_resume() {
                 break;
             }
             crash_points += 1;
-            let ctx = format!("crash at call {n} ({mode:?}): {}", world.with(|w| w.calls.last().cloned().unwrap_or_default()));
+            let ctx = format!(
+                "crash at call {n} ({mode:?}): {}",
+                world.with(|w| w.calls.last().cloned().unwrap_or_default())
+            );
 
-            let mut outcome = None;
-            for _attempt in 0..3 {
-                let (f, events) = resume(&world, &plan).await;
-                if f.exit_code == exit::USAGE {
-                    // Nothing in progress: either nothing had started, or everything had ended.
-                    let ix = index(&world);
-                    if let Some(e) = ix.releases.first().filter(|e| e.outcome.is_some()) {
-                        outcome = e.outcome;
-                        break;
+            let (f, events) = resume(&world, &plan).await;
+            let outcome = if f.exit_code == exit::USAGE {
+                // Nothing in progress: either nothing had started, or everything had ended.
+                match index(&world).releases.first().and_then(|e| e.outcome) {
+                    Some(o) => Some(o),
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let (f, _) = release(&world, &plan, "1.4.0").await;
+                        assert_eq!(f.exit_code, 0, "{ctx}: fresh release: {}", f.message);
+                        Some(f.outcome)
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let (f, _) = release(&world, &plan, "1.4.0").await;
-                    outcome = Some(f.outcome);
-                    assert_eq!(f.exit_code, 0, "{ctx}: fresh release: {}", f.message);
-                    break;
                 }
+            } else {
                 assert_well_formed(&events);
-                outcome = Some(f.outcome);
-                assert!(
-                    matches!(f.outcome, Outcome::Finalized | Outcome::RolledBack),
-                    "{ctx}: resume ended {:?}: {}",
-                    f.outcome,
-                    f.message
-                );
-                break;
-            }
+                Some(f.outcome)
+            };
             assert!(
                 matches!(outcome, Some(Outcome::Finalized | Outcome::RolledBack)),
                 "{ctx}: ended {outcome:?}"
             );
             world.with(|w| {
-                assert!(w.run_task_calls <= 1, "{ctx}: RunTask called {} times", w.run_task_calls);
+                assert!(
+                    w.run_task_calls <= 1,
+                    "{ctx}: RunTask called {} times",
+                    w.run_task_calls
+                );
                 assert_eq!(w.run_task_calls, 1, "{ctx}: the migration never ran");
                 assert!(w.violations.is_empty(), "{ctx}: {:?}", w.violations);
-                let first_shift = w
+                let first_shift = w.calls.iter().position(|c| {
+                    c.starts_with("traffic.set_weights") && c != "traffic.set_weights 100/0"
+                });
+                let last_deploy_wait = w
                     .calls
                     .iter()
-                    .position(|c| c.starts_with("traffic.set_weights") && c != "traffic.set_weights 100/0");
-                let last_deploy_wait = w.calls.iter().rposition(|c| c.starts_with("fleet.target_counts"));
+                    .rposition(|c| c.starts_with("fleet.target_counts"));
                 if let (Some(s), Some(d)) = (first_shift, last_deploy_wait) {
                     assert!(d < s, "{ctx}: traffic moved before the deploy finished");
                 }
-                assert!(!w.objects.contains_key(lock::LOCK_KEY), "{ctx}: lock left behind");
+                assert!(
+                    !w.objects.contains_key(lock::LOCK_KEY),
+                    "{ctx}: lock left behind"
+                );
             });
             let ix = index(&world);
             assert_eq!(ix.current, None, "{ctx}");
             if outcome == Some(Outcome::Finalized) {
-                assert_eq!(ix.live.as_ref().map(|s| s.colour), Some(ColourName::Green), "{ctx}");
+                assert_eq!(
+                    ix.live.as_ref().map(|s| s.colour),
+                    Some(ColourName::Green),
+                    "{ctx}"
+                );
                 assert_eq!(world.with(|w| w.weights), Weights::green(100), "{ctx}");
             }
         }

@@ -139,7 +139,9 @@ impl<'a> Ctx<'a> {
         F: FnMut() -> Fut,
         Fut: Future<Output = PortResult<T>>,
     {
-        self.try_call(f).await.map_err(|e| Stop::fail(e.to_string()))
+        self.try_call(f)
+            .await
+            .map_err(|e| Stop::fail(e.to_string()))
     }
 
     /// [`Ctx::call`] that hands the final error back to the phase.

@@ -28,7 +28,9 @@ pub enum EngineError {
     Port(#[from] PortError),
     #[error("{key} was changed by another glidepath while this one held it; run `glidepath status PLAN` to see who is releasing")]
     Conflict { key: String },
-    #[error("{key} is not a glidepath ledger document ({message}); inspect it, then fix or delete it")]
+    #[error(
+        "{key} is not a glidepath ledger document ({message}); inspect it, then fix or delete it"
+    )]
     Corrupt { key: String, message: String },
     #[error("{0}")]
     Refused(String),

@@ -181,7 +181,8 @@ impl Lock {
         let now = Utc::now();
         let mut b = self.body.clone();
         b.renewed_at = now;
-        b.expires_at = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        b.expires_at =
+            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
         let bytes = encode(&b);
         let etag = self.etag.clone();
         match retry::quietly(|| store.put_if_match(LOCK_KEY, bytes.clone(), &etag)).await? {
@@ -191,9 +192,8 @@ impl Lock {
             Conditional::Conflict => match read(store).await? {
                 Some((stored, etag)) if stored == b => self.etag = etag,
                 other => {
-                    let who = other.map_or("nobody holds it now".to_string(), |(o, _)| {
-                        o.describe(now)
-                    });
+                    let who =
+                        other.map_or("nobody holds it now".to_string(), |(o, _)| o.describe(now));
                     return Err(EngineError::Refused(format!(
                         "the release lock was broken while release {} ran (it is {who}); stopping without touching anything",
                         self.body.release

@@ -68,7 +68,15 @@ pub async fn release(
     let index = match ledger::load_index(store).await {
         Ok(ix) => ix,
         Err(e) => {
-            started(&events, &id, plan, &req.version, ColourName::Blue, &req.endpoint, false);
+            started(
+                &events,
+                &id,
+                plan,
+                &req.version,
+                ColourName::Blue,
+                &req.endpoint,
+                false,
+            );
             return finish_early(
                 &events,
                 &id,
@@ -121,11 +129,19 @@ pub async fn resume(
     };
     let doc = match found {
         InProgress::Nothing(why) => return finish_early(&events, "", crate::exit::USAGE, why),
-        InProgress::Ended(doc) => return close_ended(ports, doc, &events).await,
+        InProgress::Ended(doc) => return close_ended(plan, ports, doc, &events).await,
         InProgress::Running(doc) => doc,
     };
     let r = &doc.value;
-    started(&events, &r.id, plan, &r.version, r.live, &req.endpoint, true);
+    started(
+        &events,
+        &r.id,
+        plan,
+        &r.version,
+        r.live,
+        &req.endpoint,
+        true,
+    );
     if r.plan_digest != plan.digest {
         ctx::emit(
             &events,
@@ -181,7 +197,7 @@ pub async fn rollback(
             )
             .await
         }
-        InProgress::Ended(doc) => close_ended(ports, doc, &events).await,
+        InProgress::Ended(doc) => close_ended(plan, ports, doc, &events).await,
         InProgress::Nothing(_) => rollback_finalized(plan, ports, holder, events, commands).await,
     }
 }
@@ -341,7 +357,8 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
             format!(
                 " (the last release, {}, {})",
                 e.id,
-                e.outcome.map_or("did not finish".into(), |o| format!("{o:?}").to_lowercase())
+                e.outcome
+                    .map_or("did not finish".into(), |o| format!("{o:?}").to_lowercase())
             )
         });
         return Ok(InProgress::Nothing(format!(
@@ -377,8 +394,14 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
 
 /// A release that had ended but whose lock survived (crash between record and unlock):
 /// release the lock and report how it ended.
-async fn close_ended(ports: &Ports, doc: Doc<Record>, events: &UnboundedSender<Envelope>) -> Finished {
+async fn close_ended(
+    plan: &Plan,
+    ports: &Ports,
+    doc: Doc<Record>,
+    events: &UnboundedSender<Envelope>,
+) -> Finished {
     let r = doc.value;
+    started(events, &r.id, plan, &r.version, r.live, &None, true);
     let store = ports.state.as_ref();
     let mut message = format!(
         "release {} had already ended ({})",
@@ -454,7 +477,14 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
             detail: Some(message.clone()),
             duration_ms: ms(t0),
         });
-        finished(ctx.events(), &ctx.release, Outcome::Failed, code, message, None)
+        finished(
+            ctx.events(),
+            &ctx.release,
+            Outcome::Failed,
+            code,
+            message,
+            None,
+        )
     };
     let got = lock::acquire(
         store,
@@ -618,7 +648,12 @@ async fn release_lock(ctx: &mut Ctx<'_>) {
 }
 
 /// Record how the release ended, update the index and release the lock.
-async fn close(ctx: &mut Ctx<'_>, outcome: Outcome, exit_code: i32, message: &str) -> Result<(), Stop> {
+async fn close(
+    ctx: &mut Ctx<'_>,
+    outcome: Outcome,
+    exit_code: i32,
+    message: &str,
+) -> Result<(), Stop> {
     let r = ctx.rec();
     r.outcome = Some(outcome);
     r.exit_code = Some(exit_code);
@@ -675,7 +710,14 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
             if f.outcome == Outcome::RolledBack {
                 f.exit_code = crate::exit::UNEXPECTED;
             }
-            return finished(ctx.events(), &ctx.release, f.outcome, f.exit_code, f.message, snapshot);
+            return finished(
+                ctx.events(),
+                &ctx.release,
+                f.outcome,
+                f.exit_code,
+                f.message,
+                snapshot,
+            );
         }
         Stop::Fail { exit_code, message } => {
             let mut message = message;
@@ -683,13 +725,23 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
                 message.push_str(&format!("; database snapshot {s} is the restore point"));
             }
             if let Err(e) = close(ctx, Outcome::Failed, exit_code, &message).await {
-                message.push_str(&format!("; recording the failure also failed: {}", describe_stop(&e)));
+                message.push_str(&format!(
+                    "; recording the failure also failed: {}",
+                    describe_stop(&e)
+                ));
             }
             (Outcome::Failed, exit_code, message)
         }
         Stop::Rollback { reason, by_gate } => {
             let f = roll_back(ctx, reason, by_gate).await;
-            return finished(ctx.events(), &ctx.release, f.outcome, f.exit_code, f.message, snapshot);
+            return finished(
+                ctx.events(),
+                &ctx.release,
+                f.outcome,
+                f.exit_code,
+                f.message,
+                snapshot,
+            );
         }
     };
     finished(ctx.events(), &ctx.release, outcome, code, message, snapshot)
@@ -722,11 +774,10 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool) -> Finished
                 detail: done.detail,
                 duration_ms: ms(t0),
             });
-            let mut message = format!(
-                "rolled back to {}: {reason}",
-                ctx.live().name()
-            );
-            if let Err(e) = close(ctx, Outcome::RolledBack, crate::exit::ROLLED_BACK, &message).await {
+            let mut message = format!("rolled back to {}: {reason}", ctx.live().name());
+            if let Err(e) =
+                close(ctx, Outcome::RolledBack, crate::exit::ROLLED_BACK, &message).await
+            {
                 message.push_str(&format!("; recording it failed: {}", describe_stop(&e)));
             }
             Finished {
@@ -779,12 +830,22 @@ async fn rollback_finalized(
         );
     };
     let Some(id) = live.release.clone() else {
-        return finish_early(&events, "", crate::exit::USAGE, "nothing to roll back: the live colour was not released by glidepath".into());
+        return finish_early(
+            &events,
+            "",
+            crate::exit::USAGE,
+            "nothing to roll back: the live colour was not released by glidepath".into(),
+        );
     };
     let doc = match ledger::load_record(store, &id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
-            return finish_early(&events, &id, crate::exit::UNEXPECTED, format!("the record of release {id} is missing; cannot roll it back safely"))
+            return finish_early(
+                &events,
+                &id,
+                crate::exit::UNEXPECTED,
+                format!("the record of release {id} is missing; cannot roll it back safely"),
+            )
         }
         Err(e) => return finish_early(&events, &id, crate::exit::UNEXPECTED, e.to_string()),
     };
@@ -811,7 +872,15 @@ async fn rollback_finalized(
         }
         Err(e) => return finish_early(&events, &id, crate::exit::UNEXPECTED, e.to_string()),
     }
-    started(&events, &id, plan, &live.version, standby.colour, &None, true);
+    started(
+        &events,
+        &id,
+        plan,
+        &live.version,
+        standby.colour,
+        &None,
+        true,
+    );
     let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
     if let Err(f) = lock_phase(&mut ctx, holder, false).await {
         return f;
@@ -836,7 +905,14 @@ async fn rollback_finalized(
                 duration_ms: ms(t0),
             });
             release_lock(&mut ctx).await;
-            return finished(&events, &id, Outcome::Failed, crate::exit::UNEXPECTED, format!("the rollback did not complete: {detail}"), None);
+            return finished(
+                &events,
+                &id,
+                Outcome::Failed,
+                crate::exit::UNEXPECTED,
+                format!("the rollback did not complete: {detail}"),
+                None,
+            );
         }
     };
     let message = format!(
@@ -875,5 +951,12 @@ async fn rollback_finalized(
         duration_ms: ms(t0),
     });
     release_lock(&mut ctx).await;
-    finished(&events, &id, Outcome::RolledBack, crate::exit::ROLLED_BACK, message, None)
+    finished(
+        &events,
+        &id,
+        Outcome::RolledBack,
+        crate::exit::ROLLED_BACK,
+        message,
+        None,
+    )
 }

@@ -36,7 +36,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     };
     let version = ctx.record.value.version.clone();
     match assets.publish(&version, &progress).await {
-        Ok(summary) => Ok(Done::done(summary)),
+        Ok(summary) => Ok(Done::ok(summary)),
         Err(e) => Err(Stop::fail(format!(
             "publishing the assets of {version} failed: {e}; no traffic moved. Fix it, then start the release again"
         ))),

@@ -51,7 +51,10 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         Some(d) => d,
         None => {
             let live = ctx.colour(ctx.live());
-            let d = ctx.call(|| ports.fleet.service(&live.service)).await?.desired;
+            let d = ctx
+                .call(|| ports.fleet.service(&live.service))
+                .await?
+                .desired;
             ctx.rec().desired = Some(d);
             d
         }
@@ -117,7 +120,10 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         ctx.sleep(POLL).await?;
     }
 
-    let mut detail = format!("{} runs {td} with {desired} healthy task(s)", target.service);
+    let mut detail = format!(
+        "{} runs {td} with {desired} healthy task(s)",
+        target.service
+    );
     if let Some(smoke) = ctx.plan.smoke.as_ref() {
         let mut env = vec![
             (
@@ -147,5 +153,5 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         }
         detail.push_str("; smoke test passed");
     }
-    Ok(Done::done(detail))
+    Ok(Done::ok(detail))
 }

@@ -20,11 +20,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     rec.outcome = Some(Outcome::Finalized);
     rec.exit_code = Some(crate::exit::OK);
     rec.finished_at = Some(Utc::now());
-    rec.message = Some(format!(
-        "{} is live on {}",
-        rec.version,
-        rec.target.name()
-    ));
+    rec.message = Some(format!("{} is live on {}", rec.version, rec.target.name()));
     ledger::update_index(ctx.ports.state.as_ref(), |ix| {
         let already = ix
             .live
@@ -56,5 +52,5 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         rec.live.name()
     );
     *ctx.rec() = rec;
-    Ok(Done::done(detail))
+    Ok(Done::ok(detail))
 }

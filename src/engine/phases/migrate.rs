@@ -31,7 +31,10 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Migrate).await?;
 
     let task = match ctx.record.value.task_arn.clone() {
-        Some(arn) => ctx.call(|| ports.tasks.describe(&arn, &m.container)).await?,
+        Some(arn) => {
+            ctx.call(|| ports.tasks.describe(&arn, &m.container))
+                .await?
+        }
         None => {
             let found = ctx
                 .call(|| ports.tasks.find_started_by(&started_by))
@@ -98,7 +101,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                 Err(e) if !log_warned => {
                     log_warned = true;
                     ctx.emit(Event::Warning {
-                        message: format!("cannot read the migration's logs ({e}); still waiting for the task"),
+                        message: format!(
+                            "cannot read the migration's logs ({e}); still waiting for the task"
+                        ),
                     });
                 }
                 Err(_) => {}
@@ -120,7 +125,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         }
         ctx.tick().await?;
         ctx.sleep(POLL).await?;
-        info = ctx.call(|| ports.tasks.describe(&arn, &m.container)).await?;
+        info = ctx
+            .call(|| ports.tasks.describe(&arn, &m.container))
+            .await?;
     }
 }
 
@@ -136,7 +143,7 @@ fn finish(ctx: &mut Ctx<'_>, info: &TaskInfo) -> Result<Done, Stop> {
     ctx.rec().task_exit_code = info.exit_code;
     let id = info.arn.rsplit('/').next().unwrap_or(&info.arn).to_string();
     match info.exit_code {
-        Some(0) => Ok(Done::done(format!("task {id} exited 0"))),
+        Some(0) => Ok(Done::ok(format!("task {id} exited 0"))),
         code => Err(Stop::Fail {
             exit_code: crate::exit::MIGRATION_FAILED,
             message: format!(

@@ -22,7 +22,7 @@ pub struct Done {
 }
 
 impl Done {
-    pub fn done(detail: impl Into<String>) -> Done {
+    pub fn ok(detail: impl Into<String>) -> Done {
         Done {
             status: PhaseStatus::Done,
             detail: Some(detail.into()),
@@ -39,7 +39,7 @@ impl Done {
 /// Run one forward phase (lock is taken by `run.rs` before any phase).
 pub async fn run(phase: Phase, ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     match phase {
-        Phase::Lock => Ok(Done::done("held")),
+        Phase::Lock => Ok(Done::ok("held")),
         Phase::Snapshot => snapshot::run(ctx).await,
         Phase::Migrate => migrate::run(ctx).await,
         Phase::Assets => assets::run(ctx).await,

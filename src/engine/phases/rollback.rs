@@ -17,7 +17,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     let (live, target) = (ctx.live(), ctx.target());
     set_weights(ctx, weights_for(live, 100)).await?;
     let capacity = scale_after(ctx, target).await?;
-    Ok(Done::done(format!(
+    Ok(Done::ok(format!(
         "traffic 100% {}; {capacity}",
         live.name()
     )))

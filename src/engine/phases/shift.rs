@@ -117,7 +117,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         ctx.tick().await?;
     }
     let last = steps.last().map_or(0, |s| s.weight);
-    Ok(Done::done(format!(
+    Ok(Done::ok(format!(
         "{} steps; {} has {last}%",
         steps.len(),
         target.name()

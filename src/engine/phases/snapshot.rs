@@ -25,9 +25,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Snapshot).await?;
 
     let release = ctx.release.clone();
-    let existing = ctx
-        .call(|| ports.database.describe_snapshot(&id))
-        .await?;
+    let existing = ctx.call(|| ports.database.describe_snapshot(&id)).await?;
     match &existing {
         Some(info) if info.release_tag.as_deref() != Some(release.as_str()) => {
             return Err(Stop::fail(format!(
@@ -38,9 +36,14 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             )));
         }
         Some(_) => ctx.emit(Event::Notice {
-            message: format!("snapshot {id} exists from an earlier run of this release; adopting it"),
+            message: format!(
+                "snapshot {id} exists from an earlier run of this release; adopting it"
+            ),
         }),
-        None => ctx.call(|| ports.database.create_snapshot(&id, &release)).await?,
+        None => {
+            ctx.call(|| ports.database.create_snapshot(&id, &release))
+                .await?
+        }
     }
 
     let deadline = Instant::now() + ctx.plan.database.snapshot_timeout;
@@ -63,7 +66,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                     unit: "%".into(),
                     message: Some(format!("{id} available")),
                 });
-                return Ok(Done::done(id));
+                return Ok(Done::ok(id));
             }
             SnapshotStatus::Failed { status } => {
                 return Err(Stop::fail(format!(
@@ -93,7 +96,13 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             )));
         }
         ctx.tick().await?;
-        ctx.sleep(POLL.min(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100))))
-            .await?;
+        ctx.sleep(
+            POLL.min(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(100)),
+            ),
+        )
+        .await?;
     }
 }
