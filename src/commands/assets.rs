@@ -109,12 +109,7 @@ fn exit_for(e: &AssetsError) -> i32 {
 }
 
 fn load_plan(path: &Path) -> Result<Plan, String> {
-    // Reading plan files lands with the plan module's loader; until then only the
-    // --dir/--bucket/--prefix form can publish.
-    Err(format!(
-        "reading plan {} is not built yet in this version of glidepath; use --dir/--bucket/--prefix",
-        path.display()
-    ))
+    crate::plan::load(path).map_err(|e| e.message)
 }
 
 /// The plan's `[assets]`, with --dir/--bucket/--prefix overriding; or those flags alone.
