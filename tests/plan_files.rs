@@ -38,7 +38,9 @@ fn bad_cases() -> Vec<Case> {
             let expect = match first.strip_prefix("# expect: ") {
                 Some(e) => e.to_string(),
                 None => std::fs::read_to_string(path.with_extension("expect"))
-                    .unwrap_or_else(|_| panic!("{} has no `# expect:` line or .expect file", path.display()))
+                    .unwrap_or_else(|_| {
+                        panic!("{} has no `# expect:` line or .expect file", path.display())
+                    })
                     .trim()
                     .to_string(),
             };
@@ -84,7 +86,10 @@ fn every_bad_plan_fails_with_its_message_and_position() {
 #[test]
 fn positions_point_at_the_offending_text() {
     let with_position = bad_cases().iter().filter(|c| c.at.is_some()).count();
-    assert!(with_position >= 25, "only {with_position} bad plans pin a position");
+    assert!(
+        with_position >= 25,
+        "only {with_position} bad plans pin a position"
+    );
     // The caret line sits under the offending text.
     let path = root().join("tests/plans/bad/unknown_nested_key.toml");
     let err = plan::load(&path).unwrap_err().message;
@@ -117,7 +122,11 @@ fn plan_validate_exits_2_with_diagnostics_on_stderr() {
         assert_eq!(out.status.code(), Some(2), "{rel}: {stderr}");
         assert!(stderr.contains(&rel), "{rel}: {stderr}");
         assert!(stderr.contains("error:"), "{rel}: {stderr}");
-        assert!(out.stdout.is_empty(), "{rel}: stdout {:?}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.stdout.is_empty(),
+            "{rel}: stdout {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(!stderr.contains("panicked"), "{rel}: {stderr}");
     }
     let out = glidepath(&["plan", "validate", "tests/plans/no-such-plan.toml"]);
@@ -130,8 +139,16 @@ fn both_examples_validate() {
     for rel in ["examples/rehearsal.toml", "examples/production.toml"] {
         let out = glidepath(&["plan", "validate", rel]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{rel}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.starts_with(&format!("ok: {rel} is a valid plan")), "{stdout}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{rel}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!("ok: {rel} is a valid plan")),
+            "{stdout}"
+        );
         assert_eq!(stdout.lines().count(), 1, "{stdout}");
     }
 }
@@ -156,7 +173,16 @@ fn rehearsal_example_is_the_world_the_test_harness_builds() {
     expected.steps[1].gate = plan::GateMode::Manual;
     expected.steps[2].bake = s(2);
     assert_eq!(loaded, expected);
-    assert!(loaded.assets.as_ref().unwrap().dir.join("index.html").is_file(), "the sample app sits where the example says");
+    assert!(
+        loaded
+            .assets
+            .as_ref()
+            .unwrap()
+            .dir
+            .join("index.html")
+            .is_file(),
+        "the sample app sits where the example says"
+    );
 }
 
 #[test]
@@ -168,9 +194,19 @@ fn production_example_has_the_production_shape() {
     assert!(p.traffic.rule_arn.is_some() && p.traffic.test_listener.is_some() && p.smoke.is_some());
     let weights: Vec<u8> = p.steps.iter().map(|s| s.weight).collect();
     assert_eq!(weights, [1, 10, 50, 100]);
-    assert_eq!(p.steps[2].gate, plan::GateMode::Manual, "a human approves before 100%");
-    assert_eq!(p.state.prefix, "glidepath/shop/production", "default prefix");
-    assert_eq!(p.assets.as_ref().unwrap().dir, PathBuf::from("examples/public/assets"));
+    assert_eq!(
+        p.steps[2].gate,
+        plan::GateMode::Manual,
+        "a human approves before 100%"
+    );
+    assert_eq!(
+        p.state.prefix, "glidepath/shop/production",
+        "default prefix"
+    );
+    assert_eq!(
+        p.assets.as_ref().unwrap().dir,
+        PathBuf::from("examples/public/assets")
+    );
 }
 
 #[test]
@@ -229,7 +265,11 @@ fn defaults_fill_what_a_plan_leaves_out() {
     assert_eq!(p.steps[0].gate, plan::GateMode::Auto);
     assert!(p.migration.is_none() && p.smoke.is_none());
     let a = p.assets.as_ref().unwrap();
-    assert_eq!(a.dir, PathBuf::from("deploy/plans/public"), "relative to the plan file");
+    assert_eq!(
+        a.dir,
+        PathBuf::from("deploy/plans/public"),
+        "relative to the plan file"
+    );
     assert_eq!(a.retention, 5);
     assert_eq!(a.layout, plan::AssetLayout::Versioned);
     assert_eq!(a.cache_control, "public, max-age=31536000, immutable");
@@ -244,7 +284,11 @@ fn endpoint_overrides_are_refused_for_production_plans_only() {
     assert!(check_endpoint(&p, None).is_ok());
     p.production = true;
     let e = check_endpoint(&p, Some("http://127.0.0.1:4566")).unwrap_err();
-    assert!(e.message.contains("refusing to run production plan `shop/staging`"), "{e}");
+    assert!(
+        e.message
+            .contains("refusing to run production plan `shop/staging`"),
+        "{e}"
+    );
     assert!(e.message.contains("loopback"), "{e}");
     assert!(check_endpoint(&p, Some("http://localhost:5000")).is_err());
     assert!(check_endpoint(&p, Some("https://s3.eu-west-1.amazonaws.com")).is_ok());
@@ -255,12 +299,27 @@ fn endpoint_overrides_are_refused_for_production_plans_only() {
 #[test]
 fn plan_show_tells_what_a_release_does_in_order() {
     let out = glidepath(&["plan", "show", "examples/rehearsal.toml"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let order = ["1. lock", "2. snapshot", "3. migrate", "4. assets", "5. deploy", "6. shift", "7. finalize"];
+    let order = [
+        "1. lock",
+        "2. snapshot",
+        "3. migrate",
+        "4. assets",
+        "5. deploy",
+        "6. shift",
+        "7. finalize",
+    ];
     let mut last = 0;
     for phase in order {
-        let at = text.find(phase).unwrap_or_else(|| panic!("no `{phase}` in:\n{text}"));
+        let at = text
+            .find(phase)
+            .unwrap_or_else(|| panic!("no `{phase}` in:\n{text}"));
         assert!(at >= last, "`{phase}` out of order:\n{text}");
         last = at;
     }
@@ -279,9 +338,16 @@ fn plan_show_tells_what_a_release_does_in_order() {
         assert!(text.contains(needle), "no `{needle}` in:\n{text}");
     }
 
-    let out = glidepath(&["plan", "show", "examples/production.toml", "--output", "json"]);
+    let out = glidepath(&[
+        "plan",
+        "show",
+        "examples/production.toml",
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan show --output json is JSON");
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("plan show --output json is JSON");
     assert_eq!(json["app"], "shop");
     assert_eq!(json["production"], true);
     assert_eq!(json["database"]["kind"], "cluster");

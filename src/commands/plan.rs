@@ -94,7 +94,10 @@ fn shell_words(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
-            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c)) {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c))
+            {
                 w.clone()
             } else {
                 format!("'{}'", w.replace('\'', "'\\''"))
@@ -111,9 +114,22 @@ pub fn describe(p: &Plan) -> String {
         Some(url) => format!("AWS calls go to {url}"),
         None => "real AWS".to_string(),
     };
-    let kind = if p.production { "PRODUCTION" } else { "not production" };
-    let _ = writeln!(o, "plan {} (digest {})", p.source.display(), short(&p.digest));
-    let _ = writeln!(o, "{}/{} in {} — {kind}; {where_}", p.app, p.environment, p.region);
+    let kind = if p.production {
+        "PRODUCTION"
+    } else {
+        "not production"
+    };
+    let _ = writeln!(
+        o,
+        "plan {} (digest {})",
+        p.source.display(),
+        short(&p.digest)
+    );
+    let _ = writeln!(
+        o,
+        "{}/{} in {} — {kind}; {where_}",
+        p.app, p.environment, p.region
+    );
     let _ = writeln!(
         o,
         "colours on cluster {}: blue = service {} / target group {}; green = service {} / target group {}",
@@ -152,7 +168,11 @@ pub fn describe(p: &Plan) -> String {
             let net = if m.subnets.is_empty() {
                 "the service's network".to_string()
             } else {
-                format!("subnets {} / security groups {}", m.subnets.join(","), m.security_groups.join(","))
+                format!(
+                    "subnets {} / security groups {}",
+                    m.subnets.join(","),
+                    m.security_groups.join(",")
+                )
             };
             phase(
                 &mut o,
@@ -213,13 +233,23 @@ pub fn describe(p: &Plan) -> String {
         Some(rule) => format!("listener rule {rule}"),
         None => format!("listener {}", p.traffic.listener),
     };
-    phase(&mut o, "shift", format!("step the forward weights of {target} from live to idle:"));
+    phase(
+        &mut o,
+        "shift",
+        format!("step the forward weights of {target} from live to idle:"),
+    );
     for s in &p.steps {
         let gate = match s.gate {
             GateMode::Auto => "gate auto",
             GateMode::Manual => "gate manual (waits for an operator's approval)",
         };
-        let _ = writeln!(o, "{:>14}{:>4}%  bake {:<6} {gate}", "", s.weight, d(s.bake));
+        let _ = writeln!(
+            o,
+            "{:>14}{:>4}%  bake {:<6} {gate}",
+            "",
+            s.weight,
+            d(s.bake)
+        );
     }
     let g = &p.gates;
     let stat = match g.latency_stat {
@@ -237,7 +267,7 @@ pub fn describe(p: &Plan) -> String {
     };
     let _ = writeln!(
         o,
-        "{:>14}gates every {}: green fails on unhealthy targets; 5xx rate above {} and above live's by {} (after {} requests); {stat} latency above {}× live's; alarms in ALARM: {alarms}{}",
+        "{:>14}gates every {}: the idle colour fails on unhealthy targets; 5xx rate above {} and above live's + {} (after {} requests); {stat} latency above {}× live's; alarms in ALARM: {alarms}{}",
         "",
         d(g.poll_interval),
         pct(g.error_rate_floor),
@@ -257,7 +287,10 @@ pub fn describe(p: &Plan) -> String {
         d(g.max_blind)
     );
     let prune = match &p.assets {
-        Some(a) => format!(", prune assets to {} versions (never the live or standby one)", a.retention),
+        Some(a) => format!(
+            ", prune assets to {} versions (never the live or standby one)",
+            a.retention
+        ),
         None => String::new(),
     };
     phase(

@@ -74,7 +74,11 @@ pub fn render(path: &Path, src: &str, diags: &[Diag]) -> String {
         render_one(&mut out, &file.to_string(), src, d);
     }
     if sorted.len() > 1 {
-        let _ = writeln!(out, "\n{file}: {} problems; fix them all, then run `glidepath plan validate {file}` again", sorted.len());
+        let _ = writeln!(
+            out,
+            "\n{file}: {} problems; fix them all, then run `glidepath plan validate {file}` again",
+            sorted.len()
+        );
     }
     while out.ends_with('\n') {
         out.pop();
@@ -211,19 +215,43 @@ pub fn from_toml(src: &str, err: &toml::de::Error, top_level_keys: &[&str]) -> D
             ));
         }
     } else if let Some(rest) = raw.strip_prefix("invalid type: ") {
+        let rest = plain_types(rest);
         diag.message = format!("wrong type: {rest}");
-        if rest.contains("expected a sequence") && rest.starts_with("map") {
-            diag.hint = Some("write each entry as its own [[double-bracket]] table, or use a list `[...]`".into());
+        if rest.starts_with("string") && rest.ends_with("expected an integer") {
+            diag.hint = Some("write the number without quotes".into());
+        } else if rest.contains("expected a sequence") && rest.starts_with("map") {
+            diag.hint = Some(
+                "write each entry as its own [[double-bracket]] table, or use a list `[...]`"
+                    .into(),
+            );
         } else if rest.ends_with("expected a string") {
             diag.hint = Some("put the value in double quotes".into());
         }
     } else if raw.starts_with("duplicate key") {
         diag.hint = Some("each key may appear once per table; delete one of them".into());
     }
-    if diag.span.is_none() && diag.message.starts_with("missing key") {
-        diag.message = format!("{} (the plan file has no such key)", diag.message);
+    // A missing top-level key has no place in the file: the parser blames the whole document.
+    if diag.message.starts_with("missing key") && table.is_none() {
+        diag.span = None;
     }
     diag
+}
+
+/// serde's Rust type names in the words a plan author uses.
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, plain) in [
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected u8", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(head) = out.strip_suffix(rust) {
+            out = format!("{head}{plain}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -265,7 +293,8 @@ mod tests {
     fn renders_position_line_caret_and_hint() {
         let src = "app = \"shop\"\n[[steps]]\nbak = \"3s\"\n";
         let start = src.find("bak").unwrap();
-        let d = Diag::at(start..start + 3, "unknown key `bak` in [[steps]]").hint("did you mean `bake`?");
+        let d = Diag::at(start..start + 3, "unknown key `bak` in [[steps]]")
+            .hint("did you mean `bake`?");
         let text = render(Path::new("p.toml"), src, &[d]);
         assert_eq!(
             text,
@@ -279,7 +308,11 @@ mod tests {
         let text = render(
             Path::new("p.toml"),
             src,
-            &[Diag::at(6..7, "second"), Diag::at(0..1, "first"), Diag::nowhere("nowhere")],
+            &[
+                Diag::at(6..7, "second"),
+                Diag::at(0..1, "first"),
+                Diag::nowhere("nowhere"),
+            ],
         );
         let first = text.find("first").unwrap();
         let second = text.find("second").unwrap();
@@ -293,8 +326,17 @@ mod tests {
     fn finds_the_enclosing_table() {
         let src = "app = 1\n[state] # where\nbucket = 1\n[[steps]]\nweight = 1\n";
         assert_eq!(table_at(src, 2), None);
-        assert_eq!(table_at(src, src.find("bucket").unwrap()).as_deref(), Some("[state]"));
-        assert_eq!(table_at(src, src.find("[state]").unwrap()).as_deref(), Some("[state]"));
-        assert_eq!(table_at(src, src.find("weight").unwrap()).as_deref(), Some("[[steps]]"));
+        assert_eq!(
+            table_at(src, src.find("bucket").unwrap()).as_deref(),
+            Some("[state]")
+        );
+        assert_eq!(
+            table_at(src, src.find("[state]").unwrap()).as_deref(),
+            Some("[state]")
+        );
+        assert_eq!(
+            table_at(src, src.find("weight").unwrap()).as_deref(),
+            Some("[[steps]]")
+        );
     }
 }

@@ -27,6 +27,11 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             hint: EXAMPLES.into(),
         });
     }
+    if text.contains(char::is_whitespace) {
+        return Err(bad(
+            "durations have no spaces and use the units h, m, s, ms",
+        ));
+    }
     if text.chars().all(|c| c.is_ascii_digit()) {
         return Err(DurationError {
             message: format!("duration `{text}` has no unit"),
@@ -107,7 +112,18 @@ mod tests {
     #[test]
     fn refuses_what_a_tired_operator_might_write() {
         for text in [
-            "", "5", "5 minutes", "5min", "m5", "1.5s", "5s5s", "5s1m", " 5s", "5s ", "-5s", "5d",
+            "",
+            "5",
+            "5 minutes",
+            "5min",
+            "m5",
+            "1.5s",
+            "5s5s",
+            "5s1m",
+            " 5s",
+            "5s ",
+            "-5s",
+            "5d",
             "s",
         ] {
             assert!(parse(text).is_err(), "{text:?} should be refused");

@@ -119,7 +119,13 @@ mod tests {
     fn urls_are_parsed_or_refused() {
         assert_eq!(host_port("http://a:1/x").unwrap(), ("a".into(), Some(1)));
         assert_eq!(host_port("https://user@h").unwrap(), ("h".into(), None));
-        for bad in ["127.0.0.1:4566", "ftp://x", "http://", "http://h:port", "http://[::1"] {
+        for bad in [
+            "127.0.0.1:4566",
+            "ftp://x",
+            "http://",
+            "http://h:port",
+            "http://[::1",
+        ] {
             assert!(host_port(bad).is_err(), "{bad}");
         }
     }

@@ -282,8 +282,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
         message: diag::render(path, text, diags),
     };
     if text.trim().is_empty() {
-        return Err(fail(&[diag::Diag::nowhere("the plan file is empty")
-            .hint("start from examples/rehearsal.toml; docs/plan.md describes every key")]));
+        return Err(fail(&[diag::Diag::nowhere("the plan file is empty").hint(
+            "start from examples/rehearsal.toml; docs/plan.md describes every key",
+        )]));
     }
     let raw: raw::RawPlan = toml::from_str(text)
         .map_err(|e| fail(&[diag::from_toml(text, &e, raw::TOP_LEVEL_KEYS)]))?;

@@ -52,7 +52,9 @@ pub fn parse_arn(text: &str) -> Result<Arn<'_>, Problem> {
         .hint("the partition is usually `aws`"));
     }
     if service.is_empty() || resource.is_empty() {
-        return Err(Problem::new(format!("ARN `{text}` has an empty service or resource")).hint(shape));
+        return Err(
+            Problem::new(format!("ARN `{text}` has an empty service or resource")).hint(shape),
+        );
     }
     if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Problem::new(format!(
@@ -96,14 +98,13 @@ fn elb_resource<'a>(
     example: &str,
 ) -> Result<(Arn<'a>, Vec<&'a str>), Problem> {
     let arn = parse_arn(text)?;
-    let is_it = arn.service == "elasticloadbalancing"
-        && arn.resource.split('/').next() == Some(prefix);
+    let is_it =
+        arn.service == "elasticloadbalancing" && arn.resource.split('/').next() == Some(prefix);
     if !is_it {
-        return Err(Problem::new(format!(
-            "`{text}` is {}, not {wanted}",
-            kind(&arn)
-        ))
-        .hint(format!("{wanted} ARN looks like {example}")));
+        return Err(
+            Problem::new(format!("`{text}` is {}, not {wanted}", kind(&arn)))
+                .hint(format!("{wanted} ARN looks like {example}")),
+        );
     }
     let rest: Vec<&str> = arn.resource.split('/').skip(1).collect();
     Ok((arn, rest))
@@ -121,12 +122,15 @@ pub fn target_group_arn(text: &str) -> Result<&str, Problem> {
     let (arn, rest) = elb_resource(text, "targetgroup", "a target group", TG_EXAMPLE)?;
     match rest[..] {
         [name, id] if target_group_name(name).is_ok() && id_segment(id) => Ok(arn.region),
-        _ => Err(Problem::new(format!("target group ARN `{text}` is malformed"))
-            .hint(format!("it looks like {TG_EXAMPLE}"))),
+        _ => Err(
+            Problem::new(format!("target group ARN `{text}` is malformed"))
+                .hint(format!("it looks like {TG_EXAMPLE}")),
+        ),
     }
 }
 
 /// Load balancer name and listener id path (`app/NAME/LB-ID/LISTENER-ID`) of a listener ARN.
+#[derive(Debug)]
 pub struct ListenerArn<'a> {
     pub region: &'a str,
     pub load_balancer: &'a str,
@@ -144,7 +148,9 @@ fn alb_only(text: &str, lb_type: &str) -> Problem {
 pub fn listener_arn(text: &str) -> Result<ListenerArn<'_>, Problem> {
     let (arn, rest) = elb_resource(text, "listener", "a listener", LISTENER_EXAMPLE)?;
     match rest[..] {
-        ["app", lb, lb_id, id] if load_balancer_name(lb).is_ok() && id_segment(lb_id) && id_segment(id) => {
+        ["app", lb, lb_id, id]
+            if load_balancer_name(lb).is_ok() && id_segment(lb_id) && id_segment(id) =>
+        {
             Ok(ListenerArn {
                 region: arn.region,
                 load_balancer: lb,
@@ -170,8 +176,10 @@ pub fn rule_arn(text: &str) -> Result<(&str, String), Problem> {
             Ok((arn.region, rest[..4].join("/")))
         }
         [lb_type, ..] if lb_type == "net" || lb_type == "gwy" => Err(alb_only(text, lb_type)),
-        _ => Err(Problem::new(format!("listener rule ARN `{text}` is malformed"))
-            .hint(format!("it looks like {RULE_EXAMPLE}"))),
+        _ => Err(
+            Problem::new(format!("listener rule ARN `{text}` is malformed"))
+                .hint(format!("it looks like {RULE_EXAMPLE}")),
+        ),
     }
 }
 
@@ -186,7 +194,9 @@ pub fn listener_by_name(text: &str) -> Result<&str, Problem> {
     let (lb, port) = text.rsplit_once(':').ok_or_else(form)?;
     let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
     if !port_ok {
-        return Err(Problem::new(format!("`{text}`: port `{port}` is not a port number (1-65535)")));
+        return Err(Problem::new(format!(
+            "`{text}`: port `{port}` is not a port number (1-65535)"
+        )));
     }
     load_balancer_name(lb).map_err(|_| form())?;
     Ok(lb)
@@ -273,7 +283,11 @@ pub fn bucket_name(text: &str) -> Check {
     if text.split('.').count() == 4 && text.split('.').all(|p| p.parse::<u8>().is_ok()) {
         return bad("it must not look like an IP address");
     }
-    if text.starts_with("xn--") || text.starts_with("sthree-") || text.ends_with("-s3alias") || text.ends_with("--ol-s3") {
+    if text.starts_with("xn--")
+        || text.starts_with("sthree-")
+        || text.ends_with("-s3alias")
+        || text.ends_with("--ol-s3")
+    {
         return bad("that prefix or suffix is reserved by S3");
     }
     Ok(())
@@ -286,9 +300,7 @@ pub fn region_name(text: &str) -> Check {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1]
-            .parse::<u8>()
-            .is_ok_and(|n| n > 0);
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0);
     if ok {
         Ok(())
     } else {
@@ -334,12 +346,19 @@ mod tests {
     #[test]
     fn elb_arns_of_the_wrong_type_say_what_they_are() {
         let e = target_group_arn(LISTENER).unwrap_err();
-        assert!(e.message.contains("is a listener, not a target group"), "{e:?}");
+        assert!(
+            e.message.contains("is a listener, not a target group"),
+            "{e:?}"
+        );
         let e = listener_arn(TG).unwrap_err();
-        assert!(e.message.contains("is a target group, not a listener"), "{e:?}");
+        assert!(
+            e.message.contains("is a target group, not a listener"),
+            "{e:?}"
+        );
         let e = rule_arn(LISTENER).unwrap_err();
         assert!(e.message.contains("not a listener rule"), "{e:?}");
-        let e = listener_arn("arn:aws:ecs:eu-west-1:123456789012:service/shop/shop-blue").unwrap_err();
+        let e =
+            listener_arn("arn:aws:ecs:eu-west-1:123456789012:service/shop/shop-blue").unwrap_err();
         assert!(e.message.contains("a ecs `service`"), "{e:?}");
         let nlb = LISTENER.replace("/app/", "/net/");
         let e = listener_arn(&nlb).unwrap_err();
@@ -375,7 +394,17 @@ mod tests {
         for ok in ["shop-assets", "abc", "a.b.c", "shop-glidepath-state"] {
             assert!(bucket_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "Shop", "shop_assets", "-shop", "shop-", "a..b", "192.168.0.1", "xn--shop", "a".repeat(64).as_str()] {
+        for bad in [
+            "ab",
+            "Shop",
+            "shop_assets",
+            "-shop",
+            "shop-",
+            "a..b",
+            "192.168.0.1",
+            "xn--shop",
+            "a".repeat(64).as_str(),
+        ] {
             assert!(bucket_name(bad).is_err(), "{bad}");
         }
     }

@@ -4,8 +4,8 @@
 use super::diag::{suggest, Diag};
 use super::names::{self, Check, Problem};
 use super::raw::{DurationText, RawPlan, S};
-use super::{duration, endpoint};
 use super::*;
+use super::{duration, endpoint};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
@@ -38,7 +38,12 @@ impl Checker {
         self.diags.push(Diag::at(span, message));
     }
 
-    fn error_hint(&mut self, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+    fn error_hint(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.diags.push(Diag::at(span, message).hint(hint));
     }
 
@@ -102,7 +107,13 @@ impl Checker {
         d
     }
 
-    fn choice<T: Copy>(&mut self, v: Option<&S<String>>, key: &str, options: &[(&'static str, T)], default: T) -> T {
+    fn choice<T: Copy>(
+        &mut self,
+        v: Option<&S<String>>,
+        key: &str,
+        options: &[(&'static str, T)],
+        default: T,
+    ) -> T {
         let Some(v) = v else { return default };
         if let Some((_, t)) = options.iter().find(|(name, _)| name == v.get_ref()) {
             return *t;
@@ -112,11 +123,22 @@ impl Checker {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("use one of: {}", names.join(", ")),
         };
-        self.error_hint(v.span(), format!("`{key}` = `{}` is not a known value", v.get_ref()), hint);
+        self.error_hint(
+            v.span(),
+            format!("`{key}` = `{}` is not a known value", v.get_ref()),
+            hint,
+        );
         default
     }
 
-    fn fraction(&mut self, v: Option<&S<f64>>, key: &str, range: (f64, f64), default: f64, what: &str) -> f64 {
+    fn fraction(
+        &mut self,
+        v: Option<&S<f64>>,
+        key: &str,
+        range: (f64, f64),
+        default: f64,
+        what: &str,
+    ) -> f64 {
         let Some(v) = v else { return default };
         let x = *v.get_ref();
         if !(x.is_finite() && x >= range.0 && x <= range.1) {
@@ -138,9 +160,10 @@ impl Checker {
                 format!("`{key}` is empty"),
                 "give the program and its arguments, e.g. [\"bin/migrate\", \"up\"]",
             ),
-            Some(first) if first.get_ref().trim().is_empty() => {
-                self.error(first.span(), format!("`{key}` starts with an empty program name"))
-            }
+            Some(first) if first.get_ref().trim().is_empty() => self.error(
+                first.span(),
+                format!("`{key}` starts with an empty program name"),
+            ),
             Some(_) => {}
         }
         words
@@ -152,7 +175,9 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
     let mut c = Checker { diags: Vec::new() };
 
     let app = c.check(&raw.app, |s| names::simple_name(s, "app name"));
-    let environment = c.check(&raw.environment, |s| names::simple_name(s, "environment name"));
+    let environment = c.check(&raw.environment, |s| {
+        names::simple_name(s, "environment name")
+    });
     let region = c.check(&raw.region, names::region_name);
     let production = raw.production.as_ref().is_some_and(|p| *p.get_ref());
 
@@ -192,10 +217,18 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
     let lease = c.duration(st.lease.as_ref(), "state.lease", defaults::LEASE);
     if let Some(l) = &st.lease {
         if lease < Duration::from_secs(10) {
-            c.error_hint(l.span(), "`state.lease` is shorter than 10s", "a lease that short would expire between renewals; the default is \"5m\"");
+            c.error_hint(
+                l.span(),
+                "`state.lease` is shorter than 10s",
+                "a lease that short would expire between renewals; the default is \"5m\"",
+            );
         }
     }
-    let state = StateConfig { bucket, prefix, lease };
+    let state = StateConfig {
+        bucket,
+        prefix,
+        lease,
+    };
 
     // [blue] / [green]
     let blue = colour(&mut c, raw.blue.get_ref(), "blue", &region);
@@ -210,7 +243,10 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
     if blue.target_group == green.target_group {
         c.error_hint(
             raw.green.get_ref().target_group.span(),
-            format!("blue and green use the same target group `{}`", green.target_group),
+            format!(
+                "blue and green use the same target group `{}`",
+                green.target_group
+            ),
             "each colour needs its own target group, or the listener cannot weigh them",
         );
     }
@@ -234,7 +270,11 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
     let deploy = DeployConfig {
         container,
         image,
-        timeout: c.positive(d.timeout.as_ref(), "deploy.timeout", defaults::DEPLOY_TIMEOUT),
+        timeout: c.positive(
+            d.timeout.as_ref(),
+            "deploy.timeout",
+            defaults::DEPLOY_TIMEOUT,
+        ),
     };
 
     let migration = raw.migration.as_ref().map(|m| {
@@ -245,14 +285,26 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
                 None => deploy.container.clone(),
             },
             command: c.command(&m.command, "migration.command"),
-            timeout: c.positive(m.timeout.as_ref(), "migration.timeout", defaults::MIGRATION_TIMEOUT),
+            timeout: c.positive(
+                m.timeout.as_ref(),
+                "migration.timeout",
+                defaults::MIGRATION_TIMEOUT,
+            ),
             subnets: ids(&mut c, &m.subnets, "subnet-", "migration.subnets"),
-            security_groups: ids(&mut c, &m.security_groups, "sg-", "migration.security_groups"),
+            security_groups: ids(
+                &mut c,
+                &m.security_groups,
+                "sg-",
+                "migration.security_groups",
+            ),
             assign_public_ip: m.assign_public_ip.unwrap_or(false),
         }
     });
 
-    let assets = raw.assets.as_ref().map(|a| assets(&mut c, a.get_ref(), path));
+    let assets = raw
+        .assets
+        .as_ref()
+        .map(|a| assets(&mut c, a.get_ref(), path));
     let steps = steps(&mut c, &raw.steps);
     let gates = gates(&mut c, raw.gates.as_ref().map(|g| g.get_ref()));
 
@@ -266,9 +318,14 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
 
     let rollback = RollbackConfig {
         green: c.choice(
-            raw.rollback.as_ref().and_then(|r| r.get_ref().green.as_ref()),
+            raw.rollback
+                .as_ref()
+                .and_then(|r| r.get_ref().green.as_ref()),
             "rollback.green",
-            &[("scale_to_zero", GreenAfterRollback::ScaleToZero), ("keep", GreenAfterRollback::Keep)],
+            &[
+                ("scale_to_zero", GreenAfterRollback::ScaleToZero),
+                ("keep", GreenAfterRollback::Keep),
+            ],
             GreenAfterRollback::ScaleToZero,
         ),
     };
@@ -304,9 +361,19 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
 fn key_prefix(c: &mut Checker, v: &S<String>, key: &str) -> String {
     let p = v.get_ref().trim_end_matches('/');
     if p.starts_with('/') {
-        c.error_hint(v.span(), format!("`{key}` starts with `/`"), "S3 keys do not start with a slash; write e.g. \"static\"");
+        c.error_hint(
+            v.span(),
+            format!("`{key}` starts with `/`"),
+            "S3 keys do not start with a slash; write e.g. \"static\"",
+        );
     } else if p.contains("//") || p.contains(char::is_whitespace) {
-        c.error(v.span(), format!("`{key}` = `{}` has an empty segment or whitespace", v.get_ref()));
+        c.error(
+            v.span(),
+            format!(
+                "`{key}` = `{}` has an empty segment or whitespace",
+                v.get_ref()
+            ),
+        );
     }
     p.to_string()
 }
@@ -316,7 +383,12 @@ fn colour(c: &mut Checker, raw: &super::raw::RawColour, name: &str, region: &str
     let tg = raw.target_group.get_ref();
     if tg.starts_with("arn:") {
         match names::target_group_arn(tg) {
-            Ok(r) => c.same_region(raw.target_group.span(), &format!("{name}.target_group"), r, region),
+            Ok(r) => c.same_region(
+                raw.target_group.span(),
+                &format!("{name}.target_group"),
+                r,
+                region,
+            ),
             Err(p) => c.problem(raw.target_group.span(), p),
         }
     } else {
@@ -329,7 +401,12 @@ fn colour(c: &mut Checker, raw: &super::raw::RawColour, name: &str, region: &str
 }
 
 /// A listener given as an ARN or `<lb>:<port>`: (load balancer name, listener path if ARN).
-fn listener(c: &mut Checker, v: &S<String>, key: &str, region: &str) -> Option<(String, Option<String>)> {
+fn listener(
+    c: &mut Checker,
+    v: &S<String>,
+    key: &str,
+    region: &str,
+) -> Option<(String, Option<String>)> {
     let text = v.get_ref();
     if text.starts_with("arn:") {
         match names::listener_arn(text) {
@@ -439,7 +516,11 @@ fn ids(c: &mut Checker, list: &[S<String>], prefix: &str, key: &str) -> Vec<Stri
                 !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit())
             });
             if !ok {
-                c.error_hint(v.span(), format!("`{s}` in `{key}` is not an id"), format!("ids look like \"{prefix}0a1b2c3d4e5f67890\""));
+                c.error_hint(
+                    v.span(),
+                    format!("`{s}` in `{key}` is not an id"),
+                    format!("ids look like \"{prefix}0a1b2c3d4e5f67890\""),
+                );
             }
             s.clone()
         })
@@ -461,7 +542,10 @@ fn assets(c: &mut Checker, a: &super::raw::RawAssets, plan_path: &Path) -> Asset
                     "keep at least 2 versions: the live one and the standby one rollback returns to",
                 );
             } else if n > 1000 {
-                c.error(r.span(), format!("`assets.retention` = {n} is more than 1000"));
+                c.error(
+                    r.span(),
+                    format!("`assets.retention` = {n} is more than 1000"),
+                );
             }
             u32::try_from(n.clamp(2, 1000)).unwrap_or(defaults::RETENTION)
         }
@@ -487,7 +571,10 @@ fn assets(c: &mut Checker, a: &super::raw::RawAssets, plan_path: &Path) -> Asset
         layout: c.choice(
             a.layout.as_ref(),
             "assets.layout",
-            &[("versioned", AssetLayout::Versioned), ("hashed", AssetLayout::Hashed)],
+            &[
+                ("versioned", AssetLayout::Versioned),
+                ("hashed", AssetLayout::Hashed),
+            ],
             AssetLayout::Versioned,
         ),
         retention,
@@ -513,7 +600,8 @@ fn normalize(p: &Path) -> PathBuf {
         match comp {
             Component::CurDir => {}
             Component::ParentDir => {
-                let last_is_normal = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                let last_is_normal =
+                    matches!(out.components().next_back(), Some(Component::Normal(_)));
                 if last_is_normal {
                     out.pop();
                 } else if !matches!(out.components().next_back(), Some(Component::RootDir)) {
@@ -532,7 +620,11 @@ fn normalize(p: &Path) -> PathBuf {
 fn steps(c: &mut Checker, raw: &S<Vec<S<super::raw::RawStep>>>) -> Vec<Step> {
     let list = raw.get_ref();
     if list.is_empty() {
-        c.error_hint(raw.span(), "the plan has no traffic steps", "add [[steps]] tables, e.g. weight = 10, then 50, then 100");
+        c.error_hint(
+            raw.span(),
+            "the plan has no traffic steps",
+            "add [[steps]] tables, e.g. weight = 10, then 50, then 100",
+        );
         return Vec::new();
     }
     let mut out = Vec::with_capacity(list.len());
@@ -597,7 +689,11 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             confidence: defaults::CONFIDENCE,
         };
     };
-    let poll_interval = c.positive(g.poll_interval.as_ref(), "gates.poll_interval", defaults::POLL_INTERVAL);
+    let poll_interval = c.positive(
+        g.poll_interval.as_ref(),
+        "gates.poll_interval",
+        defaults::POLL_INTERVAL,
+    );
     let max_blind = c.duration(g.max_blind.as_ref(), "gates.max_blind", defaults::MAX_BLIND);
     if let Some(mb) = &g.max_blind {
         if max_blind < poll_interval {
@@ -625,7 +721,12 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
     let alarms = g
         .alarms
         .iter()
-        .map(|a| c.non_empty(a, "gates.alarms entry"))
+        .map(|a| {
+            if a.get_ref().trim().is_empty() {
+                c.error(a.span(), "an alarm name in `gates.alarms` is empty");
+            }
+            a.get_ref().clone()
+        })
         .collect();
     GateConfig {
         poll_interval,
@@ -662,7 +763,10 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
         on_fail: c.choice(
             g.on_fail.as_ref(),
             "gates.on_fail",
-            &[("rollback", OnGateFail::Rollback), ("pause", OnGateFail::Pause)],
+            &[
+                ("rollback", OnGateFail::Rollback),
+                ("pause", OnGateFail::Pause),
+            ],
             OnGateFail::Rollback,
         ),
         statistical: g.statistical.unwrap_or(false),
@@ -683,8 +787,14 @@ mod tests {
 
     #[test]
     fn paths_normalize_lexically() {
-        assert_eq!(normalize(Path::new("examples/../assets")), PathBuf::from("assets"));
-        assert_eq!(normalize(Path::new("../assets")), PathBuf::from("../assets"));
+        assert_eq!(
+            normalize(Path::new("examples/../assets")),
+            PathBuf::from("assets")
+        );
+        assert_eq!(
+            normalize(Path::new("../assets")),
+            PathBuf::from("../assets")
+        );
         assert_eq!(normalize(Path::new("./a/./b")), PathBuf::from("a/b"));
         assert_eq!(normalize(Path::new("/x/../../y")), PathBuf::from("/y"));
         assert_eq!(normalize(Path::new("a/..")), PathBuf::from("."));
