@@ -289,3 +289,275 @@ async fn listener_weights(
         weight(&report.green_target_group_arn),
     )
 }
+
+// --- the world in motion, through the raw aws-sdk clients ----------------------------------
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+};
+use std::time::Duration;
+
+/// Point the listener's forward action at (blue, green) weights.
+async fn set_weights(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    report: &glidepath::rehearse::seed::SeedReport,
+    blue: i32,
+    green: i32,
+) {
+    let forward = ForwardActionConfig::builder()
+        .target_groups(
+            TargetGroupTuple::builder()
+                .target_group_arn(&report.blue_target_group_arn)
+                .weight(blue)
+                .build(),
+        )
+        .target_groups(
+            TargetGroupTuple::builder()
+                .target_group_arn(&report.green_target_group_arn)
+                .weight(green)
+                .build(),
+        )
+        .build();
+    elb.modify_listener()
+        .listener_arn(&report.listener_arn)
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .forward_config(forward)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("modify listener");
+}
+
+/// Run one task like a migration and wait for it to stop; its essential container's exit code.
+async fn run_task_to_exit(w: &common::Seeded) -> i32 {
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+    let ecs = aws_sdk_ecs::Client::new(&w.config);
+    let net = AwsVpcConfiguration::builder()
+        .set_subnets(Some(w.report.subnet_ids.clone()))
+        .security_groups(&w.report.security_group_id)
+        .build()
+        .unwrap();
+    let run = ecs
+        .run_task()
+        .cluster("shop")
+        .task_definition(&w.report.task_definition_arn)
+        .launch_type(LaunchType::Fargate)
+        .started_by("glidepath-test")
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(net)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("run task");
+    let arn = run.tasks()[0].task_arn().unwrap().to_string();
+    common::wait_for("the task to stop", Duration::from_secs(30), || async {
+        let out = ecs
+            .describe_tasks()
+            .cluster("shop")
+            .tasks(&arn)
+            .send()
+            .await
+            .ok()?;
+        let task = out.tasks().first()?;
+        (task.last_status() == Some("STOPPED"))
+            .then(|| task.containers().first().and_then(|c| c.exit_code()))
+            .flatten()
+    })
+    .await
+}
+
+/// Sum of green's RequestCount over the last `secs` seconds (1 s periods).
+async fn green_requests(w: &common::Seeded, secs: i64) -> f64 {
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let cw = aws_sdk_cloudwatch::Client::new(&w.config);
+    let tg = glidepath::aws::target_group_dimension(&w.report.green_target_group_arn).unwrap();
+    let lb = glidepath::aws::load_balancer_dimension(&w.report.load_balancer_arn).unwrap();
+    let metric = Metric::builder()
+        .namespace("AWS/ApplicationELB")
+        .metric_name("RequestCount")
+        .dimensions(Dimension::builder().name("TargetGroup").value(tg).build())
+        .dimensions(Dimension::builder().name("LoadBalancer").value(lb).build())
+        .build();
+    let now = chrono::Utc::now();
+    let out = cw
+        .get_metric_data()
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("green")
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(metric)
+                        .period(1)
+                        .stat("Sum")
+                        .build(),
+                )
+                .build(),
+        )
+        .start_time(aws_smithy_types::DateTime::from_secs(
+            (now - chrono::Duration::seconds(secs)).timestamp(),
+        ))
+        .end_time(aws_smithy_types::DateTime::from_secs(now.timestamp() + 1))
+        .send()
+        .await
+        .expect("get metric data");
+    out.metric_data_results()
+        .iter()
+        .flat_map(|r| r.values().iter().copied())
+        .sum()
+}
+
+#[tokio::test]
+async fn happy_world_weights_task_deploy_and_traffic_through_the_sdk() {
+    let w = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.config);
+    let ecs = aws_sdk_ecs::Client::new(&w.config);
+
+    // A task runs for the scenario's time and stops with its exit code (0 here).
+    assert_eq!(run_task_to_exit(&w).await, 0);
+
+    // Green deploys: the deployment reaches COMPLETED and its targets are healthy.
+    ecs.update_service()
+        .cluster("shop")
+        .service("shop-green")
+        .desired_count(2)
+        .task_definition(&w.report.task_definition_arn)
+        .send()
+        .await
+        .expect("update green");
+    common::wait_for("green COMPLETED", Duration::from_secs(30), || async {
+        let out = ecs
+            .describe_services()
+            .cluster("shop")
+            .services("shop-green")
+            .send()
+            .await
+            .ok()?;
+        let svc = out.services().first()?;
+        let primary = svc.deployments().first()?;
+        (primary.rollout_state().map(|s| s.as_str()) == Some("COMPLETED")
+            && svc.running_count() == 2)
+            .then_some(())
+    })
+    .await;
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(&w.report.green_target_group_arn)
+        .send()
+        .await
+        .unwrap();
+    let states: Vec<_> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| {
+            d.target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str().to_string())
+        })
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states.iter().all(|s| s.as_deref() == Some("healthy")),
+        "{states:?}"
+    );
+
+    // No traffic for green while its weight is 0, even with healthy targets…
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(green_requests(&w, 10).await, 0.0);
+
+    // …then 90/10, read back, and green's RequestCount turns non-zero.
+    set_weights(&elb, &w.report, 90, 10).await;
+    assert_eq!(
+        listener_weights(&elb, &w.report.listener_arn, &w.report).await,
+        (90, 10)
+    );
+    let seen = common::wait_for("green requests", Duration::from_secs(15), || async {
+        let n = green_requests(&w, 10).await;
+        (n > 0.0).then_some(n)
+    })
+    .await;
+    println!("green RequestCount over 10 s at 10%: {seen}");
+}
+
+#[tokio::test]
+async fn migration_fails_task_stops_with_a_nonzero_exit_code() {
+    let w = common::seeded_stage("migration-fails", common::rehearsal_plan()).await;
+    assert_eq!(run_task_to_exit(&w).await, 1);
+}
+
+#[tokio::test]
+async fn alarm_fires_once_green_takes_traffic() {
+    let w = common::seeded_stage("alarm-fires", common::rehearsal_plan()).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&w.config);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.config);
+    let state = || async {
+        let out = cw
+            .describe_alarms()
+            .alarm_names("shop-green-5xx")
+            .send()
+            .await
+            .unwrap();
+        out.metric_alarms()[0]
+            .state_value()
+            .map(|s| s.as_str().to_string())
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_ne!(
+        state().await.as_deref(),
+        Some("ALARM"),
+        "no traffic, no alarm yet"
+    );
+    set_weights(&elb, &w.report, 90, 10).await;
+    common::wait_for("the alarm", Duration::from_secs(15), || async {
+        (state().await.as_deref() == Some("ALARM")).then_some(())
+    })
+    .await;
+}
+
+// --- an owner killed with SIGKILL leaves no stage --------------------------------------------
+
+/// Helper run in a child process by the test below: start a stage, print its pid, wait to be
+/// killed. Does nothing in a normal test run.
+#[tokio::test]
+async fn helper_hold_a_stage_until_killed() {
+    if std::env::var_os("GLIDEPATH_TEST_HOLD_STAGE").is_none() {
+        return;
+    }
+    let stage = common::start_stage("happy").await;
+    println!("holding stage pid {}", stage.pid());
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[test]
+fn owner_killed_with_sigkill_takes_its_stage_down() {
+    use std::io::BufRead;
+    common::ensure_stage_venv();
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["helper_hold_a_stage_until_killed", "--exact", "--nocapture"])
+        .env("GLIDEPATH_TEST_HOLD_STAGE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = owner.stdout.take().unwrap();
+    let pid: u32 = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("holding stage pid ")?.trim().parse().ok())
+        .expect("the owner started a stage");
+    assert!(!common::process_gone(pid));
+    owner.kill().unwrap(); // SIGKILL: no Drop runs in the owner
+    owner.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !common::process_gone(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stage pid {pid} outlived its SIGKILLed owner"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -305,9 +305,7 @@ impl Publisher {
         report: &mut PublishReport,
         progress: ProgressFn<'_>,
     ) -> Result<(), AssetsError> {
-        if self.cfg.layout == AssetLayout::Versioned {
-            self.adopt_interrupted(&mut p).await?;
-        }
+        self.adopt_present(&mut p).await?;
         let state = Mutex::new(Progress {
             stage: Stage::Publishing,
             files_total: report.files,
@@ -367,11 +365,19 @@ impl Publisher {
         Ok(())
     }
 
-    /// A versioned publish that was interrupted left objects under the version's folder and
-    /// no manifest. Adopt those that hold our content (skip them); any other object there is
-    /// a conflict, reported before anything is uploaded.
-    async fn adopt_interrupted(&self, p: &mut PublishPlan) -> Result<(), AssetsError> {
-        let folder = layout::version_folder(&self.prefix(), &p.manifest.version);
+    /// Objects already at our keys that no recent manifest accounts for: left by an
+    /// interrupted publish (versioned: under the version's folder; hashed: anywhere under the
+    /// prefix, also content of versions older than the manifests read). Adopt those that hold
+    /// our content (skip them, so no byte is sent twice); any other object at one of our keys
+    /// is a conflict, reported before anything is uploaded.
+    async fn adopt_present(&self, p: &mut PublishPlan) -> Result<(), AssetsError> {
+        if p.items.iter().all(|i| i.action == Action::Skip) {
+            return Ok(());
+        }
+        let folder = match self.cfg.layout {
+            AssetLayout::Versioned => layout::version_folder(&self.prefix(), &p.manifest.version),
+            AssetLayout::Hashed => layout::join(&self.prefix(), ""),
+        };
         let present: std::collections::HashMap<String, u64> =
             s3::list_keys(&self.s3, self.bucket(), &folder, &self.opts.retry)
                 .await?

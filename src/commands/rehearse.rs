@@ -1,10 +1,25 @@
 //! `glidepath rehearse`: stage up, seed, release, report, stage down.
+//!
+//! The stage is an owned child: dropping it (on any error, panic or early return) kills it,
+//! so a rehearsal never leaves an emulator running. Narration goes to stderr so that stdout
+//! stays the event stream (`--output json`); the closing report goes to stdout in text mode.
 
 use crate::cli::Global;
+use crate::commands::release::{self, Drive};
 use crate::commands::OutputFormat;
+use crate::plan::Plan;
+use crate::rehearse::emulator_sdk_config;
+use crate::rehearse::seed;
+use crate::rehearse::stage::{Stage, StageOptions};
+use serde_json::Value;
+use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-#[derive(Debug, clap::Args)]
+/// The plan `glidepath rehearse` uses when none is given.
+pub const DEFAULT_PLAN: &str = "examples/rehearsal.toml";
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct RehearseArgs {
     /// The plan to rehearse (default: examples/rehearsal.toml).
     pub plan: Option<PathBuf>,
@@ -27,6 +42,344 @@ pub struct RehearseArgs {
     pub port: u16,
 }
 
-pub async fn run(_g: &Global, _a: &RehearseArgs) -> i32 {
-    super::not_built("rehearse")
+impl Default for RehearseArgs {
+    fn default() -> Self {
+        RehearseArgs {
+            plan: None,
+            scenario: "happy".into(),
+            version: "rehearsal".into(),
+            non_interactive: true,
+            output: OutputFormat::Text,
+            auto_approve: true,
+            port: 0,
+        }
+    }
+}
+
+/// How a rehearsal went (for tests and the closing report).
+#[derive(Debug, Clone)]
+pub struct Rehearsal {
+    /// The release's exit code (or the stage's / seeding's when they failed first).
+    pub exit_code: i32,
+    /// The stage's process id (gone once the rehearsal returns).
+    pub stage_pid: Option<u32>,
+    /// The stage's own view (`GET /_stage/state`) right after the release.
+    pub stage_state: Option<Value>,
+    /// The closing report as printed.
+    pub report: String,
+}
+
+pub async fn run(g: &Global, a: &RehearseArgs) -> i32 {
+    let path = a
+        .plan
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PLAN));
+    let plan = match crate::plan::load(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("glidepath: {e}");
+            return crate::exit::USAGE;
+        }
+    };
+    let done = rehearse(g, plan, a).await;
+    if !done.report.is_empty() {
+        if a.output == OutputFormat::Json {
+            eprint!("{}", done.report);
+        } else {
+            print!("{}", done.report);
+        }
+    }
+    done.exit_code
+}
+
+/// Rehearse `plan` on a fresh stage: start it with the scenario, seed the plan's world,
+/// drive the release against it, report, stop it. Errors are printed to stderr here.
+pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal {
+    let failed = |code: i32, msg: &dyn std::fmt::Display| {
+        eprintln!("glidepath: {msg}");
+        Rehearsal {
+            exit_code: code,
+            stage_pid: None,
+            stage_state: None,
+            report: String::new(),
+        }
+    };
+    if plan.production {
+        return failed(
+            crate::exit::USAGE,
+            &format_args!(
+                "refusing to rehearse {}: it is a production plan (environment {}); rehearse a copy with `production = false` and the same shape",
+                plan.source.display(),
+                plan.environment
+            ),
+        );
+    }
+
+    let stage = match Stage::start(StageOptions {
+        scenario: a.scenario.clone(),
+        port: a.port,
+        tick: None,
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return failed(e.exit_code(), &e),
+    };
+    let endpoint = stage.endpoint();
+    eprintln!(
+        "rehearsal: stage ready on {endpoint} in {:.1} s (scenario {})",
+        stage.startup_time().as_secs_f64(),
+        a.scenario
+    );
+
+    let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
+    let config = emulator_sdk_config(&endpoint, &region).await;
+    let seeding = Instant::now();
+    let seeded = match seed::seed(&config, &plan).await {
+        Ok(r) => r,
+        Err(e) => {
+            let code = match e {
+                seed::SeedError::Plan { .. } => crate::exit::USAGE,
+                _ => crate::exit::UNEXPECTED,
+            };
+            let mut done = failed(code, &e);
+            done.stage_pid = Some(stage.pid());
+            return done; // dropping `stage` kills it
+        }
+    };
+    let seed_time = seeding.elapsed();
+    eprintln!(
+        "rehearsal: seeded {} in {:.1} s ({} resources)",
+        plan.app,
+        seed_time.as_secs_f64(),
+        seeded.created.len() + seeded.existing.len()
+    );
+
+    // The stage's endpoint wins over the plan's and the caller's: a rehearsal must never
+    // reach anything but the stage it just started.
+    plan.endpoint_url = Some(endpoint.clone());
+    let staged = Global {
+        endpoint_url: Some(endpoint),
+        ..g.clone()
+    };
+    let drive = Drive {
+        version: a.version.clone(),
+        non_interactive: a.non_interactive,
+        output: a.output,
+        auto_approve: a.auto_approve,
+        confirm: None,
+    };
+    let releasing = Instant::now();
+    let code = release::drive(&staged, &plan, drive).await;
+    let release_time = releasing.elapsed();
+
+    let state = stage.control_get("state").await.ok();
+    let pid = stage.pid();
+    let startup = stage.startup_time();
+    if let Err(e) = stage.stop().await {
+        eprintln!("glidepath: warning: {e}");
+    }
+    let report = report(&Summary {
+        app: &plan.app,
+        scenario: &a.scenario,
+        exit_code: code,
+        release_time,
+        startup,
+        seed_time,
+        state: state.as_ref(),
+    });
+    Rehearsal {
+        exit_code: code,
+        stage_pid: Some(pid),
+        stage_state: state,
+        report,
+    }
+}
+
+/// What the closing report is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a> {
+    pub app: &'a str,
+    pub scenario: &'a str,
+    pub exit_code: i32,
+    pub release_time: Duration,
+    pub startup: Duration,
+    pub seed_time: Duration,
+    pub state: Option<&'a Value>,
+}
+
+/// The outcome an exit code stands for (crate::exit).
+pub fn outcome(code: i32) -> &'static str {
+    match code {
+        crate::exit::OK => "finalized",
+        crate::exit::ROLLED_BACK => "rolled back by a gate",
+        crate::exit::LOCKED => "lock held by someone else",
+        crate::exit::MIGRATION_FAILED => "migration failed, no traffic moved",
+        crate::exit::USAGE => "refused (usage or plan error)",
+        _ => "failed",
+    }
+}
+
+/// The closing report: the outcome, then what the stage itself saw (listener weights,
+/// migration tasks, faults, AWS requests), independent of the release's own account.
+pub fn report(s: &Summary<'_>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rehearsal of {} (scenario {}): {} (exit {}); release took {:.1} s",
+        s.app,
+        s.scenario,
+        outcome(s.exit_code),
+        s.exit_code,
+        s.release_time.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "  stage: ready in {:.1} s, seeded in {:.1} s",
+        s.startup.as_secs_f64(),
+        s.seed_time.as_secs_f64()
+    );
+    let Some(state) = s.state else {
+        let _ = writeln!(out, "  (the stage did not answer; its view is unknown)");
+        return out;
+    };
+    for line in stage_view(state) {
+        let _ = writeln!(out, "  {line}");
+    }
+    out
+}
+
+/// The stage's view as report lines, from `GET /_stage/state`.
+pub fn stage_view(state: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+
+    // Listener weights per load balancer, blue before green.
+    if let Some(groups) = state["target_groups"].as_object() {
+        let mut by_lb: std::collections::BTreeMap<&str, Vec<(&str, &str, i64)>> =
+            Default::default();
+        for (name, tg) in groups {
+            let lb = tg["load_balancer"].as_str().unwrap_or("?");
+            let colour = tg["colour"].as_str().unwrap_or("");
+            let weight = tg["weight"].as_i64().unwrap_or(0);
+            by_lb.entry(lb).or_default().push((colour, name, weight));
+        }
+        for (lb, mut tgs) in by_lb {
+            tgs.sort_by_key(|(colour, name, _)| (colour_rank(colour), *name));
+            let weights: Vec<String> = tgs.iter().map(|(_, n, w)| format!("{n} {w}")).collect();
+            lines.push(format!("listener {lb} now: {}", weights.join(", ")));
+        }
+    }
+
+    let tasks = state["migration_tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let exits: Vec<String> = tasks
+        .iter()
+        .map(|t| match (&t["exit_code"], t["last_status"].as_str()) {
+            (Value::Number(n), _) => format!("exit {n}"),
+            (_, Some(status)) => status.to_lowercase(),
+            _ => "unknown".into(),
+        })
+        .collect();
+    lines.push(match tasks.len() {
+        0 => "migration tasks: none".into(),
+        n => format!("migration tasks: {n} ({})", exits.join(", ")),
+    });
+
+    let faults = state["faults"].as_array().cloned().unwrap_or_default();
+    for f in &faults {
+        let what = format!(
+            "{} on {}",
+            f["kind"].as_str().unwrap_or("fault"),
+            f["colour"].as_str().unwrap_or("the stage")
+        );
+        let line = match f["active_since_s"].as_f64() {
+            Some(t) => format!("fault {what}: active from +{t:.1} s (stage clock)"),
+            None => format!("fault {what}: never triggered"),
+        };
+        lines.push(line);
+    }
+
+    if let Some(requests) = state["requests"].as_object() {
+        let total: u64 = requests.values().filter_map(Value::as_u64).sum();
+        lines.push(format!("AWS requests served by the stage: {total}"));
+    }
+    lines
+}
+
+fn colour_rank(colour: &str) -> u8 {
+    match colour {
+        "blue" => 0,
+        "green" => 1,
+        _ => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state() -> Value {
+        json!({
+            "scenario": {"name": "green-5xx"},
+            "target_groups": {
+                "shop-green": {"colour": "green", "load_balancer": "shop", "weight": 0},
+                "shop-blue": {"colour": "blue", "load_balancer": "shop", "weight": 100}
+            },
+            "migration_tasks": [{"task_arn": "t", "last_status": "STOPPED", "exit_code": 0}],
+            "faults": [
+                {"kind": "5xx", "colour": "green", "active": false, "active_since_s": 8.04},
+                {"kind": "alarm", "active": false, "active_since_s": null}
+            ],
+            "requests": {"ecs:DescribeServices": 3, "s3:PutObject": 5}
+        })
+    }
+
+    #[test]
+    fn stage_view_lists_weights_tasks_faults_and_requests() {
+        assert_eq!(
+            stage_view(&state()),
+            [
+                "listener shop now: shop-blue 100, shop-green 0",
+                "migration tasks: 1 (exit 0)",
+                "fault 5xx on green: active from +8.0 s (stage clock)",
+                "fault alarm on the stage: never triggered",
+                "AWS requests served by the stage: 8",
+            ]
+        );
+    }
+
+    #[test]
+    fn report_names_the_outcome_and_survives_a_silent_stage() {
+        let st = state();
+        let mut s = Summary {
+            app: "shop",
+            scenario: "green-5xx",
+            exit_code: crate::exit::ROLLED_BACK,
+            release_time: Duration::from_millis(41_230),
+            startup: Duration::from_millis(1_900),
+            seed_time: Duration::from_millis(520),
+            state: Some(&st),
+        };
+        let text = report(&s);
+        assert!(
+            text.starts_with("rehearsal of shop (scenario green-5xx): rolled back by a gate (exit 3); release took 41.2 s\n  stage: ready in 1.9 s, seeded in 0.5 s\n  listener shop now:"),
+            "{text}"
+        );
+        s.state = None;
+        s.exit_code = 0;
+        let text = report(&s);
+        assert!(text.contains("finalized (exit 0)"), "{text}");
+        assert!(text.contains("did not answer"), "{text}");
+    }
+
+    #[test]
+    fn outcomes_follow_the_exit_codes() {
+        assert_eq!(outcome(0), "finalized");
+        assert_eq!(outcome(5), "migration failed, no traffic moved");
+        assert_eq!(outcome(4), "lock held by someone else");
+        assert_eq!(outcome(42), "failed");
+    }
 }

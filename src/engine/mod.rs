@@ -1,8 +1,15 @@
 //! The release engine: the only place that decides. It runs the phases over the
 //! ledger, calls ports, emits events and obeys commands; it never draws.
 
+pub mod ctx;
 pub mod event;
+pub mod fake;
+pub mod ids;
+pub mod ledger;
+pub mod lock;
+pub mod phases;
 pub mod ports;
+pub mod retry;
 pub mod run;
 
 pub use event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};

@@ -193,8 +193,9 @@ impl Stage {
     pub async fn start(opts: StageOptions) -> Result<Stage, StageError> {
         let install = StageInstall::locate()?;
         let started = Instant::now();
-        let mut child = install
-            .command(&opts)
+        let mut cmd = install.command(&opts);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -313,28 +314,7 @@ impl Stage {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, StageError> {
-        let path = control_path(path);
-        let fail = |reason: String| StageError::Control {
-            method,
-            path: path.clone(),
-            reason,
-        };
-        let (status, text) = tokio::time::timeout(
-            CONTROL_TIMEOUT,
-            http_request(self.port, method, &path, body),
-        )
-        .await
-        .map_err(|_| fail(format!("no answer within {}s", CONTROL_TIMEOUT.as_secs())))?
-        .map_err(|e| fail(e.to_string()))?;
-        if !(200..300).contains(&status) {
-            return Err(StageError::ControlStatus {
-                method,
-                path,
-                status,
-                body: text,
-            });
-        }
-        serde_json::from_str(&text).map_err(|e| fail(format!("answer is not JSON ({e}): {text}")))
+        control_at(self.port, method, path, body).await
     }
 
     /// Stop gracefully (SIGTERM, then SIGKILL after 10 s) and check it exited cleanly.
@@ -415,6 +395,28 @@ impl Drop for Stage {
     }
 }
 
+/// Ask the kernel to SIGTERM an owned stage when its parent dies, so a `glidepath
+/// rehearse` killed with SIGKILL (where `Drop` never runs) leaves no stage behind.
+/// Linux only; the signal is tied to the spawning thread, which for us is a runtime worker
+/// or the test thread, both of which outlive the `Stage`.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// Turn a stage that exited before ready into an error: exit 2 is the stage refusing its
 /// input, with one `stage: ...` line on stderr saying what to fix.
 fn classify_failure(status: Option<ExitStatus>, stderr: String) -> StageError {
@@ -457,6 +459,36 @@ fn drain_stderr(
             }
         }
     })
+}
+
+/// One control request to the stage on `127.0.0.1:port` (for a stage this process does not
+/// own, e.g. one `glidepath stage up` started); non-2xx answers are errors with the body.
+pub async fn control_at(
+    port: u16,
+    method: &'static str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, StageError> {
+    let path = control_path(path);
+    let fail = |reason: String| StageError::Control {
+        method,
+        path: path.clone(),
+        reason,
+    };
+    let (status, text) =
+        tokio::time::timeout(CONTROL_TIMEOUT, http_request(port, method, &path, body))
+            .await
+            .map_err(|_| fail(format!("no answer within {}s", CONTROL_TIMEOUT.as_secs())))?
+            .map_err(|e| fail(e.to_string()))?;
+    if !(200..300).contains(&status) {
+        return Err(StageError::ControlStatus {
+            method,
+            path,
+            status,
+            body: text,
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| fail(format!("answer is not JSON ({e}): {text}")))
 }
 
 fn port_of(url: &str) -> Option<u16> {

@@ -253,3 +253,146 @@ pub fn rehearsal_plan() -> Plan {
         },
     }
 }
+
+// --- LocalStack runtime on the host --------------------------------------------------------
+
+/// The real LocalStack runtime (community, from PyPI via scripts/setup-localstack) on a free
+/// loopback port, serving S3, STS and Logs. Killed (its whole process group) when dropped.
+pub struct LocalStack {
+    child: std::process::Child,
+    port: u16,
+    startup: Duration,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalStack {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Spawn-to-"Ready." time.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// Everything LocalStack printed so far (for failure messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        // It takes ~7 s to shut down on SIGTERM; its state lives in the temp dir, so kill.
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group we created for it.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The LocalStack venv: `$GLIDEPATH_LOCALSTACK_VENV`, else `~/.cache/glidepath/localstack-venv`.
+pub fn localstack_venv() -> PathBuf {
+    match std::env::var_os("GLIDEPATH_LOCALSTACK_VENV").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => home().join(".cache/glidepath/localstack-venv"),
+    }
+}
+
+/// Make sure the LocalStack venv exists and matches localstack/requirements-localstack.txt.
+pub fn ensure_localstack_venv() {
+    static ONCE: Once = Once::new();
+    run_setup_script(&ONCE, "setup-localstack");
+}
+
+/// How long LocalStack may take to print "Ready." (about 2 s here; generous for CI).
+const LOCALSTACK_READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Start LocalStack (`python -m localstack.runtime.main`) on a free port with its files in a
+/// temp dir, and wait until it is ready. Retries on a port race with another process.
+pub async fn start_localstack() -> LocalStack {
+    ensure_localstack_venv();
+    let mut last_log = String::new();
+    for _ in 0..3 {
+        match try_start_localstack().await {
+            Ok(ls) => return ls,
+            Err(log) if log.contains("Address already in use") => last_log = log,
+            Err(log) => panic!("LocalStack did not start:\n{log}"),
+        }
+    }
+    panic!("LocalStack found its port taken three times:\n{last_log}");
+}
+
+async fn try_start_localstack() -> Result<LocalStack, String> {
+    use std::os::unix::process::CommandExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("localstack.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let python = localstack_venv().join("bin/python");
+    let started = Instant::now();
+    let child = Command::new(&python)
+        .args(["-m", "localstack.runtime.main"])
+        .current_dir(dir.path())
+        .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SERVICES", "s3,sts,logs")
+        // Host mode with its files under the temp dir (it would think it is in a container
+        // wherever /.dockerenv exists, and write to /var/lib/localstack).
+        .env("OVERRIDE_IN_DOCKER", "0")
+        .env("FILESYSTEM_ROOT", dir.path().join("fs"))
+        .env("TMPDIR", dir.path())
+        // Stay off the network: no certificate download, no analytics events.
+        .env("SKIP_SSL_CERT_DOWNLOAD", "1")
+        .env("DISABLE_EVENTS", "1")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let mut ls = LocalStack {
+        child,
+        port,
+        startup: Duration::ZERO,
+        log,
+        _dir: dir,
+    };
+    loop {
+        let text = ls.log_text();
+        if text.lines().any(|l| l.trim() == "Ready.") {
+            ls.startup = started.elapsed();
+            return Ok(ls);
+        }
+        if let Ok(Some(status)) = ls.child.try_wait() {
+            return Err(format!("exited with {status}:\n{text}"));
+        }
+        if started.elapsed() > LOCALSTACK_READY_TIMEOUT {
+            return Err(format!(
+                "not ready after {}s:\n{text}",
+                LOCALSTACK_READY_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SDK configuration for LocalStack (us-east-1, dummy credentials, its endpoint).
+pub async fn localstack_sdk_config(ls: &LocalStack) -> SdkConfig {
+    glidepath::rehearse::emulator_sdk_config(&ls.endpoint(), "us-east-1").await
+}

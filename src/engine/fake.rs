@@ -1,0 +1,635 @@
+//! In-memory ports for engine tests: one shared [`World`] behind every port, so a test can
+//! drop an engine mid-release ("crash") and start a fresh one over the same state.
+//!
+//! Knobs: migration exit code and duration, snapshot progress ticks, deploy ticks, a
+//! scripted health sequence, smoke/asset results, transient errors per operation, and a
+//! crash point (the Nth port call hangs forever, before or after its effect). Every call
+//! is logged in order. Not for production use.
+
+use super::ports::*;
+use crate::gate::{ColourSample, HealthSample};
+use crate::plan::Plan;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashMode {
+    /// The call hangs before it has any effect.
+    Before,
+    /// The call takes effect, then hangs (the engine never learns it happened).
+    After,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeService {
+    pub task_definition: String,
+    pub desired: i32,
+    pub running: i32,
+    pub rollout: String,
+    /// `service` reads left until a rollout completes.
+    pub ticks_left: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeTask {
+    pub info: TaskInfo,
+    pub spec: TaskSpec,
+    pub describes_left: u32,
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct World {
+    // state store
+    pub objects: BTreeMap<String, (Vec<u8>, u64)>,
+    next_etag: u64,
+    // database
+    pub snapshots: BTreeMap<String, (SnapshotInfo, u32)>,
+    pub snapshot_ticks: u32,
+    pub snapshot_fails: bool,
+    // tasks
+    pub tasks: Vec<FakeTask>,
+    pub run_task_calls: u32,
+    pub migration_exit: i32,
+    pub migration_ticks: u32,
+    pub migration_lines: Vec<String>,
+    // fleet
+    pub services: BTreeMap<String, FakeService>,
+    pub blue_service: String,
+    pub green_service: String,
+    /// target group → service whose tasks register there.
+    pub target_groups: BTreeMap<String, String>,
+    /// task definition → image of the deploy container.
+    pub task_definitions: BTreeMap<String, String>,
+    pub deploy_ticks: u32,
+    /// Healthy targets stay below desired (a deploy that never gets healthy).
+    pub deploy_unhealthy: bool,
+    // traffic
+    pub weights: Weights,
+    pub weight_history: Vec<Weights>,
+    // health: scripted polls, then `healthy_sample` forever
+    pub health_script: VecDeque<PortResult<HealthSample>>,
+    pub healthy_sample: HealthSample,
+    pub health_polls: u32,
+    // smoke and assets
+    pub smoke_result: Result<(), String>,
+    pub smoke_runs: Vec<Vec<(String, String)>>,
+    pub assets_result: Result<String, String>,
+    pub assets_published: Vec<String>,
+    // failure injection and observation
+    /// Operation name → transient errors still to return.
+    pub transient: HashMap<String, u32>,
+    /// Operation name → fatal error to return (every time).
+    pub fatal: HashMap<String, String>,
+    pub calls: Vec<String>,
+    /// Invariants the engine broke (traffic to a colour with no running tasks, …).
+    pub violations: Vec<String>,
+    pub call_count: u64,
+    pub crash_at: Option<(u64, CrashMode)>,
+    pub crashed: bool,
+}
+
+/// A healthy poll: both colours with healthy targets, traffic and fast responses.
+pub fn healthy_sample() -> HealthSample {
+    let c = ColourSample {
+        healthy: 2,
+        unhealthy: 0,
+        other: 0,
+        requests: 100.0,
+        errors_5xx: 0.0,
+        elb_5xx: 0.0,
+        latency_avg_ms: Some(50.0),
+        latency_p95_ms: Some(80.0),
+    };
+    HealthSample {
+        blue: c.clone(),
+        green: c,
+        alarms: vec![],
+    }
+}
+
+/// The shared world. Clone it to hand to another engine (same state).
+#[derive(Clone)]
+pub struct FakeWorld {
+    world: Arc<Mutex<World>>,
+    crash: Arc<Notify>,
+}
+
+pub const LIVE_TASK_DEFINITION: &str = "app:1";
+pub const LIVE_IMAGE: &str = "registry.example.com/app:initial";
+
+impl FakeWorld {
+    /// A world shaped like `plan`: blue live with 2 tasks, green idle, listener all blue.
+    pub fn for_plan(plan: &Plan) -> FakeWorld {
+        let mut services = BTreeMap::new();
+        services.insert(
+            plan.blue.service.clone(),
+            FakeService {
+                task_definition: LIVE_TASK_DEFINITION.into(),
+                desired: 2,
+                running: 2,
+                rollout: "COMPLETED".into(),
+                ticks_left: 0,
+            },
+        );
+        services.insert(
+            plan.green.service.clone(),
+            FakeService {
+                task_definition: LIVE_TASK_DEFINITION.into(),
+                desired: 0,
+                running: 0,
+                rollout: "COMPLETED".into(),
+                ticks_left: 0,
+            },
+        );
+        let mut target_groups = BTreeMap::new();
+        target_groups.insert(plan.blue.target_group.clone(), plan.blue.service.clone());
+        target_groups.insert(plan.green.target_group.clone(), plan.green.service.clone());
+        let mut task_definitions = BTreeMap::new();
+        task_definitions.insert(LIVE_TASK_DEFINITION.to_string(), LIVE_IMAGE.to_string());
+        FakeWorld {
+            world: Arc::new(Mutex::new(World {
+                objects: BTreeMap::new(),
+                next_etag: 1,
+                snapshots: BTreeMap::new(),
+                snapshot_ticks: 3,
+                snapshot_fails: false,
+                tasks: vec![],
+                run_task_calls: 0,
+                migration_exit: 0,
+                migration_ticks: 3,
+                migration_lines: vec![
+                    "Running migrations...".into(),
+                    "Migrations complete.".into(),
+                ],
+                services,
+                blue_service: plan.blue.service.clone(),
+                green_service: plan.green.service.clone(),
+                target_groups,
+                task_definitions,
+                deploy_ticks: 2,
+                deploy_unhealthy: false,
+                weights: Weights::all_blue(),
+                weight_history: vec![],
+                health_script: VecDeque::new(),
+                healthy_sample: healthy_sample(),
+                health_polls: 0,
+                smoke_result: Ok(()),
+                smoke_runs: vec![],
+                assets_result: Ok("published".into()),
+                assets_published: vec![],
+                transient: HashMap::new(),
+                fatal: HashMap::new(),
+                calls: vec![],
+                violations: vec![],
+                call_count: 0,
+                crash_at: None,
+                crashed: false,
+            })),
+            crash: Arc::new(Notify::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, World> {
+        // A test that panicked while holding the lock already failed; keep going.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read or change the world.
+    pub fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// Resolves once a crash point was hit.
+    pub async fn crashed(&self) {
+        self.crash.notified().await
+    }
+
+    /// Every port over this world. `with_assets` adds the assets publisher.
+    pub fn ports(&self, with_assets: bool) -> Ports {
+        Ports {
+            state: Box::new(self.clone()),
+            database: Box::new(self.clone()),
+            tasks: Box::new(self.clone()),
+            fleet: Box::new(self.clone()),
+            traffic: Box::new(self.clone()),
+            health: Box::new(self.clone()),
+            smoke: Box::new(self.clone()),
+            assets: with_assets.then(|| Box::new(self.clone()) as Box<dyn Assets>),
+        }
+    }
+
+    /// Log the call, apply injected failures and the crash point, then run `f`.
+    async fn call<T: Send>(
+        &self,
+        op: &str,
+        detail: String,
+        f: impl FnOnce(&mut World) -> PortResult<T> + Send,
+    ) -> PortResult<T> {
+        let crash = {
+            let mut w = self.lock();
+            w.call_count += 1;
+            w.calls.push(if detail.is_empty() {
+                op.to_string()
+            } else {
+                format!("{op} {detail}")
+            });
+            let crash = match w.crash_at {
+                Some((n, mode)) if n == w.call_count && !w.crashed => {
+                    w.crashed = true;
+                    Some(mode)
+                }
+                _ => None,
+            };
+            if crash.is_none() {
+                if let Some(left) = w.transient.get_mut(op).filter(|n| **n > 0) {
+                    *left -= 1;
+                    return Err(PortError::Transient {
+                        operation: op.into(),
+                        message: "injected throttling".into(),
+                    });
+                }
+                if let Some(msg) = w.fatal.get(op) {
+                    return Err(PortError::Fatal {
+                        operation: op.into(),
+                        message: msg.clone(),
+                    });
+                }
+            }
+            crash
+        };
+        if crash == Some(CrashMode::Before) {
+            self.crash.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let result = f(&mut self.lock());
+        if crash == Some(CrashMode::After) {
+            self.crash.notify_one();
+            std::future::pending::<()>().await;
+        }
+        result
+    }
+}
+
+fn etag(w: &mut World) -> u64 {
+    w.next_etag += 1;
+    w.next_etag
+}
+
+#[async_trait]
+impl StateStore for FakeWorld {
+    async fn get(&self, key: &str) -> PortResult<Option<(Vec<u8>, ETag)>> {
+        self.call("state.get", key.into(), |w| {
+            Ok(w.objects
+                .get(key)
+                .map(|(b, e)| (b.clone(), ETag(e.to_string()))))
+        })
+        .await
+    }
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> PortResult<Conditional> {
+        self.call("state.put_if_absent", key.into(), |w| {
+            if w.objects.contains_key(key) {
+                return Ok(Conditional::Conflict);
+            }
+            let e = etag(w);
+            w.objects.insert(key.into(), (body, e));
+            Ok(Conditional::Written(ETag(e.to_string())))
+        })
+        .await
+    }
+    async fn put_if_match(&self, key: &str, body: Vec<u8>, tag: &ETag) -> PortResult<Conditional> {
+        self.call("state.put_if_match", key.into(), |w| {
+            match w.objects.get(key) {
+                Some((_, e)) if e.to_string() == tag.0 => {}
+                _ => return Ok(Conditional::Conflict),
+            }
+            let e = etag(w);
+            w.objects.insert(key.into(), (body, e));
+            Ok(Conditional::Written(ETag(e.to_string())))
+        })
+        .await
+    }
+    async fn delete(&self, key: &str) -> PortResult<()> {
+        self.call("state.delete", key.into(), |w| {
+            w.objects.remove(key);
+            Ok(())
+        })
+        .await
+    }
+    async fn list(&self, prefix: &str) -> PortResult<Vec<String>> {
+        self.call("state.list", prefix.into(), |w| {
+            Ok(w.objects
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Database for FakeWorld {
+    async fn describe_snapshot(&self, id: &str) -> PortResult<Option<SnapshotInfo>> {
+        self.call("database.describe_snapshot", id.into(), |w| {
+            let (ticks, fails) = (w.snapshot_ticks.max(1), w.snapshot_fails);
+            let Some((info, left)) = w.snapshots.get_mut(id) else {
+                return Ok(None);
+            };
+            if let SnapshotStatus::Creating { .. } = info.status {
+                *left = left.saturating_sub(1);
+                info.status = match (*left, fails) {
+                    (0, false) => SnapshotStatus::Available,
+                    (0, true) => SnapshotStatus::Failed {
+                        status: "failed".into(),
+                    },
+                    (l, _) => SnapshotStatus::Creating {
+                        percent: (100 - 100 * l / ticks) as u8,
+                    },
+                };
+            }
+            Ok(Some(info.clone()))
+        })
+        .await
+    }
+    async fn create_snapshot(&self, id: &str, release: &str) -> PortResult<()> {
+        self.call("database.create_snapshot", id.into(), |w| {
+            let ticks = w.snapshot_ticks;
+            w.snapshots.entry(id.into()).or_insert((
+                SnapshotInfo {
+                    id: id.into(),
+                    status: SnapshotStatus::Creating { percent: 0 },
+                    release_tag: Some(release.into()),
+                },
+                ticks,
+            ));
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Tasks for FakeWorld {
+    async fn find_started_by(&self, started_by: &str) -> PortResult<Vec<TaskInfo>> {
+        self.call("tasks.find_started_by", started_by.into(), |w| {
+            Ok(w.tasks
+                .iter()
+                .filter(|t| t.spec.started_by == started_by)
+                .map(|t| t.info.clone())
+                .collect())
+        })
+        .await
+    }
+    async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo> {
+        self.call("tasks.run_once", spec.task_definition.clone(), |w| {
+            w.run_task_calls += 1;
+            let n = w.tasks.len() + 1;
+            let info = TaskInfo {
+                arn: format!("arn:aws:ecs:us-east-1:123456789012:task/app/task{n}"),
+                last_status: "RUNNING".into(),
+                exit_code: None,
+                stopped_reason: None,
+                log: Some(("/ecs/app".into(), format!("migrate/web/task{n}"))),
+            };
+            w.tasks.push(FakeTask {
+                info: info.clone(),
+                spec: spec.clone(),
+                describes_left: w.migration_ticks,
+                lines: w.migration_lines.clone(),
+            });
+            Ok(info)
+        })
+        .await
+    }
+    async fn describe(&self, arn: &str, _container: &str) -> PortResult<TaskInfo> {
+        self.call("tasks.describe", arn.into(), |w| {
+            let exit = w.migration_exit;
+            let Some(t) = w.tasks.iter_mut().find(|t| t.info.arn == arn) else {
+                return Err(PortError::NotFound {
+                    operation: "tasks.describe".into(),
+                    resource: arn.into(),
+                });
+            };
+            if t.info.last_status != "STOPPED" {
+                t.describes_left = t.describes_left.saturating_sub(1);
+                if t.describes_left == 0 {
+                    t.info.last_status = "STOPPED".into();
+                    t.info.exit_code = Some(exit);
+                    t.info.stopped_reason = Some("Essential container in task exited".into());
+                }
+            }
+            Ok(t.info.clone())
+        })
+        .await
+    }
+    async fn log_lines(
+        &self,
+        _group: &str,
+        stream: &str,
+        cursor: Option<String>,
+    ) -> PortResult<(Vec<String>, Option<String>)> {
+        self.call("tasks.log_lines", stream.into(), |w| {
+            let Some(t) = w
+                .tasks
+                .iter()
+                .find(|t| t.info.log.as_ref().is_some_and(|(_, s)| s == stream))
+            else {
+                return Ok((vec![], cursor));
+            };
+            let from: usize = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let lines = t.lines.get(from..).unwrap_or_default().to_vec();
+            Ok((lines, Some(t.lines.len().to_string())))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Fleet for FakeWorld {
+    async fn service(&self, service: &str) -> PortResult<ServiceState> {
+        self.call("fleet.service", service.into(), |w| {
+            let Some(s) = w.services.get_mut(service) else {
+                return Err(PortError::NotFound {
+                    operation: "fleet.service".into(),
+                    resource: service.into(),
+                });
+            };
+            if s.ticks_left > 0 {
+                s.ticks_left -= 1;
+                if s.ticks_left == 0 {
+                    s.rollout = "COMPLETED".into();
+                    s.running = s.desired;
+                }
+            }
+            Ok(ServiceState {
+                task_definition: s.task_definition.clone(),
+                desired: s.desired,
+                running: s.running,
+                rollout: s.rollout.clone(),
+            })
+        })
+        .await
+    }
+    async fn task_definition_with_image(
+        &self,
+        from: &str,
+        container: &str,
+        image: &str,
+    ) -> PortResult<String> {
+        self.call(
+            "fleet.task_definition_with_image",
+            format!("{from} {container}={image}"),
+            |w| {
+                if let Some((td, _)) = w.task_definitions.iter().find(|(_, i)| *i == image) {
+                    return Ok(td.clone());
+                }
+                let td = format!("app:{}", w.task_definitions.len() + 1);
+                w.task_definitions.insert(td.clone(), image.into());
+                Ok(td)
+            },
+        )
+        .await
+    }
+    async fn deploy(&self, service: &str, td: &str, desired: i32) -> PortResult<()> {
+        self.call("fleet.deploy", format!("{service} {td} x{desired}"), |w| {
+            let ticks = w.deploy_ticks.max(1);
+            let s = w.services.get_mut(service).ok_or(PortError::NotFound {
+                operation: "fleet.deploy".into(),
+                resource: service.into(),
+            })?;
+            s.task_definition = td.into();
+            s.desired = desired;
+            s.rollout = "IN_PROGRESS".into();
+            s.ticks_left = ticks;
+            Ok(())
+        })
+        .await
+    }
+    async fn scale(&self, service: &str, desired: i32) -> PortResult<()> {
+        self.call("fleet.scale", format!("{service} x{desired}"), |w| {
+            let s = w.services.get_mut(service).ok_or(PortError::NotFound {
+                operation: "fleet.scale".into(),
+                resource: service.into(),
+            })?;
+            s.desired = desired;
+            s.running = desired;
+            Ok(())
+        })
+        .await
+    }
+    async fn target_counts(&self, tg: &str) -> PortResult<TargetCounts> {
+        self.call("fleet.target_counts", tg.into(), |w| {
+            let running = w
+                .target_groups
+                .get(tg)
+                .and_then(|s| w.services.get(s))
+                .map_or(0, |s| s.running.max(0) as u32);
+            Ok(if w.deploy_unhealthy {
+                TargetCounts {
+                    healthy: 0,
+                    unhealthy: running,
+                    other: 0,
+                }
+            } else {
+                TargetCounts {
+                    healthy: running,
+                    unhealthy: 0,
+                    other: 0,
+                }
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Traffic for FakeWorld {
+    async fn weights(&self) -> PortResult<Weights> {
+        self.call("traffic.weights", String::new(), |w| Ok(w.weights))
+            .await
+    }
+    async fn set_weights(&self, weights: Weights) -> PortResult<()> {
+        self.call(
+            "traffic.set_weights",
+            format!("{}/{}", weights.blue, weights.green),
+            |w| {
+                if u16::from(weights.blue) + u16::from(weights.green) != 100 {
+                    return Err(PortError::Fatal {
+                        operation: "traffic.set_weights".into(),
+                        message: format!("{weights:?} do not sum to 100"),
+                    });
+                }
+                let colours = [
+                    ("blue", weights.blue, w.blue_service.clone()),
+                    ("green", weights.green, w.green_service.clone()),
+                ];
+                for (colour, share, service) in colours {
+                    let running = w.services.get(&service).map_or(0, |s| s.running);
+                    if share > 0 && running == 0 {
+                        w.violations.push(format!(
+                            "{share}% of traffic sent to {colour} ({service}), which runs no tasks"
+                        ));
+                    }
+                }
+                w.weights = weights;
+                w.weight_history.push(weights);
+                Ok(())
+            },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Health for FakeWorld {
+    async fn sample(&self, _window: Duration) -> PortResult<HealthSample> {
+        self.call("health.sample", String::new(), |w| {
+            w.health_polls += 1;
+            w.health_script
+                .pop_front()
+                .unwrap_or_else(|| Ok(w.healthy_sample.clone()))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Smoke for FakeWorld {
+    async fn run(
+        &self,
+        _command: &[String],
+        env: &[(String, String)],
+        _timeout: Duration,
+    ) -> Result<(), String> {
+        self.call("smoke.run", String::new(), |w| {
+            w.smoke_runs.push(env.to_vec());
+            Ok(w.smoke_result.clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+#[async_trait]
+impl Assets for FakeWorld {
+    async fn publish(
+        &self,
+        version: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<String, String> {
+        progress(0, 2);
+        let r = self
+            .call("assets.publish", version.into(), |w| {
+                w.assets_published.push(version.into());
+                Ok(w.assets_result.clone())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        progress(2, 2);
+        r
+    }
+}

@@ -1,0 +1,98 @@
+//! Deterministic names derived from the release id, so a resumed release finds what an
+//! earlier run created instead of creating it again.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+/// `<version>-<UTC yyyymmddThhmmssZ>`, e.g. `1.4.0-20261103T021500Z`.
+pub fn release_id(version: &str, at: DateTime<Utc>) -> String {
+    format!("{version}-{}", at.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// RDS snapshot identifier `<db>-<release>`: letters, digits and hyphens only, starting
+/// with a letter, no double hyphen, no trailing hyphen, at most 255 characters.
+pub fn snapshot_id(db: &str, release: &str) -> String {
+    let raw = format!("{db}-{release}");
+    let mut out = String::with_capacity(raw.len() + 5);
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out.insert_str(0, "gp-");
+    }
+    out.truncate(255);
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+fn digest_hex(what: &str, release: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(what.as_bytes());
+    h.update([0]);
+    h.update(release.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// ECS `startedBy` (at most 36 characters): `glidepath-` + 20 hex digits of the release.
+pub fn started_by(release: &str) -> String {
+    format!("glidepath-{}", &digest_hex("started-by", release)[..20])
+}
+
+/// ECS `clientToken` (at most 64 characters) for the migration's RunTask.
+pub fn client_token(release: &str) -> String {
+    format!("glidepath-{}", &digest_hex("client-token", release)[..40])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    #[test]
+    fn release_ids_carry_version_and_utc_time() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 3, 2, 15, 0).unwrap();
+        assert_eq!(release_id("1.4.0", at), "1.4.0-20261103T021500Z");
+    }
+
+    #[test]
+    fn snapshot_ids_are_valid_for_rds() {
+        assert_eq!(
+            snapshot_id("shop-db", "1.4.0-20261103T021500Z"),
+            "shop-db-1-4-0-20261103t021500z"
+        );
+        assert_eq!(snapshot_id("db", "--x"), "db-x");
+        assert_eq!(snapshot_id("9db", "v1"), "gp-9db-v1");
+    }
+
+    #[test]
+    fn task_ids_fit_ecs_limits_and_are_stable() {
+        let r = "1.4.0-20261103T021500Z";
+        assert!(started_by(r).len() <= 36);
+        assert!(client_token(r).len() <= 64);
+        assert_eq!(started_by(r), started_by(r));
+        assert_ne!(started_by(r), started_by("1.4.1-20261103T021500Z"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_input_gives_a_valid_snapshot_id(db in ".{0,40}", rel in ".{0,300}") {
+            let id = snapshot_id(&db, &rel);
+            prop_assert!(id.len() <= 255);
+            prop_assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()));
+            prop_assert!(!id.contains("--"));
+            prop_assert!(!id.ends_with('-'));
+            prop_assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        }
+    }
+}

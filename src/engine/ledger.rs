@@ -1,0 +1,374 @@
+//! The ledger: one JSON record per release plus an index, in the state bucket.
+//!
+//! Keys (relative to the plan's state prefix): `ledger/releases/<id>.json` and
+//! `ledger/index.json`. Every write is a compare-and-swap on the ETag (`If-Match`, or
+//! `If-None-Match: *` to create), so two writers cannot both win; losing is an error that
+//! names the key. The index has `live` / `standby` (`{version, colour, release}`) at the top
+//! level, which `glidepath assets prune` reads to keep those versions.
+
+use super::event::{ColourName, Outcome, Phase, PhaseStatus};
+use super::ports::{Conditional, ETag, PortError, StateStore};
+use super::retry;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub const INDEX_KEY: &str = "ledger/index.json";
+pub const RELEASES_PREFIX: &str = "ledger/releases/";
+/// The index keeps this many releases (newest first); older records stay in the bucket.
+pub const INDEX_KEEP: usize = 200;
+
+pub fn record_key(release: &str) -> String {
+    format!("{RELEASES_PREFIX}{release}.json")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("{key} was changed by another glidepath while this one held it; run `glidepath status PLAN` to see who is releasing")]
+    Conflict { key: String },
+    #[error(
+        "{key} is not a glidepath ledger document ({message}); inspect it, then fix or delete it"
+    )]
+    Corrupt { key: String, message: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One phase's progress: intent is written before its mutation, done after read-back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PhaseRecord {
+    pub intent_at: Option<DateTime<Utc>>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub status: Option<PhaseStatus>,
+    pub detail: Option<String>,
+}
+
+impl PhaseRecord {
+    pub fn is_done(&self) -> bool {
+        self.done_at.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Phases {
+    pub lock: PhaseRecord,
+    pub snapshot: PhaseRecord,
+    pub migrate: PhaseRecord,
+    pub assets: PhaseRecord,
+    pub deploy: PhaseRecord,
+    pub shift: PhaseRecord,
+    pub finalize: PhaseRecord,
+    pub rollback: PhaseRecord,
+}
+
+impl Phases {
+    pub fn get(&self, p: Phase) -> &PhaseRecord {
+        match p {
+            Phase::Lock => &self.lock,
+            Phase::Snapshot => &self.snapshot,
+            Phase::Migrate => &self.migrate,
+            Phase::Assets => &self.assets,
+            Phase::Deploy => &self.deploy,
+            Phase::Shift => &self.shift,
+            Phase::Finalize => &self.finalize,
+            Phase::Rollback => &self.rollback,
+        }
+    }
+    pub fn get_mut(&mut self, p: Phase) -> &mut PhaseRecord {
+        match p {
+            Phase::Lock => &mut self.lock,
+            Phase::Snapshot => &mut self.snapshot,
+            Phase::Migrate => &mut self.migrate,
+            Phase::Assets => &mut self.assets,
+            Phase::Deploy => &mut self.deploy,
+            Phase::Shift => &mut self.shift,
+            Phase::Finalize => &mut self.finalize,
+            Phase::Rollback => &mut self.rollback,
+        }
+    }
+}
+
+/// Where the shift is: the step in progress and its timer (a start time and the bake
+/// observed so far, never a remaining time).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShiftProgress {
+    /// Index of the step in progress (== number of steps passed).
+    pub step: usize,
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// Observed (healthy, unpaused) bake time of the step in progress, seconds.
+    pub baked_s: f64,
+    /// The step's manual gate was approved.
+    pub approved: bool,
+}
+
+/// One gate decision, for `history` and post-mortems.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GateRecord {
+    pub index: usize,
+    pub weight: u8,
+    /// passed | failed | approved | advanced
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The release record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub app: String,
+    pub environment: String,
+    pub version: String,
+    pub plan_digest: String,
+    pub holder: String,
+    /// Live colour when the release started (traffic returns here on rollback).
+    pub live: ColourName,
+    pub target: ColourName,
+    /// The live colour's version when the release started, if known.
+    pub live_version: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub phases: Phases,
+    pub snapshot_id: Option<String>,
+    /// The new task definition (migration and deploy run it).
+    pub task_definition: Option<String>,
+    pub started_by: Option<String>,
+    pub task_arn: Option<String>,
+    pub task_exit_code: Option<i32>,
+    /// Desired count given to the target colour (the live colour's at deploy time).
+    pub desired: Option<i32>,
+    pub shift: ShiftProgress,
+    pub gates: Vec<GateRecord>,
+    pub rollback_reason: Option<String>,
+    /// A gate (not the operator) caused the rollback.
+    pub rollback_by_gate: bool,
+    pub outcome: Option<Outcome>,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Record {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: &str,
+        app: &str,
+        environment: &str,
+        version: &str,
+        plan_digest: &str,
+        holder: &str,
+        live: ColourName,
+        live_version: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Record {
+        Record {
+            id: id.into(),
+            app: app.into(),
+            environment: environment.into(),
+            version: version.into(),
+            plan_digest: plan_digest.into(),
+            holder: holder.into(),
+            live,
+            target: live.other(),
+            live_version,
+            started_at: now,
+            updated_at: now,
+            phases: Phases::default(),
+            snapshot_id: None,
+            task_definition: None,
+            started_by: None,
+            task_arn: None,
+            task_exit_code: None,
+            desired: None,
+            shift: ShiftProgress::default(),
+            gates: Vec::new(),
+            rollback_reason: None,
+            rollback_by_gate: false,
+            outcome: None,
+            exit_code: None,
+            message: None,
+            finished_at: None,
+        }
+    }
+
+    /// The first forward phase not done yet (None: every phase is done).
+    pub fn next_phase(&self) -> Option<Phase> {
+        Phase::ORDER
+            .into_iter()
+            .find(|p| !self.phases.get(*p).is_done())
+    }
+}
+
+/// A colour with the version it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Slot {
+    pub version: String,
+    pub colour: ColourName,
+    pub release: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexEntry {
+    pub id: String,
+    pub version: String,
+    pub holder: String,
+    pub live: ColourName,
+    pub target: ColourName,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<Outcome>,
+    pub message: Option<String>,
+}
+
+impl IndexEntry {
+    pub fn of(r: &Record) -> IndexEntry {
+        IndexEntry {
+            id: r.id.clone(),
+            version: r.version.clone(),
+            holder: r.holder.clone(),
+            live: r.live,
+            target: r.target,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            message: r.message.clone(),
+        }
+    }
+}
+
+/// `ledger/index.json`: who is live, who is standby, what is in progress, what happened.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Index {
+    pub live: Option<Slot>,
+    pub standby: Option<Slot>,
+    /// The release in progress, if any.
+    pub current: Option<String>,
+    /// Newest first.
+    pub releases: Vec<IndexEntry>,
+}
+
+impl Index {
+    /// The live colour (blue before the first release).
+    pub fn live_colour(&self) -> ColourName {
+        self.live.as_ref().map_or(ColourName::Blue, |s| s.colour)
+    }
+
+    /// Insert or replace `r`'s entry, newest first, bounded.
+    pub fn upsert(&mut self, r: &Record) {
+        let entry = IndexEntry::of(r);
+        match self.releases.iter_mut().find(|e| e.id == r.id) {
+            Some(e) => *e = entry,
+            None => self.releases.insert(0, entry),
+        }
+        self.releases.truncate(INDEX_KEEP);
+    }
+}
+
+/// A JSON document with the ETag it was read (or last written) with.
+#[derive(Debug, Clone)]
+pub struct Doc<T> {
+    pub key: String,
+    pub value: T,
+    etag: Option<ETag>,
+}
+
+impl<T: Serialize + DeserializeOwned> Doc<T> {
+    /// A document not yet in the store: the first save creates it (`If-None-Match: *`).
+    pub fn fresh(key: &str, value: T) -> Doc<T> {
+        Doc {
+            key: key.into(),
+            value,
+            etag: None,
+        }
+    }
+
+    pub async fn load(store: &dyn StateStore, key: &str) -> Result<Option<Doc<T>>, EngineError> {
+        let Some((bytes, etag)) = retry::quietly(|| store.get(key)).await? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+            key: key.into(),
+            message: e.to_string(),
+        })?;
+        Ok(Some(Doc {
+            key: key.into(),
+            value,
+            etag: Some(etag),
+        }))
+    }
+
+    /// Compare-and-swap write. A conflict after a transient failure may be our own earlier
+    /// attempt having landed: if the stored bytes are exactly ours, that is a success.
+    pub async fn save(&mut self, store: &dyn StateStore) -> Result<(), EngineError> {
+        let body = serde_json::to_vec_pretty(&self.value).map_err(|e| EngineError::Corrupt {
+            key: self.key.clone(),
+            message: e.to_string(),
+        })?;
+        let (key, etag, bytes) = (self.key.as_str(), &self.etag, &body);
+        let written = retry::quietly(|| async move {
+            match etag {
+                Some(etag) => store.put_if_match(key, bytes.clone(), etag).await,
+                None => store.put_if_absent(key, bytes.clone()).await,
+            }
+        })
+        .await?;
+        match written {
+            Conditional::Written(etag) => {
+                self.etag = Some(etag);
+                Ok(())
+            }
+            Conditional::Conflict => match retry::quietly(|| store.get(key)).await? {
+                Some((stored, etag)) if stored == body => {
+                    self.etag = Some(etag);
+                    Ok(())
+                }
+                _ => Err(EngineError::Conflict {
+                    key: self.key.clone(),
+                }),
+            },
+        }
+    }
+}
+
+/// Read-modify-write the index, re-reading on a conflict (releases are serialized by the
+/// lock, but `status`-adjacent writers such as a manual rollback may race).
+pub async fn update_index(
+    store: &dyn StateStore,
+    mut change: impl FnMut(&mut Index),
+) -> Result<Index, EngineError> {
+    let mut last = None;
+    for _ in 0..5 {
+        let mut doc = Doc::<Index>::load(store, INDEX_KEY)
+            .await?
+            .unwrap_or_else(|| Doc::fresh(INDEX_KEY, Index::default()));
+        let before = doc.value.clone();
+        change(&mut doc.value);
+        if doc.value == before && doc.etag.is_some() {
+            return Ok(doc.value);
+        }
+        match doc.save(store).await {
+            Ok(()) => return Ok(doc.value),
+            Err(e @ EngineError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(EngineError::Conflict {
+        key: INDEX_KEY.into(),
+    }))
+}
+
+pub async fn load_index(store: &dyn StateStore) -> Result<Index, EngineError> {
+    Ok(Doc::<Index>::load(store, INDEX_KEY)
+        .await?
+        .map(|d| d.value)
+        .unwrap_or_default())
+}
+
+pub async fn load_record(
+    store: &dyn StateStore,
+    release: &str,
+) -> Result<Option<Doc<Record>>, EngineError> {
+    Doc::load(store, &record_key(release)).await
+}

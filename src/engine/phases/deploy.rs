@@ -1,0 +1,157 @@
+//! Deploy: the idle colour runs the new version, healthy, before it gets any traffic.
+//!
+//! Contract: intent = the new task definition (a revision of the live colour's, with the
+//! deploy container's image set to the version) and the live colour's desired count in the
+//! ledger → read the target service: only if its task definition or desired count differ,
+//! `UpdateService` → wait (plan `deploy.timeout`) until the rollout is COMPLETED, running ==
+//! desired and the target group has that many healthy targets → the plan's smoke command,
+//! if any, against the test listener (`GREEN_URL`, `GLIDEPATH_VERSION`,
+//! `GLIDEPATH_RELEASE`) → done. A failing smoke test is a failed gate: rollback (no user
+//! traffic has moved). Resume compares before updating, so it never redeploys.
+
+use super::Done;
+use crate::engine::ctx::{Ctx, Stop};
+use crate::engine::event::{Event, Phase};
+use crate::gate::Signal;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// The new task definition, registered once and remembered in the ledger.
+pub async fn task_definition(ctx: &mut Ctx<'_>) -> Result<String, Stop> {
+    if let Some(td) = ctx.record.value.task_definition.clone() {
+        return Ok(td);
+    }
+    let (ports, plan) = (ctx.ports, ctx.plan);
+    let live = ctx.colour(ctx.live());
+    let live_service = ctx.call(|| ports.fleet.service(&live.service)).await?;
+    let image = plan
+        .deploy
+        .image
+        .replace("{version}", &ctx.record.value.version);
+    let container = &plan.deploy.container;
+    let td = ctx
+        .call(|| {
+            ports
+                .fleet
+                .task_definition_with_image(&live_service.task_definition, container, &image)
+        })
+        .await?;
+    ctx.rec().task_definition = Some(td.clone());
+    ctx.save().await?;
+    Ok(td)
+}
+
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
+    let ports = ctx.ports;
+    let td = task_definition(ctx).await?;
+    let target = ctx.colour(ctx.target());
+    let desired = match ctx.record.value.desired {
+        Some(d) => d,
+        None => {
+            let live = ctx.colour(ctx.live());
+            let d = ctx
+                .call(|| ports.fleet.service(&live.service))
+                .await?
+                .desired;
+            ctx.rec().desired = Some(d);
+            d
+        }
+    };
+    ctx.intent(Phase::Deploy).await?;
+
+    let now = ctx.call(|| ports.fleet.service(&target.service)).await?;
+    if now.task_definition != td || now.desired != desired {
+        ctx.call(|| ports.fleet.deploy(&target.service, &td, desired))
+            .await?;
+    } else {
+        ctx.emit(Event::Notice {
+            message: format!(
+                "{} already runs {td} at {desired} task(s); waiting for it instead of redeploying",
+                target.service
+            ),
+        });
+    }
+
+    let deadline = Instant::now() + ctx.plan.deploy.timeout;
+    let mut last = String::new();
+    loop {
+        let svc = ctx.call(|| ports.fleet.service(&target.service)).await?;
+        let counts = ctx
+            .call(|| ports.fleet.target_counts(&target.target_group))
+            .await?;
+        let line = format!(
+            "{}: rollout {}, {} of {desired} running, {} healthy, {} unhealthy",
+            target.service, svc.rollout, svc.running, counts.healthy, counts.unhealthy
+        );
+        if line != last {
+            ctx.emit(Event::Progress {
+                phase: Phase::Deploy,
+                done: u64::from(counts.healthy).min(desired.max(0) as u64),
+                total: desired.max(0) as u64,
+                unit: "tasks".into(),
+                message: Some(line.clone()),
+            });
+            last = line;
+        }
+        if svc.rollout == "FAILED" {
+            return Err(Stop::fail(format!(
+                "the rollout of {td} on {} FAILED (ECS gave up); no traffic moved. Look at the service's events, then start the release again",
+                target.service
+            )));
+        }
+        if svc.task_definition == td
+            && svc.rollout == "COMPLETED"
+            && svc.running == desired
+            && i64::from(counts.healthy) >= i64::from(desired)
+        {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(Stop::fail(format!(
+                "{} is not ready after {}s ([deploy].timeout): {last}; no traffic moved. \
+                 Fix the service, then `glidepath resume PLAN` or start again",
+                target.service,
+                ctx.plan.deploy.timeout.as_secs()
+            )));
+        }
+        ctx.tick().await?;
+        ctx.sleep(POLL).await?;
+    }
+
+    let mut detail = format!(
+        "{} runs {td} with {desired} healthy task(s)",
+        target.service
+    );
+    if let Some(smoke) = ctx.plan.smoke.as_ref() {
+        let mut env = vec![
+            (
+                "GLIDEPATH_VERSION".to_string(),
+                ctx.record.value.version.clone(),
+            ),
+            ("GLIDEPATH_RELEASE".to_string(), ctx.release.clone()),
+        ];
+        if let Some(url) = &ctx.plan.traffic.test_url {
+            env.push(("GREEN_URL".to_string(), url.clone()));
+        }
+        ctx.emit(Event::Notice {
+            message: format!("smoke test: {}", smoke.command.join(" ")),
+        });
+        if let Err(reason) = ports.smoke.run(&smoke.command, &env, smoke.timeout).await {
+            let reason = format!("smoke test failed: {reason}");
+            ctx.emit(Event::GateFailed {
+                index: 0,
+                weight: 0,
+                signal: Signal::Smoke,
+                reason: reason.clone(),
+            });
+            return Err(Stop::Rollback {
+                reason,
+                by_gate: true,
+            });
+        }
+        detail.push_str("; smoke test passed");
+    }
+    Ok(Done::ok(detail))
+}

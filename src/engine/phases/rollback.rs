@@ -1,0 +1,40 @@
+//! Rollback: traffic first, capacity second, the record last.
+//!
+//! Contract: intent (with the reason) in the ledger → listener weights 100% to the colour
+//! that was live, read back → the target colour scaled as `[rollback].green` says (to zero,
+//! or kept warm) → done; the caller writes the outcome and releases the lock. Safe to
+//! repeat: each step compares before it changes anything, so a resumed rollback finishes
+//! what an interrupted one started.
+
+use super::shift::{set_weights, weights_for};
+use super::Done;
+use crate::engine::ctx::{Ctx, Stop};
+use crate::engine::event::{ColourName, Phase};
+use crate::plan::GreenAfterRollback;
+
+pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
+    ctx.intent(Phase::Rollback).await?;
+    let (live, target) = (ctx.live(), ctx.target());
+    set_weights(ctx, weights_for(live, 100)).await?;
+    let capacity = scale_after(ctx, target).await?;
+    Ok(Done::ok(format!(
+        "traffic 100% {}; {capacity}",
+        live.name()
+    )))
+}
+
+/// Scale `colour` (which just lost its traffic) as the plan says; returns what was done.
+pub async fn scale_after(ctx: &Ctx<'_>, colour: ColourName) -> Result<String, Stop> {
+    let ports = ctx.ports;
+    let service = &ctx.colour(colour).service;
+    match ctx.plan.rollback.green {
+        GreenAfterRollback::Keep => Ok(format!("{service} kept running ([rollback].green = keep)")),
+        GreenAfterRollback::ScaleToZero => {
+            let now = ctx.call(|| ports.fleet.service(service)).await?;
+            if now.desired != 0 {
+                ctx.call(|| ports.fleet.scale(service, 0)).await?;
+            }
+            Ok(format!("{service} scaled to 0"))
+        }
+    }
+}

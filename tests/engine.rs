@@ -1,0 +1,900 @@
+//! The release engine over in-memory ports with paused time: every phase's success and
+//! failure, operator commands, the lock, and a crash at every port call followed by resume.
+
+mod common;
+
+use glidepath::engine::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
+use glidepath::engine::fake::{CrashMode, FakeWorld};
+use glidepath::engine::ledger::{self, Index, Record};
+use glidepath::engine::lock;
+use glidepath::engine::ports::{PortError, SnapshotInfo, SnapshotStatus, Weights};
+use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
+use glidepath::exit;
+use glidepath::gate::{HealthSample, Signal};
+use glidepath::plan::{GateMode, Plan};
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+fn plan() -> Plan {
+    let mut p = common::rehearsal_plan();
+    for s in &mut p.steps {
+        s.bake = Duration::from_secs(30);
+    }
+    p.gates.poll_interval = Duration::from_secs(5);
+    p.gates.max_blind = Duration::from_secs(20);
+    p
+}
+
+fn req(version: &str) -> ReleaseRequest {
+    ReleaseRequest {
+        version: version.into(),
+        auto_approve: false,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    }
+}
+
+fn resume_req() -> ResumeRequest {
+    ResumeRequest {
+        auto_approve: false,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    }
+}
+
+fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
+    let mut out = vec![];
+    while let Ok(e) = rx.try_recv() {
+        out.push(e.event);
+    }
+    out
+}
+
+/// Run a release with an operator who never says anything (the channel stays open).
+async fn release(world: &FakeWorld, plan: &Plan, version: &str) -> (Finished, Vec<Event>) {
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel();
+    let f = run::release(plan, &ports, req(version), tx, crx).await;
+    (f, drain(rx))
+}
+
+async fn resume(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel();
+    let f = run::resume(plan, &ports, resume_req(), tx, crx).await;
+    (f, drain(rx))
+}
+
+/// Run a release with an operator: `react` sees each event and may answer with a command.
+async fn release_with_operator(
+    world: &FakeWorld,
+    plan: &Plan,
+    version: &str,
+    mut react: impl FnMut(&Event) -> Option<Command>,
+) -> (Finished, Vec<Event>) {
+    let ports = world.ports(true);
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (ctx, crx): (UnboundedSender<Command>, _) = unbounded_channel();
+    let engine = run::release(plan, &ports, req(version), tx, crx);
+    let operator = async move {
+        let mut seen = vec![];
+        while let Some(env) = rx.recv().await {
+            if let Some(c) = react(&env.event) {
+                let _ = ctx.send(c);
+            }
+            seen.push(env.event);
+        }
+        seen
+    };
+    tokio::join!(engine, operator)
+}
+
+fn index(world: &FakeWorld) -> Index {
+    world.with(|w| {
+        w.objects
+            .get(ledger::INDEX_KEY)
+            .map(|(b, _)| serde_json::from_slice(b).unwrap())
+            .unwrap_or_default()
+    })
+}
+
+fn record(world: &FakeWorld, id: &str) -> Record {
+    world.with(|w| {
+        let (b, _) = w.objects.get(&ledger::record_key(id)).expect("record");
+        serde_json::from_slice(b).unwrap()
+    })
+}
+
+fn lock_held(world: &FakeWorld) -> bool {
+    world.with(|w| w.objects.contains_key(lock::LOCK_KEY))
+}
+
+/// ReleaseStarted first, ReleaseFinished last, every started phase finished.
+fn assert_well_formed(events: &[Event]) {
+    assert!(
+        matches!(events.first(), Some(Event::ReleaseStarted { .. })),
+        "first event: {:?}",
+        events.first()
+    );
+    assert!(
+        matches!(events.last(), Some(Event::ReleaseFinished { .. })),
+        "last event: {:?}",
+        events.last()
+    );
+    let mut open: Option<Phase> = None;
+    for e in events {
+        match e {
+            Event::PhaseStarted { phase } => {
+                assert_eq!(open, None, "{phase} started while {open:?} was running");
+                open = Some(*phase);
+            }
+            Event::PhaseFinished { phase, .. } => {
+                assert_eq!(open, Some(*phase), "{phase} finished but was not started");
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(open, None, "a phase never finished");
+}
+
+fn phase_finished(events: &[Event], p: Phase) -> Option<(PhaseStatus, Option<String>)> {
+    events.iter().find_map(|e| match e {
+        Event::PhaseFinished {
+            phase,
+            status,
+            detail,
+            ..
+        } if *phase == p => Some((*status, detail.clone())),
+        _ => None,
+    })
+}
+
+fn unhealthy_green() -> HealthSample {
+    let mut s = glidepath::engine::fake::healthy_sample();
+    s.green.unhealthy = 1;
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn happy_release_finalizes_green() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.outcome, Outcome::Finalized, "{}", f.message);
+    assert_eq!(f.exit_code, exit::OK);
+    assert!(f.release_id.starts_with("1.4.0-"), "{}", f.release_id);
+    assert_well_formed(&events);
+    for p in Phase::ORDER {
+        assert_eq!(
+            phase_finished(&events, p).map(|x| x.0),
+            Some(PhaseStatus::Done),
+            "{p}"
+        );
+    }
+    world.with(|w| {
+        assert_eq!(w.weights, Weights::green(100));
+        assert_eq!(
+            w.weight_history,
+            vec![Weights::green(10), Weights::green(50), Weights::green(100)]
+        );
+        assert_eq!(w.run_task_calls, 1);
+        assert!(w.violations.is_empty(), "{:?}", w.violations);
+        assert_eq!(w.assets_published, vec!["1.4.0".to_string()]);
+        let green = &w.services["shop-green"];
+        assert_eq!((green.desired, green.running), (2, 2));
+        assert_eq!(
+            w.task_definitions[&green.task_definition],
+            "registry.example.com/shop:1.4.0"
+        );
+        // The migration ran the *new* task definition with the plan's command.
+        assert_eq!(w.tasks[0].spec.task_definition, green.task_definition);
+        assert_eq!(w.tasks[0].spec.command, vec!["bin/migrate".to_string()]);
+        assert!(w.tasks[0].spec.started_by.len() <= 36);
+    });
+    assert!(!lock_held(&world), "lock released on finalize");
+    let ix = index(&world);
+    let live = ix.live.expect("live");
+    assert_eq!(
+        (live.colour, live.version.as_str()),
+        (ColourName::Green, "1.4.0")
+    );
+    assert_eq!(ix.standby.expect("standby").colour, ColourName::Blue);
+    assert_eq!(ix.current, None);
+    let r = record(&world, &f.release_id);
+    assert_eq!(r.outcome, Some(Outcome::Finalized));
+    assert_eq!(r.shift.step, 3);
+    assert!(r.phases.migrate.intent_at <= r.phases.migrate.done_at);
+    // Logs, snapshot progress and health all reached the views.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Log { line, .. } if line == "Migrations complete.")));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Progress {
+            phase: Phase::Snapshot,
+            done: 100,
+            ..
+        }
+    )));
+    assert!(events.iter().any(|e| matches!(e, Event::Health { .. })));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::GatePassed { .. }))
+            .count(),
+        3
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_release_goes_back_to_blue_with_honest_weights() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (first, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(first.exit_code, 0, "{}", first.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.with(|w| w.weight_history.clear());
+    let (f, events) = release(&world, &plan, "1.5.0").await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ReleaseStarted {
+            live: ColourName::Green,
+            target: ColourName::Blue,
+            ..
+        }
+    )));
+    world.with(|w| {
+        assert_eq!(
+            w.weight_history,
+            vec![
+                Weights {
+                    blue: 10,
+                    green: 90
+                },
+                Weights {
+                    blue: 50,
+                    green: 50
+                },
+                Weights {
+                    blue: 100,
+                    green: 0
+                }
+            ]
+        );
+        assert!(w.violations.is_empty(), "{:?}", w.violations);
+    });
+    let ix = index(&world);
+    assert_eq!(ix.live.unwrap().colour, ColourName::Blue);
+    let standby = ix.standby.unwrap();
+    assert_eq!(
+        (standby.colour, standby.version.as_str()),
+        (ColourName::Green, "1.4.0")
+    );
+    assert_eq!(ix.releases.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn migration_failure_exits_5_without_moving_traffic() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.migration_exit = 1);
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::MIGRATION_FAILED, "{}", f.message);
+    assert_eq!(f.outcome, Outcome::Failed);
+    assert!(f.message.contains("exited with code 1"), "{}", f.message);
+    assert_well_formed(&events);
+    let Some(Event::ReleaseFinished { snapshot_id, .. }) = events.last() else {
+        panic!()
+    };
+    assert!(snapshot_id
+        .as_deref()
+        .is_some_and(|s| s.starts_with("shop-db-1-4-0-")));
+    world.with(|w| {
+        assert!(w.weight_history.is_empty(), "weights never moved");
+        assert_eq!(w.run_task_calls, 1);
+        assert!(!w.calls.iter().any(|c| c.starts_with("fleet.deploy")));
+    });
+    assert!(!lock_held(&world), "lock released on failure");
+    assert_eq!(record(&world, &f.release_id).outcome, Some(Outcome::Failed));
+    assert_eq!(index(&world).current, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_failure_and_timeout_stop_before_the_migration() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.snapshot_fails = true);
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
+    assert!(f.message.contains("failed"), "{}", f.message);
+    assert_eq!(
+        phase_finished(&events, Phase::Snapshot).unwrap().0,
+        PhaseStatus::Failed
+    );
+    assert_eq!(world.with(|w| w.run_task_calls), 0);
+    assert!(!lock_held(&world));
+
+    let mut slow = plan.clone();
+    slow.database.snapshot_timeout = Duration::from_secs(10);
+    let world = FakeWorld::for_plan(&slow);
+    world.with(|w| w.snapshot_ticks = 1000);
+    let (f, _) = release(&world, &slow, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::UNEXPECTED);
+    assert!(f.message.contains("snapshot_timeout"), "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn someone_elses_snapshot_is_not_adopted_but_our_own_is() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    // Release ids are per second: make every id this test could produce collide.
+    let now = chrono::Utc::now();
+    for s in 0..3 {
+        let id = glidepath::engine::ids::release_id("1.4.0", now + chrono::Duration::seconds(s));
+        let snap = glidepath::engine::ids::snapshot_id("shop-db", &id);
+        world.with(|w| {
+            w.snapshots.insert(
+                snap.clone(),
+                (
+                    SnapshotInfo {
+                        id: snap,
+                        status: SnapshotStatus::Available,
+                        release_tag: Some("someone-else".into()),
+                    },
+                    0,
+                ),
+            )
+        });
+    }
+    let (f, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::UNEXPECTED);
+    assert!(f.message.contains("not tagged"), "{}", f.message);
+    world.with(|w| {
+        assert!(!w
+            .calls
+            .iter()
+            .any(|c| c.starts_with("database.create_snapshot")))
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn assets_phase_publishes_skips_or_fails() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.assets_result = Err("access denied".into()));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::UNEXPECTED);
+    assert!(f.message.contains("access denied"), "{}", f.message);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Progress {
+            phase: Phase::Assets,
+            ..
+        }
+    )));
+    world.with(|w| assert!(w.weight_history.is_empty()));
+
+    // No publisher wired in: skipped, with the reason.
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(false);
+    let (tx, rx) = unbounded_channel();
+    let (_c, crx) = unbounded_channel();
+    let f = run::release(&plan, &ports, req("1.4.0"), tx, crx).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let (status, detail) = phase_finished(&drain(rx), Phase::Assets).unwrap();
+    assert_eq!(status, PhaseStatus::Skipped);
+    assert!(detail.unwrap().contains("publisher"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deploy_that_never_gets_healthy_fails_before_any_traffic() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.deploy_unhealthy = true);
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
+    assert!(f.message.contains("deploy].timeout"), "{}", f.message);
+    assert_eq!(
+        phase_finished(&events, Phase::Deploy).unwrap().0,
+        PhaseStatus::Failed
+    );
+    world.with(|w| assert!(w.weight_history.is_empty()));
+    assert!(!lock_held(&world));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_smoke_test_rolls_back_before_user_traffic() {
+    let mut plan = plan();
+    plan.smoke = Some(glidepath::plan::SmokeConfig {
+        command: vec!["./smoke.sh".into()],
+        timeout: Duration::from_secs(30),
+    });
+    plan.traffic.test_url = Some("http://test.example".into());
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.smoke_result = Err("GET / returned 500".into()));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::GateFailed {
+            signal: Signal::Smoke,
+            ..
+        }
+    )));
+    world.with(|w| {
+        assert!(w.weight_history.is_empty(), "{:?}", w.weight_history);
+        assert_eq!(w.services["shop-green"].desired, 0, "scaled to zero");
+        let env = &w.smoke_runs[0];
+        assert!(env.contains(&("GREEN_URL".into(), "http://test.example".into())));
+        assert!(env.contains(&("GLIDEPATH_VERSION".into(), "1.4.0".into())));
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn gate_failure_rolls_back_to_100_0_with_exit_3() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    // Healthy through step 1 (30 s bake at 5 s polls), then green goes unhealthy.
+    world.with(|w| {
+        for _ in 0..9 {
+            w.health_script
+                .push_back(Ok(glidepath::engine::fake::healthy_sample()));
+        }
+        w.health_script.push_back(Ok(unhealthy_green()));
+    });
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert_eq!(f.outcome, Outcome::RolledBack);
+    assert!(f.message.contains("unhealthy"), "{}", f.message);
+    assert_well_formed(&events);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::GateFailed {
+            index: 1,
+            weight: 50,
+            signal: Signal::TargetHealth,
+            ..
+        }
+    )));
+    world.with(|w| {
+        assert_eq!(w.weights, Weights::all_blue());
+        assert_eq!(
+            w.weight_history,
+            vec![Weights::green(10), Weights::green(50), Weights::all_blue()]
+        );
+        assert_eq!(w.services["shop-green"].desired, 0);
+    });
+    assert!(!lock_held(&world));
+    let r = record(&world, &f.release_id);
+    assert_eq!(r.outcome, Some(Outcome::RolledBack));
+    assert!(r.rollback_by_gate);
+    assert!(r.gates.iter().any(|g| g.verdict == "failed"));
+    assert_eq!(index(&world).live, None, "nothing became live");
+}
+
+#[tokio::test(start_paused = true)]
+async fn blind_polls_do_not_bake_and_pause_after_max_blind() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| {
+        w.health_script
+            .push_back(Ok(glidepath::engine::fake::healthy_sample()));
+        for _ in 0..6 {
+            w.health_script.push_back(Err(PortError::Transient {
+                operation: "health.sample".into(),
+                message: "throttled".into(),
+            }));
+        }
+    });
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let blind = events
+        .iter()
+        .filter(|e| matches!(e, Event::Blind { .. }))
+        .count();
+    assert_eq!(blind, 6);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Paused { reason } if reason.contains("max_blind"))));
+    assert!(events.iter().any(|e| matches!(e, Event::Resumed)));
+    // Step 1 needed its full 30 s observed after the blind spell: 1 + 6 blind + 1 + 7 polls.
+    let step1_polls = events
+        .iter()
+        .take_while(|e| !matches!(e, Event::GatePassed { index: 0, .. }))
+        .filter(|e| matches!(e, Event::Health { .. } | Event::Blind { .. }))
+        .count();
+    assert_eq!(
+        step1_polls,
+        1 + 6 + 1 + 6,
+        "30 s at 5 s polls after the spell"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_gate_waits_for_approve() {
+    let mut plan = plan();
+    plan.steps[1].gate = GateMode::Manual;
+    let world = FakeWorld::for_plan(&plan);
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |e| {
+        matches!(e, Event::GateWaiting { .. }).then_some(Command::Approve)
+    })
+    .await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let waiting = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::GateWaiting {
+                    index: 1,
+                    weight: 50,
+                    ..
+                }
+            )
+        })
+        .expect("gate waiting");
+    let passed = events
+        .iter()
+        .position(|e| matches!(e, Event::GatePassed { index: 1, .. }))
+        .unwrap();
+    assert!(waiting < passed);
+    assert!(record(&world, &f.release_id)
+        .gates
+        .iter()
+        .any(|g| g.verdict == "approved"));
+
+    // With nobody to approve (scripted, channel closed) the release stops, resumable.
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let (tx, _rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel::<Command>();
+    drop(ctx);
+    let f = run::release(&plan, &ports, req("1.4.0"), tx, crx).await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    assert!(lock_held(&world));
+
+    // --auto-approve passes it.
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let (tx, _rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel::<Command>();
+    let mut r = req("1.4.0");
+    r.auto_approve = true;
+    let f = run::release(&plan, &ports, r, tx, crx).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_keeps_lock_and_traffic_then_resume_finishes() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |e| {
+        matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Abort)
+    })
+    .await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    assert_eq!(f.exit_code, exit::UNEXPECTED);
+    assert!(f.message.contains("glidepath resume"), "{}", f.message);
+    assert_well_formed(&events);
+    assert!(lock_held(&world), "lock kept on abort");
+    let split = world.with(|w| w.weights);
+    assert_eq!(split, Weights::green(50), "traffic stays where it was");
+
+    // Another release is refused while this one is half-done.
+    let (other, _) = release(&world, &plan, "1.5.0").await;
+    assert_eq!(other.exit_code, exit::LOCKED);
+    assert!(other.message.contains("alice@ops-1"), "{}", other.message);
+
+    let (f2, events2) = resume(&world, &plan).await;
+    assert_eq!(f2.exit_code, 0, "{}", f2.message);
+    assert_eq!(f2.release_id, f.release_id);
+    assert_well_formed(&events2);
+    assert!(events2
+        .iter()
+        .any(|e| matches!(e, Event::ReleaseStarted { resumed: true, .. })));
+    // Done phases are reported as such, not redone.
+    let (_, detail) = phase_finished(&events2, Phase::Migrate).unwrap();
+    assert!(detail.unwrap().contains("done before"));
+    world.with(|w| {
+        assert_eq!(w.run_task_calls, 1);
+        assert_eq!(
+            w.calls
+                .iter()
+                .filter(|c| c.starts_with("fleet.deploy"))
+                .count(),
+            1
+        );
+        assert_eq!(w.weights, Weights::green(100));
+    });
+    assert!(!lock_held(&world));
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_rollback_pause_and_advance() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (f, _) = release_with_operator(&world, &plan, "1.4.0", |e| {
+        matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Rollback)
+    })
+    .await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert_eq!(world.with(|w| w.weights), Weights::all_blue());
+    assert!(!record(&world, &f.release_id).rollback_by_gate);
+
+    // Advance skips a bake; Pause then Resume stretches one.
+    let world = FakeWorld::for_plan(&plan);
+    let mut paused = false;
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", move |e| match e {
+        Event::StepStarted { index: 0, .. } => Some(Command::Advance),
+        Event::StepStarted { index: 1, .. } => {
+            paused = true;
+            Some(Command::Pause)
+        }
+        Event::Health { .. } if paused => {
+            paused = false;
+            Some(Command::Resume)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert!(events.iter().any(|e| matches!(e, Event::Paused { .. })));
+    assert!(events.iter().any(|e| matches!(e, Event::Resumed)));
+    let gates = record(&world, &f.release_id).gates;
+    assert_eq!(gates[0].verdict, "advanced");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_held_by_someone_else_exits_4_naming_them() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let held = lock::acquire(
+        ports.state.as_ref(),
+        "carol@ops-9",
+        "2.0.0-20261103T020000Z",
+        "2.0.0",
+        Duration::from_secs(300),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(held, lock::Acquire::Acquired(_)));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::LOCKED);
+    assert!(f.message.contains("carol@ops-9"), "{}", f.message);
+    assert!(
+        f.message.contains("2.0.0-20261103T020000Z"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("ago"), "{}", f.message);
+    assert_well_formed(&events);
+    world.with(|w| assert!(!w.calls.iter().any(|c| c.starts_with("database."))));
+
+    // A stale lock is named stale, not taken.
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let _ = lock::acquire(
+        ports.state.as_ref(),
+        "carol@ops-9",
+        "2.0.0-20261103T020000Z",
+        "2.0.0",
+        Duration::ZERO,
+        false,
+    )
+    .await
+    .unwrap();
+    let (f, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::LOCKED);
+    assert!(
+        f.message.contains("STALE") && f.message.contains("unlock"),
+        "{}",
+        f.message
+    );
+
+    // unlock shows the holder, and --force breaks it.
+    let report = run::unlock(&plan, &ports, false).await.unwrap();
+    assert!(!report.broken && report.message.contains("carol@ops-9"));
+    let report = run::unlock(&plan, &ports, true).await.unwrap();
+    assert!(report.broken);
+    let (f, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_then_named() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| {
+        w.transient.insert("fleet.deploy".into(), 2);
+        w.transient.insert("state.put_if_match".into(), 1);
+    });
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning { message } if message.contains("retrying"))));
+
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| {
+        w.transient.insert("tasks.run_once".into(), 100);
+    });
+    let (f, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::UNEXPECTED);
+    assert!(
+        f.message.contains("tasks.run_once") && f.message.contains("gave up"),
+        "{}",
+        f.message
+    );
+    world.with(|w| assert!(w.weight_history.is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_rollback_of_a_finalized_release() {
+    let mut plan = plan();
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    let world = FakeWorld::for_plan(&plan);
+    // Blue keeps its tasks after a finalize in this world (nothing scales it down).
+    let (f, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, 0);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let back = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
+    assert_eq!(back.exit_code, exit::ROLLED_BACK, "{}", back.message);
+    assert_well_formed(&drain(rx));
+    assert_eq!(world.with(|w| w.weights), Weights::all_blue());
+    let ix = index(&world);
+    assert_eq!(ix.live.unwrap().colour, ColourName::Blue);
+    assert_eq!(ix.standby.unwrap().version, "1.4.0");
+    assert_eq!(
+        record(&world, &f.release_id).outcome,
+        Some(Outcome::RolledBack)
+    );
+    assert!(!lock_held(&world));
+
+    // With the old colour scaled away, it refuses.
+    world.with(|w| w.services.get_mut("shop-green").unwrap().running = 0);
+    let (tx, _rx) = unbounded_channel();
+    let refused = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
+    // Index was swapped back: green is standby now with 0 running → nothing sensible to do.
+    assert_ne!(refused.exit_code, exit::ROLLED_BACK, "{}", refused.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_and_history_read_the_ledger() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (f, _) = release_with_operator(&world, &plan, "1.4.0", |e| {
+        matches!(e, Event::StepStarted { index: 0, .. }).then_some(Command::Abort)
+    })
+    .await;
+    let ports = world.ports(true);
+    let st = run::status(&plan, &ports).await.unwrap();
+    assert_eq!(st.lock.as_ref().unwrap().body.holder, "alice@ops-1");
+    assert_eq!(st.current.as_ref().unwrap().id, f.release_id);
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["lock"]["release"], f.release_id.as_str());
+
+    let (done, _) = resume(&world, &plan).await;
+    assert_eq!(done.exit_code, 0, "{}", done.message);
+    let st = run::status(&plan, &ports).await.unwrap();
+    assert!(st.lock.is_none() && st.current.is_none());
+    assert_eq!(st.live.unwrap().version, "1.4.0");
+    let h = run::history(&plan, &ports).await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].outcome, Some(Outcome::Finalized));
+
+    // Nothing to resume now: usage exit.
+    let (nothing, _) = resume(&world, &plan).await;
+    assert_eq!(nothing.exit_code, exit::USAGE, "{}", nothing.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_warns_when_the_plan_changed() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let _ = release_with_operator(&world, &plan, "1.4.0", |e| {
+        matches!(e, Event::StepStarted { index: 0, .. }).then_some(Command::Abort)
+    })
+    .await;
+    let mut changed = plan.clone();
+    changed.digest = "f".repeat(64);
+    let (f, events) = resume(&world, &changed).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning { message } if message.contains("plan changed"))));
+}
+
+/// Crash (drop the engine) at the Nth port call, before or after that call's effect, then
+/// resume with fresh engines over the same world until the release ends.
+#[tokio::test(start_paused = true)]
+async fn crash_at_every_port_call_then_resume() {
+    let plan = plan();
+    let mut crash_points = 0;
+    for mode in [CrashMode::Before, CrashMode::After] {
+        for n in 1.. {
+            let world = FakeWorld::for_plan(&plan);
+            world.with(|w| w.crash_at = Some((n, mode)));
+            let ports = world.ports(true);
+            let (tx, _rx) = unbounded_channel();
+            let (_ctx, crx) = unbounded_channel();
+            let crashed = tokio::select! {
+                f = run::release(&plan, &ports, req("1.4.0"), tx, crx) => {
+                    assert_eq!(f.exit_code, 0, "N={n} {mode:?}: {}", f.message);
+                    false
+                }
+                _ = world.crashed() => true,
+            };
+            drop(ports);
+            if !crashed {
+                break;
+            }
+            crash_points += 1;
+            let ctx = format!(
+                "crash at call {n} ({mode:?}): {}",
+                world.with(|w| w.calls.last().cloned().unwrap_or_default())
+            );
+
+            let (f, events) = resume(&world, &plan).await;
+            let outcome = if f.exit_code == exit::USAGE {
+                // Nothing in progress: either nothing had started, or everything had ended.
+                match index(&world).releases.first().and_then(|e| e.outcome) {
+                    Some(o) => Some(o),
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let (f, _) = release(&world, &plan, "1.4.0").await;
+                        assert_eq!(f.exit_code, 0, "{ctx}: fresh release: {}", f.message);
+                        Some(f.outcome)
+                    }
+                }
+            } else {
+                assert_well_formed(&events);
+                Some(f.outcome)
+            };
+            assert!(
+                matches!(outcome, Some(Outcome::Finalized | Outcome::RolledBack)),
+                "{ctx}: ended {outcome:?}"
+            );
+            world.with(|w| {
+                assert!(
+                    w.run_task_calls <= 1,
+                    "{ctx}: RunTask called {} times",
+                    w.run_task_calls
+                );
+                assert_eq!(w.run_task_calls, 1, "{ctx}: the migration never ran");
+                assert!(w.violations.is_empty(), "{ctx}: {:?}", w.violations);
+                let first_shift = w.calls.iter().position(|c| {
+                    c.starts_with("traffic.set_weights") && c != "traffic.set_weights 100/0"
+                });
+                let last_deploy_wait = w
+                    .calls
+                    .iter()
+                    .rposition(|c| c.starts_with("fleet.target_counts"));
+                if let (Some(s), Some(d)) = (first_shift, last_deploy_wait) {
+                    assert!(d < s, "{ctx}: traffic moved before the deploy finished");
+                }
+                assert!(
+                    !w.objects.contains_key(lock::LOCK_KEY),
+                    "{ctx}: lock left behind"
+                );
+            });
+            let ix = index(&world);
+            assert_eq!(ix.current, None, "{ctx}");
+            if outcome == Some(Outcome::Finalized) {
+                assert_eq!(
+                    ix.live.as_ref().map(|s| s.colour),
+                    Some(ColourName::Green),
+                    "{ctx}"
+                );
+                assert_eq!(world.with(|w| w.weights), Weights::green(100), "{ctx}");
+            }
+        }
+    }
+    assert!(crash_points > 100, "only {crash_points} crash points");
+}
