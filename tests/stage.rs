@@ -517,3 +517,47 @@ async fn alarm_fires_once_green_takes_traffic() {
     })
     .await;
 }
+
+// --- an owner killed with SIGKILL leaves no stage --------------------------------------------
+
+/// Helper run in a child process by the test below: start a stage, print its pid, wait to be
+/// killed. Does nothing in a normal test run.
+#[tokio::test]
+async fn helper_hold_a_stage_until_killed() {
+    if std::env::var_os("GLIDEPATH_TEST_HOLD_STAGE").is_none() {
+        return;
+    }
+    let stage = common::start_stage("happy").await;
+    println!("holding stage pid {}", stage.pid());
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[test]
+fn owner_killed_with_sigkill_takes_its_stage_down() {
+    use std::io::BufRead;
+    common::ensure_stage_venv();
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["helper_hold_a_stage_until_killed", "--exact", "--nocapture"])
+        .env("GLIDEPATH_TEST_HOLD_STAGE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = owner.stdout.take().unwrap();
+    let pid: u32 = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("holding stage pid ")?.trim().parse().ok())
+        .expect("the owner started a stage");
+    assert!(!common::process_gone(pid));
+    owner.kill().unwrap(); // SIGKILL: no Drop runs in the owner
+    owner.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !common::process_gone(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stage pid {pid} outlived its SIGKILLed owner"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

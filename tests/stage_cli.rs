@@ -243,3 +243,72 @@ fn stage_up_without_the_venv_names_the_setup_script() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("scripts/setup-stage"), "{err}");
 }
+
+// --- with plan files -------------------------------------------------------------------------
+
+#[test]
+#[ignore = "needs plan::load (plan files)"]
+fn stage_seed_from_the_cli_is_idempotent_and_loopback_only() {
+    let home = StateHome::new();
+    let up = home.glidepath(&["stage", "up", "--port", "0"]);
+    assert_eq!(up.status.code(), Some(0), "{}", show(&up));
+    let out = text(&up.stdout);
+    let endpoint = out
+        .lines()
+        .find_map(|l| l.strip_prefix("  export AWS_ENDPOINT_URL="))
+        .unwrap_or_else(|| panic!("no export line: {out}"))
+        .to_string();
+
+    let seed = |extra: &[&str]| {
+        let mut args = vec!["stage", "seed", "examples/rehearsal.toml"];
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_glidepath"));
+        cmd.args(&args)
+            .current_dir(common::repo_root())
+            .env("XDG_STATE_HOME", home.dir.path())
+            .env("AWS_ENDPOINT_URL", &endpoint);
+        cmd.output().unwrap()
+    };
+    let first = seed(&[]);
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    let t = text(&first.stdout);
+    assert!(
+        t.starts_with(&format!("seeded shop on {endpoint} in ")),
+        "{t}"
+    );
+    assert!(t.contains("  created  vpc shop-vpc"), "{t}");
+    assert!(t.contains(", 0 already there"), "{t}");
+
+    let again = seed(&["--output", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["created"], serde_json::json!([]));
+    assert!(!report["existing"].as_array().unwrap().is_empty());
+
+    // A remote endpoint is refused before anything is sent.
+    let remote = seed(&["--endpoint-url", "https://s3.amazonaws.com"]);
+    assert_eq!(remote.status.code(), Some(2), "{}", show(&remote));
+    assert!(text(&remote.stderr).contains("refusing to seed https://s3.amazonaws.com"));
+
+    let down = home.glidepath(&["stage", "down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", show(&down));
+}
+
+#[test]
+#[ignore = "needs plan::load (plan files)"]
+fn rehearse_cli_bad_scenario_is_one_line_exit_2() {
+    let home = StateHome::new();
+    let out = home.glidepath(&["rehearse", "--scenario", "nope", "--non-interactive"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("unknown scenario 'nope'"), "{err}");
+
+    let prod = home.glidepath(&["rehearse", "examples/production.toml", "--non-interactive"]);
+    assert_eq!(prod.status.code(), Some(2), "{}", show(&prod));
+    assert!(
+        text(&prod.stderr).contains("refusing to rehearse"),
+        "{}",
+        show(&prod)
+    );
+}

@@ -69,6 +69,9 @@ pub async fn run(g: &Global, c: &AssetsCmd) -> i32 {
                 Ok(p) => p,
                 Err(msg) => return usage(&msg),
             };
+            if let Err(msg) = refuse_emulator(g, plan.as_ref()) {
+                return usage(&msg);
+            }
             let cfg = match publish_config(plan.as_ref(), dir, bucket, prefix, *layout) {
                 Ok(c) => c,
                 Err(msg) => return usage(&msg),
@@ -85,6 +88,9 @@ pub async fn run(g: &Global, c: &AssetsCmd) -> i32 {
                 Ok(p) => p,
                 Err(msg) => return usage(&msg),
             };
+            if let Err(msg) = refuse_emulator(g, Some(&plan)) {
+                return usage(&msg);
+            }
             prune_cmd(g, &plan, *keep, *dry_run).await
         }
     }
@@ -109,7 +115,15 @@ fn exit_for(e: &AssetsError) -> i32 {
 }
 
 fn load_plan(path: &Path) -> Result<Plan, String> {
-    crate::plan::load(path).map_err(|e| e.to_string())
+    crate::plan::load(path).map_err(|e| e.message)
+}
+
+/// A production plan never publishes to an emulator endpoint by accident.
+fn refuse_emulator(g: &Global, plan: Option<&Plan>) -> Result<(), String> {
+    match plan {
+        Some(p) => crate::plan::check_endpoint(p, g.endpoint_url.as_deref()).map_err(|e| e.message),
+        None => Ok(()),
+    }
 }
 
 /// The plan's `[assets]`, with --dir/--bucket/--prefix overriding; or those flags alone.

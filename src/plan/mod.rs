@@ -2,10 +2,21 @@
 //!
 //! `Plan` is the *resolved* form every other module reads: durations parsed, defaults
 //! applied, semantic checks passed. Parsing and validation (with file:line:col
-//! diagnostics) live in `parse.rs` / `validate.rs`; nothing else reads raw TOML.
+//! diagnostics) live here: `raw.rs` is the TOML schema, `validate.rs` the semantic checks
+//! and defaults, `diag.rs` the rendering; nothing else reads raw TOML.
+
+mod diag;
+pub mod duration;
+mod endpoint;
+mod names;
+mod raw;
+mod validate;
+
+pub use endpoint::check_endpoint;
+pub use validate::defaults;
 
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A resolved, validated release plan.
@@ -240,11 +251,43 @@ impl std::fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 /// Read, parse, validate and resolve the plan at `path`.
-pub fn load(path: &std::path::Path) -> Result<Plan, PlanError> {
-    Err(PlanError {
+pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    let bytes = std::fs::read(path).map_err(|e| PlanError {
         message: format!(
-            "{}: reading plan files is not built yet in this version of glidepath",
+            "{}: error: cannot read the plan file: {e}\n  = hint: check the path; examples/rehearsal.toml is a plan to start from",
             path.display()
         ),
-    })
+    })?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse(text, path),
+        Err(e) => {
+            let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned();
+            let (line, col) = diag::line_col(&valid, valid.len());
+            Err(PlanError {
+                message: format!(
+                    "{}:{line}:{col}: error: the plan file is not UTF-8 text (byte {})\n  = hint: save it as UTF-8",
+                    path.display(),
+                    e.valid_up_to()
+                ),
+            })
+        }
+    }
+}
+
+/// Parse, validate and resolve plan `text`; `path` names it in messages and is the base
+/// for relative paths in it (`assets.dir`).
+pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
+    use sha2::Digest as _;
+    let fail = |diags: &[diag::Diag]| PlanError {
+        message: diag::render(path, text, diags),
+    };
+    if text.trim().is_empty() {
+        return Err(fail(&[diag::Diag::nowhere("the plan file is empty").hint(
+            "start from examples/rehearsal.toml; docs/plan.md describes every key",
+        )]));
+    }
+    let raw: raw::RawPlan = toml::from_str(text)
+        .map_err(|e| fail(&[diag::from_toml(text, &e, raw::TOP_LEVEL_KEYS)]))?;
+    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    validate::resolve(raw, path, digest).map_err(|d| fail(&d))
 }
