@@ -398,6 +398,11 @@ pub fn holder() -> String {
 /// SDK configuration and every port for `plan`; prints the error and returns the exit code
 /// on failure.
 async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
+    // Production plans refuse emulator endpoints (and vice versa), before any call.
+    if let Err(e) = crate::plan::check_endpoint(plan, endpoint(g, plan).as_deref()) {
+        eprintln!("glidepath: {e}");
+        return Err(crate::exit::USAGE);
+    }
     let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
     let config = match endpoint(g, plan) {
         // An emulator on this machine takes dummy credentials; real AWS uses the chain.
