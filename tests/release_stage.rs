@@ -222,3 +222,65 @@ async fn two_releases_at_once_one_gets_exit_4_naming_the_holder() {
         "one migration in all"
     );
 }
+
+/// The engine dropped mid-shift (what `kill -9` leaves: nothing cleans up), then `resume`
+/// with fresh clients finishes the release with still exactly one migration task.
+#[tokio::test]
+async fn crash_mid_shift_then_resume_finishes_with_one_migration() {
+    let site = site();
+    let seeded = common::seeded_stage("happy", plan(site.path())).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = ReleaseRequest {
+        version: "1.4.0".into(),
+        auto_approve: true,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    };
+    let engine = run::release(&plan, &ports, req, tx, crx);
+    let mid_shift = async {
+        while let Some(e) = rx.recv().await {
+            if matches!(e.event, Event::StepStarted { index: 1, .. }) {
+                return;
+            }
+        }
+        panic!("the release ended before reaching step 2");
+    };
+    tokio::select! {
+        f = engine => panic!("finished before the crash: {}", f.message),
+        () = mid_shift => {}
+    }
+    drop(ports);
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let st = run::status(&plan, &ports).await.unwrap();
+    assert_eq!(
+        st.lock.as_ref().map(|l| l.body.holder.as_str()),
+        Some("alice@ops-1")
+    );
+    assert_ne!(ports.traffic.weights().await.unwrap(), Weights::all_blue());
+
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = glidepath::engine::run::ResumeRequest {
+        auto_approve: true,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    };
+    let f = run::resume(&plan, &ports, req, tx, crx).await;
+    let mut events = vec![];
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    assert_eq!(ports.traffic.weights().await.unwrap(), Weights::green(100));
+    assert_eq!(
+        tasks_in_cluster(&seeded.config).await.len(),
+        1,
+        "one migration in all"
+    );
+}
