@@ -93,7 +93,7 @@ async fn one(plan: &glidepath::plan::Plan) -> Result<(f64, f64, String), String>
     glidepath::rehearse::seed::seed(&config, plan)
         .await
         .map_err(|e| e.to_string())?;
-    let (ports, _) = glidepath::aws::build(&config, plan)
+    let (ports, plan) = glidepath::commands::release::ports_for(&config, plan)
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
@@ -111,7 +111,7 @@ async fn one(plan: &glidepath::plan::Plan) -> Result<(f64, f64, String), String>
         holder: "bench@drills".into(),
         endpoint: Some(stage.endpoint()),
     };
-    let finished = release(plan, &ports, req, tx, crx).await;
+    let finished = release(&plan, &ports, req, tx, crx).await;
     let events = collect.await.map_err(|e| e.to_string())?;
     // The stage's clock now, against the wall clock now, dates the fault's start.
     let state = stage

@@ -47,7 +47,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let seeded = common::seeded_stage(scenario, plan).await;
-    let (ports, _) = glidepath::aws::build(&seeded.config, &seeded.plan)
+    let (ports, plan) = glidepath::commands::release::ports_for(&seeded.config, &seeded.plan)
         .await
         .expect("build ports");
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -65,7 +65,7 @@ where
         holder: "drills@test".into(),
         endpoint: Some(seeded.stage.endpoint()),
     };
-    let run = release(&seeded.plan, &ports, req, tx, crx);
+    let run = release(&plan, &ports, req, tx, crx);
     let (finished, ()) = tokio::join!(run, during(seeded.stage.endpoint()));
     let events = collect.await.expect("collector");
     let weights = ports.traffic.weights().await.expect("read weights back");
