@@ -9,6 +9,7 @@
 use super::event::{ColourName, Outcome, Phase, PhaseStatus};
 use super::ports::{Conditional, ETag, PortError, StateStore};
 use super::retry;
+use crate::gate::Signal;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,9 @@ pub struct ShiftProgress {
     pub baked_s: f64,
     /// The step's manual gate was approved.
     pub approved: bool,
+    /// Since when the step's manual gate waits for the operator (for watchers).
+    #[serde(default)]
+    pub waiting_since: Option<DateTime<Utc>>,
 }
 
 /// One gate decision, for `history` and post-mortems.
@@ -112,6 +116,23 @@ pub struct GateRecord {
     pub verdict: String,
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
+    /// The failing signal, for `failed` verdicts.
+    #[serde(default)]
+    pub signal: Option<Signal>,
+}
+
+/// Listener forward weights as this release last set and read them back.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerWeights {
+    pub blue: u8,
+    pub green: u8,
+}
+
+/// A run of the release that stopped on the operator's Abort (traffic stays, lock kept).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Interruption {
+    pub at: DateTime<Utc>,
+    pub message: String,
 }
 
 /// The release record.
@@ -148,6 +169,16 @@ pub struct Record {
     pub exit_code: Option<i32>,
     pub message: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Fields below were added later; records written before them still load.
+    /// Listener weights after the last change this release made (read back).
+    #[serde(default)]
+    pub weights: Option<LedgerWeights>,
+    /// When `glidepath resume` last took this release over.
+    #[serde(default)]
+    pub resumed_at: Option<DateTime<Utc>>,
+    /// The last run stopped on Abort; cleared when a resume takes over.
+    #[serde(default)]
+    pub interrupted: Option<Interruption>,
 }
 
 impl Record {
@@ -190,6 +221,9 @@ impl Record {
             exit_code: None,
             message: None,
             finished_at: None,
+            weights: None,
+            resumed_at: None,
+            interrupted: None,
         }
     }
 

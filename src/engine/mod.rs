@@ -11,5 +11,6 @@ pub mod phases;
 pub mod ports;
 pub mod retry;
 pub mod run;
+pub mod watch;
 
 pub use event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};

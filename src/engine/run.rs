@@ -13,7 +13,7 @@
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
-use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Record, Slot};
+use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
 use super::lock::{self, Acquire, LockBody, UnlockReport};
 use super::phases::{self, shift};
 use super::ports::Ports;
@@ -127,11 +127,14 @@ pub async fn resume(
         Ok(f) => f,
         Err(e) => return finish_early(&events, "", crate::exit::UNEXPECTED, e.to_string()),
     };
-    let doc = match found {
+    let mut doc = match found {
         InProgress::Nothing(why) => return finish_early(&events, "", crate::exit::USAGE, why),
         InProgress::Ended(doc) => return close_ended(plan, ports, doc, &events).await,
         InProgress::Running(doc) => doc,
     };
+    // Written with the lock phase's save, so watchers see who took the release over.
+    doc.value.resumed_at = Some(Utc::now());
+    doc.value.interrupted = None;
     let r = &doc.value;
     started(
         &events,
@@ -682,15 +685,24 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
                 Ok(w) => format!("blue {}% / green {}%", w.blue, w.green),
                 Err(_) => "weights unknown".into(),
             };
-            (
-                Outcome::Interrupted,
-                crate::exit::UNEXPECTED,
-                format!(
-                    "release {} stopped during {phase} ({weights}); nothing was rolled back and the lock is kept. \
-                     Continue with `glidepath resume {plan_path}` or roll back with `glidepath rollback {plan_path}`",
-                    ctx.release
-                ),
-            )
+            let message = format!(
+                "release {} stopped during {phase} ({weights}); nothing was rolled back and the lock is kept. \
+                 Continue with `glidepath resume {plan_path}` or roll back with `glidepath rollback {plan_path}`",
+                ctx.release
+            );
+            // Recorded (not as an outcome: the release is not over) so watchers can tell.
+            ctx.rec().interrupted = Some(Interruption {
+                at: Utc::now(),
+                message: message.clone(),
+            });
+            let mut message = message;
+            if let Err(e) = ctx.save().await {
+                message.push_str(&format!(
+                    "; recording the stop failed: {}",
+                    describe_stop(&e)
+                ));
+            }
+            (Outcome::Interrupted, crate::exit::UNEXPECTED, message)
         }
         Stop::LockLost { message } => (Outcome::Failed, crate::exit::LOCKED, message),
         Stop::Fail { exit_code, message } if phase == Phase::Finalize => {

@@ -12,11 +12,32 @@
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase};
+use crate::engine::ledger::GateRecord;
 use crate::gate::Signal;
+use chrono::Utc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub const POLL: Duration = Duration::from_secs(1);
+
+/// A gate that failed before any user traffic (index 0, weight 0), as an event and in the
+/// record (the rollback's first save writes it).
+fn gate_failed(ctx: &mut Ctx<'_>, signal: Signal, reason: &str) {
+    ctx.emit(Event::GateFailed {
+        index: 0,
+        weight: 0,
+        signal,
+        reason: reason.into(),
+    });
+    ctx.rec().gates.push(GateRecord {
+        index: 0,
+        weight: 0,
+        verdict: "failed".into(),
+        reason: Some(reason.into()),
+        at: Utc::now(),
+        signal: Some(signal),
+    });
+}
 
 /// The new task definition, registered once and remembered in the ledger.
 pub async fn task_definition(ctx: &mut Ctx<'_>) -> Result<String, Stop> {
@@ -119,12 +140,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                     target.service,
                     ctx.plan.deploy.timeout.as_secs()
                 );
-                ctx.emit(Event::GateFailed {
-                    index: 0,
-                    weight: 0,
-                    signal: Signal::TargetHealth,
-                    reason: reason.clone(),
-                });
+                gate_failed(ctx, Signal::TargetHealth, &reason);
                 return Err(Stop::Rollback {
                     reason,
                     by_gate: true,
@@ -161,12 +177,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         });
         if let Err(reason) = ports.smoke.run(&smoke.command, &env, smoke.timeout).await {
             let reason = format!("smoke test failed: {reason}");
-            ctx.emit(Event::GateFailed {
-                index: 0,
-                weight: 0,
-                signal: Signal::Smoke,
-                reason: reason.clone(),
-            });
+            gate_failed(ctx, Signal::Smoke, &reason);
             return Err(Stop::Rollback {
                 reason,
                 by_gate: true,

@@ -6,7 +6,7 @@
 //! repeat: each step compares before it changes anything, so a resumed rollback finishes
 //! what an interrupted one started.
 
-use super::shift::{set_weights, weights_for};
+use super::shift::{record_weights, set_weights, weights_for};
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Phase};
@@ -16,6 +16,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Rollback).await?;
     let (live, target) = (ctx.live(), ctx.target());
     set_weights(ctx, weights_for(live, 100)).await?;
+    record_weights(ctx, weights_for(live, 100));
     let capacity = scale_after(ctx, target).await?;
     Ok(Done::ok(format!(
         "traffic 100% {}; {capacity}",

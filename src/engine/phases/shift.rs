@@ -17,7 +17,7 @@
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
-use crate::engine::ledger::GateRecord;
+use crate::engine::ledger::{GateRecord, LedgerWeights};
 use crate::engine::ports::Weights;
 use crate::gate::{BakeClock, HealthSample, Verdict};
 use crate::plan::{GateMode, OnGateFail};
@@ -70,6 +70,15 @@ pub async fn set_weights(ctx: &Ctx<'_>, want: Weights) -> Result<(), Stop> {
     Ok(())
 }
 
+/// Note weights that were set and read back in the record; the next save writes them (the
+/// record is what `glidepath watch` shows).
+pub fn record_weights(ctx: &mut Ctx<'_>, w: Weights) {
+    ctx.rec().weights = Some(LedgerWeights {
+        blue: w.blue,
+        green: w.green,
+    });
+}
+
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Shift).await?;
     let steps = ctx.plan.steps.clone();
@@ -91,6 +100,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             manual: step.gate == GateMode::Manual,
         });
         set_weights(ctx, weights_for(target, step.weight)).await?;
+        record_weights(ctx, weights_for(target, step.weight));
         let advanced = bake(ctx, index, step.weight, step.bake).await?;
 
         if step.gate == GateMode::Manual && !ctx.record.value.shift.approved && !advanced {
@@ -107,6 +117,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             verdict: if advanced { "advanced" } else { "passed" }.into(),
             reason: None,
             at: Utc::now(),
+            signal: None,
         });
         rec.shift.step = index + 1;
         rec.shift.step_started_at = None;
@@ -213,6 +224,7 @@ async fn bake(ctx: &mut Ctx<'_>, index: usize, weight: u8, bake: Duration) -> Re
                         verdict: "failed".into(),
                         reason: Some(format!("{signal}: {reason}")),
                         at: Utc::now(),
+                        signal: Some(*signal),
                     });
                     let reason = format!("gate failed at {weight}%: {signal}: {reason}");
                     if gates.on_fail == OnGateFail::Rollback {
@@ -292,6 +304,9 @@ async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop
             ),
         });
     } else {
+        // In the ledger too, so `glidepath watch` can show the gate waiting.
+        ctx.rec().shift.waiting_since = Some(Utc::now());
+        ctx.save().await?;
         ctx.emit(Event::GateWaiting {
             index,
             weight,
@@ -318,6 +333,8 @@ async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop
         verdict: "approved".into(),
         reason: None,
         at: Utc::now(),
+        signal: None,
     });
+    rec.shift.waiting_since = None;
     ctx.save().await
 }
