@@ -7,7 +7,8 @@ use crate::commands::OutputFormat;
 use crate::engine::event::{Command, Envelope, Outcome};
 use crate::engine::ledger::IndexEntry;
 use crate::engine::ports::Ports;
-use crate::engine::run::{self, Finished, ReleaseRequest, ResumeRequest, Status};
+use crate::engine::run::{self, ReleaseRequest, ResumeRequest, Status};
+use crate::engine::watch::{self, WatchRequest};
 use crate::plan::{GateMode, Plan};
 use crate::view::CockpitContext;
 use aws_types::SdkConfig;
@@ -66,6 +67,14 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     pub plan: PathBuf,
+    /// Print events instead of opening the cockpit; implied without a terminal.
+    #[arg(long)]
+    pub non_interactive: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// When no release is in progress, wait for the next one to start.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,8 +203,54 @@ pub async fn history(g: &Global, a: &StatusArgs) -> i32 {
     }
 }
 
-pub async fn watch(_g: &Global, _a: &WatchArgs) -> i32 {
-    super::not_built("watch")
+/// Follow the release in progress read-only (from the ledger); exits with its exit code
+/// once it ends, or 0 when there is none.
+pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let view = View::pick(a.non_interactive, a.output);
+    let (ports, plan) = match connect(g, &plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let say = |message: &str| match view {
+        View::Printed(OutputFormat::Json) => eprintln!("glidepath: {message}"),
+        _ => println!("{message}"),
+    };
+    if view == View::Cockpit && !a.wait {
+        // Not worth opening the cockpit for nothing.
+        match watch::current(ports.state.as_ref()).await {
+            Ok(Err(nothing)) => {
+                say(&nothing);
+                return crate::exit::OK;
+            }
+            Ok(Ok(_)) => {}
+            Err(e) => {
+                eprintln!("glidepath: cannot read the ledger: {e}");
+                return crate::exit::UNEXPECTED;
+            }
+        }
+    }
+    let mut req = WatchRequest::new(endpoint(g, &plan));
+    req.wait = a.wait;
+    let (tx, rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel();
+    let cockpit = CockpitContext {
+        plan: plan.clone(),
+        release_id: String::new(),
+        version: String::new(),
+        endpoint: req.endpoint.clone(),
+        region: plan.region.clone(),
+        watch_only: true,
+    };
+    let engine = watch::watch(&plan, &ports, req, tx, crx);
+    let watched = with_view(view, cockpit, rx, ctx, engine).await;
+    if watched.outcome.is_none() {
+        say(&watched.message);
+    }
+    watched.exit_code
 }
 
 pub async fn unlock(g: &Global, a: &UnlockArgs) -> i32 {
@@ -289,13 +344,13 @@ impl View {
 
 /// Run `engine` with its view. Printed views turn Ctrl-C into Abort (traffic stays, lock
 /// kept, `resume` continues); the cockpit handles keys and signals itself.
-async fn with_view(
+async fn with_view<T>(
     view: View,
     cockpit: CockpitContext,
     rx: UnboundedReceiver<Envelope>,
     commands: UnboundedSender<Command>,
-    engine: impl std::future::Future<Output = Finished>,
-) -> Finished {
+    engine: impl std::future::Future<Output = T>,
+) -> T {
     match view {
         View::Cockpit => {
             let (finished, shown) =

@@ -154,6 +154,16 @@ enum Current {
     Nothing(String),
 }
 
+/// The id of the release in progress, or Err(why there is nothing to watch).
+pub async fn current(
+    store: &dyn super::ports::StateStore,
+) -> Result<Result<String, String>, EngineError> {
+    Ok(match find_current(store).await? {
+        Current::Release(id) => Ok(id),
+        Current::Nothing(last) => Err(format!("no release is in progress{last}; nothing to watch")),
+    })
+}
+
 /// The release in progress: the lock's (it outlives crashes), else the index's `current`.
 async fn find_current(store: &dyn super::ports::StateStore) -> Result<Current, EngineError> {
     if let Some((b, _)) = lock::read(store).await? {
@@ -320,6 +330,7 @@ impl<'p> Follow<'p> {
             }
             self.start(phase, out);
             match phase {
+                Phase::Lock => self.holder(r, ours, out),
                 Phase::Migrate => self.migration(r, ports, out).await,
                 Phase::Shift => self.shift(r, out),
                 _ => {}
@@ -397,6 +408,11 @@ impl<'p> Follow<'p> {
             });
             self.resumed_at = r.resumed_at;
         }
+    }
+
+    /// Who holds the release (again, after a resume by someone else).
+    fn holder(&mut self, r: &Record, lock: Option<&LockBody>, out: &mut Vec<Event>) {
+        let holder = lock.map_or(&r.holder, |b| &b.holder).clone();
         if self.holder.as_deref() != Some(holder.as_str()) {
             self.holder = Some(holder.clone());
             out.push(Event::LockAcquired { holder });
@@ -464,7 +480,8 @@ impl<'p> Follow<'p> {
             };
             self.announce_through(through, out);
         }
-        if r.shift.step_started_at.is_some() {
+        // Once rolling back, the record's weights are the rollback's.
+        if r.shift.step_started_at.is_some() && r.phases.rollback.intent_at.is_none() {
             self.weights(r, out);
             let bake = self
                 .plan
@@ -479,7 +496,7 @@ impl<'p> Follow<'p> {
                     done: baked,
                     total: bake.ceil() as u64,
                     unit: "s".into(),
-                    message: Some(format!("step {} baked (from the ledger)", current + 1)),
+                    message: Some(format!("step {} bake", current + 1)),
                 });
             }
             if let Some(since) = r.shift.waiting_since {

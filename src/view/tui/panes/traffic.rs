@@ -161,6 +161,17 @@ impl TrafficState {
                 self.bake_s = *bake_s;
                 self.blind = None;
             }
+            // `glidepath watch` reports the bake from the ledger this way (no health polls).
+            Event::Progress {
+                phase: Phase::Shift,
+                done,
+                total,
+                unit,
+                ..
+            } if unit == "s" => {
+                self.baked_s = *done as f64;
+                self.bake_s = *total as f64;
+            }
             Event::Blind { reason, blind_s } => self.blind = Some((reason.clone(), *blind_s)),
             Event::GateWaiting { reason, .. } => {
                 self.gate = GateState::Waiting {
