@@ -511,7 +511,7 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
                 ));
             } else {
                 m.push_str(&format!(
-                    ". Wait for it, or watch it with `glidepath status {}`",
+                    ". Wait for it, or follow it with `glidepath watch {}`",
                     ctx.plan.source.display()
                 ));
             }
