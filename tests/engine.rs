@@ -391,18 +391,28 @@ async fn assets_phase_publishes_skips_or_fails() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn deploy_that_never_gets_healthy_fails_before_any_traffic() {
+async fn deploy_whose_targets_stay_unhealthy_is_a_target_health_rollback_before_any_traffic() {
     let plan = plan();
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| w.deploy_unhealthy = true);
     let (f, events) = release(&world, &plan, "1.4.0").await;
-    assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
-    assert!(f.message.contains("deploy].timeout"), "{}", f.message);
-    assert_eq!(
-        phase_finished(&events, Phase::Deploy).unwrap().0,
-        PhaseStatus::Failed
-    );
-    world.with(|w| assert!(w.weight_history.is_empty()));
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert!(f.message.contains("target health"), "{}", f.message);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::GateFailed {
+            signal: Signal::TargetHealth,
+            ..
+        }
+    )));
+    // Green never took user traffic: the only weights ever written are all-blue.
+    world.with(|w| {
+        assert!(
+            w.weight_history.iter().all(|x| x.green == 0),
+            "{:?}",
+            w.weight_history
+        )
+    });
     assert!(!lock_held(&world));
 }
 
