@@ -391,18 +391,28 @@ async fn assets_phase_publishes_skips_or_fails() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn deploy_that_never_gets_healthy_fails_before_any_traffic() {
+async fn deploy_whose_targets_stay_unhealthy_is_a_target_health_rollback_before_any_traffic() {
     let plan = plan();
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| w.deploy_unhealthy = true);
     let (f, events) = release(&world, &plan, "1.4.0").await;
-    assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
-    assert!(f.message.contains("deploy].timeout"), "{}", f.message);
-    assert_eq!(
-        phase_finished(&events, Phase::Deploy).unwrap().0,
-        PhaseStatus::Failed
-    );
-    world.with(|w| assert!(w.weight_history.is_empty()));
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert!(f.message.contains("target health"), "{}", f.message);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::GateFailed {
+            signal: Signal::TargetHealth,
+            ..
+        }
+    )));
+    // Green never took user traffic: the only weights ever written are all-blue.
+    world.with(|w| {
+        assert!(
+            w.weight_history.iter().all(|x| x.green == 0),
+            "{:?}",
+            w.weight_history
+        )
+    });
     assert!(!lock_held(&world));
 }
 
@@ -897,4 +907,51 @@ async fn crash_at_every_port_call_then_resume() {
         }
     }
     assert!(crash_points > 100, "only {crash_points} crash points");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_bake_keeps_renewing_the_lock() {
+    let mut plan = plan();
+    plan.state.lease = Duration::from_secs(30);
+    for s in &mut plan.steps {
+        s.bake = Duration::from_secs(300);
+    }
+    let world = FakeWorld::for_plan(&plan);
+    let (f, _) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let renewals = world.with(|w| {
+        w.calls
+            .iter()
+            .filter(|c| *c == &format!("state.put_if_match {}", lock::LOCK_KEY))
+            .count()
+    });
+    // 900 s of bake with a 30 s lease renewed every 10 s.
+    assert!(renewals >= 85, "only {renewals} renewals");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_lock_stops_the_release_without_touching_anything() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let mut plan = plan;
+    plan.state.lease = Duration::from_secs(30);
+    let w2 = world.clone();
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", move |e| {
+        if matches!(e, Event::StepStarted { index: 1, .. }) {
+            // Someone runs `glidepath unlock --force` and starts their own release.
+            w2.with(|w| {
+                w.objects.remove(lock::LOCK_KEY);
+            });
+        }
+        None
+    })
+    .await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert!(f.message.contains("lock was broken"), "{}", f.message);
+    assert_well_formed(&events);
+    assert_eq!(
+        world.with(|w| w.weights),
+        Weights::green(50),
+        "nothing touched"
+    );
 }

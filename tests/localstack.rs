@@ -269,3 +269,122 @@ async fn assets_publish_and_republish_on_localstack() {
         .await
         .expect("1.0.1's manifest");
 }
+
+// --- the engine's lock and ledger ------------------------------------------------------------
+
+use glidepath::engine::event::ColourName;
+use glidepath::engine::ledger::{self, Doc, EngineError, Record};
+use glidepath::engine::lock::{self, Acquire};
+use std::time::Duration;
+
+#[tokio::test]
+async fn release_lock_round_trip_on_localstack() {
+    let ls = common::start_localstack().await;
+    let s3 = s3_with_bucket(&ls, "shop-glidepath-state").await;
+    let store = S3State::new(s3, "shop-glidepath-state", "glidepath/shop/rehearsal");
+    let lease = Duration::from_secs(300);
+
+    let Acquire::Acquired(mut mine) =
+        lock::acquire(&store, "alice@ops-1", "r1", "1.4.0", lease, false)
+            .await
+            .unwrap()
+    else {
+        panic!("a free lock must be acquired");
+    };
+    // A second operator finds it held, and learns by whom.
+    match lock::acquire(&store, "bob@ops-2", "r2", "1.4.1", lease, false)
+        .await
+        .unwrap()
+    {
+        Acquire::Held(theirs) => {
+            assert_eq!(theirs.holder, "alice@ops-1");
+            assert_eq!(theirs.release, "r1");
+        }
+        Acquire::Acquired(_) => panic!("two holders of one lock"),
+    }
+    // Renewal is a compare-and-swap on the lock's etag, and is visible to readers.
+    let before = mine.body.expires_at;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    mine.renew(&store).await.unwrap();
+    let (stored, _) = lock::read(&store).await.unwrap().unwrap();
+    assert!(stored.expires_at > before);
+    assert_eq!(stored, mine.body);
+
+    // Broken behind our back: the next renewal refuses instead of overwriting.
+    let report = lock::unlock(&store, true).await.unwrap();
+    assert!(report.broken, "{report:?}");
+    let Acquire::Acquired(bobs) = lock::acquire(&store, "bob@ops-2", "r2", "1.4.1", lease, false)
+        .await
+        .unwrap()
+    else {
+        panic!("the broken lock is free again");
+    };
+    let err = mine.renew(&store).await.unwrap_err();
+    assert!(matches!(err, EngineError::Refused(_)), "{err}");
+    assert!(err.to_string().contains("bob@ops-2"), "{err}");
+
+    // Releasing only deletes one's own lock.
+    mine.release(&store).await.unwrap();
+    assert_eq!(
+        lock::read(&store).await.unwrap().unwrap().0.holder,
+        "bob@ops-2"
+    );
+    bobs.release(&store).await.unwrap();
+    assert!(lock::read(&store).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn ledger_record_and_index_round_trip_on_localstack() {
+    let ls = common::start_localstack().await;
+    let s3 = s3_with_bucket(&ls, "shop-glidepath-state").await;
+    let store = S3State::new(s3, "shop-glidepath-state", "glidepath/shop/rehearsal");
+
+    let record = Record::new(
+        "r1",
+        "shop",
+        "rehearsal",
+        "1.4.0",
+        "digest",
+        "alice@ops-1",
+        ColourName::Blue,
+        None,
+        chrono::Utc::now(),
+    );
+    let mut doc = Doc::fresh(&ledger::record_key("r1"), record);
+    doc.save(&store).await.unwrap();
+
+    // Two readers of the same version: the first writer wins, the second is refused.
+    let mut a = ledger::load_record(&store, "r1").await.unwrap().unwrap();
+    let mut b = ledger::load_record(&store, "r1").await.unwrap().unwrap();
+    assert_eq!(a.value, doc.value);
+    a.value.snapshot_id = Some("shop-db-r1".into());
+    a.save(&store).await.unwrap();
+    b.value.task_arn = Some("arn:aws:ecs:us-east-1:123456789012:task/shop/x".into());
+    let err = b.save(&store).await.unwrap_err();
+    assert!(matches!(err, EngineError::Conflict { .. }), "{err}");
+    let read = ledger::load_record(&store, "r1").await.unwrap().unwrap();
+    assert_eq!(read.value.snapshot_id.as_deref(), Some("shop-db-r1"));
+    assert_eq!(read.value.task_arn, None);
+
+    // Creating a record that already exists is a conflict too (no silent overwrite).
+    let mut dup = Doc::fresh(&ledger::record_key("r1"), read.value.clone());
+    dup.value.version = "other".into();
+    assert!(matches!(
+        dup.save(&store).await,
+        Err(EngineError::Conflict { .. })
+    ));
+
+    // The index: upsert through read-modify-write, then read back.
+    let rec = read.value.clone();
+    ledger::update_index(&store, |ix| ix.upsert(&rec))
+        .await
+        .unwrap();
+    ledger::update_index(&store, |ix| ix.current = Some("r1".into()))
+        .await
+        .unwrap();
+    let index = ledger::load_index(&store).await.unwrap();
+    assert_eq!(index.current.as_deref(), Some("r1"));
+    assert_eq!(index.releases.len(), 1);
+    assert_eq!(index.releases[0].version, "1.4.0");
+    assert_eq!(index.live_colour(), ColourName::Blue);
+}

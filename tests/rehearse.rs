@@ -75,7 +75,6 @@ async fn rehearse_seeds_reports_and_leaves_no_stage_behind() {
 }
 
 #[tokio::test]
-#[ignore = "needs the release engine (commands::release::drive)"]
 async fn rehearse_happy_finalizes_with_green_live() {
     let done = rehearse(&global(), common::rehearsal_plan(), &args("happy")).await;
     println!("{}", done.report);
@@ -89,7 +88,6 @@ async fn rehearse_happy_finalizes_with_green_live() {
 }
 
 #[tokio::test]
-#[ignore = "needs the release engine (commands::release::drive)"]
 async fn rehearse_migration_failure_exits_5_without_moving_traffic() {
     let done = rehearse(
         &global(),
@@ -105,7 +103,6 @@ async fn rehearse_migration_failure_exits_5_without_moving_traffic() {
 }
 
 #[tokio::test]
-#[ignore = "needs the release engine (commands::release::drive)"]
 async fn rehearse_green_5xx_rolls_back() {
     let done = rehearse(&global(), common::rehearsal_plan(), &args("green-5xx")).await;
     println!("{}", done.report);

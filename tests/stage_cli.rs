@@ -99,7 +99,8 @@ fn stage_up_status_down_round_trip() {
         out.contains(&format!("glidepath stage down --port {port}")),
         "{out}"
     );
-    assert!(took.as_secs_f64() < 5.0, "stage up took {took:?}");
+    // Start-to-ready is printed above (about 2 s alone); not asserted, since parallel tests
+    // start several stages at once on small machines.
 
     let pid_file = home.stage_dir().join(format!("{port}.pid"));
     let pid: u32 = std::fs::read_to_string(&pid_file)
@@ -247,7 +248,6 @@ fn stage_up_without_the_venv_names_the_setup_script() {
 // --- with plan files -------------------------------------------------------------------------
 
 #[test]
-#[ignore = "needs plan::load (plan files)"]
 fn stage_seed_from_the_cli_is_idempotent_and_loopback_only() {
     let home = StateHome::new();
     let up = home.glidepath(&["stage", "up", "--port", "0"]);
@@ -295,7 +295,6 @@ fn stage_seed_from_the_cli_is_idempotent_and_loopback_only() {
 }
 
 #[test]
-#[ignore = "needs plan::load (plan files)"]
 fn rehearse_cli_bad_scenario_is_one_line_exit_2() {
     let home = StateHome::new();
     let out = home.glidepath(&["rehearse", "--scenario", "nope", "--non-interactive"]);
@@ -310,5 +309,39 @@ fn rehearse_cli_bad_scenario_is_one_line_exit_2() {
         text(&prod.stderr).contains("refusing to rehearse"),
         "{}",
         show(&prod)
+    );
+}
+
+#[test]
+fn rehearse_cli_json_keeps_stdout_pure_event_lines() {
+    let home = StateHome::new();
+    let out = home.glidepath(&[
+        "rehearse",
+        "--output",
+        "json",
+        "--non-interactive",
+        "--auto-approve",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "release_finished", "{last}");
+    assert_eq!(last["outcome"], "finalized", "{last}");
+    // Narration and the closing report go to stderr in JSON mode.
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rehearsal: stage ready on http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rehearsal of shop (scenario happy): finalized (exit 0)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("listener shop now: shop-blue 0, shop-green 100"),
+        "{err}"
     );
 }

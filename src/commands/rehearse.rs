@@ -86,7 +86,8 @@ pub async fn run(g: &Global, a: &RehearseArgs) -> i32 {
         if a.output == OutputFormat::Json {
             eprint!("{}", done.report);
         } else {
-            print!("{}", done.report);
+            // A closed stdout (a pipe to `head`) must not turn the release's code into a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), done.report.as_bytes());
         }
     }
     done.exit_code

@@ -1,8 +1,19 @@
 //! `glidepath release|resume|rollback|status|history|watch|unlock`.
 
+use crate::assets::port::S3Assets;
+use crate::aws::AwsError;
 use crate::cli::Global;
 use crate::commands::OutputFormat;
+use crate::engine::event::{Command, Envelope, Outcome};
+use crate::engine::ledger::IndexEntry;
+use crate::engine::ports::Ports;
+use crate::engine::run::{self, Finished, ReleaseRequest, ResumeRequest, Status};
+use crate::plan::{GateMode, Plan};
+use crate::view::CockpitContext;
+use aws_types::SdkConfig;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 #[derive(Debug, clap::Args)]
 pub struct ReleaseArgs {
@@ -65,26 +76,151 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-pub async fn release(_g: &Global, _a: &ReleaseArgs) -> i32 {
-    super::not_built("release")
+pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let d = Drive {
+        version: a.version.clone(),
+        non_interactive: a.non_interactive,
+        output: a.output,
+        auto_approve: a.auto_approve,
+        confirm: a.confirm.clone(),
+    };
+    drive(g, &plan, d).await
 }
-pub async fn resume(_g: &Global, _a: &ResumeArgs) -> i32 {
-    super::not_built("resume")
+
+pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let view = View::pick(a.non_interactive, a.output);
+    if let Err(code) = confirm_production(&plan, &a.confirm, view == View::Cockpit) {
+        return code;
+    }
+    if let Err(code) = refuse_unanswerable_gates(&plan, view, a.auto_approve) {
+        return code;
+    }
+    let (ports, plan) = match connect(g, &plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let req = ResumeRequest {
+        auto_approve: a.auto_approve,
+        holder: holder(),
+        endpoint: endpoint(g, &plan),
+    };
+    let (tx, rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel();
+    let engine = run::resume(&plan, &ports, req.clone(), tx, crx);
+    let cockpit = CockpitContext {
+        plan: plan.clone(),
+        release_id: String::new(),
+        version: String::new(),
+        endpoint: req.endpoint.clone(),
+        region: plan.region.clone(),
+        watch_only: false,
+    };
+    with_view(view, cockpit, rx, ctx, engine).await.exit_code
 }
-pub async fn rollback(_g: &Global, _a: &RollbackArgs) -> i32 {
-    super::not_built("rollback")
+
+pub async fn rollback(g: &Global, a: &RollbackArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if let Err(code) = confirm_production(&plan, &a.confirm, terminal) {
+        return code;
+    }
+    let (ports, plan) = match connect(g, &plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (tx, rx) = unbounded_channel();
+    let who = holder();
+    let engine = run::rollback(&plan, &ports, &who, tx);
+    let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output));
+    finished.exit_code
 }
-pub async fn status(_g: &Global, _a: &StatusArgs) -> i32 {
-    super::not_built("status")
+
+pub async fn status(g: &Global, a: &StatusArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let (ports, plan) = match connect(g, &plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match run::status(&plan, &ports).await {
+        Ok(st) => {
+            match a.output {
+                OutputFormat::Json => print_json(&st),
+                OutputFormat::Text => print!("{}", status_text(&st)),
+            }
+            crate::exit::OK
+        }
+        Err(e) => {
+            eprintln!("glidepath: cannot read the ledger: {e}");
+            crate::exit::UNEXPECTED
+        }
+    }
 }
-pub async fn history(_g: &Global, _a: &StatusArgs) -> i32 {
-    super::not_built("history")
+
+pub async fn history(g: &Global, a: &StatusArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let (ports, plan) = match connect(g, &plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match run::history(&plan, &ports).await {
+        Ok(h) => {
+            match a.output {
+                OutputFormat::Json => print_json(&h),
+                OutputFormat::Text => print!("{}", history_text(&h)),
+            }
+            crate::exit::OK
+        }
+        Err(e) => {
+            eprintln!("glidepath: cannot read the ledger: {e}");
+            crate::exit::UNEXPECTED
+        }
+    }
 }
+
 pub async fn watch(_g: &Global, _a: &WatchArgs) -> i32 {
     super::not_built("watch")
 }
-pub async fn unlock(_g: &Global, _a: &UnlockArgs) -> i32 {
-    super::not_built("unlock")
+
+pub async fn unlock(g: &Global, a: &UnlockArgs) -> i32 {
+    let plan = match load_plan(&a.plan) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let (ports, plan) = match connect(g, &plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match run::unlock(&plan, &ports, a.force).await {
+        Ok(r) => {
+            println!("{}", r.message);
+            if r.lock.is_some() && !r.broken {
+                crate::exit::USAGE
+            } else {
+                crate::exit::OK
+            }
+        }
+        Err(e) => {
+            eprintln!("glidepath: {e}");
+            crate::exit::UNEXPECTED
+        }
+    }
 }
 
 /// How a release is driven once its plan is loaded: shared by `release` and `rehearse`.
@@ -100,6 +236,298 @@ pub struct Drive {
 
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
 /// a terminal, lines/JSON otherwise), run the engine; returns the exit code.
-pub async fn drive(_g: &Global, _plan: &crate::plan::Plan, _d: Drive) -> i32 {
-    super::not_built("release")
+pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
+    let view = View::pick(d.non_interactive, d.output);
+    if let Err(code) = confirm_production(plan, &d.confirm, view == View::Cockpit) {
+        return code;
+    }
+    if let Err(code) = refuse_unanswerable_gates(plan, view, d.auto_approve) {
+        return code;
+    }
+    let (ports, plan) = match connect(g, plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let req = ReleaseRequest {
+        version: d.version.clone(),
+        auto_approve: d.auto_approve,
+        holder: holder(),
+        endpoint: endpoint(g, &plan),
+    };
+    let (tx, rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel();
+    let cockpit = CockpitContext {
+        plan: plan.clone(),
+        release_id: crate::engine::ids::release_id(&d.version, chrono::Utc::now()),
+        version: d.version.clone(),
+        endpoint: req.endpoint.clone(),
+        region: plan.region.clone(),
+        watch_only: false,
+    };
+    let engine = run::release(&plan, &ports, req, tx, crx);
+    with_view(view, cockpit, rx, ctx, engine).await.exit_code
+}
+
+/// Which face shows the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Cockpit,
+    Printed(OutputFormat),
+}
+
+impl View {
+    /// The cockpit only on a terminal (both ends) and when not asked for scripted output.
+    fn pick(non_interactive: bool, output: OutputFormat) -> View {
+        let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        if non_interactive || output == OutputFormat::Json || !terminal {
+            View::Printed(output)
+        } else {
+            View::Cockpit
+        }
+    }
+}
+
+/// Run `engine` with its view. Printed views turn Ctrl-C into Abort (traffic stays, lock
+/// kept, `resume` continues); the cockpit handles keys and signals itself.
+async fn with_view(
+    view: View,
+    cockpit: CockpitContext,
+    rx: UnboundedReceiver<Envelope>,
+    commands: UnboundedSender<Command>,
+    engine: impl std::future::Future<Output = Finished>,
+) -> Finished {
+    match view {
+        View::Cockpit => {
+            let (finished, shown) =
+                tokio::join!(engine, crate::view::cockpit(rx, commands, cockpit));
+            if let Err(e) = shown {
+                eprintln!("glidepath: the cockpit failed: {e}");
+            }
+            finished
+        }
+        View::Printed(format) => {
+            let abort = tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!(
+                        "glidepath: interrupted; stopping where we are (nothing is rolled back)"
+                    );
+                    let _ = commands.send(Command::Abort);
+                }
+            });
+            let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, format));
+            abort.abort();
+            finished
+        }
+    }
+}
+
+fn load_plan(path: &std::path::Path) -> Result<Plan, i32> {
+    crate::plan::load(path).map_err(|e| {
+        eprintln!("glidepath: {e}");
+        crate::exit::USAGE
+    })
+}
+
+/// Production plans need the environment name typed (terminal) or `--confirm <env>`.
+fn confirm_production(plan: &Plan, confirm: &Option<String>, terminal: bool) -> Result<(), i32> {
+    if !plan.production {
+        return Ok(());
+    }
+    if let Some(c) = confirm {
+        if c == &plan.environment {
+            return Ok(());
+        }
+        eprintln!(
+            "glidepath: --confirm {c:?} does not match the plan's environment {:?}; nothing was changed",
+            plan.environment
+        );
+        return Err(crate::exit::USAGE);
+    }
+    if !terminal {
+        eprintln!(
+            "glidepath: {} is a production plan; pass --confirm {} to go ahead in scripted mode",
+            plan.source.display(),
+            plan.environment
+        );
+        return Err(crate::exit::USAGE);
+    }
+    eprint!(
+        "PRODUCTION: {} / {}. Type the environment name to continue: ",
+        plan.app, plan.environment
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_ok() && line.trim() == plan.environment {
+        return Ok(());
+    }
+    eprintln!("glidepath: not confirmed; nothing was changed");
+    Err(crate::exit::USAGE)
+}
+
+/// Scripted mode has nobody to press Approve: manual gates need --auto-approve.
+fn refuse_unanswerable_gates(plan: &Plan, view: View, auto_approve: bool) -> Result<(), i32> {
+    let manual = plan.steps.iter().any(|s| s.gate == GateMode::Manual);
+    if manual && !auto_approve && view != View::Cockpit {
+        eprintln!(
+            "glidepath: {} has manual gates and nobody can approve them in scripted mode; pass --auto-approve, or run in a terminal",
+            plan.source.display()
+        );
+        return Err(crate::exit::USAGE);
+    }
+    Ok(())
+}
+
+fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
+    g.endpoint_url.clone().or_else(|| plan.endpoint_url.clone())
+}
+
+/// `user@host` for the lock and the ledger.
+pub fn holder() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+/// SDK configuration and every port for `plan`; prints the error and returns the exit code
+/// on failure.
+async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
+    // Production plans refuse emulator endpoints (and vice versa), before any call.
+    if let Err(e) = crate::plan::check_endpoint(plan, endpoint(g, plan).as_deref()) {
+        eprintln!("glidepath: {e}");
+        return Err(crate::exit::USAGE);
+    }
+    let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
+    let config = match endpoint(g, plan) {
+        // An emulator on this machine takes dummy credentials; real AWS uses the chain.
+        Some(url) if crate::rehearse::is_loopback_endpoint(&url) => {
+            crate::rehearse::emulator_sdk_config(&url, &region).await
+        }
+        url => {
+            crate::aws::client::sdk_config(&crate::aws::client::Target {
+                region,
+                endpoint_url: url,
+                profile: g.profile.clone(),
+            })
+            .await
+        }
+    };
+    ports_for(&config, plan).await.map_err(|e| {
+        eprintln!("glidepath: {e}");
+        if e.is_transient() {
+            crate::exit::UNEXPECTED
+        } else {
+            crate::exit::USAGE
+        }
+    })
+}
+
+/// Every port over AWS for `plan`, including the asset publisher when the plan has
+/// `[assets]`. The returned plan names target groups by ARN (as resolved), which is what
+/// the fleet's target health reads need.
+pub async fn ports_for(config: &SdkConfig, plan: &Plan) -> Result<(Ports, Plan), AwsError> {
+    let (mut ports, resolved) = crate::aws::build(config, plan).await?;
+    let mut plan = plan.clone();
+    plan.blue.target_group = resolved.blue_target_group_arn.clone();
+    plan.green.target_group = resolved.green_target_group_arn.clone();
+    if let Some(cfg) = &plan.assets {
+        let s3 = crate::aws::client::s3(config);
+        ports.assets = Some(Box::new(
+            S3Assets::new(s3, cfg.clone()).with_name(plan.app.clone()),
+        ));
+    }
+    Ok((ports, plan))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("glidepath: cannot format the answer as JSON: {e}"),
+    }
+}
+
+fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {
+    s.as_ref().map_or("(none recorded)".into(), |s| {
+        format!(
+            "{} on {}{}",
+            s.version,
+            s.colour.name(),
+            s.release
+                .as_ref()
+                .map(|r| format!(" (release {r})"))
+                .unwrap_or_default()
+        )
+    })
+}
+
+fn outcome_text(o: Option<Outcome>) -> &'static str {
+    match o {
+        Some(Outcome::Finalized) => "finalized",
+        Some(Outcome::RolledBack) => "rolled back",
+        Some(Outcome::Failed) => "failed",
+        Some(Outcome::Interrupted) => "interrupted",
+        None => "in progress",
+    }
+}
+
+pub fn status_text(st: &Status) -> String {
+    let mut out = format!("{} / {}\n", st.app, st.environment);
+    out.push_str(&format!("live:     {}\n", slot_text(&st.live)));
+    out.push_str(&format!("standby:  {}\n", slot_text(&st.standby)));
+    match &st.lock {
+        Some(l) => out.push_str(&format!("lock:     {}\n", l.summary)),
+        None => out.push_str("lock:     free\n"),
+    }
+    match &st.current {
+        Some(r) => {
+            let phase = r
+                .next_phase()
+                .map_or("finishing".to_string(), |p| p.to_string());
+            out.push_str(&format!(
+                "release:  {} ({} → {}), in {phase}; {} step(s) passed; started {} by {}\n",
+                r.id,
+                r.live.name(),
+                r.target.name(),
+                r.shift.step,
+                r.started_at.format("%Y-%m-%d %H:%M:%SZ"),
+                r.holder
+            ));
+        }
+        None => out.push_str("release:  none in progress\n"),
+    }
+    if let Some(last) = &st.last {
+        out.push_str(&format!(
+            "last:     {} {} ({})\n",
+            last.id,
+            outcome_text(last.outcome),
+            last.message.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
+pub fn history_text(h: &[IndexEntry]) -> String {
+    if h.is_empty() {
+        return "no releases recorded yet\n".into();
+    }
+    let mut out = String::new();
+    for e in h {
+        out.push_str(&format!(
+            "{:<32} {:<12} {:>5} → {:<5}  {:<11} {}  {}\n",
+            e.id,
+            e.version,
+            e.live.name(),
+            e.target.name(),
+            outcome_text(e.outcome),
+            e.started_at.format("%Y-%m-%d %H:%M:%SZ"),
+            e.holder
+        ));
+    }
+    out
 }

@@ -12,6 +12,19 @@ use crate::rehearse::{emulator_sdk_config, is_loopback_endpoint};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// `println!` that ignores a closed stdout (`glidepath stage up | head -1` must not panic
+/// after the stage is already running).
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The port `up` and `down` use when none is given (the usual emulator port).
 pub const DEFAULT_PORT: u16 = 4566;
 
@@ -190,20 +203,20 @@ async fn up(scenario: &str, port: u16) -> i32 {
         );
     }
     let p = stage.port;
-    println!(
+    say!(
         "stage ready on {} in {:.1} s (scenario {}, pid {})",
         stage.endpoint,
         stage.startup.as_secs_f64(),
         scenario_name(scenario),
         stage.pid
     );
-    println!("log: {}", log.display());
-    println!();
-    println!("Use it (any credentials work; the stage is account 123456789012, us-east-1):");
-    println!("  export AWS_ENDPOINT_URL={}", stage.endpoint);
-    println!("  glidepath stage seed examples/rehearsal.toml");
-    println!("  glidepath release examples/rehearsal.toml --version v2");
-    println!("Stop it: glidepath stage down --port {p}");
+    say!("log: {}", log.display());
+    say!();
+    say!("Use it (any credentials work; the stage is account 123456789012, us-east-1):");
+    say!("  export AWS_ENDPOINT_URL={}", stage.endpoint);
+    say!("  glidepath stage seed examples/rehearsal.toml");
+    say!("  glidepath release examples/rehearsal.toml --version v2");
+    say!("Stop it: glidepath stage down --port {p}");
     crate::exit::OK
 }
 
@@ -219,9 +232,9 @@ async fn already_running(port: u16, pid: u32, wanted: &str) -> i32 {
             crate::exit::USAGE,
         ),
         _ => {
-            println!("a stage is already running on {endpoint} (pid {pid}); nothing to do");
-            println!("  export AWS_ENDPOINT_URL={endpoint}");
-            println!("Stop it: glidepath stage down --port {port}");
+            say!("a stage is already running on {endpoint} (pid {pid}); nothing to do");
+            say!("  export AWS_ENDPOINT_URL={endpoint}");
+            say!("Stop it: glidepath stage down --port {port}");
             crate::exit::OK
         }
     }
@@ -240,24 +253,24 @@ async fn down(port: Option<u16>) -> i32 {
         None => recorded_ports(&dir),
     };
     if ports.is_empty() {
-        println!("no stage is running (none was started with `glidepath stage up`)");
+        say!("no stage is running (none was started with `glidepath stage up`)");
         return crate::exit::OK;
     }
     let mut code = crate::exit::OK;
     for p in ports {
         let pid_path = pid_file(&dir, p);
         match recorded(&pid_path) {
-            Recorded::None => println!("no stage is running on port {p}"),
+            Recorded::None => say!("no stage is running on port {p}"),
             Recorded::Stale => {
                 let _ = std::fs::remove_file(&pid_path);
-                println!("no stage is running on port {p} (removed a stale pid file)");
+                say!("no stage is running on port {p} (removed a stale pid file)");
             }
             Recorded::Running(pid) => {
                 let started = Instant::now();
                 match st::stop_detached(pid).await {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&pid_path);
-                        println!(
+                        say!(
                             "stopped the stage on port {p} (pid {pid}) in {:.1} s",
                             started.elapsed().as_secs_f64()
                         );
@@ -274,7 +287,7 @@ async fn status() -> i32 {
     let dir = state_dir();
     let ports = recorded_ports(&dir);
     if ports.is_empty() {
-        println!("no stage is running (none was started with `glidepath stage up`)");
+        say!("no stage is running (none was started with `glidepath stage up`)");
         return crate::exit::OK;
     }
     for p in ports {
@@ -283,14 +296,14 @@ async fn status() -> i32 {
                 let scenario = running_scenario(p)
                     .await
                     .unwrap_or_else(|| "not answering".into());
-                println!(
+                say!(
                     "{}  pid {pid}  scenario {scenario}  log {}",
                     endpoint_for(p),
                     log_file(&dir, p).display()
                 );
             }
             Recorded::Stale | Recorded::None => {
-                println!("{}  not running (stale pid file)", endpoint_for(p))
+                say!("{}  not running (stale pid file)", endpoint_for(p))
             }
         }
     }
@@ -327,15 +340,13 @@ async fn seed_cmd(g: &Global, path: &Path, output: OutputFormat) -> i32 {
         Ok(report) => {
             match output {
                 OutputFormat::Json => match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => say!("{json}"),
                     Err(e) => return fail(e, crate::exit::UNEXPECTED),
                 },
-                OutputFormat::Text => {
-                    print!(
-                        "{}",
-                        seed_summary(&plan.app, &endpoint, &report, started.elapsed())
-                    )
-                }
+                OutputFormat::Text => say!(
+                    "{}",
+                    seed_summary(&plan.app, &endpoint, &report, started.elapsed()).trim_end()
+                ),
             }
             crate::exit::OK
         }

@@ -194,6 +194,9 @@ impl Stage {
         let install = StageInstall::locate()?;
         let started = Instant::now();
         let mut cmd = install.command(&opts);
+        // Its own process group: the terminal's Ctrl-C goes to us (the release aborts and
+        // reports) rather than killing the stage under a running release.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         die_with_parent(&mut cmd);
         let mut child = cmd
             .stdout(Stdio::piped())

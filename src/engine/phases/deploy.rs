@@ -109,6 +109,27 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             break;
         }
         if Instant::now() >= deadline {
+            // Tasks that run but fail the load balancer's health checks are a verdict on
+            // the new version, not a stuck deployment: judge it like any target-health gate
+            // (green is scaled back as the plan says, exit 3).
+            if svc.rollout == "COMPLETED" && counts.unhealthy > 0 {
+                let reason = format!(
+                    "target health: {} of {}'s targets are unhealthy after {}s ([deploy].timeout); no traffic moved",
+                    counts.unhealthy,
+                    target.service,
+                    ctx.plan.deploy.timeout.as_secs()
+                );
+                ctx.emit(Event::GateFailed {
+                    index: 0,
+                    weight: 0,
+                    signal: Signal::TargetHealth,
+                    reason: reason.clone(),
+                });
+                return Err(Stop::Rollback {
+                    reason,
+                    by_gate: true,
+                });
+            }
             return Err(Stop::fail(format!(
                 "{} is not ready after {}s ([deploy].timeout): {last}; no traffic moved. \
                  Fix the service, then `glidepath resume PLAN` or start again",

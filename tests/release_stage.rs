@@ -1,0 +1,286 @@
+//! Whole releases against the rehearsal stage through the real aws-sdk clients: the happy
+//! path, a failing migration, and two operators racing for the lock.
+
+mod common;
+
+use glidepath::commands::release::ports_for;
+use glidepath::engine::event::{Envelope, Event, Outcome};
+use glidepath::engine::ids;
+use glidepath::engine::ports::{Ports, Weights};
+use glidepath::engine::run::{self, Finished, ReleaseRequest};
+use glidepath::exit;
+use glidepath::plan::Plan;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc::unbounded_channel;
+
+/// The rehearsal plan with quick bakes and polls, publishing a two-file site.
+fn plan(assets: &std::path::Path) -> Plan {
+    let mut p = common::rehearsal_plan();
+    for s in &mut p.steps {
+        s.bake = Duration::from_secs(2);
+    }
+    p.gates.poll_interval = Duration::from_secs(1);
+    if let Some(a) = p.assets.as_mut() {
+        a.dir = assets.to_path_buf();
+    }
+    p
+}
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("index.html"), "<h1>shop</h1>").unwrap();
+    std::fs::write(dir.path().join("app.js"), "console.log('shop')").unwrap();
+    dir
+}
+
+async fn release(
+    plan: &Plan,
+    ports: &Ports,
+    version: &str,
+    holder: &str,
+) -> (Finished, Vec<Envelope>) {
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = ReleaseRequest {
+        version: version.into(),
+        auto_approve: true,
+        holder: holder.into(),
+        endpoint: None,
+    };
+    let f = run::release(plan, ports, req, tx, crx).await;
+    let mut events = vec![];
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (f, events)
+}
+
+fn story(events: &[Envelope]) -> String {
+    events
+        .iter()
+        .map(glidepath::view::lines::format)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn tasks_in_cluster(config: &aws_types::SdkConfig) -> Vec<String> {
+    let ecs = aws_sdk_ecs::Client::new(config);
+    let mut all = vec![];
+    for status in [
+        aws_sdk_ecs::types::DesiredStatus::Running,
+        aws_sdk_ecs::types::DesiredStatus::Stopped,
+    ] {
+        let out = ecs
+            .list_tasks()
+            .cluster("shop")
+            .desired_status(status)
+            .send()
+            .await
+            .expect("ListTasks");
+        all.extend(out.task_arns().iter().cloned());
+    }
+    all
+}
+
+#[tokio::test]
+async fn happy_release_finalizes_on_green() {
+    let site = site();
+    let seeded = common::seeded_stage("happy", plan(site.path())).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let started = std::time::Instant::now();
+    let (f, events) = release(&plan, &ports, "1.4.0", "alice@ops-1").await;
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    assert_eq!(f.outcome, Outcome::Finalized);
+    eprintln!("happy release took {:.1}s", started.elapsed().as_secs_f64());
+
+    assert_eq!(ports.traffic.weights().await.unwrap(), Weights::green(100));
+    let st = run::status(&plan, &ports).await.unwrap();
+    assert!(st.lock.is_none(), "lock released");
+    let live = st.live.expect("live");
+    assert_eq!(
+        (live.version.as_str(), live.colour.name()),
+        ("1.4.0", "green")
+    );
+    let h = run::history(&plan, &ports).await.unwrap();
+    assert_eq!(h[0].outcome, Some(Outcome::Finalized));
+
+    let ours = ports
+        .tasks
+        .find_started_by(&ids::started_by(&f.release_id))
+        .await
+        .unwrap();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].exit_code, Some(0));
+    assert_eq!(tasks_in_cluster(&seeded.config).await.len(), 1);
+    assert!(
+        events.iter().any(|e| matches!(&e.event, Event::Log { .. })),
+        "migration logs tailed"
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.event,
+            Event::PhaseFinished {
+                phase: glidepath::engine::Phase::Assets,
+                status: glidepath::engine::PhaseStatus::Done,
+                ..
+            }
+        )),
+        "{}",
+        story(&events)
+    );
+}
+
+#[tokio::test]
+async fn failing_migration_exits_5_and_traffic_never_leaves_blue() {
+    let site = site();
+    let seeded = common::seeded_stage("migration-fails", plan(site.path())).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let done = AtomicBool::new(false);
+    let watcher = async {
+        let mut seen = vec![];
+        while !done.load(Ordering::SeqCst) {
+            seen.push(ports.traffic.weights().await.expect("weights"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        seen
+    };
+    let engine = async {
+        let r = release(&plan, &ports, "1.4.0", "alice@ops-1").await;
+        done.store(true, Ordering::SeqCst);
+        r
+    };
+    let ((f, events), seen) = tokio::join!(engine, watcher);
+    assert_eq!(
+        f.exit_code,
+        exit::MIGRATION_FAILED,
+        "{}\n{}",
+        f.message,
+        story(&events)
+    );
+    assert!(seen.len() > 5, "watched {} times", seen.len());
+    assert!(seen.iter().all(|w| *w == Weights::all_blue()), "{seen:?}");
+    assert_eq!(ports.traffic.weights().await.unwrap(), Weights::all_blue());
+    let Some(Event::ReleaseFinished { snapshot_id, .. }) = events.last().map(|e| &e.event) else {
+        panic!("no release_finished")
+    };
+    assert!(snapshot_id.is_some());
+    assert!(f.message.contains("snapshot"), "{}", f.message);
+    let st = run::status(&plan, &ports).await.unwrap();
+    assert!(st.lock.is_none());
+    assert_eq!(tasks_in_cluster(&seeded.config).await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_releases_at_once_one_gets_exit_4_naming_the_holder() {
+    let site = site();
+    let seeded = common::seeded_stage("happy", plan(site.path())).await;
+    let (a_ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let (b_ports, _) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let ((a, a_events), (b, b_events)) = tokio::join!(
+        release(&plan, &a_ports, "1.4.0", "alice@ops-1"),
+        release(&plan, &b_ports, "1.4.1", "bob@ops-2"),
+    );
+    let mut codes = [a.exit_code, b.exit_code];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [exit::OK, exit::LOCKED],
+        "alice: {}\n{}\nbob: {}\n{}",
+        a.message,
+        story(&a_events),
+        b.message,
+        story(&b_events)
+    );
+    let (winner, loser) = if a.exit_code == exit::OK {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let winner_holder = if a.exit_code == exit::OK {
+        "alice@ops-1"
+    } else {
+        "bob@ops-2"
+    };
+    assert!(loser.message.contains(winner_holder), "{}", loser.message);
+    assert!(
+        loser.message.contains(&winner.release_id),
+        "{}",
+        loser.message
+    );
+    assert_eq!(
+        tasks_in_cluster(&seeded.config).await.len(),
+        1,
+        "one migration in all"
+    );
+}
+
+/// The engine dropped mid-shift (what `kill -9` leaves: nothing cleans up), then `resume`
+/// with fresh clients finishes the release with still exactly one migration task.
+#[tokio::test]
+async fn crash_mid_shift_then_resume_finishes_with_one_migration() {
+    let site = site();
+    let seeded = common::seeded_stage("happy", plan(site.path())).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = ReleaseRequest {
+        version: "1.4.0".into(),
+        auto_approve: true,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    };
+    let engine = run::release(&plan, &ports, req, tx, crx);
+    let mid_shift = async {
+        while let Some(e) = rx.recv().await {
+            if matches!(e.event, Event::StepStarted { index: 1, .. }) {
+                return;
+            }
+        }
+        panic!("the release ended before reaching step 2");
+    };
+    tokio::select! {
+        f = engine => panic!("finished before the crash: {}", f.message),
+        () = mid_shift => {}
+    }
+    drop(ports);
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let st = run::status(&plan, &ports).await.unwrap();
+    assert_eq!(
+        st.lock.as_ref().map(|l| l.body.holder.as_str()),
+        Some("alice@ops-1")
+    );
+    assert_ne!(ports.traffic.weights().await.unwrap(), Weights::all_blue());
+
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = glidepath::engine::run::ResumeRequest {
+        auto_approve: true,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    };
+    let f = run::resume(&plan, &ports, req, tx, crx).await;
+    let mut events = vec![];
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    assert_eq!(ports.traffic.weights().await.unwrap(), Weights::green(100));
+    assert_eq!(
+        tasks_in_cluster(&seeded.config).await.len(),
+        1,
+        "one migration in all"
+    );
+}
