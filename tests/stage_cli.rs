@@ -311,3 +311,37 @@ fn rehearse_cli_bad_scenario_is_one_line_exit_2() {
         show(&prod)
     );
 }
+
+#[test]
+fn rehearse_cli_json_keeps_stdout_pure_event_lines() {
+    let home = StateHome::new();
+    let out = home.glidepath(&[
+        "rehearse",
+        "--output",
+        "json",
+        "--non-interactive",
+        "--auto-approve",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "release_finished", "{last}");
+    assert_eq!(last["outcome"], "finalized", "{last}");
+    // Narration and the closing report go to stderr in JSON mode.
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rehearsal: stage ready on http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rehearsal of shop (scenario happy): finalized (exit 0)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("listener shop now: shop-blue 0, shop-green 100"),
+        "{err}"
+    );
+}
