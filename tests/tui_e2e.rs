@@ -76,16 +76,29 @@ impl Drop for Tmux {
 }
 
 fn rehearse(args: &str) -> String {
+    glidepath(&format!("rehearse examples/rehearsal.toml {args}"))
+}
+
+/// `glidepath ARGS` from the project root (where the example plan is).
+fn glidepath(args: &str) -> String {
     let root = env!("CARGO_MANIFEST_DIR");
     let bin = env!("CARGO_BIN_EXE_glidepath");
     assert!(Path::new(root).join("examples/rehearsal.toml").exists());
-    format!("cd '{root}' && '{bin}' rehearse examples/rehearsal.toml {args}")
+    format!("cd '{root}' && '{bin}' {args}")
 }
 
+/// A loopback port nobody listens on right now (for the rehearsal's stage).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Generous: a loaded 2-core machine may take minutes for a rehearsal phase.
 const PHASE: Duration = Duration::from_secs(240);
+/// How long a key may take to show on screen.
+const KEYS: Duration = Duration::from_secs(30);
 
 #[test]
-#[ignore = "needs `glidepath rehearse` (engine, stage and adapters), not merged yet"]
 fn rehearsal_shows_migration_log_waits_for_approval_and_finalizes() {
     let t = Tmux::start("happy", &rehearse(""));
     let s = t.wait_for("WAITING FOR APPROVAL", PHASE);
@@ -97,7 +110,7 @@ fn rehearsal_shows_migration_log_waits_for_approval_and_finalizes() {
 
     // The migration pane, enlarged, shows its task and log tail.
     t.keys(&["Tab", "Tab", "Enter"]);
-    let s = t.wait_for("╔ migration", Duration::from_secs(5));
+    let s = t.wait_for("╔ migration", KEYS);
     let log_lines = s
         .lines()
         .skip_while(|l| !l.contains("╔ migration"))
@@ -114,7 +127,7 @@ fn rehearsal_shows_migration_log_waits_for_approval_and_finalizes() {
     t.keys(&["a"]);
     t.wait_for("FINALIZED", PHASE);
     t.keys(&["q"]);
-    let s = t.wait_for("EXIT=", Duration::from_secs(10));
+    let s = t.wait_for("EXIT=", KEYS);
     assert!(s.contains("EXIT=0"), "finalized exits 0:\n{s}");
     assert!(
         s.contains("FINALIZED"),
@@ -123,7 +136,6 @@ fn rehearsal_shows_migration_log_waits_for_approval_and_finalizes() {
 }
 
 #[test]
-#[ignore = "needs `glidepath rehearse` (engine, stage and adapters), not merged yet"]
 fn rehearsal_with_green_5xx_fails_the_gate_and_rolls_back() {
     let t = Tmux::start("green5xx", &rehearse("--scenario green-5xx"));
     let s = t.wait_for("ROLLED BACK", PHASE);
@@ -131,6 +143,48 @@ fn rehearsal_with_green_5xx_fails_the_gate_and_rolls_back() {
     assert!(s.contains("5xx"), "the failing signal is named:\n{s}");
     assert!(s.contains("blue  100%"), "traffic is back on blue:\n{s}");
     t.keys(&["q"]);
-    let s = t.wait_for("EXIT=", Duration::from_secs(10));
+    let s = t.wait_for("EXIT=", KEYS);
     assert!(s.contains("EXIT=3"), "rolled back by a gate exits 3:\n{s}");
+}
+
+#[test]
+fn watch_in_a_second_terminal_follows_the_rehearsal_read_only() {
+    let port = free_port();
+    let rel = Tmux::start("rel", &rehearse(&format!("--port {port}")));
+    // Attach once the release is under way (its world exists on the stage by then).
+    rel.wait_for("▶ migrate", PHASE);
+    let watch = Tmux::start(
+        "watch",
+        &glidepath(&format!(
+            "--endpoint-url http://127.0.0.1:{port} watch examples/rehearsal.toml --wait"
+        )),
+    );
+    let s = watch.wait_for("(watching, read-only)", PHASE);
+    assert!(s.contains("REHEARSAL"), "{s}");
+    let s = watch.wait_for("WAITING FOR APPROVAL in the releasing terminal", PHASE);
+    assert!(s.contains("50%"), "{s}");
+    assert!(s.contains("exit 0"), "the migration is shown:\n{s}");
+    // Keys that steer a release do nothing here.
+    watch.keys(&["a"]);
+    watch.wait_for("this cockpit is read-only", KEYS);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        rel.screen().contains("WAITING FOR APPROVAL"),
+        "{}",
+        rel.screen()
+    );
+
+    rel.keys(&["a"]);
+    rel.wait_for("FINALIZED", PHASE);
+    let s = watch.wait_for("FINALIZED", PHASE);
+    assert!(s.contains("100% green"), "{s}");
+    watch.keys(&["q"]);
+    let s = watch.wait_for("EXIT=", KEYS);
+    assert!(
+        s.contains("EXIT=0"),
+        "watch exits with the release's code:\n{s}"
+    );
+    rel.keys(&["q"]);
+    let s = rel.wait_for("EXIT=", KEYS);
+    assert!(s.contains("EXIT=0"), "{s}");
 }

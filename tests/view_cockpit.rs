@@ -302,6 +302,11 @@ fn quitting_after_the_release_just_quits() {
 #[test]
 fn watch_only_sends_nothing() {
     let mut c = cockpit_at(&staging(), Stage::WaitingForApproval, true);
+    let s = screen(&c, 120, 34);
+    assert!(
+        s.contains("WAITING FOR APPROVAL in the releasing terminal") && !s.contains("press a"),
+        "a watcher is told where approval happens:\n{s}"
+    );
     for k in ['a', ' ', 'r', 'n'] {
         assert!(press(&mut c, &[KeyCode::Char(k), KeyCode::Char('y')]).is_empty());
     }

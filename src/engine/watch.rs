@@ -100,7 +100,16 @@ pub async fn watch(
                     .await;
                 follow.ending(&record, &mut out);
                 for ev in out {
-                    ctx::emit(&events, &id, ev);
+                    if matches!(ev, Event::ReleaseStarted { .. }) {
+                        // Stamped with the recorded start, so clocks show the release's age.
+                        let _ = events.send(Envelope {
+                            ts: record.started_at,
+                            release: id.clone(),
+                            event: ev,
+                        });
+                    } else {
+                        ctx::emit(&events, &id, ev);
+                    }
                 }
                 if let Some(done) = follow.done.take() {
                     return done;
@@ -593,6 +602,22 @@ impl<'p> Follow<'p> {
                 }),
                 "passed" | "advanced" => {
                     self.step_weights(r, g.index, out);
+                    let bake = self
+                        .plan
+                        .steps
+                        .get(g.index)
+                        .map(|s| s.bake.as_secs_f64().ceil() as u64);
+                    if let Some(bake) = bake.filter(|b| *b > 0 && g.verdict == "passed") {
+                        // Passed (not advanced) means the whole bake was observed.
+                        self.baked = Some((g.index, bake));
+                        out.push(Event::Progress {
+                            phase: Phase::Shift,
+                            done: bake,
+                            total: bake,
+                            unit: "s".into(),
+                            message: Some(format!("step {} bake", g.index + 1)),
+                        });
+                    }
                     if g.verdict == "advanced" {
                         out.push(Event::Notice {
                             message: format!(

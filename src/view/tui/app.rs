@@ -111,6 +111,13 @@ impl Cockpit {
             left_running: false,
             finished_line: None,
         }
+        .watching(ctx.watch_only)
+    }
+
+    fn watching(mut self, watch_only: bool) -> Self {
+        self.traffic.watch_only = watch_only;
+        self.health.watch_only = watch_only;
+        self
     }
 
     /// One engine event.

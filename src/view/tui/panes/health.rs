@@ -57,6 +57,8 @@ pub struct HealthState {
     finalized: bool,
     poll_s: f64,
     stat: LatencyStat,
+    /// `glidepath watch`: no health polls arrive, say why.
+    pub watch_only: bool,
 }
 
 impl HealthState {
@@ -70,6 +72,7 @@ impl HealthState {
             finalized: false,
             poll_s: if poll_s > 0.0 { poll_s } else { 1.0 },
             stat,
+            watch_only: false,
         }
     }
 
@@ -292,6 +295,10 @@ fn colour_pane(
 
 fn verdict_line(s: &HealthState, width: usize, theme: Theme) -> Line<'static> {
     let (v, style) = match &s.verdict {
+        None if s.watch_only => (
+            "watching: health polls are shown in the releasing terminal only".to_string(),
+            theme.quiet(),
+        ),
         None => ("no verdict yet".to_string(), theme.quiet()),
         Some(Verdict::Pass) => ("✓ PASS".to_string(), theme.good()),
         Some(v @ Verdict::NotEnoughData { .. }) => {

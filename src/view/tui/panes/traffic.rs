@@ -55,6 +55,8 @@ pub struct TrafficState {
     pub blind: Option<(String, f64)>,
     pub shifting: bool,
     pub rolling_back: bool,
+    /// `glidepath watch`: approval happens in the releasing terminal.
+    pub watch_only: bool,
 }
 
 impl TrafficState {
@@ -81,6 +83,7 @@ impl TrafficState {
             blind: None,
             shifting: false,
             rolling_back: false,
+            watch_only: false,
         }
     }
 
@@ -303,6 +306,10 @@ fn gate_line(s: &TrafficState, width: usize, theme: Theme) -> Line<'static> {
         GateState::Baking { manual: true } => {
             ("manual (approval after the bake)".into(), theme.plain())
         }
+        GateState::Waiting { reason } if s.watch_only => (
+            format!("WAITING FOR APPROVAL in the releasing terminal · {reason}"),
+            theme.attention(),
+        ),
         GateState::Waiting { reason } => (
             format!("WAITING FOR APPROVAL — press a · {reason}"),
             theme.call_to_action(),
