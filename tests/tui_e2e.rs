@@ -152,7 +152,7 @@ fn watch_in_a_second_terminal_follows_the_rehearsal_read_only() {
     let port = free_port();
     let rel = Tmux::start("rel", &rehearse(&format!("--port {port}")));
     // Attach once the release is under way (its world exists on the stage by then).
-    rel.wait_for("▶ migrate", PHASE);
+    rel.wait_for("✓ snapshot", PHASE);
     let watch = Tmux::start(
         "watch",
         &glidepath(&format!(
