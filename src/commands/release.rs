@@ -122,6 +122,7 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
         endpoint: req.endpoint.clone(),
         region: plan.region.clone(),
         watch_only: false,
+        account: cockpit_account(view, g, &plan).await,
     };
     with_view(view, cockpit, rx, ctx, engine).await.exit_code
 }
@@ -263,6 +264,7 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
         endpoint: req.endpoint.clone(),
         region: plan.region.clone(),
         watch_only: false,
+        account: cockpit_account(view, g, &plan).await,
     };
     let engine = run::release(&plan, &ports, req, tx, crx);
     with_view(view, cockpit, rx, ctx, engine).await.exit_code
@@ -403,8 +405,20 @@ async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
         eprintln!("glidepath: {e}");
         return Err(crate::exit::USAGE);
     }
+    let config = sdk_config_for(g, plan).await;
+    ports_for(&config, plan).await.map_err(|e| {
+        eprintln!("glidepath: {e}");
+        if e.is_transient() {
+            crate::exit::UNEXPECTED
+        } else {
+            crate::exit::USAGE
+        }
+    })
+}
+
+async fn sdk_config_for(g: &Global, plan: &Plan) -> SdkConfig {
     let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
-    let config = match endpoint(g, plan) {
+    match endpoint(g, plan) {
         // An emulator on this machine takes dummy credentials; real AWS uses the chain.
         Some(url) if crate::rehearse::is_loopback_endpoint(&url) => {
             crate::rehearse::emulator_sdk_config(&url, &region).await
@@ -417,15 +431,16 @@ async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
             })
             .await
         }
-    };
-    ports_for(&config, plan).await.map_err(|e| {
-        eprintln!("glidepath: {e}");
-        if e.is_transient() {
-            crate::exit::UNEXPECTED
-        } else {
-            crate::exit::USAGE
-        }
-    })
+    }
+}
+
+/// The AWS account the cockpit's header shows, only when the cockpit is the view (it
+/// costs one STS call; a failure just leaves the header without it).
+async fn cockpit_account(view: View, g: &Global, plan: &Plan) -> Option<String> {
+    if view != View::Cockpit {
+        return None;
+    }
+    crate::aws::client::account_id(&sdk_config_for(g, plan).await).await
 }
 
 /// Every port over AWS for `plan`, including the asset publisher when the plan has
