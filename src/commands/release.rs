@@ -82,6 +82,7 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
         Err(code) => return code,
     };
     let d = Drive {
+        tap: None,
         version: a.version.clone(),
         non_interactive: a.non_interactive,
         output: a.output,
@@ -233,6 +234,9 @@ pub struct Drive {
     pub auto_approve: bool,
     /// Typed confirmation for production plans (scripted mode).
     pub confirm: Option<String>,
+    /// A copy of every event, for callers that report on the release afterwards
+    /// (rehearse's drill report). The view still gets every event.
+    pub tap: Option<UnboundedSender<Envelope>>,
 }
 
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
@@ -266,8 +270,28 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
         watch_only: false,
         account: cockpit_account(view, g, &plan).await,
     };
+    let rx = match d.tap {
+        Some(tap) => tee(rx, tap),
+        None => rx,
+    };
     let engine = run::release(&plan, &ports, req, tx, crx);
     with_view(view, cockpit, rx, ctx, engine).await.exit_code
+}
+
+/// Copy every event to `tap` on its way to the view.
+fn tee(
+    mut rx: UnboundedReceiver<Envelope>,
+    tap: UnboundedSender<Envelope>,
+) -> UnboundedReceiver<Envelope> {
+    let (out, view_rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let _ = tap.send(e.clone());
+            // A view that is gone must not stop the drain: the engine never waits on it.
+            let _ = out.send(e);
+        }
+    });
+    view_rx
 }
 
 /// Which face shows the events.
