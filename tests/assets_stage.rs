@@ -73,3 +73,9 @@ async fn binary_unreadable_file() {
     let (_stage, env) = stage().await;
     body::binary_unreadable_file(&env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prune_protects_ledger_versions() {
+    let (_stage, env) = stage().await;
+    body::binary_prune_protects_ledger_versions(&env).await;
+}

@@ -341,7 +341,7 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
 fn ledger_index_key(state: &crate::plan::StateConfig) -> String {
     assets::layout::join(
         &assets::layout::normalize_prefix(&state.prefix),
-        "ledger/index.json",
+        crate::engine::ledger::INDEX_KEY,
     )
 }
 
@@ -420,6 +420,37 @@ mod tests {
         let j = serde_json::json!({"live_version": "3", "releases": []});
         assert_eq!(versions_in_index(&j), ["3"]);
         assert!(versions_in_index(&serde_json::json!({})).is_empty());
+    }
+
+    /// The index exactly as the engine writes it.
+    #[test]
+    fn reads_the_engines_index() {
+        use crate::engine::event::ColourName;
+        use crate::engine::ledger::{Index, Slot};
+        let index = Index {
+            live: Some(Slot {
+                version: "2.0.0".into(),
+                colour: ColourName::Green,
+                release: Some("r2".into()),
+            }),
+            standby: Some(Slot {
+                version: "1.9.0".into(),
+                colour: ColourName::Blue,
+                release: None,
+            }),
+            ..Index::default()
+        };
+        let json = serde_json::to_value(&index).unwrap();
+        assert_eq!(versions_in_index(&json), ["1.9.0", "2.0.0"]);
+        let key = ledger_index_key(&crate::plan::StateConfig {
+            bucket: "b".into(),
+            prefix: "/glidepath/shop/prod/".into(),
+            lease: Duration::from_secs(1),
+        });
+        assert_eq!(
+            key,
+            format!("glidepath/shop/prod/{}", crate::engine::ledger::INDEX_KEY)
+        );
     }
 
     #[test]

@@ -1009,3 +1009,113 @@ pub async fn binary_unreadable_file(env: &S3Env) {
         "nothing uploaded"
     );
 }
+
+/// `glidepath --endpoint-url E ARGS...` with dummy credentials and no shared config files.
+pub fn glidepath(env: &S3Env, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_glidepath"));
+    c.arg("--endpoint-url")
+        .arg(&env.endpoint)
+        .args(args)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    c
+}
+
+/// The example rehearsal plan, pointed at `env`, this tree and these buckets.
+pub fn plan_file(env: &S3Env, dir: &Path, assets_bucket: &str, state_bucket: &str) -> TempDir {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rehearsal.toml"),
+    )
+    .expect("examples/rehearsal.toml");
+    let mut text = String::new();
+    for line in example.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let line = match key {
+            "endpoint_url" => format!("endpoint_url = {:?}", env.endpoint),
+            "dir" => format!("dir = {:?}", dir.display().to_string()),
+            "bucket" if line.contains("shop-assets") => format!("bucket = {assets_bucket:?}"),
+            "bucket" if line.contains("shop-glidepath-state") => {
+                format!("bucket = {state_bucket:?}")
+            }
+            _ => line.to_string(),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(
+        text.contains(assets_bucket) && text.contains(state_bucket),
+        "{text}"
+    );
+    let t = tempfile::tempdir().expect("tempdir");
+    write(t.path(), "plan.toml", text.as_bytes());
+    t
+}
+
+/// Through the binary and a plan: publish four versions, then prune with the ledger naming
+/// the live and standby versions — they stay whatever --keep says; --dry-run removes nothing.
+pub async fn binary_prune_protects_ledger_versions(env: &S3Env) {
+    let assets = env.bucket("prune-cli").await;
+    let state = env.bucket("prune-state").await;
+    let tree = site();
+    let plan_dir = plan_file(env, tree.path(), &assets, &state);
+    let plan = plan_dir.path().join("plan.toml");
+    let plan = plan.to_str().expect("utf-8 path");
+    for v in ["v1", "v2", "v3", "v4"] {
+        change(tree.path(), &["index.html"], v);
+        let (code, out, err) = run(glidepath(env, &["assets", "publish", plan, "--version", v]));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.starts_with(&format!("published shop {v}: ")), "{out}");
+    }
+    // The ledger's index as the engine writes it: v1 live, v2 standby.
+    let index = serde_json::json!({
+        "live": {"version": "v1", "colour": "green", "release": "r1"},
+        "standby": {"version": "v2", "colour": "blue", "release": "r0"},
+        "current": null,
+        "releases": []
+    });
+    env.s3
+        .put_object()
+        .bucket(&state)
+        .key("glidepath/shop/rehearsal/ledger/index.json")
+        .body(serde_json::to_vec(&index).expect("json").into())
+        .send()
+        .await
+        .expect("put index");
+    let manifests = |l: BTreeMap<String, String>| -> Vec<String> {
+        l.into_keys()
+            .filter_map(|k| k.strip_suffix("/manifest.json").map(str::to_string))
+            .collect()
+    };
+    let before = env.listing(&assets, "").await;
+
+    let (code, out, err) = run(glidepath(
+        env,
+        &["assets", "prune", plan, "--keep", "1", "--dry-run"],
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("v1, v2"),
+        "names the protected versions: {err}"
+    );
+    assert!(out.starts_with("would remove 1 version(s) (v3; "), "{out}");
+    assert_eq!(
+        env.listing(&assets, "").await,
+        before,
+        "a dry run removes nothing"
+    );
+
+    let (code, out, err) = run(glidepath(env, &["assets", "prune", plan, "--keep", "1"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("removed 1 version(s) (v3; "), "{out}");
+    assert_eq!(
+        manifests(env.listing(&assets, "").await),
+        ["static/v1", "static/v2", "static/v4"]
+    );
+}
