@@ -246,6 +246,7 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
         endpoint: req.endpoint.clone(),
         region: plan.region.clone(),
         watch_only: true,
+        account: cockpit_account(view, g, &plan).await,
     };
     let engine = watch::watch(&plan, &ports, req, tx, crx);
     let watched = with_view(view, cockpit, rx, ctx, engine).await;
