@@ -28,6 +28,7 @@ fn context() -> CockpitContext {
         endpoint: plan.endpoint_url.clone(),
         region: plan.region.clone(),
         plan,
+        account: Some("123456789012".into()),
         watch_only: false,
     }
 }

@@ -57,3 +57,18 @@ pub fn control_plane(config: &SdkConfig) -> SdkConfig {
         )
         .build()
 }
+
+/// The account id the credentials belong to (STS GetCallerIdentity), for display only:
+/// None when it cannot be read within a few seconds.
+pub async fn account_id(config: &SdkConfig) -> Option<String> {
+    let sts = aws_sdk_sts::Client::new(&control_plane(config));
+    let call = sts.get_caller_identity().send();
+    match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
+        Ok(Ok(out)) => out.account().map(str::to_string),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %aws_sdk_sts::error::DisplayErrorContext(&e), "GetCallerIdentity failed");
+            None
+        }
+        Err(_) => None,
+    }
+}

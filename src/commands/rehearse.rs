@@ -163,16 +163,22 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         endpoint_url: Some(endpoint),
         ..g.clone()
     };
+    let (tap, mut tapped) = tokio::sync::mpsc::unbounded_channel();
     let drive = Drive {
         version: a.version.clone(),
         non_interactive: a.non_interactive,
         output: a.output,
         auto_approve: a.auto_approve,
         confirm: None,
+        tap: Some(tap),
     };
     let releasing = Instant::now();
     let code = release::drive(&staged, &plan, drive).await;
     let release_time = releasing.elapsed();
+    let mut events = Vec::new();
+    while let Ok(e) = tapped.try_recv() {
+        events.push(e);
+    }
 
     let state = stage.control_get("state").await.ok();
     let pid = stage.pid();
@@ -180,7 +186,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
     if let Err(e) = stage.stop().await {
         eprintln!("glidepath: warning: {e}");
     }
-    let report = report(&Summary {
+    let mut report = report(&Summary {
         app: &plan.app,
         scenario: &a.scenario,
         exit_code: code,
@@ -189,6 +195,10 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         seed_time,
         state: state.as_ref(),
     });
+    // A drill is about the gates: say which one caught what, and how fast.
+    if code == crate::exit::ROLLED_BACK && !events.is_empty() {
+        report.push_str(&crate::gate::drill_report(&events));
+    }
     Rehearsal {
         exit_code: code,
         stage_pid: Some(pid),

@@ -91,6 +91,7 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
         Err(code) => return code,
     };
     let d = Drive {
+        tap: None,
         version: a.version.clone(),
         non_interactive: a.non_interactive,
         output: a.output,
@@ -131,6 +132,7 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
         endpoint: req.endpoint.clone(),
         region: plan.region.clone(),
         watch_only: false,
+        account: cockpit_account(view, g, &plan).await,
     };
     with_view(view, cockpit, rx, ctx, engine).await.exit_code
 }
@@ -244,6 +246,7 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
         endpoint: req.endpoint.clone(),
         region: plan.region.clone(),
         watch_only: true,
+        account: cockpit_account(view, g, &plan).await,
     };
     let engine = watch::watch(&plan, &ports, req, tx, crx);
     let watched = with_view(view, cockpit, rx, ctx, engine).await;
@@ -287,6 +290,9 @@ pub struct Drive {
     pub auto_approve: bool,
     /// Typed confirmation for production plans (scripted mode).
     pub confirm: Option<String>,
+    /// A copy of every event, for callers that report on the release afterwards
+    /// (rehearse's drill report). The view still gets every event.
+    pub tap: Option<UnboundedSender<Envelope>>,
 }
 
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
@@ -318,9 +324,30 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
         endpoint: req.endpoint.clone(),
         region: plan.region.clone(),
         watch_only: false,
+        account: cockpit_account(view, g, &plan).await,
+    };
+    let rx = match d.tap {
+        Some(tap) => tee(rx, tap),
+        None => rx,
     };
     let engine = run::release(&plan, &ports, req, tx, crx);
     with_view(view, cockpit, rx, ctx, engine).await.exit_code
+}
+
+/// Copy every event to `tap` on its way to the view.
+fn tee(
+    mut rx: UnboundedReceiver<Envelope>,
+    tap: UnboundedSender<Envelope>,
+) -> UnboundedReceiver<Envelope> {
+    let (out, view_rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let _ = tap.send(e.clone());
+            // A view that is gone must not stop the drain: the engine never waits on it.
+            let _ = out.send(e);
+        }
+    });
+    view_rx
 }
 
 /// Which face shows the events.
@@ -458,8 +485,20 @@ async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
         eprintln!("glidepath: {e}");
         return Err(crate::exit::USAGE);
     }
+    let config = sdk_config_for(g, plan).await;
+    ports_for(&config, plan).await.map_err(|e| {
+        eprintln!("glidepath: {e}");
+        if e.is_transient() {
+            crate::exit::UNEXPECTED
+        } else {
+            crate::exit::USAGE
+        }
+    })
+}
+
+async fn sdk_config_for(g: &Global, plan: &Plan) -> SdkConfig {
     let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
-    let config = match endpoint(g, plan) {
+    match endpoint(g, plan) {
         // An emulator on this machine takes dummy credentials; real AWS uses the chain.
         Some(url) if crate::rehearse::is_loopback_endpoint(&url) => {
             crate::rehearse::emulator_sdk_config(&url, &region).await
@@ -472,15 +511,16 @@ async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
             })
             .await
         }
-    };
-    ports_for(&config, plan).await.map_err(|e| {
-        eprintln!("glidepath: {e}");
-        if e.is_transient() {
-            crate::exit::UNEXPECTED
-        } else {
-            crate::exit::USAGE
-        }
-    })
+    }
+}
+
+/// The AWS account the cockpit's header shows, only when the cockpit is the view (it
+/// costs one STS call; a failure just leaves the header without it).
+async fn cockpit_account(view: View, g: &Global, plan: &Plan) -> Option<String> {
+    if view != View::Cockpit {
+        return None;
+    }
+    crate::aws::client::account_id(&sdk_config_for(g, plan).await).await
 }
 
 /// Every port over AWS for `plan`, including the asset publisher when the plan has

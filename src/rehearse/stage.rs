@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// What the stage prints on stdout once it serves.
 const READY_PREFIX: &str = "stage ready on ";
 /// How long a stage may take from spawn to ready (it takes about 2 s).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Generous: on a loaded 2-core machine (tests start several stages while cargo builds)
+/// start-up was seen at 6 s, and a slow start must not read as a broken stage.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERM gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Keep at most this much of the stage's stderr (the tail matters for diagnosis).

@@ -30,6 +30,7 @@ pub fn context(plan: &Plan, watch_only: bool) -> CockpitContext {
         version: "1.4.0".into(),
         endpoint: plan.endpoint_url.clone(),
         region: plan.region.clone(),
+        account: Some("123456789012".into()),
         watch_only,
     }
 }

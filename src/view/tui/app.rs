@@ -86,6 +86,7 @@ impl Cockpit {
                 release_id: ctx.release_id.clone(),
                 endpoint: ctx.endpoint.clone(),
                 region: ctx.region.clone(),
+                account: ctx.account.clone(),
                 watch_only: ctx.watch_only,
                 holder: None,
                 started: None,

@@ -29,6 +29,8 @@ pub struct CockpitContext {
     pub version: String,
     pub endpoint: Option<String>,
     pub region: String,
+    /// The AWS account in use, when it could be read (STS), for the header.
+    pub account: Option<String>,
     /// `glidepath watch`: show only; no key sends a command.
     pub watch_only: bool,
 }

@@ -19,6 +19,7 @@ pub struct HeaderState {
     pub release_id: String,
     pub endpoint: Option<String>,
     pub region: String,
+    pub account: Option<String>,
     pub watch_only: bool,
     pub holder: Option<String>,
     pub started: Option<DateTime<Utc>>,
@@ -96,9 +97,14 @@ pub fn render(s: &HeaderState, now: DateTime<Utc>, theme: Theme, f: &mut Frame, 
     if s.watch_only {
         top.push(Span::styled("  (watching, read-only)", theme.attention()));
     }
+    let account = s
+        .account
+        .as_ref()
+        .map(|a| format!("account {a} · "))
+        .unwrap_or_default();
     let where_ = match &s.endpoint {
-        Some(ep) => format!("region {} · endpoint {ep}", s.region),
-        None => format!("region {} · AWS", s.region),
+        Some(ep) => format!("{account}region {} · endpoint {ep}", s.region),
+        None => format!("{account}region {} · AWS", s.region),
     };
     let bottom = Line::from(vec![
         Span::styled(" lock ", theme.label()),
