@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import math
 import random
+from statistics import NormalDist
 
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.utils import utcnow
@@ -28,8 +29,9 @@ from world import forward_weights, lb_dimension, live_backends, tg_colour, tg_di
 
 NAMESPACE = "AWS/ApplicationELB"
 ROLE_TAG = "glidepath:role"  # "test" on a test listener (seeded by glidepath)
-SAMPLES = 10  # latency values written per target group per tick
+SAMPLES = 20  # latency values written per target group per tick
 SPREAD = 0.25  # lognormal sigma: p95 is about 1.45x the mean
+NORMAL = NormalDist()
 
 
 class Meter:
@@ -112,12 +114,21 @@ class Traffic:
             cloudwatch_backends[elb.account_id][elb.region_name].put_metric_data(NAMESPACE, data)
 
     def latencies(self, served: int, latency_ms: float) -> list[float]:
-        """Lognormal samples whose mean is latency_ms, in seconds."""
+        """Lognormal samples whose mean is latency_ms, in seconds, stratified: one draw from
+        each of n equal slices of the distribution. Independent draws made the p95 of a
+        one-poll window so noisy that two equally healthy colours differed by the latency
+        gate's 1.5x about once in a hundred polls (a happy rehearsal rolled back about one
+        time in ten); stratified, 20 per tick, that does not happen in 200,000 simulated
+        polls, and the mean is unchanged."""
         if served <= 0:
             return []
         mean_s = latency_ms / 1000.0
         scale = mean_s / math.exp(SPREAD * SPREAD / 2)
-        return [round(scale * math.exp(self.rng.gauss(0.0, SPREAD)), 6) for _ in range(min(served, SAMPLES))]
+        n = min(served, SAMPLES)
+        return [
+            round(scale * math.exp(SPREAD * NORMAL.inv_cdf((i + self.rng.uniform(1e-9, 1.0 - 1e-9)) / n)), 6)
+            for i in range(n)
+        ]
 
     def prune(self, max_age_s: float = 3600.0) -> None:
         """Drop our own datapoints older than an hour, so long sessions stay fast and small."""
