@@ -425,3 +425,57 @@ async fn an_aborted_release_ends_the_watch_as_interrupted_and_quitting_stops_it(
     assert_eq!(w.exit_code, exit::OK);
     assert!(w.message.contains("stopped watching"), "{}", w.message);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_watcher_attaching_mid_release_reports_what_was_done_first() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let release_ports = world.ports(true);
+    let watch_ports = world.ports(true);
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (cmd, crx) = unbounded_channel::<Command>();
+    let (attach, attached) = tokio::sync::oneshot::channel::<()>();
+    let engine = run::release(&plan, &release_ports, req("1.4.0"), tx, crx);
+    // At the manual gate a second operator attaches; the gate is approved a minute later.
+    let operator = async move {
+        let mut attach = Some(attach);
+        while let Some(env) = rx.recv().await {
+            if matches!(env.event, Event::GateWaiting { .. }) {
+                if let Some(a) = attach.take() {
+                    let _ = a.send(());
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let _ = cmd.send(Command::Approve);
+            }
+        }
+    };
+    let watcher = async {
+        attached.await.expect("the gate waits");
+        let (wtx, wrx) = unbounded_channel();
+        let (_wcmd, wcrx) = unbounded_channel::<Command>();
+        let req = WatchRequest::new(None); // no --wait: the release is in progress
+        let w = watch::watch(&plan, &watch_ports, req, wtx, wcrx).await;
+        (w, drain(wrx))
+    };
+    let (f, (), (w, events)) = tokio::join!(engine, operator, watcher);
+    let s = story(&events);
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert_eq!(w.outcome, Some(Outcome::Finalized), "{s}");
+    assert_well_formed(&events);
+    assert_eq!(phases_started(&events), Phase::ORDER.to_vec(), "{s}");
+    // Everything up to the waiting gate arrives at once, in release order.
+    let first_wait = events
+        .iter()
+        .position(|e| matches!(e.event, Event::GateWaiting { .. }))
+        .unwrap_or_else(|| panic!("{s}"));
+    let at_attach = &events[..=first_wait];
+    assert_eq!(weights(at_attach), vec![(90, 10), (50, 50)], "{s}");
+    assert!(
+        at_attach
+            .iter()
+            .any(|e| matches!(&e.event, Event::Log { line, .. } if line == "Migrations complete.")),
+        "the finished migration's log is read back:\n{s}"
+    );
+    // release_started carries the recorded start, before the watcher attached.
+    assert!(events[0].ts < events[1].ts, "{s}");
+}
