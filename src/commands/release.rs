@@ -158,43 +158,34 @@ pub async fn rollback(g: &Global, a: &RollbackArgs) -> i32 {
 }
 
 pub async fn status(g: &Global, a: &StatusArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let (ports, plan) = match connect(g, &plan).await {
+    let (ports, plan) = match open(g, &a.plan).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match run::status(&plan, &ports).await {
-        Ok(st) => {
-            match a.output {
-                OutputFormat::Json => print_json(&st),
-                OutputFormat::Text => print!("{}", status_text(&st)),
-            }
-            crate::exit::OK
-        }
-        Err(e) => {
-            eprintln!("glidepath: cannot read the ledger: {e}");
-            crate::exit::UNEXPECTED
-        }
-    }
+    answer(run::status(&plan, &ports).await, a.output, status_text)
 }
 
 pub async fn history(g: &Global, a: &StatusArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let (ports, plan) = match connect(g, &plan).await {
+    let (ports, plan) = match open(g, &a.plan).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match run::history(&plan, &ports).await {
-        Ok(h) => {
-            match a.output {
-                OutputFormat::Json => print_json(&h),
-                OutputFormat::Text => print!("{}", history_text(&h)),
+    answer(run::history(&plan, &ports).await, a.output, |h: &Vec<_>| {
+        history_text(h)
+    })
+}
+
+/// Print a ledger answer as text or JSON; a ledger that cannot be read exits 1.
+fn answer<T: serde::Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    output: OutputFormat,
+    text: fn(&T) -> String,
+) -> i32 {
+    match result {
+        Ok(v) => {
+            match output {
+                OutputFormat::Json => print_json(&v),
+                OutputFormat::Text => print!("{}", text(&v)),
             }
             crate::exit::OK
         }
@@ -257,11 +248,7 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
 }
 
 pub async fn unlock(g: &Global, a: &UnlockArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let (ports, plan) = match connect(g, &plan).await {
+    let (ports, plan) = match open(g, &a.plan).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -401,6 +388,11 @@ async fn with_view<T>(
             finished
         }
     }
+}
+
+/// Load the plan at `path` and connect its ports (the read-only commands' first step).
+async fn open(g: &Global, path: &std::path::Path) -> Result<(Ports, Plan), i32> {
+    connect(g, &load_plan(path)?).await
 }
 
 fn load_plan(path: &std::path::Path) -> Result<Plan, i32> {
