@@ -16,22 +16,11 @@ use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 fn plan() -> Plan {
-    let mut p = common::rehearsal_plan();
-    for s in &mut p.steps {
-        s.bake = Duration::from_secs(30);
-    }
-    p.gates.poll_interval = Duration::from_secs(5);
-    p.gates.max_blind = Duration::from_secs(20);
-    p
+    common::engine_plan()
 }
 
 fn req(version: &str) -> ReleaseRequest {
-    ReleaseRequest {
-        version: version.into(),
-        auto_approve: false,
-        holder: "alice@ops-1".into(),
-        endpoint: None,
-    }
+    common::release_request(version)
 }
 
 fn resume_req() -> ResumeRequest {

@@ -722,14 +722,7 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
             if f.outcome == Outcome::RolledBack {
                 f.exit_code = crate::exit::UNEXPECTED;
             }
-            return finished(
-                ctx.events(),
-                &ctx.release,
-                f.outcome,
-                f.exit_code,
-                f.message,
-                snapshot,
-            );
+            (f.outcome, f.exit_code, f.message)
         }
         Stop::Fail { exit_code, message } => {
             let mut message = message;
@@ -746,14 +739,7 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
         }
         Stop::Rollback { reason, by_gate } => {
             let f = roll_back(ctx, reason, by_gate).await;
-            return finished(
-                ctx.events(),
-                &ctx.release,
-                f.outcome,
-                f.exit_code,
-                f.message,
-                snapshot,
-            );
+            (f.outcome, f.exit_code, f.message)
         }
     };
     finished(ctx.events(), &ctx.release, outcome, code, message, snapshot)

@@ -396,3 +396,27 @@ async fn try_start_localstack() -> Result<LocalStack, String> {
 pub async fn localstack_sdk_config(ls: &LocalStack) -> SdkConfig {
     glidepath::rehearse::emulator_sdk_config(&ls.endpoint(), "us-east-1").await
 }
+
+// --- engine tests on fakes ---------------------------------------------------------------
+
+/// The rehearsal plan with engine-test timings (paused clock): 30 s bakes, 5 s polls,
+/// 20 s of blindness before a step pauses.
+pub fn engine_plan() -> Plan {
+    let mut p = rehearsal_plan();
+    for s in &mut p.steps {
+        s.bake = Duration::from_secs(30);
+    }
+    p.gates.poll_interval = Duration::from_secs(5);
+    p.gates.max_blind = Duration::from_secs(20);
+    p
+}
+
+/// A release request by a fixed operator, with manual gates left to the test.
+pub fn release_request(version: &str) -> glidepath::engine::run::ReleaseRequest {
+    glidepath::engine::run::ReleaseRequest {
+        version: version.into(),
+        auto_approve: false,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    }
+}
