@@ -629,6 +629,18 @@ async fn forward(ctx: &mut Ctx<'_>) -> Result<(), (Phase, Stop)> {
     Ok(())
 }
 
+/// Tell the views the rollback phase failed; returns what stopped it, for the message.
+fn rollback_failed(ctx: &Ctx, stop: &Stop, t0: Instant) -> String {
+    let detail = describe_stop(stop);
+    ctx.emit(Event::PhaseFinished {
+        phase: Phase::Rollback,
+        status: PhaseStatus::Failed,
+        detail: Some(detail.clone()),
+        duration_ms: ms(t0),
+    });
+    detail
+}
+
 fn describe_stop(stop: &Stop) -> String {
     match stop {
         Stop::Abort => "stopped by the operator; `glidepath resume` continues here".into(),
@@ -786,13 +798,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool) -> Finished
             }
         }
         Err(stop) => {
-            let detail = describe_stop(&stop);
-            ctx.emit(Event::PhaseFinished {
-                phase: Phase::Rollback,
-                status: PhaseStatus::Failed,
-                detail: Some(detail.clone()),
-                duration_ms: ms(t0),
-            });
+            let detail = rollback_failed(ctx, &stop, t0);
             Finished {
                 release_id: ctx.release.clone(),
                 outcome: Outcome::Failed,
@@ -895,13 +901,7 @@ async fn rollback_finalized(
     let detail = match moved {
         Ok(d) => d,
         Err(stop) => {
-            let detail = describe_stop(&stop);
-            ctx.emit(Event::PhaseFinished {
-                phase: Phase::Rollback,
-                status: PhaseStatus::Failed,
-                detail: Some(detail.clone()),
-                duration_ms: ms(t0),
-            });
+            let detail = rollback_failed(&ctx, &stop, t0);
             release_lock(&mut ctx).await;
             return finished(
                 &events,

@@ -146,16 +146,10 @@ pub async fn watch(
     }
 }
 
-const ALL_PHASES: [Phase; 8] = [
-    Phase::Lock,
-    Phase::Snapshot,
-    Phase::Migrate,
-    Phase::Assets,
-    Phase::Deploy,
-    Phase::Shift,
-    Phase::Finalize,
-    Phase::Rollback,
-];
+/// Every phase a record can hold: the forward ones in order, then rollback.
+fn all_phases() -> Vec<Phase> {
+    Phase::ORDER.into_iter().chain([Phase::Rollback]).collect()
+}
 
 enum Current {
     Release(String),
@@ -805,7 +799,7 @@ impl<'p> Follow<'p> {
             } else {
                 PhaseStatus::Failed
             };
-            self.close_open(&ALL_PHASES, status, &message, out);
+            self.close_open(&all_phases(), status, &message, out);
             let exit_code = r.exit_code.unwrap_or(crate::exit::UNEXPECTED);
             out.push(Event::ReleaseFinished {
                 outcome,
@@ -821,7 +815,7 @@ impl<'p> Follow<'p> {
             });
         } else if let Some(stop) = &r.interrupted {
             self.close_open(
-                &ALL_PHASES,
+                &all_phases(),
                 PhaseStatus::Failed,
                 "stopped by the operator",
                 out,
