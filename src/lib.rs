@@ -1,16 +1,21 @@
 //! glidepath: a release cockpit for AWS Fargate + RDS web apps.
 //!
-//! The library holds everything; `main.rs` only hands over to [`cli::main`]. Integration
-//! tests use the library directly (and the binary for end-to-end runs).
+//! The workspace's crates show the architecture:
+//! - `glidepath-core` ([`plan`], [`gate`], [`engine`]): decides; no AWS SDK, no terminal;
+//! - `glidepath-aws` ([`aws`], [`assets`]): every aws-sdk call, behind the core's ports;
+//! - `glidepath-view` ([`view`]): the cockpit, readable lines and JSON Lines;
+//! - this crate: the command line ([`cli`], [`commands`]), the stage process ([`rehearse`])
+//!   and the one place that prints errors and picks exit codes.
+//!
+//! `main.rs` only hands over to [`cli::main`]. Integration tests use the library directly
+//! (and the binary for end-to-end runs); the re-exports keep one path per module.
 
-pub mod assets;
-pub mod aws;
+pub use glidepath_aws as aws;
+pub use glidepath_aws::assets;
+pub use glidepath_core::{engine, exit, gate, plan};
+pub use glidepath_view as view;
+
 pub mod cli;
 pub mod commands;
-pub mod engine;
-pub mod exit;
-pub mod gate;
 pub mod logging;
-pub mod plan;
 pub mod rehearse;
-pub mod view;

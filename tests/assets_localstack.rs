@@ -1,8 +1,8 @@
 //! The asset publisher's stage tests, run against the real LocalStack runtime (installed
 //! from PyPI and run on the host, see tests/common): the same bodies, through the same SDK.
 
-mod assets_support;
-mod common;
+use crate::assets_support;
+use crate::common;
 
 use assets_support::{self as body, S3Env};
 use glidepath::plan::AssetLayout;

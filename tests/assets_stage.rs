@@ -1,8 +1,8 @@
 //! The asset publisher against the rehearsal stage's S3 (moto) through the real SDK and the
 //! real binary. The bodies live in `assets_support` so the LocalStack tests run them too.
 
-mod assets_support;
-mod common;
+use crate::assets_support;
+use crate::common;
 
 use assets_support::{self as body, S3Env};
 use glidepath::plan::AssetLayout;

@@ -1,7 +1,7 @@
 //! The AWS adapters against the rehearsal stage (moto + stagehand) over loopback, with the
 //! real aws-sdk clients. Each test starts its own stage seeded from the rehearsal plan.
 
-mod common;
+use crate::common;
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, RuleCondition, TargetGroupTuple,

@@ -3,7 +3,7 @@
 //! 100% blue and the reason naming the right signal; `happy` passes every gate; a stage
 //! outage mid-bake neither passes the step early nor moves the weights.
 
-mod common;
+use crate::common;
 
 use glidepath::engine::event::{Command, Envelope, Event, Outcome};
 use glidepath::engine::ports::Weights;

@@ -1,7 +1,7 @@
 //! The release engine over in-memory ports with paused time: every phase's success and
 //! failure, operator commands, the lock, and a crash at every port call followed by resume.
 
-mod common;
+use crate::common;
 
 use glidepath::engine::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use glidepath::engine::fake::{CrashMode, FakeWorld};

@@ -1,7 +1,7 @@
 //! The health port against the real stage with the real SDK clients: call budget, what each
 //! fault scenario looks like in a sample, and what the gate makes of it.
 
-mod common;
+use crate::common;
 
 use glidepath::aws::health::AwsHealth;
 use glidepath::engine::ports::{Health, PortError, Weights};

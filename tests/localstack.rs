@@ -3,7 +3,7 @@
 //! SHA-256 checksums, and an assets publish. Same code paths as against AWS, through the
 //! real aws-sdk-s3 client.
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};

@@ -2,7 +2,7 @@
 //! message it promises (and at the place it promises), the examples load, the binary's
 //! exit codes hold, and no input makes the loader panic.
 
-mod common;
+use crate::common;
 
 use glidepath::plan::{self, check_endpoint, Plan};
 use proptest::prelude::*;

@@ -1,7 +1,7 @@
 //! `glidepath rehearse`: stage up, seed, release, report, stage down — and never a stage
 //! left running, whatever happened.
 
-mod common;
+use crate::common;
 
 use glidepath::cli::Global;
 use glidepath::commands::rehearse::{rehearse, RehearseArgs};

@@ -1,7 +1,7 @@
 //! Whole releases against the rehearsal stage through the real aws-sdk clients: the happy
 //! path, a failing migration, and two operators racing for the lock.
 
-mod common;
+use crate::common;
 
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Envelope, Event, Outcome};

@@ -1,7 +1,7 @@
 //! The rehearsal stage driven from Rust: lifecycle, control endpoint and bad input.
 //! (The seeded-world checks are further down.)
 
-mod common;
+use crate::common;
 
 use glidepath::rehearse::stage::{Stage, StageError, StageOptions};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! `glidepath stage up|status|down` as a user runs them: the real binary, a background
 //! stage, pid and log files in a private state dir.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

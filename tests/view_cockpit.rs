@@ -1,6 +1,6 @@
 //! Cockpit: TestBackend snapshots of recorded releases, and key handling.
 
-mod view_support;
+use crate::view_support;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use glidepath::engine::event::Command;

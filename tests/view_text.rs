@@ -1,6 +1,6 @@
 //! The line printer and JSON Lines: pure formatting, throttling, colour, round trips.
 
-mod view_support;
+use crate::view_support;
 
 use glidepath::commands::OutputFormat;
 use glidepath::engine::event::{Envelope, Event, Phase};

@@ -2,7 +2,7 @@
 //! same in-memory world (paused time); the watcher reports, from the ledger alone plus
 //! read-only task reads, the phases in order, the steps, weights, gates and the outcome.
 
-mod common;
+use crate::common;
 
 use glidepath::engine::event::{Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use glidepath::engine::fake::FakeWorld;

@@ -1,7 +1,7 @@
 //! `glidepath watch` as a user runs it: a release through the real binary in the
 //! background on the stage, and a second binary watching it with `--output json`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

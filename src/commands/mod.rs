@@ -20,3 +20,12 @@ pub enum OutputFormat {
     /// JSON (JSON Lines for event streams).
     Json,
 }
+
+impl From<OutputFormat> for crate::view::OutputFormat {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Text => crate::view::OutputFormat::Text,
+            OutputFormat::Json => crate::view::OutputFormat::Json,
+        }
+    }
+}

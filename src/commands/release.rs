@@ -153,7 +153,7 @@ pub async fn rollback(g: &Global, a: &RollbackArgs) -> i32 {
     let (tx, rx) = unbounded_channel();
     let who = holder();
     let engine = run::rollback(&plan, &ports, &who, tx);
-    let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output));
+    let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output.into()));
     finished.exit_code
 }
 
@@ -383,7 +383,7 @@ async fn with_view<T>(
                     let _ = commands.send(Command::Abort);
                 }
             });
-            let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, format));
+            let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, format.into()));
             abort.abort();
             finished
         }

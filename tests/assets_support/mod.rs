@@ -1,7 +1,6 @@
 //! Asset publisher test bodies, shared by the stage tests (`tests/assets_stage.rs`) and the
 //! LocalStack tests: each body takes an [`S3Env`] (an S3 endpoint and a real SDK client for
 //! it) and makes its own buckets, so the same bodies run against any S3-compatible endpoint.
-#![allow(dead_code)] // each test binary uses a different part of the bodies
 
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
 use aws_sdk_s3::Client;

@@ -9,7 +9,6 @@
 //! let s3 = glidepath::aws::client::s3(&config);             // path-style for emulators
 //! stage.control_post("fault", &json!({"kind": "5xx"})).await?;
 //! ```
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use aws_types::SdkConfig;
 use glidepath::rehearse::stage::{Stage, StageOptions};

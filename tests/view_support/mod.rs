@@ -1,8 +1,6 @@
 //! Recorded release event sequences for the view tests: each scenario is the prefix of one
 //! release, so every snapshot shows a state the engine can really reach.
 
-#![allow(dead_code)]
-
 use glidepath::engine::event::{Event, Outcome, Phase, PhaseStatus};
 use glidepath::gate::{ColourSample, Signal, Verdict};
 use glidepath::plan::Plan;

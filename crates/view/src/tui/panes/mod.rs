@@ -86,8 +86,8 @@ impl Theme {
             s.add_modifier(Modifier::REVERSED)
         }
     }
-    pub fn severity(self, s: crate::view::lines::Severity) -> Style {
-        use crate::view::lines::Severity;
+    pub fn severity(self, s: crate::lines::Severity) -> Style {
+        use crate::lines::Severity;
         match s {
             Severity::Info => self.plain(),
             Severity::Good => self.good(),

@@ -93,7 +93,7 @@ pub async fn seed(config: &SdkConfig, plan: &Plan) -> Result<SeedReport, SeedErr
         });
     }
     let endpoint = config.endpoint_url().unwrap_or("(none: real AWS)");
-    if !super::is_loopback_endpoint(endpoint) {
+    if !crate::client::is_loopback_endpoint(endpoint) {
         return Err(SeedError::NotLoopback {
             endpoint: endpoint.to_string(),
         });
@@ -104,7 +104,7 @@ pub async fn seed(config: &SdkConfig, plan: &Plan) -> Result<SeedReport, SeedErr
         ecs: aws_sdk_ecs::Client::new(config),
         elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
         rds: aws_sdk_rds::Client::new(config),
-        s3: crate::aws::client::s3(config),
+        s3: crate::client::s3(config),
         cw: aws_sdk_cloudwatch::Client::new(config),
         logs: aws_sdk_cloudwatchlogs::Client::new(config),
         plan,
@@ -903,10 +903,10 @@ impl Seeder<'_> {
     /// One alarm per name in the plan's gates, on green's target 5xx count (the stage's
     /// `alarm` faults drive their state).
     async fn alarms(&mut self) -> Result<(), SeedError> {
-        let tg_dim = crate::aws::target_group_dimension(&self.report.green_target_group_arn)
+        let tg_dim = crate::target_group_dimension(&self.report.green_target_group_arn)
             .unwrap_or_default()
             .to_string();
-        let lb_dim = crate::aws::load_balancer_dimension(&self.report.load_balancer_arn)
+        let lb_dim = crate::load_balancer_dimension(&self.report.load_balancer_arn)
             .unwrap_or_default()
             .to_string();
         for name in self.plan.gates.alarms.clone() {

@@ -3,7 +3,7 @@
 
 use super::Theme;
 use crate::engine::event::{Envelope, Event, Outcome};
-use crate::view::text;
+use crate::text;
 use chrono::{DateTime, Utc};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

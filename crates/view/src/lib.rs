@@ -15,7 +15,9 @@ pub mod tui;
 
 pub use tui::{cockpit, CockpitContext};
 
-use crate::commands::OutputFormat;
+// The core this crate renders; `crate::engine` etc. keep the paths the modules were written with.
+pub(crate) use glidepath_core::{engine, gate, plan};
+
 use crate::engine::event::Envelope;
 use std::io::{IsTerminal, Write};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -50,6 +52,13 @@ pub async fn write_events<W: Write>(
             }
         }
     }
+}
+
+/// How an event stream is printed: readable lines or JSON Lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 /// `NO_COLOR` set to anything non-empty turns colour off (https://no-color.org).

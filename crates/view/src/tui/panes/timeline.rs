@@ -2,7 +2,7 @@
 
 use super::{bar, block, truncate, Theme};
 use crate::engine::event::{Envelope, Event, Phase, PhaseStatus};
-use crate::view::text;
+use crate::text;
 use chrono::{DateTime, Utc};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

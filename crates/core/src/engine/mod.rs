@@ -3,6 +3,7 @@
 
 pub mod ctx;
 pub mod event;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod ids;
 pub mod ledger;

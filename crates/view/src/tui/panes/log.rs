@@ -3,7 +3,7 @@
 
 use super::{block, truncate, Scroll, ScrollKey, Theme};
 use crate::engine::event::{Envelope, Event, Phase};
-use crate::view::lines::{self, Severity};
+use crate::lines::{self, Severity};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;

@@ -1,6 +1,8 @@
-//! AWS adapters: one per engine port, plus client construction. Only this module (and
-//! the rehearsal seeder) talks to aws-sdk-*.
+//! glidepath's AWS adapters: one per engine port, the asset publisher's S3 side, the
+//! rehearsal seeder and client construction. This crate is the only one that depends on
+//! aws-sdk-*; the core sees AWS only through its ports.
 
+pub mod assets;
 pub mod client;
 pub mod database;
 pub mod errors;
@@ -8,12 +10,18 @@ pub mod fleet;
 pub mod health;
 pub mod ports;
 pub mod resolve;
+pub mod seed;
 pub mod state;
 pub mod tasks;
 pub mod traffic;
 
+/// The SDK's shared configuration, so callers need not depend on the SDK to hold one.
+pub use aws_types::SdkConfig;
 pub use errors::AwsError;
 pub use ports::build;
+
+// The core this crate adapts; `crate::engine` etc. keep the paths the modules were written with.
+pub(crate) use glidepath_core::{engine, gate, plan};
 
 /// The plan's names turned into ARNs once per command (`resolve.rs`); every adapter
 /// works from these so a name is looked up only once.

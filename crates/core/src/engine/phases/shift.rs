@@ -14,13 +14,14 @@
 //! Rollback rolls back now, Abort leaves traffic where it is. Resume continues the
 //! recorded step with the bake observed so far.
 
+use super::bake::{Bake, Input, Judge, Next, Step as BakeStep, ThresholdJudge};
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
 use crate::engine::ledger::{GateRecord, LedgerWeights};
 use crate::engine::ports::Weights;
-use crate::gate::{BakeClock, HealthSample, Verdict};
-use crate::plan::{GateMode, OnGateFail};
+use crate::gate::HealthSample;
+use crate::plan::GateMode;
 use chrono::Utc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -135,136 +136,99 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     )))
 }
 
-/// Bake one step. Ok(true) when the operator advanced past it.
+/// Bake one step. Ok(true) when the operator advanced past it. The decisions are
+/// [`Bake`]'s (pure); this loop waits, polls, and carries them out.
 async fn bake(ctx: &mut Ctx<'_>, index: usize, weight: u8, bake: Duration) -> Result<bool, Stop> {
     let (ports, plan) = (ctx.ports, ctx.plan);
     let gates = &plan.gates;
     let target = ctx.target();
     let poll = gates.poll_interval.max(Duration::from_millis(100));
     let baked_before = Duration::from_secs_f64(ctx.record.value.shift.baked_s.max(0.0));
-    let mut clock = BakeClock::resumed(Instant::now(), baked_before);
-    let mut samples: Vec<HealthSample> = Vec::new();
-    let mut last_verdict: Option<Verdict> = None;
-    let (mut operator_paused, mut blind_paused, mut told_no_data) = (false, false, false);
+    let judge = ThresholdJudge::new(gates);
+    let mut state = Bake::new(
+        index,
+        weight,
+        bake,
+        gates,
+        judge,
+        Instant::now(),
+        baked_before,
+    );
     let mut next_poll = Instant::now();
     loop {
-        let passing = matches!(last_verdict, Some(Verdict::Pass));
-        if !clock.is_paused() && clock.done(bake) && passing {
-            return Ok(false);
+        let checked = state.check();
+        if let Some(advanced) = carry_out(ctx, &mut state, index, weight, checked).await? {
+            return Ok(advanced);
         }
-        if clock.done(bake) && !passing && last_verdict.is_some() && !told_no_data {
-            told_no_data = true;
-            ctx.emit(Event::Notice {
-                message: "the bake time is up but the gate has not passed yet (not enough data); still watching — Advance skips".into(),
-            });
-        }
-        match ctx.wait_until(next_poll).await? {
-            Some(Command::Pause) if !operator_paused => {
-                operator_paused = true;
-                clock.pause(Instant::now());
-                ctx.emit(Event::Paused {
-                    reason: "paused by the operator; weights stay where they are".into(),
-                });
-                continue;
-            }
-            Some(Command::Resume) if operator_paused => {
-                operator_paused = false;
-                clock.resume(Instant::now());
-                ctx.emit(Event::Resumed);
-                continue;
-            }
-            Some(Command::Advance) => {
-                ctx.emit(Event::Notice {
-                    message: format!(
-                        "step {} advanced by the operator after {:.0}s of {:.0}s bake",
-                        index + 1,
-                        clock.baked().as_secs_f64(),
-                        bake.as_secs_f64()
-                    ),
-                });
-                return Ok(true);
-            }
-            Some(Command::Approve) => {
-                ctx.early_approve = true;
-                continue;
-            }
-            Some(_) => continue,
-            None => {}
-        }
-        next_poll = Instant::now() + poll;
-        ctx.tick().await?;
-        let now = Instant::now();
-        match ports.health.sample(poll).await {
-            Ok(sample) => {
-                clock.observed(now, true);
-                if blind_paused {
-                    blind_paused = false;
-                    if !operator_paused {
-                        ctx.emit(Event::Resumed);
-                    }
-                }
-                samples.push(oriented(&sample, target));
-                let verdict = crate::gate::judge(&samples, gates);
-                ctx.emit(Event::Health {
-                    sample,
-                    verdict: verdict.clone(),
-                    baked_s: clock.baked().as_secs_f64(),
-                    bake_s: bake.as_secs_f64(),
-                });
-                if let Verdict::Fail { signal, reason } = &verdict {
-                    ctx.emit(Event::GateFailed {
-                        index,
-                        weight,
-                        signal: *signal,
-                        reason: reason.clone(),
-                    });
-                    ctx.rec().gates.push(GateRecord {
-                        index,
-                        weight,
-                        verdict: "failed".into(),
-                        reason: Some(format!("{signal}: {reason}")),
-                        at: Utc::now(),
-                        signal: Some(*signal),
-                    });
-                    let reason = format!("gate failed at {weight}%: {signal}: {reason}");
-                    if gates.on_fail == OnGateFail::Rollback {
-                        return Err(Stop::Rollback {
-                            reason,
-                            by_gate: true,
-                        });
-                    }
-                    ctx.save().await?;
-                    clock.pause(Instant::now());
-                    wait_after_failed_gate(ctx, &reason).await?;
-                    // A fresh judgement from here: the operator chose to carry on.
-                    samples.clear();
-                    clock.resume(Instant::now());
-                    next_poll = Instant::now();
-                    continue;
-                }
-                last_verdict = Some(verdict);
-            }
-            Err(e) => {
-                clock.observed(now, false);
-                let blind = clock.blind_for(Instant::now());
-                ctx.emit(Event::Blind {
-                    reason: e.to_string(),
-                    blind_s: blind.as_secs_f64(),
-                });
-                if blind > gates.max_blind && !blind_paused {
-                    blind_paused = true;
-                    ctx.emit(Event::Paused {
-                        reason: format!(
-                            "health not observed for {:.0}s (gates.max_blind {:.0}s); the step waits with weights unchanged until health is seen again",
-                            blind.as_secs_f64(),
-                            gates.max_blind.as_secs_f64()
-                        ),
-                    });
+        let input = match ctx.wait_until(next_poll).await? {
+            Some(c) => Input::Command(c),
+            None => {
+                next_poll = Instant::now() + poll;
+                ctx.tick().await?;
+                match ports.health.sample(poll).await {
+                    Ok(raw) => Input::Observed {
+                        oriented: oriented(&raw, target),
+                        raw,
+                    },
+                    Err(e) => Input::Blind {
+                        reason: e.to_string(),
+                    },
                 }
             }
+        };
+        let step = state.on(Instant::now(), input);
+        let asked = matches!(step.next, Next::AskOperator { .. });
+        if let Some(advanced) = carry_out(ctx, &mut state, index, weight, step).await? {
+            return Ok(advanced);
         }
-        ctx.rec().shift.baked_s = clock.baked().as_secs_f64();
+        if asked {
+            // A fresh judgement from now: the operator chose to carry on.
+            next_poll = Instant::now();
+        }
+    }
+}
+
+/// Do what one bake step says: emit, record a failed gate, save, and stop or ask the
+/// operator. Some(advanced) when the step is over.
+async fn carry_out<J: Judge>(
+    ctx: &mut Ctx<'_>,
+    state: &mut Bake<J>,
+    index: usize,
+    weight: u8,
+    step: BakeStep,
+) -> Result<Option<bool>, Stop> {
+    for e in step.events {
+        ctx.emit(e);
+    }
+    if step.early_approve {
+        ctx.early_approve = true;
+    }
+    if let Some((signal, reason)) = step.failed {
+        ctx.rec().gates.push(GateRecord {
+            index,
+            weight,
+            verdict: "failed".into(),
+            reason: Some(format!("{signal}: {reason}")),
+            at: Utc::now(),
+            signal: Some(signal),
+        });
+    }
+    if step.save {
+        ctx.rec().shift.baked_s = state.baked().as_secs_f64();
         ctx.save().await?;
+    }
+    match step.next {
+        Next::Continue => Ok(None),
+        Next::Passed { advanced } => Ok(Some(advanced)),
+        Next::RollBack { reason } => Err(Stop::Rollback {
+            reason,
+            by_gate: true,
+        }),
+        Next::AskOperator { reason } => {
+            wait_after_failed_gate(ctx, &reason).await?;
+            state.carry_on(Instant::now());
+            Ok(None)
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn cockpit(
     tx: UnboundedSender<Command>,
     ctx: CockpitContext,
 ) -> io::Result<()> {
-    let mut app = Cockpit::new(&ctx, !crate::view::no_color_env(), Utc::now());
+    let mut app = Cockpit::new(&ctx, !crate::no_color_env(), Utc::now());
     let result = {
         let mut guard = TerminalGuard::enter()?;
         run(&mut guard.terminal, &mut app, &mut rx, &tx).await

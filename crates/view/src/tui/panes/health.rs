@@ -5,7 +5,7 @@ use super::{block, truncate, Theme};
 use crate::engine::event::{ColourName, Envelope, Event, Outcome};
 use crate::gate::{AlarmState, ColourSample, Verdict};
 use crate::plan::LatencyStat;
-use crate::view::text;
+use crate::text;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};

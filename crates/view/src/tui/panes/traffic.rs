@@ -5,7 +5,7 @@ use super::{block, truncate, Theme};
 use crate::engine::event::{ColourName, Envelope, Event, Phase};
 use crate::gate::Signal;
 use crate::plan::{GateMode, Step};
-use crate::view::text;
+use crate::text;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;

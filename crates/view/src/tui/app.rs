@@ -12,7 +12,7 @@ use super::panes::traffic::{GateState, TrafficState};
 use super::panes::{ScrollKey, Theme};
 use super::CockpitContext;
 use crate::engine::event::{Command, Envelope, Event, Phase};
-use crate::view::lines;
+use crate::lines;
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 

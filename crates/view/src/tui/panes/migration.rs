@@ -2,7 +2,7 @@
 
 use super::{block, truncate, Scroll, ScrollKey, Theme};
 use crate::engine::event::{Envelope, Event};
-use crate::view::text;
+use crate::text;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;

@@ -4,6 +4,7 @@
 //! caller writes *done*). Resume therefore never repeats a completed mutation.
 
 pub mod assets;
+pub mod bake;
 pub mod deploy;
 pub mod finalize;
 pub mod migrate;

@@ -1,0 +1,25 @@
+//! The one integration-test binary: each module is one area (the AWS SDK is linked once).
+//! Shared fixtures: `common` (stage, binary, plans), `assets_support`, `view_support`.
+
+mod assets_support;
+mod common;
+mod view_support;
+
+mod assets_localstack;
+mod assets_stage;
+mod aws_adapters;
+mod drills;
+mod engine;
+mod gate_smoke;
+mod gate_stage;
+mod localstack;
+mod plan_files;
+mod rehearse;
+mod release_stage;
+mod stage;
+mod stage_cli;
+mod tui_e2e;
+mod view_cockpit;
+mod view_text;
+mod watch;
+mod watch_stage;
