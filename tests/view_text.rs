@@ -2,7 +2,7 @@
 
 use crate::view_support;
 
-use glidepath::commands::OutputFormat;
+use glidepath::view::OutputFormat;
 use glidepath::engine::event::{Envelope, Event, Phase};
 use glidepath::gate::Signal;
 use glidepath::view::fixture::Script;

@@ -11,7 +11,7 @@ use crate::engine::run::{self, ReleaseRequest, ResumeRequest, Status};
 use crate::engine::watch::{self, WatchRequest};
 use crate::plan::{GateMode, Plan};
 use crate::view::CockpitContext;
-use aws_types::SdkConfig;
+use crate::aws::SdkConfig;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};

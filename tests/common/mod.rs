@@ -270,14 +270,6 @@ impl LocalStack {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Spawn-to-"Ready." time.
     pub fn startup_time(&self) -> Duration {
         self.startup

@@ -57,8 +57,8 @@ pub enum Input {
     /// A poll that observed health: the raw sample (blue/green as on the listener) and the
     /// same sample oriented for the gate.
     Observed {
-        raw: HealthSample,
-        oriented: HealthSample,
+        raw: Box<HealthSample>,
+        oriented: Box<HealthSample>,
     },
     /// A poll that could not observe.
     Blind { reason: String },
@@ -171,7 +171,7 @@ impl<J: Judge> Bake<J> {
     pub fn on(&mut self, now: Instant, input: Input) -> Step {
         match input {
             Input::Command(c) => self.command(now, c),
-            Input::Observed { raw, oriented } => self.observed(now, raw, oriented),
+            Input::Observed { raw, oriented } => self.observed(now, *raw, &oriented),
             Input::Blind { reason } => self.blind(now, reason),
         }
     }
@@ -215,7 +215,7 @@ impl<J: Judge> Bake<J> {
         out
     }
 
-    fn observed(&mut self, now: Instant, raw: HealthSample, oriented: HealthSample) -> Step {
+    fn observed(&mut self, now: Instant, raw: HealthSample, oriented: &HealthSample) -> Step {
         let mut out = Step::new();
         self.clock.observed(now, true);
         if self.blind_paused {
@@ -224,7 +224,7 @@ impl<J: Judge> Bake<J> {
                 out.events.push(Event::Resumed);
             }
         }
-        let verdict = self.judge.judge(&oriented);
+        let verdict = self.judge.judge(oriented);
         out.events.push(Event::Health {
             sample: raw,
             verdict: verdict.clone(),
@@ -326,8 +326,8 @@ mod tests {
             alarms: vec![],
         };
         Input::Observed {
-            raw: s.clone(),
-            oriented: s,
+            raw: Box::new(s.clone()),
+            oriented: Box::new(s),
         }
     }
 

@@ -167,8 +167,8 @@ async fn bake(ctx: &mut Ctx<'_>, index: usize, weight: u8, bake: Duration) -> Re
                 ctx.tick().await?;
                 match ports.health.sample(poll).await {
                     Ok(raw) => Input::Observed {
-                        oriented: oriented(&raw, target),
-                        raw,
+                        oriented: Box::new(oriented(&raw, target)),
+                        raw: Box::new(raw),
                     },
                     Err(e) => Input::Blind {
                         reason: e.to_string(),
