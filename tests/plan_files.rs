@@ -172,6 +172,9 @@ fn rehearsal_example_is_the_world_the_test_harness_builds() {
     expected.steps[1].bake = s(3);
     expected.steps[1].gate = plan::GateMode::Manual;
     expected.steps[2].bake = s(2);
+    // The stage publishes per-second metrics, and its steps are short.
+    expected.gates.sequential.metric_period = s(1);
+    expected.gates.sequential.max_wait = s(30);
     assert_eq!(loaded, expected);
     assert!(
         loaded
