@@ -59,9 +59,13 @@ const DEFAULT_SHAPE: f64 = 0.8;
 /// A colour needs this many requests in a period before its average and p95 say anything
 /// about the shape (from one request they are equal, which would claim no spread at all).
 const SHAPE_MIN_REQUESTS: f64 = 20.0;
-/// The last step may not pass until a fault this large (absolute 5xx share over the live
-/// colour's) would have been detectable with the requests seen so far.
+/// The last step that compares with the live colour may not pass until a fault this large
+/// (absolute 5xx share over the live colour's) would have been caught …
 pub const DESIGN_ERROR_INCREASE: f64 = 0.02;
+/// … nor one this large in latency …
+pub const DESIGN_LATENCY_FACTOR: f64 = 2.0;
+/// … with this power (z of 99 %), given what the new colour has served next to it.
+const DESIGN_POWER_Z: f64 = 2.326;
 /// Live periods kept for the latency reference.
 const REFERENCE_PERIODS: usize = 30;
 /// z of the normal quantile of a sample p95: `0.95·0.05 / φ(1.645)²`.
@@ -116,10 +120,15 @@ pub struct SequentialGate {
     /// Recent live log latencies, and the reference (level, spread) fixed from them.
     live_log_latency: Vec<f64>,
     latency_reference: Option<Option<(f64, f64)>>,
-    shape: Option<f64>,
+    /// Request-weighted running mean of the log-normal shape seen so far (sum, weight).
+    shape: (f64, f64),
     last_ratio: Option<f64>,
     this_step: Vec<Counts>,
     step_latency_periods: u32,
+    /// New-colour requests in periods where the live colour served too.
+    paired_new_requests: f64,
+    /// Information (Σ 1/variance) of the latency periods with both colours.
+    paired_latency_info: f64,
     failed: Option<Verdict>,
 }
 
@@ -142,10 +151,12 @@ impl SequentialGate {
             live_rate_bound: None,
             live_log_latency: Vec::new(),
             latency_reference: None,
-            shape: None,
+            shape: (0.0, 0.0),
             last_ratio: None,
             this_step: Vec::new(),
             step_latency_periods: 0,
+            paired_new_requests: 0.0,
+            paired_latency_info: 0.0,
             failed: None,
         };
         g.start_step(0);
@@ -230,6 +241,7 @@ impl SequentialGate {
         let rho = self.cfg.error_tolerance;
         let (xg, ng) = (c.new_errors, c.new_requests);
         if c.live_requests > 0.0 {
+            self.paired_new_requests += ng;
             let m = c.new_errors + c.live_errors;
             if m > 0.0 {
                 let q = ng / (ng + c.live_requests);
@@ -272,18 +284,27 @@ impl SequentialGate {
             return;
         }
         let live = positive(latency_of(&s.blue, self.stat)).filter(|_| c.live_requests > 0.0);
-        let shapes = [(&s.green, c.new_requests), (&s.blue, c.live_requests)]
-            .into_iter()
-            .filter(|(_, n)| *n >= SHAPE_MIN_REQUESTS)
-            .filter_map(|(c, _)| shape(c.latency_avg_ms, c.latency_p95_ms));
-        if let Some(now) = shapes.reduce(f64::max) {
-            self.shape = Some(now);
+        // One period's shape from a few dozen requests is noisy; pooling keeps a low
+        // outlier from claiming a small spread.
+        for (colour, n) in [(&s.green, c.new_requests), (&s.blue, c.live_requests)] {
+            if let (true, Some(sh)) = (
+                n >= SHAPE_MIN_REQUESTS,
+                shape(colour.latency_avg_ms, colour.latency_p95_ms),
+            ) {
+                self.shape.0 += sh * n;
+                self.shape.1 += n;
+            }
         }
-        let s2 = self.shape.unwrap_or(DEFAULT_SHAPE);
+        let s2 = if self.shape.1 > 0.0 {
+            self.shape.0 / self.shape.1
+        } else {
+            DEFAULT_SHAPE
+        };
         let tol = self.cfg.latency_tolerance.ln();
         let (d, var) = match live {
             Some(live) => {
-                self.live_log_latency.push(live.ln());
+                let allowance = self.rank_allowance(s2, c.live_requests);
+                self.live_log_latency.push(live.ln() + allowance);
                 if self.live_log_latency.len() > REFERENCE_PERIODS {
                     self.live_log_latency.remove(0);
                 }
@@ -291,7 +312,8 @@ impl SequentialGate {
                 let var = self.model_variance(s2, c.new_requests)
                     + self.model_variance(s2, c.live_requests)
                     + 2.0 * LOG_LATENCY_FLOOR.powi(2);
-                (new.ln() - live.ln() - tol, var)
+                self.paired_latency_info += 1.0 / var;
+                (new.ln() - live.ln() - allowance - tol, var)
             }
             None => {
                 let Some((level, spread)) = self.latency_reference() else {
@@ -310,6 +332,17 @@ impl SequentialGate {
         });
         self.latency_periods += 1;
         self.step_latency_periods += 1;
+    }
+
+    /// How far below the true p95 a p95 of `n` requests may sit just because ranks are
+    /// whole (one rank is 1/(n+1) of probability, i.e. `s/((n+1)·φ(1.645))` in log
+    /// latency). Without it, a live colour whose p95 happened to round down — 20 requests
+    /// against 19 moves the p95 rank a lot — looks faster than a healthy new one.
+    fn rank_allowance(&self, s: f64, n: f64) -> f64 {
+        match self.stat {
+            LatencyStat::P95 => s / ((n.max(0.0) + 1.0) * 0.103_136),
+            LatencyStat::Average => 0.0,
+        }
     }
 
     /// Variance of one period's log latency statistic from `n` requests of shape `s`.
@@ -384,20 +417,36 @@ impl SequentialGate {
             })
     }
 
-    /// Requests the new colour still needs before `DESIGN_ERROR_INCREASE` would be
-    /// detectable (0 when enough), judged at the live colour's rate so far.
+    /// Requests the new colour still needs, next to the live one, before a fault of
+    /// `DESIGN_ERROR_INCREASE` would be caught (0 when enough), at the live rate so far.
     pub fn requests_short(&self) -> f64 {
         let live = rate(self.total.live_errors, self.total.live_requests).unwrap_or(0.0);
         match requests_to_detect(live, DESIGN_ERROR_INCREASE, &self.cfg, self.steps) {
-            Some(n) => (n - self.total.new_requests).max(0.0),
+            Some(n) => (n - self.paired_new_requests).max(0.0),
             None => f64::INFINITY,
         }
     }
 
+    /// Share of the latency information still missing before a `DESIGN_LATENCY_FACTOR`
+    /// slowdown would be caught (0 when enough).
+    pub fn latency_short(&self) -> f64 {
+        match latency_info_to_detect(DESIGN_LATENCY_FACTOR, &self.cfg, self.steps) {
+            Some(v) => ((v - self.paired_latency_info) / v).max(0.0),
+            None => f64::INFINITY,
+        }
+    }
+
+    /// The last step where the live colour still serves: the plan's last step is 100 %,
+    /// where the gate can only compare with the past.
+    fn decisive_step(&self) -> usize {
+        self.steps.saturating_sub(2)
+    }
+
     /// Whether this step has what it needs to pass (the bake time is the engine's part):
-    /// `min_requests` new requests in the step and a period with latency from both sides
-    /// (or a reference); the last step also needs enough requests over the release that a
-    /// +2-point 5xx fault would have been caught. `Err` says what is missing.
+    /// `min_requests` new requests in the step and a period with latency (compared with the
+    /// live colour or its reference). The last step before 100 % also needs the new colour
+    /// to have served enough next to the live one that a +2-point 5xx fault and a ×2
+    /// latency would have been caught (99 % of the time). `Err` says what is missing.
     pub fn enough_data(&self) -> Result<(), String> {
         let step_requests: f64 = self.this_step.iter().map(|c| c.new_requests).sum();
         if step_requests < self.min_requests {
@@ -410,16 +459,31 @@ impl SequentialGate {
         if self.step_latency_periods == 0 {
             return Err("no period of this step has latency to compare yet".into());
         }
+        if self.step != self.decisive_step() {
+            return Ok(());
+        }
         let short = self.requests_short();
-        if self.step + 1 >= self.steps && short > 0.0 {
+        if short > 0.0 {
             return Err(if short.is_finite() {
                 format!(
-                    "the new colour needs about {} more requests before a +{} point 5xx fault would be detectable",
+                    "the new colour needs about {} more requests before a +{} point 5xx fault would be caught",
                     short.ceil(),
                     DESIGN_ERROR_INCREASE * 100.0
                 )
             } else {
-                "a +2 point 5xx fault is not detectable with these tolerances".into()
+                "a +2 point 5xx fault cannot be caught with these tolerances".into()
+            });
+        }
+        let short = self.latency_short();
+        if short > 0.0 {
+            return Err(if short.is_finite() {
+                format!(
+                    "about {:.0} % more latency data is needed before a ×{} slowdown would be caught",
+                    (short * 100.0).ceil(),
+                    DESIGN_LATENCY_FACTOR
+                )
+            } else {
+                "a ×2 slowdown cannot be caught with this latency tolerance".into()
             });
         }
         Ok(())
@@ -482,13 +546,15 @@ impl SequentialGate {
     }
 }
 
-/// Requests the new colour needs before a 5xx rate of `live_rate + increase` is expected
-/// to cross the gate's threshold, for a release of `steps` steps (the worst case: only the
-/// current step's copy of the test counts). None when the tolerances make it undetectable.
+/// Requests the new colour needs before a 5xx rate of `live_rate + increase` crosses the
+/// gate's threshold 99 % of the time, for a release of `steps` steps (the worst case: only
+/// the current step's copy of the test counts). None when the tolerances make it
+/// undetectable.
 ///
-/// Expected log-likelihood gain per request of the best grid point, Poisson approximation,
-/// as if the live colour's rate were known (it nearly is at low weights); the relative and
-/// absolute tests must both cross, so the slower one decides.
+/// Per request, the best grid point's log-likelihood ratio has mean `g` and variance `v`
+/// (Poisson approximation, as if the live colour's rate were known — it nearly is at low
+/// weights); `n` solves `n·g − z·√(n·v) = threshold`. The relative and absolute tests must
+/// both cross, so the slower one decides.
 pub fn requests_to_detect(
     live_rate: f64,
     increase: f64,
@@ -499,11 +565,14 @@ pub fn requests_to_detect(
     let need =
         (steps.max(1) as f64 / (cfg.alpha * ERROR_SHARE)).ln() + (ERROR_GRID.len() as f64).ln();
     let per_request = |p0: f64| -> Option<f64> {
-        let best = ERROR_GRID
+        ERROR_GRID
             .iter()
-            .map(|r| p1 * r.ln() - (r - 1.0) * p0)
-            .fold(f64::NEG_INFINITY, f64::max);
-        (best > 0.0).then(|| need / best)
+            .filter_map(|r| {
+                let g = p1 * r.ln() - (r - 1.0) * p0;
+                let v = p1 * r.ln().powi(2);
+                (g > 0.0).then(|| samples_for(g, v, need))
+            })
+            .reduce(f64::min)
     };
     let relative = per_request(cfg.error_tolerance * live_rate.max(0.0))?;
     let absolute = if cfg.error_tolerance_abs > 0.0 {
@@ -512,6 +581,34 @@ pub fn requests_to_detect(
         0.0
     };
     Some(relative.max(absolute))
+}
+
+/// Smallest `n` with `n·g − z·√(n·v) ≥ need`: a sum of `n` gains of mean `g` and
+/// variance `v` clears `need` with the design power.
+fn samples_for(g: f64, v: f64, need: f64) -> f64 {
+    let z = DESIGN_POWER_Z;
+    let x = (z * v.sqrt() + (z * z * v + 4.0 * g * need).sqrt()) / (2.0 * g);
+    x * x
+}
+
+/// Latency information (Σ 1/variance of the paired periods) needed before a slowdown of
+/// `factor` crosses the latency threshold 99 % of the time. None when `factor` is within
+/// the tolerance.
+pub fn latency_info_to_detect(factor: f64, cfg: &SequentialConfig, steps: usize) -> Option<f64> {
+    let d = factor.ln() - cfg.latency_tolerance.ln();
+    if d.is_nan() || d <= 0.0 {
+        return None;
+    }
+    let need =
+        (steps.max(1) as f64 / (cfg.alpha * LATENCY_SHARE)).ln() + (LATENCY_GRID.len() as f64).ln();
+    // Per unit of information, grid point μ gains μd − μ²/2 with variance μ².
+    LATENCY_GRID
+        .iter()
+        .filter_map(|mu| {
+            let g = mu * d - mu * mu / 2.0;
+            (g > 0.0).then(|| samples_for(g, mu * mu, need))
+        })
+        .reduce(f64::min)
 }
 
 /// How long until a 5xx increase of `increase` (absolute share) over `live_rate` is
@@ -598,6 +695,7 @@ mod tests {
     use crate::gate::sim::{self, Fault, Rng, SimStep, World};
     use crate::gate::{AlarmState, ColourSample};
     use crate::plan::{OnGateFail, SequentialConfig};
+    use proptest::prelude::*;
 
     fn cfg() -> GateConfig {
         GateConfig {
@@ -746,7 +844,7 @@ mod tests {
 
     #[test]
     fn enough_data_passes_a_healthy_step() {
-        let mut g = SequentialGate::new(&cfg(), 2);
+        let mut g = SequentialGate::new(&cfg(), 3);
         let j = g.observe(0, &healthy(30.0, 900.0));
         assert!(matches!(j.verdict, Verdict::NotEnoughData { .. }), "{j:?}");
         let j = g.observe(0, &healthy(30.0, 900.0));
@@ -754,13 +852,15 @@ mod tests {
     }
 
     #[test]
-    fn the_last_step_needs_a_detectable_amount_of_traffic() {
-        let mut g = SequentialGate::new(&cfg(), 2);
-        for _ in 0..3 {
-            let j = g.observe(0, &healthy(60.0, 60.0));
-            assert_eq!(j.verdict, Verdict::Pass);
-        }
-        let j = g.observe(1, &healthy(60.0, 0.0));
+    fn the_last_step_before_100_needs_a_detectable_amount_of_traffic() {
+        let mut g = SequentialGate::new(&cfg(), 3);
+        let j = g.observe(0, &healthy(60.0, 600.0));
+        assert_eq!(
+            j.verdict,
+            Verdict::Pass,
+            "the first step needs only min_requests"
+        );
+        let j = g.observe(1, &healthy(60.0, 600.0));
         match &j.verdict {
             Verdict::NotEnoughData { reason } => {
                 assert!(reason.contains("more requests"), "{reason}")
@@ -993,6 +1093,105 @@ mod tests {
                 }
                 o => panic!("seed {seed}: {o:?}"),
             }
+        }
+    }
+
+    fn arb_colour() -> impl Strategy<Value = ColourSample> {
+        let num = prop_oneof![
+            6 => 0.0f64..5000.0,
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => -100.0f64..0.0,
+        ];
+        let lat = prop_oneof![
+            4 => (0.1f64..2000.0).prop_map(Some),
+            1 => Just(None),
+            1 => Just(Some(f64::NAN)),
+            1 => Just(Some(0.0)),
+        ];
+        (num.clone(), num, lat.clone(), lat, 0u32..2).prop_map(
+            |(requests, errors_5xx, latency_avg_ms, latency_p95_ms, unhealthy)| ColourSample {
+                healthy: 2,
+                unhealthy,
+                requests,
+                errors_5xx,
+                latency_avg_ms,
+                latency_p95_ms,
+                ..ColourSample::default()
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Garbage in never panics, never gives NaN evidence, and a failure sticks.
+        #[test]
+        fn any_input_gives_sane_evidence(
+            periods in prop::collection::vec((0usize..5, arb_colour(), arb_colour()), 1..40),
+            steps in 1usize..5,
+        ) {
+            let mut g = SequentialGate::new(&cfg(), steps);
+            let mut failed = false;
+            for (step, new, live) in periods {
+                let j = g.observe(step, &sample(new, live));
+                for e in &j.evidence {
+                    prop_assert!(!e.statistic.is_nan() && e.statistic >= 0.0, "{:?}", e);
+                    prop_assert!(e.threshold > 1.0);
+                }
+                let now = matches!(j.verdict, Verdict::Fail { .. });
+                prop_assert!(!failed || now, "a failure must stick");
+                failed = now;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// The budget under repeated looks, across random worlds and schedules: identical
+        /// colours, every period judged; false rollbacks ≤ alpha + 3 standard errors.
+        #[test]
+        fn the_budget_holds_in_random_worlds(
+            rps in 2.0f64..3000.0,
+            base in 0.0f64..0.02,
+            sigma in 0.1f64..0.9,
+            first in 1u8..30,
+            minute in any::<bool>(),
+            average in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let mut c = cfg();
+            c.sequential.alpha = 0.05;
+            if average {
+                c.latency_stat = LatencyStat::Average;
+            }
+            let steps = [
+                SimStep { weight: first, bake_periods: 20 },
+                SimStep { weight: 50, bake_periods: 20 },
+                SimStep { weight: 100, bake_periods: 20 },
+            ];
+            let w = World {
+                rps,
+                base_rate: base,
+                sigma,
+                median_ms: 80.0,
+                period_s: if minute { 60.0 } else { 1.0 },
+            };
+            let runs = 300u32;
+            let mut rolled = 0u32;
+            for i in 0..runs {
+                let mut g = SequentialGate::new(&c, steps.len());
+                let mut rng = Rng::new(seed ^ u64::from(i).wrapping_mul(0x9e37_79b9));
+                let o = sim::release(&mut rng, &w, &steps, None, 20, &mut |s, h| {
+                    g.observe(s, h).verdict
+                });
+                rolled += u32::from(matches!(o, sim::Outcome::RolledBack { .. }));
+            }
+            let a = c.sequential.alpha;
+            let bound = a + 3.0 * (a * (1.0 - a) / f64::from(runs)).sqrt();
+            let rate = f64::from(rolled) / f64::from(runs);
+            prop_assert!(rate <= bound, "false rollbacks {} > {}", rate, bound);
         }
     }
 }
