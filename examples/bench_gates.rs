@@ -173,6 +173,75 @@ fn run(t: &Timing, w: &World, fault: Option<&Fault>, runs: u32, key: &[u64]) -> 
     (new, old)
 }
 
+/// Why the tests restart at each step: the same ALB cells with one e-process for the whole
+/// release (a fault that appears late meets evidence that drifted down over healthy steps).
+fn restart_ablation(t: &Timing, healthy_runs: u32, fault_runs: u32) {
+    println!();
+    println!("== restarts at each step (R) vs one e-process per release (1), alb timing, base 0.1%, sigma 0.6 ==");
+    println!("  rps | false-rb R/1  | +2pt at 100% mid-step: det R/1, median R/1 | lat×2 from start: det R/1, median R/1");
+    let last = t.steps.len() - 1;
+    for rps in [50.0, 500.0] {
+        let w = World {
+            rps,
+            base_rate: 0.001,
+            sigma: 0.6,
+            median_ms: MEDIAN_MS,
+            period_s: t.period_s,
+        };
+        let late = Fault {
+            error_increase: 0.02,
+            from_step: last,
+            after_periods: t.steps[last].bake_periods / 2,
+            ..Fault::default()
+        };
+        let slow = Fault {
+            latency_factor: 2.0,
+            ..Fault::default()
+        };
+        let mut cols: Vec<String> = Vec::new();
+        for (fault, runs) in [
+            (None, healthy_runs),
+            (Some(&late), fault_runs),
+            (Some(&slow), fault_runs),
+        ] {
+            let mut tallies = [Tally::default(), Tally::default()];
+            for (k, tally) in tallies.iter_mut().enumerate() {
+                for i in 0..runs {
+                    let s = seed(&[9, rps as u64, u64::from(fault.is_some()), u64::from(i)]);
+                    let g = SequentialGate::new(&t.plan.gates, t.steps.len());
+                    let mut g = if k == 0 { g } else { g.without_restarts() };
+                    let o = sim::release(
+                        &mut Rng::new(s),
+                        &w,
+                        &t.steps,
+                        fault,
+                        t.max_wait_periods,
+                        &mut |step, h| g.observe(step, h).verdict,
+                    );
+                    tally.add(&o);
+                }
+            }
+            let [mut r, mut one] = tallies;
+            let med = |m: Option<u32>| m.map_or("-".into(), |v| v.to_string());
+            cols.push(if fault.is_none() {
+                format!("{:.2}/{:.2}%", r.rate() * 100.0, one.rate() * 100.0)
+            } else {
+                format!(
+                    "{:.0}/{:.0}% {}/{}",
+                    r.rate() * 100.0,
+                    one.rate() * 100.0,
+                    med(r.median_ttr()),
+                    med(one.median_ttr())
+                )
+            });
+        }
+        println!(
+            "{rps:>5} | {:>12} | {:>42} | {:>35}",
+            cols[0], cols[1], cols[2]
+        );
+    }
+}
+
 fn main() {
     let args: Vec<u32> = std::env::args()
         .skip(1)
@@ -297,6 +366,7 @@ fn main() {
             }
         }
     }
+    restart_ablation(&timings[1], healthy_runs, fault_runs);
     println!();
     if misses.is_empty() {
         println!("acceptance bar: every cell meets it");

@@ -21,8 +21,9 @@
 //!   per period is treated as Gaussian with a variance from the sampling error of the
 //!   statistic (p95: `4.47·s²/n`, from the asymptotic variance of a sample quantile; mean:
 //!   `(e^{s²} − 1)/n`), where `s` is the log-normal shape implied by the period's average
-//!   and p95, inflated by 25% for safety. A few requests make a noisy, low-biased p95,
-//!   which only makes the test more careful.
+//!   and p95 (pooled over the release), inflated by 25% for safety. A p95 of few requests
+//!   sits low and jumps with the rank rounding, so the live colour's p95 gets an allowance
+//!   of one rank (`s/((n+1)·φ(1.645))`) before the colours are compared.
 //! - guard rails without statistics: unhealthy targets, alarms in ALARM, and a new 5xx
 //!   rate at `catastrophic_error_rate` over `catastrophic_min_requests` requests (unless
 //!   the live colour is as bad: then the release is not to blame).
@@ -31,6 +32,20 @@
 //! compare in that period; the gate compares with a reference fixed from the live colour's
 //! earlier periods: an upper confidence bound of its 5xx rate, and of its latency level.
 //! This assumes the live colour's rates would have stayed where they were.
+//!
+//! Across steps, each test is restarted at every step boundary and the copies averaged
+//! ([`Restarts`]): one budget for the release, yet a late fault is judged by a fresh copy.
+//! Across signals, the budget is split (a Bonferroni split, so the signals need not be
+//! independent).
+//!
+//! "Enough data": the last step before 100 % (the last fair comparison) may not pass until
+//! the new colour has served enough next to the live one that +2 points of 5xx and a ×2
+//! latency would have been caught 99 % of the time; earlier steps need `min_requests`.
+//!
+//! Background: conditioning on the period's total count to compare two count processes
+//! with time-varying rates, as in Lindon & Malek, "Anytime-valid inference for multinomial
+//! count data" (NeurIPS 2022); e-processes and Ville's inequality as in the
+//! anytime-valid-inference literature (Ramdas, Grünwald, Vovk, Shafer).
 
 use super::eprocess::{
     binomial_log_lr, error_share, normal_upper_quantile, rate_upper_bound, Restarts,
@@ -125,7 +140,8 @@ pub struct SequentialGate {
     last_ratio: Option<f64>,
     this_step: Vec<Counts>,
     step_latency_periods: u32,
-    /// New-colour requests in periods where the live colour served too.
+    /// New-colour requests in periods where the live colour served too, each weighted by
+    /// the live colour's share of that period (see `observe_errors`).
     paired_new_requests: f64,
     /// Information (Σ 1/variance) of the latency periods with both colours.
     paired_latency_info: f64,
@@ -161,6 +177,18 @@ impl SequentialGate {
         };
         g.start_step(0);
         g
+    }
+
+    /// The same gate with one e-process per signal for the whole release instead of one
+    /// restarted at every step (for the lab's comparison of the two).
+    pub fn without_restarts(mut self) -> Self {
+        self.relative = Restarts::new(1, ERROR_GRID.len());
+        self.absolute = Restarts::new(1, ERROR_GRID.len());
+        self.latency = Restarts::new(1, LATENCY_GRID.len());
+        self.relative.start_through(0);
+        self.absolute.start_through(0);
+        self.latency.start_through(0);
+        self
     }
 
     /// The e-value at which 5xx evidence fails the gate.
@@ -241,10 +269,13 @@ impl SequentialGate {
         let rho = self.cfg.error_tolerance;
         let (xg, ng) = (c.new_errors, c.new_requests);
         if c.live_requests > 0.0 {
-            self.paired_new_requests += ng;
+            let q = ng / (ng + c.live_requests);
+            // Comparing with a live colour that is itself a sample costs information: next
+            // to a colour of equal size a request tells half what it would against a known
+            // rate (the conditional test's information scales with 1 − q).
+            self.paired_new_requests += ng * (1.0 - q);
             let m = c.new_errors + c.live_errors;
             if m > 0.0 {
-                let q = ng / (ng + c.live_requests);
                 let null = error_share(q, rho);
                 self.relative
                     .add(|k| binomial_log_lr(xg, m, error_share(q, rho * ERROR_GRID[k]), null));
@@ -680,7 +711,9 @@ fn pct(r: f64) -> String {
 }
 
 fn short_num(x: f64) -> String {
-    if x >= 100.0 {
+    if x >= 1e5 {
+        format!("{x:.1e}")
+    } else if x >= 100.0 {
         format!("{x:.0}")
     } else if x >= 0.01 {
         format!("{x:.2}")
