@@ -245,6 +245,7 @@ pub fn rehearsal_plan() -> Plan {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            sequential: glidepath::plan::SequentialConfig::default(),
         },
         smoke: None,
         rollback: RollbackConfig {

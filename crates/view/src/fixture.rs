@@ -247,6 +247,7 @@ pub fn sample_plan(production: bool) -> Plan {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            sequential: crate::plan::SequentialConfig::default(),
         },
         smoke: None,
         rollback: RollbackConfig {

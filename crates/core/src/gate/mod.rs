@@ -5,13 +5,17 @@
 use serde::{Deserialize, Serialize};
 
 pub mod bake;
+pub mod eprocess;
 pub mod report;
+pub mod sequential;
+pub mod sim;
 pub mod smoke;
 pub mod stats;
 pub mod verdict;
 
 pub use bake::BakeClock;
 pub use report::drill_report;
+pub use sequential::{Evidence, Judgement, SequentialGate};
 pub use smoke::CommandSmoke;
 
 /// What one poll saw of one colour's target group.

@@ -374,6 +374,7 @@ mod tests {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            sequential: crate::plan::SequentialConfig::default(),
         }
     }
 

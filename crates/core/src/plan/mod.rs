@@ -202,6 +202,74 @@ pub struct GateConfig {
     pub statistical: bool,
     /// Confidence for the statistical comparison, e.g. 0.95.
     pub confidence: f64,
+    /// The sequential (anytime-valid) gate's settings; see `gate::sequential`.
+    pub sequential: SequentialConfig,
+}
+
+/// Which judge the bake loop uses.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeMode {
+    /// Anytime-valid comparison of the colours with a false-rollback budget (`alpha`).
+    Sequential,
+    /// The fixed thresholds of `gate::verdict` (re-tested every poll).
+    Threshold,
+}
+
+/// What a step does when its bake is over but the gate still lacks the data to pass.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNoData {
+    Pause,
+    Rollback,
+    Proceed,
+}
+
+/// Settings of the sequential gate (`[gates]` keys `mode`, `alpha`, `error_tolerance`, …).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SequentialConfig {
+    pub mode: JudgeMode,
+    /// False-rollback budget of one healthy release, shared by every step and signal.
+    pub alpha: f64,
+    /// The new colour may have up to this many times the live colour's 5xx rate.
+    pub error_tolerance: f64,
+    /// … and 5xx rates up to this share (0..1) are never blamed on it.
+    pub error_tolerance_abs: f64,
+    /// The new colour may be this many times slower (the plan's latency statistic).
+    pub latency_tolerance: f64,
+    /// Roll back without statistics when the new colour's 5xx rate reaches this …
+    pub catastrophic_error_rate: f64,
+    /// … over at least this many of its requests.
+    pub catastrophic_min_requests: u64,
+    /// Length of one metric period (one observation of the gate).
+    #[serde(with = "secs")]
+    pub metric_period: Duration,
+    /// How old a period must be before its metrics are complete.
+    #[serde(with = "secs")]
+    pub metric_delay: Duration,
+    /// How long a step may wait past its bake for enough data.
+    #[serde(with = "secs")]
+    pub max_wait: Duration,
+    pub on_no_data: OnNoData,
+}
+
+impl Default for SequentialConfig {
+    fn default() -> Self {
+        use defaults as d;
+        SequentialConfig {
+            mode: JudgeMode::Sequential,
+            alpha: d::ALPHA,
+            error_tolerance: d::ERROR_TOLERANCE,
+            error_tolerance_abs: d::ERROR_TOLERANCE_ABS,
+            latency_tolerance: d::LATENCY_TOLERANCE,
+            catastrophic_error_rate: d::CATASTROPHIC_ERROR_RATE,
+            catastrophic_min_requests: d::CATASTROPHIC_MIN_REQUESTS,
+            metric_period: d::METRIC_PERIOD,
+            metric_delay: Duration::ZERO,
+            max_wait: d::MAX_WAIT,
+            on_no_data: OnNoData::Pause,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -148,6 +148,18 @@ pub struct RawGates {
     pub on_fail: Option<S<String>>,
     pub statistical: Option<bool>,
     pub confidence: Option<S<f64>>,
+    // The sequential gate (docs/plan.md, "[gates]").
+    pub mode: Option<S<String>>,
+    pub alpha: Option<S<f64>>,
+    pub error_tolerance: Option<S<f64>>,
+    pub error_tolerance_abs: Option<S<f64>>,
+    pub latency_tolerance: Option<S<f64>>,
+    pub catastrophic_error_rate: Option<S<f64>>,
+    pub catastrophic_min_requests: Option<S<i64>>,
+    pub metric_period: Option<S<DurationText>>,
+    pub metric_delay: Option<S<DurationText>>,
+    pub max_wait: Option<S<DurationText>>,
+    pub on_no_data: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

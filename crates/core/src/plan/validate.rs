@@ -24,6 +24,16 @@ pub mod defaults {
     pub const ERROR_RATE_MARGIN: f64 = 0.005;
     pub const LATENCY_FACTOR: f64 = 1.5;
     pub const CONFIDENCE: f64 = 0.95;
+    pub const ALPHA: f64 = 0.01;
+    pub const ERROR_TOLERANCE: f64 = 1.25;
+    pub const ERROR_TOLERANCE_ABS: f64 = 0.002;
+    pub const LATENCY_TOLERANCE: f64 = 1.1;
+    pub const CATASTROPHIC_ERROR_RATE: f64 = 0.2;
+    pub const CATASTROPHIC_MIN_REQUESTS: u64 = 50;
+    pub const METRIC_PERIOD: Duration = Duration::from_secs(60);
+    /// ALB metrics land in CloudWatch a minute or two after their period ends.
+    pub const METRIC_DELAY_PRODUCTION: Duration = Duration::from_secs(120);
+    pub const MAX_WAIT: Duration = Duration::from_secs(600);
     pub const RETENTION: u32 = 5;
     pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
     pub const ENTRY_CACHE_CONTROL: &str = "public, max-age=60, must-revalidate";
@@ -307,6 +317,10 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         .map(|a| assets(&mut c, a.get_ref(), path));
     let steps = steps(&mut c, &raw.steps);
     let gates = gates(&mut c, raw.gates.as_ref().map(|g| g.get_ref()));
+    let gates = GateConfig {
+        sequential: sequential(&mut c, raw.gates.as_ref().map(|g| g.get_ref()), production),
+        ..gates
+    };
 
     let smoke = raw.smoke.as_ref().map(|s| {
         let s = s.get_ref();
@@ -687,6 +701,7 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: defaults::CONFIDENCE,
+            sequential: SequentialConfig::default(),
         };
     };
     let poll_interval = c.positive(
@@ -776,6 +791,137 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             (0.5, 0.999),
             defaults::CONFIDENCE,
             "a confidence level such as 0.95",
+        ),
+        // Filled in by `sequential`, which also needs to know whether the plan is production.
+        sequential: SequentialConfig::default(),
+    }
+}
+
+/// The sequential gate's keys of `[gates]`.
+fn sequential(
+    c: &mut Checker,
+    g: Option<&super::raw::RawGates>,
+    production: bool,
+) -> SequentialConfig {
+    let base = SequentialConfig {
+        metric_delay: if production {
+            defaults::METRIC_DELAY_PRODUCTION
+        } else {
+            Duration::ZERO
+        },
+        ..SequentialConfig::default()
+    };
+    let Some(g) = g else { return base };
+    let alpha = match &g.alpha {
+        None => base.alpha,
+        Some(v) => {
+            let a = *v.get_ref();
+            if a.is_finite() && a > 0.0 && a <= 0.2 {
+                a
+            } else {
+                c.error_hint(
+                    v.span(),
+                    format!("`gates.alpha` = {a} is out of range (above 0, at most 0.2)"),
+                    "the share of healthy releases you accept to roll back by mistake: 0.01 is about 1 in 100",
+                );
+                base.alpha
+            }
+        }
+    };
+    let metric_period = c.positive(
+        g.metric_period.as_ref(),
+        "gates.metric_period",
+        base.metric_period,
+    );
+    if let (Some(v), true) = (&g.metric_period, production) {
+        if metric_period < Duration::from_secs(60) {
+            c.error_hint(
+                v.span(),
+                "`gates.metric_period` is under 60s in a production plan",
+                "ALB metrics are standard resolution: one datapoint a minute; use \"60s\" or a multiple of it",
+            );
+        }
+    }
+    let catastrophic_min_requests = match &g.catastrophic_min_requests {
+        None => base.catastrophic_min_requests,
+        Some(v) => match u64::try_from(*v.get_ref()) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                c.error(
+                    v.span(),
+                    format!(
+                        "`gates.catastrophic_min_requests` = {} must be at least 1",
+                        v.get_ref()
+                    ),
+                );
+                base.catastrophic_min_requests
+            }
+        },
+    };
+    let catastrophic_error_rate = c.fraction(
+        g.catastrophic_error_rate.as_ref(),
+        "gates.catastrophic_error_rate",
+        (0.0, 1.0),
+        base.catastrophic_error_rate,
+        "a share of requests: 0.2 means 20%",
+    );
+    if let (Some(v), true) = (&g.catastrophic_error_rate, catastrophic_error_rate <= 0.0) {
+        c.error_hint(
+            v.span(),
+            "`gates.catastrophic_error_rate` must be above 0",
+            "a share of requests: 0.2 means 20%",
+        );
+    }
+    SequentialConfig {
+        mode: c.choice(
+            g.mode.as_ref(),
+            "gates.mode",
+            &[
+                ("sequential", JudgeMode::Sequential),
+                ("threshold", JudgeMode::Threshold),
+            ],
+            base.mode,
+        ),
+        alpha,
+        error_tolerance: c.fraction(
+            g.error_tolerance.as_ref(),
+            "gates.error_tolerance",
+            (1.0, 100.0),
+            base.error_tolerance,
+            "a ratio of 5xx rates: 1.25 lets the new colour have 25% more 5xx than the live one",
+        ),
+        error_tolerance_abs: c.fraction(
+            g.error_tolerance_abs.as_ref(),
+            "gates.error_tolerance_abs",
+            (0.0, 0.5),
+            base.error_tolerance_abs,
+            "a share of requests: 0.002 means 5xx up to 0.2% are never blamed on the new colour",
+        ),
+        latency_tolerance: c.fraction(
+            g.latency_tolerance.as_ref(),
+            "gates.latency_tolerance",
+            (1.0, 100.0),
+            base.latency_tolerance,
+            "a ratio of latencies: 1.1 lets the new colour be 10% slower than the live one",
+        ),
+        catastrophic_error_rate,
+        catastrophic_min_requests,
+        metric_period,
+        metric_delay: c.duration(
+            g.metric_delay.as_ref(),
+            "gates.metric_delay",
+            base.metric_delay,
+        ),
+        max_wait: c.duration(g.max_wait.as_ref(), "gates.max_wait", base.max_wait),
+        on_no_data: c.choice(
+            g.on_no_data.as_ref(),
+            "gates.on_no_data",
+            &[
+                ("pause", OnNoData::Pause),
+                ("rollback", OnNoData::Rollback),
+                ("proceed", OnNoData::Proceed),
+            ],
+            base.on_no_data,
         ),
     }
 }

@@ -1,0 +1,235 @@
+//! E-processes: nonnegative supermartingales under the null, so by Ville's inequality the
+//! chance that one *ever* reaches `1/a` is at most `a`, however often it is looked at.
+//!
+//! Each test here is a mixture of likelihood ratios over a small grid of alternatives
+//! (uniform weights): a mixture of supermartingales is one, and a grid avoids betting on a
+//! single effect size. Everything is kept in log space so long bakes neither overflow nor
+//! underflow.
+//!
+//! [`Restarts`] averages copies of a test started at each step boundary (a copy is 1
+//! before its start). The average is still a supermartingale starting at 1, so the
+//! release keeps one budget, yet a fault that appears in a late step is judged mostly by
+//! the copy started at that step, not by one that has drifted down over earlier healthy
+//! steps. It dominates Bonferroni across steps: the copy of the current step alone crossing
+//! `steps/a` already crosses.
+
+/// Log of the mean of `exp(v)` over `v`, computed without overflow.
+pub fn log_mean_exp(v: &[f64]) -> f64 {
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() || max == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    let sum: f64 = v.iter().map(|x| (x - max).exp()).sum();
+    max + (sum / v.len() as f64).ln()
+}
+
+/// One mixture test restarted at each step: `starts[j][k]` is the log likelihood ratio of
+/// grid point `k` accumulated since the start of step `j`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restarts {
+    steps: usize,
+    grid: usize,
+    starts: Vec<Vec<f64>>,
+}
+
+impl Restarts {
+    /// A test over `grid` alternatives for a release of `steps` steps (at least 1).
+    pub fn new(steps: usize, grid: usize) -> Self {
+        Restarts {
+            steps: steps.max(1),
+            grid,
+            starts: Vec::new(),
+        }
+    }
+
+    /// Start the copies of every step up to and including `step` that have not started.
+    pub fn start_through(&mut self, step: usize) {
+        while self.starts.len() <= step.min(self.steps - 1) {
+            self.starts.push(vec![0.0; self.grid]);
+        }
+    }
+
+    /// Add one period's log likelihood ratio, `log_factor(k)` for grid point `k`, to every
+    /// running copy.
+    pub fn add(&mut self, log_factor: impl Fn(usize) -> f64) {
+        let factors: Vec<f64> = (0..self.grid).map(log_factor).collect();
+        for start in &mut self.starts {
+            for (acc, f) in start.iter_mut().zip(&factors) {
+                *acc += f;
+            }
+        }
+    }
+
+    /// The e-value now: the average over the release's steps of each step's copy.
+    pub fn e_value(&self) -> f64 {
+        let not_started = (self.steps - self.starts.len()) as f64;
+        let started: f64 = self.starts.iter().map(|s| log_mean_exp(s).exp()).sum();
+        (started + not_started) / self.steps as f64
+    }
+}
+
+/// Log likelihood ratio of `x` successes in `n` Bernoulli trials at `p1` against `p0`.
+pub fn binomial_log_lr(x: f64, n: f64, p1: f64, p0: f64) -> f64 {
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let hit = if x > 0.0 { x * (p1 / p0).ln() } else { 0.0 };
+    let miss = if n - x > 0.0 {
+        (n - x) * ((1.0 - p1) / (1.0 - p0)).ln()
+    } else {
+        0.0
+    };
+    hit + miss
+}
+
+/// The new colour's share of a period's 5xx when its rate is `ratio` times the live
+/// colour's and it served share `q` of the requests.
+pub fn error_share(q: f64, ratio: f64) -> f64 {
+    let w = ratio * q;
+    w / (w + 1.0 - q)
+}
+
+/// Chernoff upper confidence bound for a rate from `x` events in `n` trials: the largest
+/// `p` with `n · KL(x/n ‖ p) ≤ ln(1/a)`. The true rate is above it with chance at most `a`.
+pub fn rate_upper_bound(x: f64, n: f64, a: f64) -> Option<f64> {
+    if n <= 0.0 || !(a > 0.0 && a < 1.0) {
+        return None;
+    }
+    let hat = (x / n).clamp(0.0, 1.0);
+    let budget = (1.0 / a).ln();
+    let kl = |p: f64| {
+        let t1 = if hat > 0.0 { hat * (hat / p).ln() } else { 0.0 };
+        let t2 = if hat < 1.0 {
+            (1.0 - hat) * ((1.0 - hat) / (1.0 - p)).ln()
+        } else {
+            0.0
+        };
+        n * (t1 + t2)
+    };
+    let (mut lo, mut hi) = (hat, 1.0 - 1e-12);
+    if kl(hi) <= budget {
+        return Some(hi);
+    }
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if kl(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(hi)
+}
+
+/// Upper `a` quantile of the standard normal (a in 0..0.5), Acklam's rational
+/// approximation of the inverse CDF (relative error about 1e-9).
+pub fn normal_upper_quantile(a: f64) -> f64 {
+    -normal_inverse_cdf(a.clamp(1e-300, 0.5))
+}
+
+/// Inverse of the standard normal CDF.
+pub fn normal_inverse_cdf(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-300, 1.0 - 1e-16);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.024_25 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.024_25 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_mean_exp_is_stable() {
+        assert!((log_mean_exp(&[0.0, 0.0]) - 0.0).abs() < 1e-12);
+        assert!((log_mean_exp(&[1000.0, 1000.0]) - 1000.0).abs() < 1e-9);
+        assert_eq!(log_mean_exp(&[]), f64::NEG_INFINITY);
+        assert!((log_mean_exp(&[0.0, f64::NEG_INFINITY]) - 0.5f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn restarts_are_one_before_they_start() {
+        let mut r = Restarts::new(4, 2);
+        assert_eq!(r.e_value(), 1.0);
+        r.start_through(0);
+        r.add(|_| 2f64.ln());
+        // step 0's copy is 2, the three others are 1.
+        assert!((r.e_value() - 5.0 / 4.0).abs() < 1e-12);
+        r.start_through(1);
+        r.add(|_| 2f64.ln());
+        assert!((r.e_value() - (4.0 + 2.0 + 2.0) / 4.0).abs() < 1e-12);
+        r.start_through(99);
+        assert_eq!(r.starts.len(), 4, "never more copies than steps");
+    }
+
+    #[test]
+    fn binomial_lr_edges() {
+        assert_eq!(binomial_log_lr(0.0, 0.0, 0.5, 0.1), 0.0);
+        let all = binomial_log_lr(3.0, 3.0, 0.5, 0.25);
+        assert!((all - 3.0 * 2f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn error_share_is_q_at_ratio_one() {
+        assert!((error_share(0.1, 1.0) - 0.1).abs() < 1e-12);
+        assert!((error_share(0.5, 3.0) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn upper_bounds_cover() {
+        let u = rate_upper_bound(10.0, 1000.0, 0.01).unwrap();
+        assert!(u > 0.01 && u < 0.03, "{u}");
+        let z = rate_upper_bound(0.0, 1000.0, 0.01).unwrap();
+        // 0 of 1000: ln(100)/1000 ≈ 0.0046.
+        assert!((z - 0.0046).abs() < 0.0002, "{z}");
+        assert!(rate_upper_bound(0.0, 0.0, 0.01).is_none());
+    }
+
+    #[test]
+    fn normal_quantiles() {
+        assert!((normal_upper_quantile(0.05) - 1.644_853_6).abs() < 1e-6);
+        assert!((normal_upper_quantile(0.005) - 2.575_829_3).abs() < 1e-6);
+        assert!((normal_inverse_cdf(0.5)).abs() < 1e-9);
+        assert!((normal_inverse_cdf(0.975) - 1.959_964).abs() < 1e-6);
+    }
+}

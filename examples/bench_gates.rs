@@ -1,0 +1,380 @@
+//! The gate lab: thousands of simulated releases per cell, judged by the sequential gate
+//! (NEW) and the threshold gate `verdict::judge` (OLD) on the same simulated polls (same
+//! seed per release; the streams only part once the two gates' step timings differ).
+//! A benchmark, not a test: `scripts/bench-gates [healthy] [faulty]`.
+//!
+//! Timings: "stage" = examples/rehearsal.toml (its steps, its metric period, its threshold
+//! settings for OLD); "alb" = examples/production.toml (60 s periods). Traffic model:
+//! `glidepath::gate::sim`.
+
+use glidepath::gate::sim::{self, Fault, Outcome, Rng, SimStep, World};
+use glidepath::gate::{verdict, HealthSample, SequentialGate, Verdict};
+use glidepath::plan::{self, Plan};
+use std::path::Path;
+use std::time::Instant;
+
+const RPS: [f64; 4] = [5.0, 50.0, 500.0, 5000.0];
+const BASE: [f64; 3] = [0.0001, 0.001, 0.01];
+const SIGMA: [f64; 2] = [0.2, 0.6];
+const MEDIAN_MS: f64 = 80.0;
+
+struct Scenario {
+    name: &'static str,
+    fault: Option<Fault>,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let f = |error_increase: f64, latency_factor: f64| Fault {
+        error_increase,
+        latency_factor,
+        ..Fault::default()
+    };
+    vec![
+        Scenario {
+            name: "healthy",
+            fault: None,
+        },
+        Scenario {
+            name: "+0.5pt",
+            fault: Some(f(0.005, 1.0)),
+        },
+        Scenario {
+            name: "+2pt",
+            fault: Some(f(0.02, 1.0)),
+        },
+        Scenario {
+            name: "lat×1.2",
+            fault: Some(f(0.0, 1.2)),
+        },
+        Scenario {
+            name: "lat×2",
+            fault: Some(f(0.0, 2.0)),
+        },
+        Scenario {
+            name: "unhealthy",
+            fault: Some(Fault {
+                unhealthy: true,
+                ..f(0.0, 1.0)
+            }),
+        },
+        // Starts halfway through the second step's bake.
+        Scenario {
+            name: "+2pt mid",
+            fault: None,
+        },
+    ]
+}
+
+#[derive(Default, Clone)]
+struct Tally {
+    runs: u32,
+    rolled_back: u32,
+    waited_out: u32,
+    ttr: Vec<u32>,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Outcome) {
+        self.runs += 1;
+        match o {
+            Outcome::Finished { waited_out, .. } => {
+                self.waited_out += u32::from(*waited_out > 0);
+            }
+            Outcome::RolledBack { faulty_periods, .. } => {
+                self.rolled_back += 1;
+                self.ttr.push(*faulty_periods);
+            }
+        }
+    }
+    fn rate(&self) -> f64 {
+        f64::from(self.rolled_back) / f64::from(self.runs.max(1))
+    }
+    fn median_ttr(&mut self) -> Option<u32> {
+        self.ttr.sort_unstable();
+        self.ttr.get(self.ttr.len() / 2).copied()
+    }
+}
+
+struct Timing {
+    name: &'static str,
+    plan: Plan,
+    period_s: f64,
+    steps: Vec<SimStep>,
+    max_wait_periods: u32,
+}
+
+fn timing(name: &'static str, file: &str) -> Timing {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = match plan::load(&root.join(file)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let period_s = plan.gates.sequential.metric_period.as_secs_f64().max(1.0);
+    let steps = plan
+        .steps
+        .iter()
+        .map(|s| SimStep {
+            weight: s.weight,
+            bake_periods: ((s.bake.as_secs_f64() / period_s).ceil() as u32).max(1),
+        })
+        .collect();
+    let max_wait_periods = (plan.gates.sequential.max_wait.as_secs_f64() / period_s).ceil() as u32;
+    Timing {
+        name,
+        plan,
+        period_s,
+        steps,
+        max_wait_periods,
+    }
+}
+
+fn seed(parts: &[u64]) -> u64 {
+    parts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, p| {
+        (h ^ p).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn run(t: &Timing, w: &World, fault: Option<&Fault>, runs: u32, key: &[u64]) -> (Tally, Tally) {
+    let (mut new, mut old) = (Tally::default(), Tally::default());
+    for i in 0..runs {
+        let s = seed(&[key, &[u64::from(i)]].concat());
+        let mut gate = SequentialGate::new(&t.plan.gates, t.steps.len());
+        let o = sim::release(
+            &mut Rng::new(s),
+            w,
+            &t.steps,
+            fault,
+            t.max_wait_periods,
+            &mut |step, h| gate.observe(step, h).verdict,
+        );
+        new.add(&o);
+        let mut samples: Vec<HealthSample> = Vec::new();
+        let mut current = 0usize;
+        let o = sim::release(
+            &mut Rng::new(s),
+            w,
+            &t.steps,
+            fault,
+            t.max_wait_periods,
+            &mut |step, h| -> Verdict {
+                if step != current {
+                    samples.clear();
+                    current = step;
+                }
+                samples.push(h.clone());
+                verdict::judge(&samples, &t.plan.gates)
+            },
+        );
+        old.add(&o);
+    }
+    (new, old)
+}
+
+/// Why the tests restart at each step: the same ALB cells with one e-process for the whole
+/// release (a fault that appears late meets evidence that drifted down over healthy steps).
+fn restart_ablation(t: &Timing, healthy_runs: u32, fault_runs: u32) {
+    println!();
+    println!("== restarts at each step (R) vs one e-process per release (1), alb timing, base 0.1%, sigma 0.6 ==");
+    println!("  rps | false-rb R/1  | +2pt at 100% mid-step: det R/1, median R/1 | lat×2 from start: det R/1, median R/1");
+    let last = t.steps.len() - 1;
+    for rps in [50.0, 500.0] {
+        let w = World {
+            rps,
+            base_rate: 0.001,
+            sigma: 0.6,
+            median_ms: MEDIAN_MS,
+            period_s: t.period_s,
+        };
+        let late = Fault {
+            error_increase: 0.02,
+            from_step: last,
+            after_periods: t.steps[last].bake_periods / 2,
+            ..Fault::default()
+        };
+        let slow = Fault {
+            latency_factor: 2.0,
+            ..Fault::default()
+        };
+        let mut cols: Vec<String> = Vec::new();
+        for (fault, runs) in [
+            (None, healthy_runs),
+            (Some(&late), fault_runs),
+            (Some(&slow), fault_runs),
+        ] {
+            let mut tallies = [Tally::default(), Tally::default()];
+            for (k, tally) in tallies.iter_mut().enumerate() {
+                for i in 0..runs {
+                    let s = seed(&[9, rps as u64, u64::from(fault.is_some()), u64::from(i)]);
+                    let g = SequentialGate::new(&t.plan.gates, t.steps.len());
+                    let mut g = if k == 0 { g } else { g.without_restarts() };
+                    let o = sim::release(
+                        &mut Rng::new(s),
+                        &w,
+                        &t.steps,
+                        fault,
+                        t.max_wait_periods,
+                        &mut |step, h| g.observe(step, h).verdict,
+                    );
+                    tally.add(&o);
+                }
+            }
+            let [mut r, mut one] = tallies;
+            let med = |m: Option<u32>| m.map_or("-".into(), |v| v.to_string());
+            cols.push(if fault.is_none() {
+                format!("{:.2}/{:.2}%", r.rate() * 100.0, one.rate() * 100.0)
+            } else {
+                format!(
+                    "{:.0}/{:.0}% {}/{}",
+                    r.rate() * 100.0,
+                    one.rate() * 100.0,
+                    med(r.median_ttr()),
+                    med(one.median_ttr())
+                )
+            });
+        }
+        println!(
+            "{rps:>5} | {:>12} | {:>42} | {:>35}",
+            cols[0], cols[1], cols[2]
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let healthy_runs = args.first().copied().unwrap_or(2000);
+    let fault_runs = args.get(1).copied().unwrap_or(300);
+    let started = Instant::now();
+    let timings = [
+        timing("stage", "examples/rehearsal.toml"),
+        timing("alb", "examples/production.toml"),
+    ];
+    let scen = scenarios();
+    println!(
+        "gate lab: {healthy_runs} healthy and {fault_runs} faulty releases per cell; NEW = sequential (alpha {}), OLD = threshold judge",
+        timings[1].plan.gates.sequential.alpha
+    );
+    println!("each fault column: detected % NEW/OLD, then median faulty periods to rollback NEW/OLD (1 = caught on the first faulty period)");
+    let mut misses: Vec<String> = Vec::new();
+    for t in &timings {
+        let alpha = t.plan.gates.sequential.alpha;
+        println!();
+        println!(
+            "== {} timing: {} s periods, steps {} (bake periods {}), max wait {} periods ==",
+            t.name,
+            t.period_s,
+            t.steps
+                .iter()
+                .map(|s| format!("{}%", s.weight))
+                .collect::<Vec<_>>()
+                .join("/"),
+            t.steps
+                .iter()
+                .map(|s| s.bake_periods.to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            t.max_wait_periods
+        );
+        print!(
+            "{:>5} {:>6} {:>4} | {:>13} {:>5} |",
+            "rps", "base", "sig", "false-rb N/O", "wait"
+        );
+        for s in scen.iter().skip(1) {
+            print!(" {:>17} |", s.name);
+        }
+        println!();
+        for (ri, &rps) in RPS.iter().enumerate() {
+            for (bi, &base) in BASE.iter().enumerate() {
+                for (si, &sigma) in SIGMA.iter().enumerate() {
+                    let w = World {
+                        rps,
+                        base_rate: base,
+                        sigma,
+                        median_ms: MEDIAN_MS,
+                        period_s: t.period_s,
+                    };
+                    let cell = format!(
+                        "{} {rps} rps, base {}%, sigma {sigma}",
+                        t.name,
+                        base * 100.0
+                    );
+                    let key = |sc: usize| {
+                        vec![
+                            t.period_s as u64,
+                            ri as u64,
+                            bi as u64,
+                            si as u64,
+                            sc as u64,
+                        ]
+                    };
+                    let (new, old) = run(t, &w, None, healthy_runs, &key(0));
+                    let se = (alpha * (1.0 - alpha) / f64::from(healthy_runs)).sqrt();
+                    if new.rate() > alpha + 3.0 * se {
+                        misses.push(format!(
+                            "{cell}: healthy false rollbacks {:.2}% > alpha",
+                            new.rate() * 100.0
+                        ));
+                    }
+                    print!(
+                        "{rps:>5} {:>5}% {sigma:>4} | {:>6.2}/{:>5.1}% {:>4.0}% |",
+                        base * 100.0,
+                        new.rate() * 100.0,
+                        old.rate() * 100.0,
+                        f64::from(new.waited_out) * 100.0 / f64::from(new.runs.max(1))
+                    );
+                    for (sc, s) in scen.iter().enumerate().skip(1) {
+                        let fault = s.fault.unwrap_or(Fault {
+                            error_increase: 0.02,
+                            latency_factor: 1.0,
+                            from_step: 1,
+                            after_periods: t.steps.get(1).map_or(0, |st| st.bake_periods / 2),
+                            ..Fault::default()
+                        });
+                        let (mut new, mut old) = run(t, &w, Some(&fault), fault_runs, &key(sc));
+                        let med = |m: Option<u32>| m.map_or("-".into(), |v| v.to_string());
+                        let (mn, mo) = (new.median_ttr(), old.median_ttr());
+                        print!(
+                            " {:>3.0}/{:>3.0} {:>4}/{:<4} |",
+                            new.rate() * 100.0,
+                            old.rate() * 100.0,
+                            med(mn),
+                            med(mo)
+                        );
+                        let must = matches!(s.name, "+2pt" | "lat×2") && rps >= 50.0;
+                        if must && new.rate() < 0.99 {
+                            misses.push(format!(
+                                "{cell}: {} detected in {:.1}% (< 99%)",
+                                s.name,
+                                new.rate() * 100.0
+                            ));
+                        }
+                        if must && t.name == "alb" && mn.is_some_and(|m| m > 2) {
+                            misses.push(format!(
+                                "{cell}: {} median {} periods to rollback (> 2)",
+                                s.name,
+                                med(mn)
+                            ));
+                        }
+                    }
+                    println!();
+                }
+            }
+        }
+    }
+    restart_ablation(&timings[1], healthy_runs, fault_runs);
+    println!();
+    if misses.is_empty() {
+        println!("acceptance bar: every cell meets it");
+    } else {
+        println!("acceptance bar: {} miss(es)", misses.len());
+        for m in &misses {
+            println!("  miss: {m}");
+        }
+    }
+    println!("ran in {:.1}s", started.elapsed().as_secs_f64());
+}
