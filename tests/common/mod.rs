@@ -245,6 +245,9 @@ pub fn rehearsal_plan() -> Plan {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            metric_period: s(1),
+            metric_delay: s(1),
+            weight_settle: s(1),
         },
         smoke: None,
         rollback: RollbackConfig {

@@ -247,6 +247,9 @@ pub fn sample_plan(production: bool) -> Plan {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            metric_period: Duration::from_secs(60),
+            metric_delay: Duration::from_secs(120),
+            weight_settle: Duration::from_secs(10),
         },
         smoke: None,
         rollback: RollbackConfig {

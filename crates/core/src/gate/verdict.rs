@@ -374,6 +374,9 @@ mod tests {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            metric_period: Duration::from_secs(1),
+            metric_delay: Duration::from_secs(1),
+            weight_settle: Duration::ZERO,
         }
     }
 

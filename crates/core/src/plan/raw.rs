@@ -148,6 +148,9 @@ pub struct RawGates {
     pub on_fail: Option<S<String>>,
     pub statistical: Option<bool>,
     pub confidence: Option<S<f64>>,
+    pub metric_period: Option<S<DurationText>>,
+    pub metric_delay: Option<S<DurationText>>,
+    pub weight_settle: Option<S<DurationText>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,9 @@ pub mod defaults {
     pub const ERROR_RATE_MARGIN: f64 = 0.005;
     pub const LATENCY_FACTOR: f64 = 1.5;
     pub const CONFIDENCE: f64 = 0.95;
+    pub const METRIC_PERIOD: Duration = Duration::from_secs(60);
+    pub const METRIC_DELAY: Duration = Duration::from_secs(120);
+    pub const WEIGHT_SETTLE: Duration = Duration::from_secs(10);
     pub const RETENTION: u32 = 5;
     pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
     pub const ENTRY_CACHE_CONTROL: &str = "public, max-age=60, must-revalidate";
@@ -687,6 +690,9 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: defaults::CONFIDENCE,
+            metric_period: defaults::METRIC_PERIOD,
+            metric_delay: defaults::METRIC_DELAY,
+            weight_settle: defaults::WEIGHT_SETTLE,
         };
     };
     let poll_interval = c.positive(
@@ -718,6 +724,33 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             }
         },
     };
+    let metric_period = c.positive(
+        g.metric_period.as_ref(),
+        "gates.metric_period",
+        defaults::METRIC_PERIOD,
+    );
+    if let Some(v) = &g.metric_period {
+        let ms = metric_period.as_millis();
+        let ok = ms.is_multiple_of(1000) && matches!(ms / 1000, 1 | 5 | 10 | 30 | 60)
+            || ms.is_multiple_of(60_000) && ms > 0;
+        if !ok {
+            c.error_hint(
+                v.span(),
+                "`gates.metric_period` is not a CloudWatch period",
+                "use \"60s\" (or a multiple of a minute) for ALB metrics; \"1s\", \"5s\", \"10s\" or \"30s\" only for high-resolution metrics such as the rehearsal stage's",
+            );
+        }
+    }
+    let metric_delay = c.duration(
+        g.metric_delay.as_ref(),
+        "gates.metric_delay",
+        defaults::METRIC_DELAY,
+    );
+    let weight_settle = c.duration(
+        g.weight_settle.as_ref(),
+        "gates.weight_settle",
+        defaults::WEIGHT_SETTLE,
+    );
     let alarms = g
         .alarms
         .iter()
@@ -777,6 +810,9 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             defaults::CONFIDENCE,
             "a confidence level such as 0.95",
         ),
+        metric_period,
+        metric_delay,
+        weight_settle,
     }
 }
 
