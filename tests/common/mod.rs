@@ -273,10 +273,13 @@ impl LocalStack {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    // For debugging a LocalStack test by hand; no test asks today.
+    #[allow(dead_code)]
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
