@@ -228,3 +228,51 @@ async fn stage_refuses_a_misspelt_alarm_before_the_snapshot() {
         }
     )));
 }
+
+/// On the stage, through the real adapter: polls report complete 1 s periods, each once,
+/// without gaps, and never one that is not complete yet.
+#[tokio::test]
+async fn stage_polls_report_each_complete_period_once() {
+    use glidepath::aws::health::AwsHealth;
+    use glidepath::engine::ports::Health;
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let (_ports, resolved) = glidepath::aws::build(&seeded.config, &seeded.plan)
+        .await
+        .expect("build ports");
+    let health = AwsHealth::new(&seeded.config, &resolved, &seeded.plan.gates);
+    let mut starts = vec![];
+    let mut requests = 0.0;
+    for i in 0..4 {
+        let p = health
+            .poll()
+            .await
+            .unwrap_or_else(|e| panic!("poll: {e}\n{}", seeded.stage.stderr_text()));
+        assert_eq!(
+            p.now.blue.requests, 0.0,
+            "the instant part carries no metrics"
+        );
+        for ps in &p.periods {
+            assert!(!ps.correction, "{ps:?}");
+            assert_eq!(ps.length, s(1));
+            assert!(
+                ps.start + 2 <= p.at,
+                "period {} not complete at {}",
+                ps.start,
+                p.at
+            );
+            if i > 0 {
+                starts.push(ps.start);
+                requests += ps.sample.blue.requests;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    assert!(starts.len() >= 5, "{starts:?}");
+    assert!(
+        starts.windows(2).all(|w| w[1] == w[0] + 1),
+        "each period once, none skipped: {starts:?}"
+    );
+    // The stage sends 200 rps, all to blue.
+    let rps = requests / starts.len() as f64;
+    assert!((150.0..=250.0).contains(&rps), "{rps} rps over {starts:?}");
+}
