@@ -562,6 +562,22 @@ mod tests {
     }
 
     #[test]
+    fn series_regroup_by_period_start() {
+        let mut s = Series::default();
+        s.0.insert("b_req".into(), vec![(60, 100.0), (120, 90.0)]);
+        s.0.insert("g_req".into(), vec![(120, 10.0)]);
+        s.0.insert("g_t5xx".into(), vec![(120, 1.0)]);
+        s.0.insert("g_avg".into(), vec![(120, 0.05)]);
+        let p = s.periods();
+        assert_eq!(p.keys().copied().collect::<Vec<_>>(), vec![60, 120]);
+        assert_eq!((p[&60].blue.requests, p[&60].green.requests), (100.0, 0.0));
+        let g = &p[&120].green;
+        assert_eq!((g.requests, g.errors_5xx), (10.0, 1.0));
+        assert!((g.latency_avg_ms.unwrap() - 50.0).abs() < 1e-9);
+        assert_eq!(p[&60].green.latency_avg_ms, None);
+    }
+
+    #[test]
     fn series_aggregate_periods() {
         let mut s = Series::default();
         s.0.insert("g_req".into(), vec![(1, 10.0), (2, 30.0)]);
