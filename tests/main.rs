@@ -18,6 +18,7 @@ mod rehearse;
 mod release_stage;
 mod stage;
 mod stage_cli;
+mod timing;
 mod tui_e2e;
 mod view_cockpit;
 mod view_text;

@@ -250,6 +250,27 @@ bucket = "shop-assets"
 "#;
 
 #[test]
+fn metric_timing_keys_parse_and_the_period_must_be_one_cloudwatch_stores() {
+    let with =
+        |gates: &str| plan::parse(&format!("{MINIMAL}[gates]\n{gates}\n"), Path::new("p.toml"));
+    let p = with("metric_period = \"1s\"\nmetric_delay = \"1s\"\nweight_settle = \"0s\"")
+        .expect("fast timing");
+    let s = std::time::Duration::from_secs;
+    assert_eq!(
+        (
+            p.gates.metric_period,
+            p.gates.metric_delay,
+            p.gates.weight_settle
+        ),
+        (s(1), s(1), s(0))
+    );
+    assert!(with("metric_period = \"2m\"").is_ok());
+    let e = with("metric_period = \"45s\"").expect_err("45 s is no CloudWatch period");
+    assert!(e.message.contains("gates.metric_period"), "{}", e.message);
+    assert!(e.message.contains("60s"), "{}", e.message);
+}
+
+#[test]
 fn defaults_fill_what_a_plan_leaves_out() {
     let p = plan::parse(MINIMAL, Path::new("deploy/plans/shop.toml")).expect("minimal plan");
     let s = std::time::Duration::from_secs;
@@ -265,6 +286,9 @@ fn defaults_fill_what_a_plan_leaves_out() {
     assert_eq!(p.gates.on_fail, plan::OnGateFail::Rollback);
     assert!(!p.gates.statistical);
     assert_eq!(p.gates.confidence, 0.95);
+    assert_eq!(p.gates.metric_period, s(60));
+    assert_eq!(p.gates.metric_delay, s(120));
+    assert_eq!(p.gates.weight_settle, s(10));
     assert_eq!(p.rollback.green, plan::GreenAfterRollback::ScaleToZero);
     assert_eq!(p.steps[0].gate, plan::GateMode::Auto);
     assert!(p.migration.is_none() && p.smoke.is_none());

@@ -246,6 +246,9 @@ pub fn rehearsal_plan() -> Plan {
             statistical: false,
             confidence: 0.95,
             sequential: glidepath::plan::SequentialConfig::default(),
+            metric_period: s(1),
+            metric_delay: s(1),
+            weight_settle: s(1),
         },
         smoke: None,
         rollback: RollbackConfig {

@@ -2,6 +2,22 @@
 //! target group, one `GetMetricData` for every metric of both colours, and one
 //! `DescribeAlarms` for the plan's alarms (none when the plan names none), all at once.
 //!
+//! Periods (`poll`, what the bake uses). ALB metrics are standard resolution: one datapoint
+//! per `gates.metric_period` (60 s), published a minute or two late and sometimes revised.
+//! So a poll never asks for "the last few seconds": it asks for period-aligned windows with
+//! `Period = metric_period`, only for periods whose end is at least `gates.metric_delay` in
+//! the past, and an instance remembers which periods it reported ([`PeriodBook`]). What the
+//! gate sees:
+//! - each complete period exactly once, as a sample of that period's counts and statistics
+//!   (with the poll's target counts and alarm states);
+//! - late data: the last few complete periods are read again on every poll; counts that grew
+//!   come as a *correction* carrying only the added requests/5xx (no latency, no bake time);
+//! - a period with no datapoint for either colour is "no data yet" until its end is
+//!   `metric_delay` + grace (another `metric_delay`, at least a period) in the past, then an
+//!   observed empty period: zero requests, which the gate reads as not enough data.
+//!
+//! `sample(window)` remains for ad-hoc readings (tests, diagnostics): the window ending now.
+//!
 //! Metrics (namespace `AWS/ApplicationELB`, dimensions `TargetGroup` + `LoadBalancer`):
 //! `RequestCount`, `HTTPCode_Target_5XX_Count`, `HTTPCode_ELB_5XX_Count` (Sum),
 //! `TargetResponseTime` (Average, p95 and SampleCount, the latter to weigh periods).
@@ -10,9 +26,9 @@
 //! - `HTTPCode_ELB_5XX_Count` is published per load balancer, not per target group, so the
 //!   per-colour query usually returns nothing there (the stage does write it per group).
 //!   The gate does not blame ELB 5xx on a colour, so this is informational only.
-//! - ALB metrics are standard resolution (one datapoint a minute, arriving with a delay), so
-//!   a poll window under a minute often sees no data and the gate answers `NotEnoughData`;
-//!   use a `poll_interval` of 60 s or more against real ALBs.
+//! - `metric_period` must be one CloudWatch stores: 60 s (or whole minutes) for ALB metrics;
+//!   1–30 s only exists for high-resolution metrics (the rehearsal stage writes those). A
+//!   `poll_interval` of about half a period (30 s) sees each period soon after it is due.
 //!
 //! Throttling and transient failures are retried by the SDK with a short, bounded backoff;
 //! a poll that still cannot observe returns `PortError::Transient` (classified by
@@ -20,7 +36,8 @@
 
 use super::errors::classify;
 use super::{load_balancer_dimension, target_group_dimension, Resolved};
-use crate::engine::ports::{Health, PortError, PortResult};
+use crate::engine::periods::{period_sample, PeriodBook, PeriodMetrics, Timing};
+use crate::engine::ports::{Health, Poll, PortError, PortResult, Preflight};
 use crate::gate::{AlarmState, ColourSample, HealthSample};
 use crate::plan::GateConfig;
 use async_trait::async_trait;
@@ -29,7 +46,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use aws_types::SdkConfig;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const NAMESPACE: &str = "AWS/ApplicationELB";
@@ -51,6 +69,8 @@ pub struct AwsHealth {
     green_arn: String,
     load_balancer_arn: String,
     alarms: Vec<String>,
+    /// Periods reported by this instance (shared by clones: one release, one book).
+    book: Arc<Mutex<PeriodBook>>,
 }
 
 impl AwsHealth {
@@ -79,7 +99,16 @@ impl AwsHealth {
             green_arn: resolved.green_target_group_arn.clone(),
             load_balancer_arn: resolved.load_balancer_arn.clone(),
             alarms: gates.alarms.clone(),
+            book: Arc::new(Mutex::new(PeriodBook::new(Timing::new(
+                gates.metric_period,
+                gates.metric_delay,
+            )))),
         }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, PeriodBook> {
+        // The book is plain data; a panic elsewhere cannot leave it half-updated.
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Target counts of one target group.
@@ -162,6 +191,16 @@ impl AwsHealth {
         Ok(series)
     }
 
+    /// Target counts of both colours and alarm states, at once; the most actionable error.
+    async fn instant(&self) -> PortResult<((u32, u32, u32), (u32, u32, u32), Vec<AlarmState>)> {
+        let (blue, green, alarms) = tokio::join!(
+            self.targets(&self.blue_arn),
+            self.targets(&self.green_arn),
+            self.alarm_states(),
+        );
+        Ok((blue?, green?, alarms?))
+    }
+
     /// States of the plan's alarms, in the plan's order. An alarm the account does not have
     /// is reported as `MISSING` (it never fails the gate; `plan check` should catch it).
     async fn alarm_states(&self) -> PortResult<Vec<AlarmState>> {
@@ -205,7 +244,7 @@ impl AwsHealth {
             .iter()
             .map(|name| AlarmState {
                 name: name.clone(),
-                state: found.get(name).cloned().unwrap_or_else(|| "MISSING".into()),
+                state: found.get(name).cloned().unwrap_or_else(|| MISSING.into()),
             })
             .collect())
     }
@@ -252,6 +291,82 @@ impl Health for AwsHealth {
             alarms,
         })
     }
+
+    async fn poll(&self) -> PortResult<Poll> {
+        let now = unix_now();
+        let (window, period) = {
+            let book = self.book();
+            (book.window(now), book.timing().period)
+        };
+        let fetch = async {
+            match window {
+                Some((start, end)) => self
+                    .metrics(&Window {
+                        start,
+                        end,
+                        period: period as i32,
+                    })
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let (instant, metrics) = tokio::join!(self.instant(), fetch);
+        // Report the most actionable failure: a missing group or bad config before a blip.
+        let (instant, metrics) = match (instant, metrics) {
+            (Ok(i), Ok(m)) => (i, m),
+            (Err(a), Err(b)) if a.is_transient() => return Err(b),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        let ((blue, green, alarms), series) = (instant, metrics);
+        let instant = HealthSample {
+            blue: Series::default().colour("b", blue),
+            green: Series::default().colour("g", green),
+            alarms,
+        };
+        let data = series.map(|s| s.periods()).unwrap_or_default();
+        let reported = self.book().take(now, &data);
+        Ok(Poll {
+            at: now,
+            periods: reported
+                .into_iter()
+                .map(|r| period_sample(&instant, r, period))
+                .collect(),
+            now: instant,
+        })
+    }
+
+    async fn preflight(&self) -> PortResult<Preflight> {
+        // The latest few complete periods: any answer (even empty) proves the metrics are
+        // readable for both target groups.
+        let period = self.book().timing().period;
+        let end = Timing::new(Duration::from_secs(period as u64), Duration::ZERO)
+            .complete_end(unix_now());
+        let window = Window {
+            start: end - 5 * period,
+            end,
+            period: period as i32,
+        };
+        let (metrics, alarms) = tokio::join!(self.metrics(&window), self.alarm_states());
+        metrics?;
+        Ok(Preflight {
+            missing_alarms: alarms?
+                .into_iter()
+                .filter(|a| a.state == MISSING)
+                .map(|a| a.name)
+                .collect(),
+        })
+    }
+}
+
+/// The state reported for an alarm the account does not have.
+const MISSING: &str = "MISSING";
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// What each query asks for: (id suffix, metric, statistic).
@@ -370,6 +485,33 @@ impl Series {
         (total > 0.0).then(|| sum / total)
     }
 
+    /// Datapoints regrouped by period start: one [`PeriodMetrics`] per period in which any
+    /// query of either colour has a datapoint.
+    fn periods(&self) -> BTreeMap<i64, PeriodMetrics> {
+        let mut by_start: BTreeMap<i64, Series> = BTreeMap::new();
+        for (id, points) in &self.0 {
+            for (t, v) in points {
+                by_start
+                    .entry(*t)
+                    .or_default()
+                    .0
+                    .entry(id.clone())
+                    .or_default()
+                    .push((*t, *v));
+            }
+        }
+        by_start
+            .into_iter()
+            .map(|(t, s)| {
+                let m = PeriodMetrics {
+                    blue: s.colour("b", (0, 0, 0)),
+                    green: s.colour("g", (0, 0, 0)),
+                };
+                (t, m)
+            })
+            .collect()
+    }
+
     fn colour(&self, p: &str, (healthy, unhealthy, other): (u32, u32, u32)) -> ColourSample {
         let id = |s: &str| format!("{p}_{s}");
         let secs_to_ms = |v: f64| v * 1000.0;
@@ -417,6 +559,22 @@ mod tests {
         assert_eq!((w.start, w.end), (999, 1000), "never an empty window");
         let w = Window::ending_at(1000, Duration::from_secs(60));
         assert_eq!((w.start, w.period), (940, 60));
+    }
+
+    #[test]
+    fn series_regroup_by_period_start() {
+        let mut s = Series::default();
+        s.0.insert("b_req".into(), vec![(60, 100.0), (120, 90.0)]);
+        s.0.insert("g_req".into(), vec![(120, 10.0)]);
+        s.0.insert("g_t5xx".into(), vec![(120, 1.0)]);
+        s.0.insert("g_avg".into(), vec![(120, 0.05)]);
+        let p = s.periods();
+        assert_eq!(p.keys().copied().collect::<Vec<_>>(), vec![60, 120]);
+        assert_eq!((p[&60].blue.requests, p[&60].green.requests), (100.0, 0.0));
+        let g = &p[&120].green;
+        assert_eq!((g.requests, g.errors_5xx), (10.0, 1.0));
+        assert!((g.latency_avg_ms.unwrap() - 50.0).abs() < 1e-9);
+        assert_eq!(p[&60].green.latency_avg_ms, None);
     }
 
     #[test]

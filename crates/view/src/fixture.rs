@@ -248,6 +248,9 @@ pub fn sample_plan(production: bool) -> Plan {
             statistical: false,
             confidence: 0.95,
             sequential: crate::plan::SequentialConfig::default(),
+            metric_period: Duration::from_secs(60),
+            metric_delay: Duration::from_secs(120),
+            weight_settle: Duration::from_secs(10),
         },
         smoke: None,
         rollback: RollbackConfig {

@@ -2,10 +2,18 @@
 //! drop an engine mid-release ("crash") and start a fresh one over the same state.
 //!
 //! Knobs: migration exit code and duration, snapshot progress ticks, deploy ticks, a
-//! scripted health sequence, smoke/asset results, transient errors per operation, and a
-//! crash point (the Nth port call hangs forever, before or after its effect). Every call
-//! is logged in order. Not for production use.
+//! scripted health sequence, metric publication delay, missing alarms, smoke/asset results,
+//! transient errors per operation, and a crash point (the Nth port call hangs forever,
+//! before or after its effect). Every call is logged in order. Not for production use.
+//!
+//! Health over time: the fake's clock is tokio's (paused in tests) from [`FAKE_EPOCH`]. Each
+//! `poll` takes the next scripted sample (or the healthy one): its target counts and alarms
+//! are "now", and its metrics become those of every metric period that ended since the last
+//! poll. A period's data is visible `publish_delay` after it ends (the plan's
+//! `metric_delay` unless a test makes publication later), and [`PeriodBook`] reports it
+//! once, exactly as the AWS adapter does.
 
+use super::periods::{period_sample, PeriodBook, PeriodMetrics, Timing};
 use super::ports::*;
 use crate::gate::{ColourSample, HealthSample};
 use crate::plan::Plan;
@@ -14,6 +22,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// The fake clock's Unix time at the world's creation (a whole hour).
+pub const FAKE_EPOCH: i64 = 1_800_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashMode {
@@ -74,6 +86,16 @@ pub struct World {
     pub health_script: VecDeque<PortResult<HealthSample>>,
     pub healthy_sample: HealthSample,
     pub health_polls: u32,
+    /// How long after its end a period's data becomes visible.
+    pub publish_delay: Duration,
+    /// Alarms that exist (the plan's, unless a test removes one).
+    pub alarms: Vec<String>,
+    plan_alarms: Vec<String>,
+    created: Instant,
+    book: PeriodBook,
+    /// Metrics of every period that ended before `assigned_to`.
+    period_data: BTreeMap<i64, PeriodMetrics>,
+    assigned_to: Option<i64>,
     // smoke and assets
     pub smoke_result: Result<(), String>,
     pub smoke_runs: Vec<Vec<(String, String)>>,
@@ -177,6 +199,16 @@ impl FakeWorld {
                 health_script: VecDeque::new(),
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
+                publish_delay: plan.gates.metric_delay,
+                alarms: plan.gates.alarms.clone(),
+                plan_alarms: plan.gates.alarms.clone(),
+                created: Instant::now(),
+                book: PeriodBook::new(Timing::new(
+                    plan.gates.metric_period,
+                    plan.gates.metric_delay,
+                )),
+                period_data: BTreeMap::new(),
+                assigned_to: None,
                 smoke_result: Ok(()),
                 smoke_runs: vec![],
                 assets_result: Ok("published".into()),
@@ -594,6 +626,103 @@ impl Health for FakeWorld {
                 .unwrap_or_else(|| Ok(w.healthy_sample.clone()))
         })
         .await
+    }
+    async fn poll(&self) -> PortResult<Poll> {
+        self.call("health.poll", String::new(), |w| {
+            w.health_polls += 1;
+            let sample = w
+                .health_script
+                .pop_front()
+                .unwrap_or_else(|| Ok(w.healthy_sample.clone()))?;
+            Ok(w.poll_with(sample))
+        })
+        .await
+    }
+    async fn preflight(&self) -> PortResult<Preflight> {
+        self.call("health.preflight", String::new(), |w| {
+            Ok(Preflight {
+                missing_alarms: w
+                    .plan_alarms
+                    .iter()
+                    .filter(|a| !w.alarms.contains(a))
+                    .cloned()
+                    .collect(),
+            })
+        })
+        .await
+    }
+}
+
+impl World {
+    /// The fake clock, Unix seconds.
+    pub fn now_secs(&self) -> i64 {
+        FAKE_EPOCH + self.created.elapsed().as_secs() as i64
+    }
+
+    /// One poll at the fake clock's now with `sample` as the world's state (see the module
+    /// doc).
+    fn poll_with(&mut self, sample: HealthSample) -> Poll {
+        let now = self.now_secs();
+        let timing = self.book.timing();
+        let p = timing.period;
+        let ended = now.div_euclid(p) * p;
+        let from = self
+            .assigned_to
+            .or_else(|| self.book.window(now).map(|w| w.0))
+            .unwrap_or(ended);
+        let metrics = PeriodMetrics {
+            blue: metrics_of(&sample.blue),
+            green: metrics_of(&sample.green),
+        };
+        let mut s = from;
+        while s < ended {
+            self.period_data.insert(s, metrics.clone());
+            s += p;
+        }
+        self.assigned_to = Some(ended.max(from));
+        let delay = self.publish_delay.as_secs() as i64;
+        let visible: BTreeMap<i64, PeriodMetrics> = self
+            .period_data
+            .iter()
+            .filter(|(s, _)| **s + p + delay <= now)
+            .map(|(s, m)| (*s, m.clone()))
+            .collect();
+        let instant = HealthSample {
+            blue: targets_of(&sample.blue),
+            green: targets_of(&sample.green),
+            alarms: sample.alarms.clone(),
+        };
+        let periods = self
+            .book
+            .take(now, &visible)
+            .into_iter()
+            .map(|r| period_sample(&instant, r, p))
+            .collect();
+        Poll {
+            at: now,
+            now: instant,
+            periods,
+        }
+    }
+}
+
+/// A colour's target counts only.
+fn targets_of(c: &ColourSample) -> ColourSample {
+    ColourSample {
+        healthy: c.healthy,
+        unhealthy: c.unhealthy,
+        other: c.other,
+        ..ColourSample::default()
+    }
+}
+
+/// A colour's metrics only.
+fn metrics_of(c: &ColourSample) -> ColourSample {
+    ColourSample {
+        healthy: 0,
+        unhealthy: 0,
+        other: 0,
+        ..c.clone()
     }
 }
 

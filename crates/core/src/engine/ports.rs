@@ -182,10 +182,48 @@ pub trait Traffic: Send + Sync {
     async fn set_weights(&self, weights: Weights) -> PortResult<()>;
 }
 
+/// One complete metric period (or a correction to one) as the gate sees it: the period's
+/// metrics for both colours with the poll's target counts and alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodSample {
+    /// Period start, Unix seconds (aligned to the period).
+    pub start: i64,
+    pub length: Duration,
+    /// Only the requests/5xx that arrived late for a period reported before (no latency);
+    /// it adds evidence but no bake time.
+    pub correction: bool,
+    pub sample: HealthSample,
+}
+
+/// One health poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Poll {
+    /// The adapter's clock at the poll, Unix seconds (the clock periods are aligned to).
+    pub at: i64,
+    /// Target health and alarms now; its metric fields are empty.
+    pub now: HealthSample,
+    /// Complete periods not reported before, and corrections, oldest first.
+    pub periods: Vec<PeriodSample>,
+}
+
+/// What the preflight found (see [`Health::preflight`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preflight {
+    /// Alarms the plan names that the account does not have.
+    pub missing_alarms: Vec<String>,
+}
+
 #[async_trait]
 pub trait Health: Send + Sync {
-    /// One poll over the last `window`: target health, metrics for both colours, alarms.
+    /// Target health, metrics summed over the `window` ending now, alarms. An ad-hoc reading
+    /// (diagnostics, tests); the bake uses [`Health::poll`], which counts periods once.
     async fn sample(&self, window: Duration) -> PortResult<HealthSample>;
+    /// Target health and alarms now, and every metric period that became complete since the
+    /// previous poll of this instance (see `engine::periods`).
+    async fn poll(&self) -> PortResult<Poll>;
+    /// Before any change: which of the plan's alarms do not exist; Err when the metrics of
+    /// either target group cannot be read.
+    async fn preflight(&self) -> PortResult<Preflight>;
 }
 
 /// The smoke test runs a local command, not an AWS call; a port so engine tests can fake it.

@@ -60,6 +60,21 @@ impl BakeClock {
         self.failing = false;
     }
 
+    /// A successful poll at `at` when time is counted by metric periods: it ends a blind
+    /// spell but adds no time itself; the complete periods it brought do ([`BakeClock::add`]).
+    pub fn seen(&mut self, at: Instant) {
+        self.anchor = None;
+        self.last_success = Some(at);
+        self.failing = false;
+    }
+
+    /// Count `length` of observed evidence (one complete metric period), unless paused.
+    pub fn add(&mut self, length: Duration) {
+        if !self.paused {
+            self.baked += length;
+        }
+    }
+
     /// Stop counting (operator pause or a paused gate); weights stay where they are.
     pub fn pause(&mut self, _at: Instant) {
         self.paused = true;
@@ -186,6 +201,27 @@ mod tests {
         assert_eq!(c.baked(), Duration::ZERO);
         c.observed(t0 + secs(5), true);
         assert_eq!(c.baked(), secs(1));
+    }
+
+    #[test]
+    fn periods_count_their_length_not_wall_time() {
+        let t0 = Instant::now();
+        let mut c = BakeClock::new(t0);
+        c.seen(t0 + secs(1));
+        c.seen(t0 + secs(100));
+        assert_eq!(
+            c.baked(),
+            Duration::ZERO,
+            "polls without periods add nothing"
+        );
+        c.add(secs(60));
+        c.observed(t0 + secs(101), false);
+        assert_eq!(c.blind_for(t0 + secs(110)), secs(10));
+        c.seen(t0 + secs(111));
+        assert_eq!(c.blind_for(t0 + secs(111)), Duration::ZERO);
+        c.pause(t0 + secs(112));
+        c.add(secs(60));
+        assert_eq!(c.baked(), secs(60), "paused periods do not count");
     }
 
     #[test]

@@ -743,6 +743,9 @@ mod tests {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
+            metric_period: Duration::from_secs(60),
+            metric_delay: Duration::from_secs(120),
+            weight_settle: Duration::from_secs(10),
             sequential: SequentialConfig::default(),
         }
     }

@@ -375,6 +375,9 @@ mod tests {
             statistical: false,
             confidence: 0.95,
             sequential: crate::plan::SequentialConfig::default(),
+            metric_period: Duration::from_secs(1),
+            metric_delay: Duration::from_secs(1),
+            weight_settle: Duration::ZERO,
         }
     }
 

@@ -202,6 +202,17 @@ pub struct GateConfig {
     pub statistical: bool,
     /// Confidence for the statistical comparison, e.g. 0.95.
     pub confidence: f64,
+    /// CloudWatch period of the ALB metrics (an ALB publishes one datapoint a minute).
+    #[serde(with = "secs")]
+    pub metric_period: Duration,
+    /// How late a period's datapoint may be published; a period counts once it ended this
+    /// long ago.
+    #[serde(with = "secs")]
+    pub metric_delay: Duration,
+    /// After a weight change, periods starting before this much has passed are not the new
+    /// step's evidence (the listener takes a moment to apply weights).
+    #[serde(with = "secs")]
+    pub weight_settle: Duration,
     /// The sequential (anytime-valid) gate's settings; see `gate::sequential`.
     pub sequential: SequentialConfig,
 }

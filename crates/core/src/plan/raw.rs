@@ -160,6 +160,7 @@ pub struct RawGates {
     pub metric_delay: Option<S<DurationText>>,
     pub max_wait: Option<S<DurationText>>,
     pub on_no_data: Option<S<String>>,
+    pub weight_settle: Option<S<DurationText>>,
 }
 
 #[derive(Debug, Deserialize)]

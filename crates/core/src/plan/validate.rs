@@ -31,9 +31,9 @@ pub mod defaults {
     pub const CATASTROPHIC_ERROR_RATE: f64 = 0.2;
     pub const CATASTROPHIC_MIN_REQUESTS: u64 = 50;
     pub const METRIC_PERIOD: Duration = Duration::from_secs(60);
-    /// ALB metrics land in CloudWatch a minute or two after their period ends.
-    pub const METRIC_DELAY_PRODUCTION: Duration = Duration::from_secs(120);
     pub const MAX_WAIT: Duration = Duration::from_secs(600);
+    pub const METRIC_DELAY: Duration = Duration::from_secs(120);
+    pub const WEIGHT_SETTLE: Duration = Duration::from_secs(10);
     pub const RETENTION: u32 = 5;
     pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
     pub const ENTRY_CACHE_CONTROL: &str = "public, max-age=60, must-revalidate";
@@ -318,7 +318,12 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
     let steps = steps(&mut c, &raw.steps);
     let gates = gates(&mut c, raw.gates.as_ref().map(|g| g.get_ref()));
     let gates = GateConfig {
-        sequential: sequential(&mut c, raw.gates.as_ref().map(|g| g.get_ref()), production),
+        sequential: sequential(
+            &mut c,
+            raw.gates.as_ref().map(|g| g.get_ref()),
+            production,
+            (gates.metric_period, gates.metric_delay),
+        ),
         ..gates
     };
 
@@ -702,6 +707,9 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             statistical: false,
             confidence: defaults::CONFIDENCE,
             sequential: SequentialConfig::default(),
+            metric_period: defaults::METRIC_PERIOD,
+            metric_delay: defaults::METRIC_DELAY,
+            weight_settle: defaults::WEIGHT_SETTLE,
         };
     };
     let poll_interval = c.positive(
@@ -733,6 +741,33 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             }
         },
     };
+    let metric_period = c.positive(
+        g.metric_period.as_ref(),
+        "gates.metric_period",
+        defaults::METRIC_PERIOD,
+    );
+    if let Some(v) = &g.metric_period {
+        let ms = metric_period.as_millis();
+        let ok = ms.is_multiple_of(1000) && matches!(ms / 1000, 1 | 5 | 10 | 30 | 60)
+            || ms.is_multiple_of(60_000) && ms > 0;
+        if !ok {
+            c.error_hint(
+                v.span(),
+                "`gates.metric_period` is not a CloudWatch period",
+                "use \"60s\" (or a multiple of a minute) for ALB metrics; \"1s\", \"5s\", \"10s\" or \"30s\" only for high-resolution metrics such as the rehearsal stage's",
+            );
+        }
+    }
+    let metric_delay = c.duration(
+        g.metric_delay.as_ref(),
+        "gates.metric_delay",
+        defaults::METRIC_DELAY,
+    );
+    let weight_settle = c.duration(
+        g.weight_settle.as_ref(),
+        "gates.weight_settle",
+        defaults::WEIGHT_SETTLE,
+    );
     let alarms = g
         .alarms
         .iter()
@@ -792,6 +827,9 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             defaults::CONFIDENCE,
             "a confidence level such as 0.95",
         ),
+        metric_period,
+        metric_delay,
+        weight_settle,
         // Filled in by `sequential`, which also needs to know whether the plan is production.
         sequential: SequentialConfig::default(),
     }
@@ -802,13 +840,12 @@ fn sequential(
     c: &mut Checker,
     g: Option<&super::raw::RawGates>,
     production: bool,
+    // Parsed once with the other `[gates]` keys; the gate needs them too.
+    (metric_period, metric_delay): (Duration, Duration),
 ) -> SequentialConfig {
     let base = SequentialConfig {
-        metric_delay: if production {
-            defaults::METRIC_DELAY_PRODUCTION
-        } else {
-            Duration::ZERO
-        },
+        metric_period,
+        metric_delay,
         ..SequentialConfig::default()
     };
     let Some(g) = g else { return base };
@@ -828,11 +865,6 @@ fn sequential(
             }
         }
     };
-    let metric_period = c.positive(
-        g.metric_period.as_ref(),
-        "gates.metric_period",
-        base.metric_period,
-    );
     if let (Some(v), true) = (&g.metric_period, production) {
         if metric_period < Duration::from_secs(60) {
             c.error_hint(
@@ -907,11 +939,7 @@ fn sequential(
         catastrophic_error_rate,
         catastrophic_min_requests,
         metric_period,
-        metric_delay: c.duration(
-            g.metric_delay.as_ref(),
-            "gates.metric_delay",
-            base.metric_delay,
-        ),
+        metric_delay,
         max_wait: c.duration(g.max_wait.as_ref(), "gates.max_wait", base.max_wait),
         on_no_data: c.choice(
             g.on_no_data.as_ref(),

@@ -5,13 +5,24 @@
 //! save, roll back, wait for the operator). Every branch of the bake is therefore a plain
 //! unit test, and the gate (threshold or sequential) has one place to live: [`Judge`].
 //!
+//! Time is counted in metric periods: each complete period (see `engine::periods`) adds its
+//! length to the observed bake, whatever the wall clock did; a poll that brought no new
+//! period adds nothing. A step's evidence starts `gates.weight_settle` after its first poll
+//! (taken right after its weights were set): earlier periods overlap the change. Corrections
+//! (late requests/5xx of a period already counted) are judged but add no time, and so are
+//! periods that overlap a blind spell (target health went unwatched). Target health
+//! and alarms are judged on every poll, period or not. A bake that has seen no new period for
+//! longer than publication explains (`metric_period + metric_delay + poll_interval`, plus
+//! the settle and one period before the first) says so once ([`Event::Notice`]).
+//!
 //! Rules kept from the contract (shift.rs): only observed time counts (the [`BakeClock`]);
 //! a step passes when its bake is observed *and* the gate says Pass; blind longer than
 //! `max_blind` pauses the step; a failed gate rolls back (or waits for the operator with
 //! `on_fail = "pause"`); Pause/Resume stop and start the clock; Advance ends the bake now.
 
 use crate::engine::event::{Command, Event};
-use crate::gate::{BakeClock, HealthSample, Signal, Verdict};
+use crate::engine::periods::Timing;
+use crate::gate::{verdict, BakeClock, HealthSample, Signal, Verdict};
 use crate::plan::{GateConfig, OnGateFail};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -54,11 +65,22 @@ impl Judge for ThresholdJudge<'_> {
 pub enum Input {
     /// An operator command (Abort and Rollback never get here: the driver stops on them).
     Command(Command),
-    /// A poll that observed health: the raw sample (blue/green as on the listener) and the
-    /// same sample oriented for the gate.
+    /// A poll that observed health: target health and alarms now (metrics empty), raw
+    /// (blue/green as on the listener) and oriented for the gate; `at` is the health
+    /// adapter's clock (Unix seconds). Adds no bake time.
+    Polled {
+        raw: HealthSample,
+        oriented: HealthSample,
+        at: i64,
+    },
+    /// One metric period `[start, start + length)` from the same poll, judged; a new period
+    /// adds `length` to the bake, a `correction` (late counts only) adds nothing.
     Observed {
-        raw: Box<HealthSample>,
-        oriented: Box<HealthSample>,
+        raw: HealthSample,
+        oriented: HealthSample,
+        start: i64,
+        length: Duration,
+        correction: bool,
     },
     /// A poll that could not observe.
     Blind { reason: String },
@@ -116,6 +138,24 @@ pub struct Bake<J> {
     operator_paused: bool,
     blind_paused: bool,
     told_no_data: bool,
+    timing: Timing,
+    settle: Duration,
+    poll: Duration,
+    /// Periods starting before this (Unix s) are not this step's evidence; set at the
+    /// first poll.
+    evidence_from: Option<i64>,
+    /// End of the latest period counted (Unix s).
+    counted_to: Option<i64>,
+    /// When the bake last counted a period (or started, or carried on).
+    progress_at: Instant,
+    told_waiting: bool,
+    /// Adapter time of the latest successful poll.
+    seen_at: Option<i64>,
+    /// The latest poll failed.
+    blind_now: bool,
+    /// Spans (Unix s) between a last successful poll and the next after failed ones:
+    /// nobody watched target health then, so periods touching them add no time.
+    unwatched: Vec<(i64, i64)>,
 }
 
 impl<J: Judge> Bake<J> {
@@ -141,6 +181,16 @@ impl<J: Judge> Bake<J> {
             operator_paused: false,
             blind_paused: false,
             told_no_data: false,
+            timing: Timing::new(gates.metric_period, gates.metric_delay),
+            settle: gates.weight_settle,
+            poll: gates.poll_interval,
+            evidence_from: None,
+            counted_to: None,
+            progress_at: now,
+            told_waiting: false,
+            seen_at: None,
+            blind_now: false,
+            unwatched: Vec::new(),
         }
     }
 
@@ -171,7 +221,14 @@ impl<J: Judge> Bake<J> {
     pub fn on(&mut self, now: Instant, input: Input) -> Step {
         match input {
             Input::Command(c) => self.command(now, c),
-            Input::Observed { raw, oriented } => self.observed(now, *raw, &oriented),
+            Input::Polled { raw, oriented, at } => self.polled(now, raw, oriented, at),
+            Input::Observed {
+                raw,
+                oriented,
+                start,
+                length,
+                correction,
+            } => self.observed(now, raw, oriented, start, length, correction),
             Input::Blind { reason } => self.blind(now, reason),
         }
     }
@@ -181,6 +238,8 @@ impl<J: Judge> Bake<J> {
         self.judge.restart();
         self.last = None;
         self.clock.resume(now);
+        self.progress_at = now;
+        self.told_waiting = false;
     }
 
     fn command(&mut self, now: Instant, c: Command) -> Step {
@@ -215,39 +274,118 @@ impl<J: Judge> Bake<J> {
         out
     }
 
-    fn observed(&mut self, now: Instant, raw: HealthSample, oriented: &HealthSample) -> Step {
+    fn polled(&mut self, now: Instant, raw: HealthSample, oriented: HealthSample, at: i64) -> Step {
         let mut out = Step::new();
-        self.clock.observed(now, true);
+        self.sighted(now, &mut out);
+        if std::mem::take(&mut self.blind_now) {
+            self.unwatched.push((self.seen_at.unwrap_or(i64::MIN), at));
+        }
+        self.seen_at = Some(at);
+        let settle = self.settle.as_secs() as i64 + i64::from(self.settle.subsec_nanos() > 0);
+        self.evidence_from.get_or_insert(at + settle);
+        // Target health and alarms need no metrics: judged now, without waiting a period.
+        let failing = verdict::target_health(&oriented).or_else(|| verdict::alarms(&oriented));
+        if let Some(Verdict::Fail { signal, reason }) = failing {
+            out.events.push(Event::Health {
+                sample: raw,
+                verdict: Verdict::Fail {
+                    signal,
+                    reason: reason.clone(),
+                },
+                baked_s: self.clock.baked().as_secs_f64(),
+                bake_s: self.bake.as_secs_f64(),
+            });
+            self.fail(now, signal, reason, &mut out);
+            return out;
+        }
+        self.maybe_tell_waiting(now, at, &mut out);
+        out
+    }
+
+    /// A poll succeeded: end a blind spell (and its pause).
+    fn sighted(&mut self, now: Instant, out: &mut Step) {
+        self.clock.seen(now);
         if self.blind_paused {
             self.blind_paused = false;
             if !self.operator_paused {
                 out.events.push(Event::Resumed);
             }
         }
-        let verdict = self.judge.judge(oriented);
+    }
+
+    /// No new period for longer than publication explains: say once what the bake waits
+    /// for and until when (again after the next period arrives).
+    fn maybe_tell_waiting(&mut self, now: Instant, at: i64, out: &mut Step) {
+        if self.told_waiting || self.clock.is_paused() || self.clock.done(self.bake) {
+            return;
+        }
+        let t = self.timing;
+        // A period is due `delay` after it ends and seen by the next poll; past that it is
+        // late (the grace, before an empty period counts, is exactly when to say so).
+        let mut patience = Duration::from_secs((t.period + t.delay) as u64) + self.poll;
+        if self.counted_to.is_none() {
+            patience += self.settle + Duration::from_secs(t.period as u64);
+        }
+        let waited = now.saturating_duration_since(self.progress_at);
+        if waited <= patience {
+            return;
+        }
+        self.told_waiting = true;
+        let from = self.evidence_from.unwrap_or(at);
+        // The first period wholly after `from`, or the one after the last counted.
+        let first = (from + t.period - 1).div_euclid(t.period) * t.period;
+        let next = self.counted_to.unwrap_or(first).max(first);
+        let due = next + t.period + t.delay;
+        out.events.push(Event::Notice {
+            message: format!(
+                "no new metric period for {:.0}s: waiting for CloudWatch to publish the period {}–{} UTC \
+                 (gates.metric_period {}s, up to gates.metric_delay {}s late); expected by {}, \
+                 counted as empty (no traffic) after {}; the bake stays at {:.0}s of {:.0}s",
+                waited.as_secs_f64(),
+                clock(next),
+                clock(next + t.period),
+                t.period,
+                t.delay,
+                clock(due),
+                clock(due + t.grace),
+                self.clock.baked().as_secs_f64(),
+                self.bake.as_secs_f64(),
+            ),
+        });
+    }
+
+    fn observed(
+        &mut self,
+        now: Instant,
+        raw: HealthSample,
+        oriented: HealthSample,
+        start: i64,
+        length: Duration,
+        correction: bool,
+    ) -> Step {
+        let mut out = Step::new();
+        self.sighted(now, &mut out);
+        if self.evidence_from.is_some_and(|from| start < from) {
+            // Overlaps the weight change (or precedes it): not this step's evidence.
+            return out;
+        }
+        let end = start + length.as_secs() as i64;
+        let watched = !self.unwatched.iter().any(|(a, b)| start < *b && end > *a);
+        let verdict = self.judge.judge(&oriented);
+        if !correction && watched && !matches!(verdict, Verdict::Fail { .. }) {
+            self.clock.add(length);
+            self.counted_to = Some(self.counted_to.map_or(end, |c| c.max(end)));
+            self.progress_at = now;
+            self.told_waiting = false;
+        }
         out.events.push(Event::Health {
             sample: raw,
             verdict: verdict.clone(),
             baked_s: self.clock.baked().as_secs_f64(),
             bake_s: self.bake.as_secs_f64(),
         });
-        if let Verdict::Fail { signal, reason } = &verdict {
-            out.events.push(Event::GateFailed {
-                index: self.index,
-                weight: self.weight,
-                signal: *signal,
-                reason: reason.clone(),
-            });
-            out.failed = Some((*signal, reason.clone()));
-            let why = format!("gate failed at {}%: {signal}: {reason}", self.weight);
-            out.next = match self.on_fail {
-                OnGateFail::Rollback => Next::RollBack { reason: why },
-                _ => {
-                    self.clock.pause(now);
-                    out.save = true;
-                    Next::AskOperator { reason: why }
-                }
-            };
+        if let Verdict::Fail { signal, reason } = verdict {
+            self.fail(now, signal, reason, &mut out);
             return out;
         }
         self.last = Some(verdict);
@@ -255,8 +393,29 @@ impl<J: Judge> Bake<J> {
         out
     }
 
+    /// A failed gate: record it, then roll back or ask the operator.
+    fn fail(&mut self, now: Instant, signal: Signal, reason: String, out: &mut Step) {
+        out.events.push(Event::GateFailed {
+            index: self.index,
+            weight: self.weight,
+            signal,
+            reason: reason.clone(),
+        });
+        out.failed = Some((signal, reason.clone()));
+        let why = format!("gate failed at {}%: {signal}: {reason}", self.weight);
+        out.next = match self.on_fail {
+            OnGateFail::Rollback => Next::RollBack { reason: why },
+            _ => {
+                self.clock.pause(now);
+                out.save = true;
+                Next::AskOperator { reason: why }
+            }
+        };
+    }
+
     fn blind(&mut self, now: Instant, reason: String) -> Step {
         let mut out = Step::new();
+        self.blind_now = true;
         self.clock.observed(now, false);
         let blind = self.clock.blind_for(now);
         out.events.push(Event::Blind {
@@ -276,6 +435,13 @@ impl<J: Judge> Bake<J> {
         out.save = true;
         out
     }
+}
+
+/// A Unix time as the operator reads it.
+fn clock(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 #[cfg(test)]
@@ -311,32 +477,56 @@ mod tests {
             on_fail,
             statistical: false,
             confidence: 0.95,
+            metric_period: Duration::from_secs(1),
+            metric_delay: Duration::from_secs(1),
+            weight_settle: Duration::ZERO,
+            sequential: crate::plan::SequentialConfig::default(),
         }
     }
 
-    fn seen() -> Input {
+    fn sample() -> HealthSample {
         let c = ColourSample {
             healthy: 2,
             requests: 100.0,
             ..ColourSample::default()
         };
-        let s = HealthSample {
+        HealthSample {
             blue: c.clone(),
             green: c,
             alarms: vec![],
-        };
+        }
+    }
+
+    /// A complete 1 s period starting at `start`.
+    fn period(start: i64) -> Input {
         Input::Observed {
-            raw: Box::new(s.clone()),
-            oriented: Box::new(s),
+            raw: sample(),
+            oriented: sample(),
+            start,
+            length: Duration::from_secs(1),
+            correction: false,
+        }
+    }
+
+    /// A poll's instantaneous part at Unix second `at`.
+    fn polled(at: i64, s: HealthSample) -> Input {
+        Input::Polled {
+            raw: s.clone(),
+            oriented: s,
+            at,
         }
     }
 
     fn bake(script: Vec<Verdict>, on_fail: OnGateFail, t0: Instant) -> Bake<Scripted> {
+        bake_with(script, gates(on_fail), t0)
+    }
+
+    fn bake_with(script: Vec<Verdict>, g: GateConfig, t0: Instant) -> Bake<Scripted> {
         Bake::new(
             0,
             10,
             Duration::from_secs(3),
-            &gates(on_fail),
+            &g,
             Scripted(script, 0),
             t0,
             Duration::ZERO,
@@ -354,17 +544,146 @@ mod tests {
         }
     }
 
+    fn notices(step: &Step) -> Vec<&str> {
+        step.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Notice { message } => Some(message.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn passes_once_observed_long_enough_and_passing() {
+    fn passes_once_enough_periods_are_observed_and_passing() {
         let t0 = Instant::now();
         let mut b = bake(vec![], OnGateFail::Rollback, t0);
-        for s in 0..=2 {
-            assert_eq!(b.on(at(t0, s), seen()).next, Next::Continue);
-            assert_eq!(b.check().next, Next::Continue, "only {s}s observed");
+        for s in 0..2 {
+            assert_eq!(b.on(at(t0, s), period(s as i64)).next, Next::Continue);
+            assert_eq!(b.check().next, Next::Continue, "only {s} periods observed");
         }
-        let step = b.on(at(t0, 3), seen());
-        assert!(step.save, "observed bake is saved after each poll");
+        let step = b.on(at(t0, 2), period(2));
+        assert!(step.save, "observed bake is saved after each period");
+        assert_eq!(b.baked(), Duration::from_secs(3));
         assert_eq!(b.check().next, Next::Passed { advanced: false });
+    }
+
+    #[test]
+    fn bake_time_is_periods_not_wall_time() {
+        let t0 = Instant::now();
+        let mut b = bake(vec![], OnGateFail::Rollback, t0);
+        // A minute of polls that bring no period adds nothing.
+        for s in 0..60 {
+            b.on(at(t0, s), polled(1000 + s as i64, sample()));
+        }
+        assert_eq!(b.baked(), Duration::ZERO);
+        assert_eq!(b.check().next, Next::Continue);
+        // Three periods published together, late, count three seconds.
+        for p in 1000..1003 {
+            b.on(at(t0, 61), period(p));
+        }
+        assert_eq!(b.baked(), Duration::from_secs(3));
+        assert_eq!(b.check().next, Next::Passed { advanced: false });
+    }
+
+    #[test]
+    fn periods_before_the_weights_settle_are_not_evidence() {
+        let t0 = Instant::now();
+        let mut g = gates(OnGateFail::Rollback);
+        g.weight_settle = Duration::from_secs(10);
+        let mut b = bake_with(vec![fail()], g, t0);
+        b.on(t0, polled(1000, sample()));
+        // The failing verdict is scripted first: periods that overlap the change never
+        // reach the judge.
+        for p in 995..1010 {
+            let step = b.on(at(t0, 20), period(p));
+            assert!(step.events.is_empty(), "period {p} is before the settle");
+        }
+        assert_eq!(b.baked(), Duration::ZERO);
+        let step = b.on(at(t0, 21), period(1010));
+        assert!(matches!(step.next, Next::RollBack { .. }));
+    }
+
+    #[test]
+    fn corrections_are_judged_but_add_no_time() {
+        let t0 = Instant::now();
+        let mut b = bake(vec![Verdict::Pass, fail()], OnGateFail::Rollback, t0);
+        b.on(t0, period(0));
+        let late = Input::Observed {
+            raw: sample(),
+            oriented: sample(),
+            start: 0,
+            length: Duration::from_secs(1),
+            correction: true,
+        };
+        let step = b.on(at(t0, 1), late);
+        assert_eq!(b.baked(), Duration::from_secs(1));
+        assert!(
+            matches!(step.next, Next::RollBack { .. }),
+            "late 5xx still fail the gate"
+        );
+    }
+
+    #[test]
+    fn unhealthy_targets_and_alarms_fail_without_waiting_for_a_period() {
+        let t0 = Instant::now();
+        let mut b = bake(vec![], OnGateFail::Rollback, t0);
+        let mut s = sample();
+        s.green.unhealthy = 1;
+        let step = b.on(t0, polled(1000, s));
+        assert!(matches!(step.next, Next::RollBack { ref reason } if reason.contains("unhealthy")));
+        let mut b = bake(vec![], OnGateFail::Rollback, t0);
+        let mut s = sample();
+        s.alarms = vec![crate::gate::AlarmState {
+            name: "shop-5xx".into(),
+            state: "ALARM".into(),
+        }];
+        let step = b.on(t0, polled(1000, s));
+        assert_eq!(step.failed.map(|f| f.0), Some(Signal::Alarm));
+    }
+
+    #[test]
+    fn a_wait_longer_than_publication_explains_is_told_once_with_its_deadline() {
+        let t0 = Instant::now();
+        let mut g = gates(OnGateFail::Rollback);
+        g.metric_period = Duration::from_secs(60);
+        g.metric_delay = Duration::from_secs(120);
+        g.weight_settle = Duration::from_secs(10);
+        let ten_minutes = Duration::from_secs(600);
+        let mut b = Bake::new(
+            0,
+            10,
+            ten_minutes,
+            &g,
+            Scripted(vec![], 0),
+            t0,
+            Duration::ZERO,
+        );
+        // Weights set at 10:00:00 (36000 s); the first period that counts is 10:01:00.
+        let mut told = vec![];
+        for s in (0..900).step_by(30) {
+            let step = b.on(at(t0, s), polled(36_000 + s as i64, sample()));
+            told.extend(notices(&step).into_iter().map(|n| (s, n.to_string())));
+        }
+        assert_eq!(told.len(), 1, "{told:?}");
+        let (when, text) = &told[0];
+        // Patience for the first period: 60 + 120 + 1 s poll + 10 settle + 60 alignment.
+        assert!(*when > 251 && *when <= 280, "{when}");
+        assert!(text.contains("10:01:00–10:02:00"), "{text}");
+        assert!(text.contains("expected by 10:04:00"), "{text}");
+        assert!(text.contains("after 10:06:00"), "{text}");
+        // A period arrives: the next long wait is told again.
+        let mut period = period(36_060);
+        if let Input::Observed { length, .. } = &mut period {
+            *length = Duration::from_secs(60);
+        }
+        b.on(at(t0, 900), period);
+        assert_eq!(b.baked(), Duration::from_secs(60));
+        let mut again = 0;
+        for s in (930..1500).step_by(30) {
+            again += notices(&b.on(at(t0, s), polled(36_000 + s as i64, sample()))).len();
+        }
+        assert_eq!(again, 1);
     }
 
     #[test]
@@ -374,7 +693,7 @@ mod tests {
         let mut b = bake(vec![nd; 10], OnGateFail::Rollback, t0);
         let mut notices = 0;
         for s in 0..8 {
-            b.on(at(t0, s), seen());
+            b.on(at(t0, s), period(s as i64));
             let c = b.check();
             assert_eq!(c.next, Next::Continue);
             notices += c.events.len();
@@ -386,8 +705,8 @@ mod tests {
     fn failed_gate_rolls_back_without_saving() {
         let t0 = Instant::now();
         let mut b = bake(vec![Verdict::Pass, fail()], OnGateFail::Rollback, t0);
-        b.on(at(t0, 0), seen());
-        let step = b.on(at(t0, 1), seen());
+        b.on(at(t0, 0), period(0));
+        let step = b.on(at(t0, 1), period(1));
         assert!(
             matches!(step.next, Next::RollBack { ref reason } if reason.contains("gate failed at 10%"))
         );
@@ -403,18 +722,19 @@ mod tests {
     fn failed_gate_with_pause_asks_and_judges_afresh() {
         let t0 = Instant::now();
         let mut b = bake(vec![fail()], OnGateFail::Pause, t0);
-        let step = b.on(at(t0, 0), seen());
+        let step = b.on(at(t0, 0), period(0));
         assert!(matches!(step.next, Next::AskOperator { .. }));
         assert!(step.save, "the failed gate is recorded before waiting");
-        b.carry_on(at(t0, 10));
-        for s in 11..=13 {
-            b.on(at(t0, s), seen());
-        }
         assert_eq!(
             b.baked(),
-            Duration::from_secs(3),
-            "time waiting does not count"
+            Duration::ZERO,
+            "a failing period is not baked time"
         );
+        b.carry_on(at(t0, 10));
+        for s in 11..=13 {
+            b.on(at(t0, s), period(s as i64));
+        }
+        assert_eq!(b.baked(), Duration::from_secs(3));
         assert_eq!(b.check().next, Next::Passed { advanced: false });
     }
 
@@ -422,8 +742,7 @@ mod tests {
     fn pause_stops_the_clock_and_resume_restarts_it() {
         let t0 = Instant::now();
         let mut b = bake(vec![], OnGateFail::Rollback, t0);
-        b.on(at(t0, 0), seen());
-        b.on(at(t0, 1), seen());
+        b.on(at(t0, 0), period(0));
         let p = b.on(at(t0, 1), Input::Command(Command::Pause));
         assert!(matches!(p.events[..], [Event::Paused { .. }]));
         assert!(b
@@ -431,13 +750,14 @@ mod tests {
             .events
             .is_empty());
         for s in 2..10 {
-            b.on(at(t0, s), seen());
+            b.on(at(t0, s), period(s as i64));
         }
         assert_eq!(b.baked(), Duration::from_secs(1));
         assert_eq!(b.check().next, Next::Continue, "paused never passes");
         let r = b.on(at(t0, 10), Input::Command(Command::Resume));
         assert_eq!(r.events, vec![Event::Resumed]);
-        b.on(at(t0, 12), seen());
+        b.on(at(t0, 11), period(10));
+        b.on(at(t0, 12), period(11));
         assert_eq!(b.baked(), Duration::from_secs(3));
         assert_eq!(b.check().next, Next::Passed { advanced: false });
     }
@@ -457,7 +777,7 @@ mod tests {
     fn blind_longer_than_max_blind_pauses_once_and_sight_resumes() {
         let t0 = Instant::now();
         let mut b = bake(vec![], OnGateFail::Rollback, t0);
-        b.on(at(t0, 0), seen());
+        b.on(at(t0, 0), polled(1000, sample()));
         let blind = || Input::Blind {
             reason: "throttled".into(),
         };
@@ -471,8 +791,14 @@ mod tests {
                 .count();
         }
         assert_eq!(paused, 1);
-        let back = b.on(at(t0, 9), seen());
+        let back = b.on(at(t0, 9), polled(1009, sample()));
         assert!(back.events.contains(&Event::Resumed));
+        // The spell's periods arrive late: judged, but nobody watched target health then.
+        for p in 1000..1009 {
+            b.on(at(t0, 9), period(p));
+        }
         assert_eq!(b.baked(), Duration::ZERO, "blind time never counts");
+        b.on(at(t0, 11), period(1009));
+        assert_eq!(b.baked(), Duration::from_secs(1));
     }
 }

@@ -41,7 +41,11 @@ impl Done {
 pub async fn run(phase: Phase, ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     match phase {
         Phase::Lock => Ok(Done::ok("held")),
-        Phase::Snapshot => snapshot::run(ctx).await,
+        Phase::Snapshot => {
+            // Before the first change: alarms exist, metrics readable.
+            super::preflight::run(ctx).await?;
+            snapshot::run(ctx).await
+        }
         Phase::Migrate => migrate::run(ctx).await,
         Phase::Assets => assets::run(ctx).await,
         Phase::Deploy => deploy::run(ctx).await,

@@ -3,8 +3,9 @@
 //! Contract, per step: intent = step index and start time in the ledger → read the
 //! listener's weights and set them only if they differ (expressed for the target colour:
 //! when green is live the target is blue) → read them back → bake: poll health every
-//! `gates.poll_interval`, judge this step's samples with the plan's gates, count only
-//! observed time (the BakeClock), save the observed bake to the ledger after each poll →
+//! `gates.poll_interval`, feed the bake its target health and alarms and each metric period
+//! completed since the last poll (`Health::poll`), judge them with the plan's gates, count
+//! only observed periods (the BakeClock), save the observed bake to the ledger after each poll →
 //! a manual gate waits for Approve (or `--auto-approve`) → the step is recorded passed.
 //!
 //! Blind polls do not advance the bake; blind longer than `max_blind` pauses the step
@@ -160,30 +161,57 @@ async fn bake(ctx: &mut Ctx<'_>, index: usize, weight: u8, bake: Duration) -> Re
         if let Some(advanced) = carry_out(ctx, &mut state, index, weight, checked).await? {
             return Ok(advanced);
         }
-        let input = match ctx.wait_until(next_poll).await? {
-            Some(c) => Input::Command(c),
+        let inputs = match ctx.wait_until(next_poll).await? {
+            Some(c) => vec![Input::Command(c)],
             None => {
                 next_poll = Instant::now() + poll;
                 ctx.tick().await?;
-                match ports.health.sample(poll).await {
-                    Ok(raw) => Input::Observed {
-                        oriented: Box::new(oriented(&raw, target)),
-                        raw: Box::new(raw),
-                    },
-                    Err(e) => Input::Blind {
+                match ports.health.poll().await {
+                    Ok(p) => {
+                        // Target health and alarms first (they need no period), then each
+                        // new period; the first one that ends the step wins.
+                        let mut inputs = vec![Input::Polled {
+                            oriented: oriented(&p.now, target),
+                            raw: p.now,
+                            at: p.at,
+                        }];
+                        inputs.extend(p.periods.into_iter().map(|ps| Input::Observed {
+                            oriented: oriented(&ps.sample, target),
+                            raw: ps.sample,
+                            start: ps.start,
+                            length: ps.length,
+                            correction: ps.correction,
+                        }));
+                        inputs
+                    }
+                    Err(e) => vec![Input::Blind {
                         reason: e.to_string(),
-                    },
+                    }],
                 }
             }
         };
-        let step = state.on(Instant::now(), input);
-        let asked = matches!(step.next, Next::AskOperator { .. });
-        if let Some(advanced) = carry_out(ctx, &mut state, index, weight, step).await? {
-            return Ok(advanced);
+        // One write per poll, however many periods it brought.
+        let mut dirty = false;
+        for input in inputs {
+            let mut step = state.on(Instant::now(), input);
+            if step.next == Next::Continue && step.save {
+                dirty = true;
+                step.save = false;
+            }
+            let asked = matches!(step.next, Next::AskOperator { .. });
+            if let Some(advanced) = carry_out(ctx, &mut state, index, weight, step).await? {
+                return Ok(advanced);
+            }
+            if asked {
+                // A fresh judgement from now: the operator chose to carry on.
+                next_poll = Instant::now();
+                dirty = false;
+                break;
+            }
         }
-        if asked {
-            // A fresh judgement from now: the operator chose to carry on.
-            next_poll = Instant::now();
+        if dirty {
+            ctx.rec().shift.baked_s = state.baked().as_secs_f64();
+            ctx.save().await?;
         }
     }
 }
