@@ -537,7 +537,11 @@ fn owner_killed_with_sigkill_takes_its_stage_down() {
     use std::io::BufRead;
     common::ensure_stage_venv();
     let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["stage::helper_hold_a_stage_until_killed", "--exact", "--nocapture"])
+        .args([
+            "stage::helper_hold_a_stage_until_killed",
+            "--exact",
+            "--nocapture",
+        ])
         .env("GLIDEPATH_TEST_HOLD_STAGE", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

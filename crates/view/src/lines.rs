@@ -84,6 +84,15 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             text::progress(*done, *total, unit, message.as_deref()),
         ),
         Event::Log { source, line } => ("log", format!("{source} | {line}")),
+        // The statistic next to where it would fail, per signal: the evidence, not a verdict.
+        Event::GateEvidence { evidence } => (
+            "evidence",
+            evidence
+                .iter()
+                .map(|e| e.summary.clone())
+                .collect::<Vec<_>>()
+                .join(" · "),
+        ),
         Event::Task {
             task_arn,
             status,

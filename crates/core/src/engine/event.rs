@@ -157,6 +157,11 @@ pub enum Event {
         baked_s: f64,
         bake_s: f64,
     },
+    /// The sequential gate's evidence after a period: per signal, the statistic and the
+    /// threshold at which it fails the gate.
+    GateEvidence {
+        evidence: Vec<crate::gate::Evidence>,
+    },
     /// A poll that could not observe (throttled, outage): bake time does not advance.
     Blind {
         reason: String,

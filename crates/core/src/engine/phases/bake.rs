@@ -22,17 +22,22 @@
 
 use crate::engine::event::{Command, Event};
 use crate::engine::periods::Timing;
-use crate::gate::{verdict, BakeClock, HealthSample, Signal, Verdict};
-use crate::plan::{GateConfig, OnGateFail};
+use crate::gate::{verdict, BakeClock, HealthSample, Judgement, SequentialGate, Signal, Verdict};
+use crate::plan::{GateConfig, OnGateFail, OnNoData};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// The gate a bake consults once per observed poll (the sample is oriented: `green` is the
 /// colour being released).
 pub trait Judge: Send {
-    fn judge(&mut self, sample: &HealthSample) -> Verdict;
+    fn judge(&mut self, sample: &HealthSample) -> Judgement;
     /// The operator chose to carry on after a failed gate: judge afresh from here.
     fn restart(&mut self);
+    /// The bake is over and the gate still lacks data after waiting `waited`: what the
+    /// plan says to do (None: keep waiting).
+    fn on_no_data(&self, _waited: Duration) -> Option<OnNoData> {
+        None
+    }
 }
 
 /// Today's threshold gate: every poll judges all of the step's samples so far.
@@ -51,12 +56,53 @@ impl<'g> ThresholdJudge<'g> {
 }
 
 impl Judge for ThresholdJudge<'_> {
-    fn judge(&mut self, sample: &HealthSample) -> Verdict {
+    fn judge(&mut self, sample: &HealthSample) -> Judgement {
         self.samples.push(sample.clone());
-        crate::gate::judge(&self.samples, self.gates)
+        Judgement {
+            verdict: crate::gate::judge(&self.samples, self.gates),
+            evidence: Vec::new(),
+        }
     }
     fn restart(&mut self) {
         self.samples.clear();
+    }
+}
+
+/// The sequential gate: one e-process per signal for the whole release (its false-rollback
+/// budget spans every step), so the same gate is lent to each step's bake.
+pub struct SequentialJudge<'g> {
+    gates: &'g GateConfig,
+    steps: usize,
+    step: usize,
+    gate: &'g mut SequentialGate,
+}
+
+impl<'g> SequentialJudge<'g> {
+    pub fn new(
+        gates: &'g GateConfig,
+        steps: usize,
+        step: usize,
+        gate: &'g mut SequentialGate,
+    ) -> Self {
+        SequentialJudge {
+            gates,
+            steps,
+            step,
+            gate,
+        }
+    }
+}
+
+impl Judge for SequentialJudge<'_> {
+    fn judge(&mut self, sample: &HealthSample) -> Judgement {
+        self.gate.observe(self.step, sample)
+    }
+    fn restart(&mut self) {
+        // A failure sticks in the gate; carrying on means a fresh one (and a fresh budget).
+        *self.gate = SequentialGate::new(self.gates, self.steps);
+    }
+    fn on_no_data(&self, waited: Duration) -> Option<OnNoData> {
+        self.gate.no_data_action(waited)
     }
 }
 
@@ -138,6 +184,8 @@ pub struct Bake<J> {
     operator_paused: bool,
     blind_paused: bool,
     told_no_data: bool,
+    /// When the bake was first over without a passing gate.
+    no_data_since: Option<Instant>,
     timing: Timing,
     settle: Duration,
     poll: Duration,
@@ -181,6 +229,7 @@ impl<J: Judge> Bake<J> {
             operator_paused: false,
             blind_paused: false,
             told_no_data: false,
+            no_data_since: None,
             timing: Timing::new(gates.metric_period, gates.metric_delay),
             settle: gates.weight_settle,
             poll: gates.poll_interval,
@@ -201,18 +250,52 @@ impl<J: Judge> Bake<J> {
 
     /// Before waiting for the next poll: has the step passed, or should the operator hear
     /// that the bake is up without a verdict?
-    pub fn check(&mut self) -> Step {
+    pub fn check(&mut self, now: Instant) -> Step {
         let mut out = Step::new();
         let passing = matches!(self.last, Some(Verdict::Pass));
         if !self.clock.is_paused() && self.clock.done(self.bake) && passing {
             out.next = Next::Passed { advanced: false };
             return out;
         }
-        if self.clock.done(self.bake) && !passing && self.last.is_some() && !self.told_no_data {
+        if !(self.clock.done(self.bake) && !passing && self.last.is_some()) {
+            return out;
+        }
+        let since = *self.no_data_since.get_or_insert(now);
+        if !self.told_no_data {
             self.told_no_data = true;
             out.events.push(Event::Notice {
                 message: "the bake time is up but the gate has not passed yet (not enough data); still watching — Advance skips".into(),
             });
+        }
+        let waited = now.saturating_duration_since(since);
+        let why = |what: &str| {
+            format!(
+                "step {} at {}% baked but the gate still lacks data after waiting {:.0}s more (gates.max_wait); gates.on_no_data says {what}",
+                self.index + 1,
+                self.weight,
+                waited.as_secs_f64()
+            )
+        };
+        match self.judge.on_no_data(waited) {
+            None => {}
+            Some(OnNoData::Proceed) => {
+                out.events.push(Event::Notice {
+                    message: why("proceed"),
+                });
+                out.next = Next::Passed { advanced: false };
+            }
+            Some(OnNoData::Rollback) => {
+                out.next = Next::RollBack {
+                    reason: why("roll back"),
+                }
+            }
+            Some(OnNoData::Pause) => {
+                self.no_data_since = None;
+                self.clock.pause(now);
+                out.next = Next::AskOperator {
+                    reason: why("pause"),
+                };
+            }
         }
         out
     }
@@ -371,7 +454,7 @@ impl<J: Judge> Bake<J> {
         }
         let end = start + length.as_secs() as i64;
         let watched = !self.unwatched.iter().any(|(a, b)| start < *b && end > *a);
-        let verdict = self.judge.judge(&oriented);
+        let Judgement { verdict, evidence } = self.judge.judge(&oriented);
         if !correction && watched && !matches!(verdict, Verdict::Fail { .. }) {
             self.clock.add(length);
             self.counted_to = Some(self.counted_to.map_or(end, |c| c.max(end)));
@@ -384,6 +467,9 @@ impl<J: Judge> Bake<J> {
             baked_s: self.clock.baked().as_secs_f64(),
             bake_s: self.bake.as_secs_f64(),
         });
+        if !evidence.is_empty() {
+            out.events.push(Event::GateEvidence { evidence });
+        }
         if let Verdict::Fail { signal, reason } = verdict {
             self.fail(now, signal, reason, &mut out);
             return out;
@@ -453,10 +539,13 @@ mod tests {
     struct Scripted(Vec<Verdict>, usize);
 
     impl Judge for Scripted {
-        fn judge(&mut self, _: &HealthSample) -> Verdict {
-            let v = self.0.get(self.1).cloned().unwrap_or(Verdict::Pass);
+        fn judge(&mut self, _: &HealthSample) -> Judgement {
+            let verdict = self.0.get(self.1).cloned().unwrap_or(Verdict::Pass);
             self.1 += 1;
-            v
+            Judgement {
+                verdict,
+                evidence: Vec::new(),
+            }
         }
         fn restart(&mut self) {
             self.1 = 0;
@@ -560,12 +649,19 @@ mod tests {
         let mut b = bake(vec![], OnGateFail::Rollback, t0);
         for s in 0..2 {
             assert_eq!(b.on(at(t0, s), period(s as i64)).next, Next::Continue);
-            assert_eq!(b.check().next, Next::Continue, "only {s} periods observed");
+            assert_eq!(
+                b.check(Instant::now()).next,
+                Next::Continue,
+                "only {s} periods observed"
+            );
         }
         let step = b.on(at(t0, 2), period(2));
         assert!(step.save, "observed bake is saved after each period");
         assert_eq!(b.baked(), Duration::from_secs(3));
-        assert_eq!(b.check().next, Next::Passed { advanced: false });
+        assert_eq!(
+            b.check(Instant::now()).next,
+            Next::Passed { advanced: false }
+        );
     }
 
     #[test]
@@ -577,13 +673,16 @@ mod tests {
             b.on(at(t0, s), polled(1000 + s as i64, sample()));
         }
         assert_eq!(b.baked(), Duration::ZERO);
-        assert_eq!(b.check().next, Next::Continue);
+        assert_eq!(b.check(Instant::now()).next, Next::Continue);
         // Three periods published together, late, count three seconds.
         for p in 1000..1003 {
             b.on(at(t0, 61), period(p));
         }
         assert_eq!(b.baked(), Duration::from_secs(3));
-        assert_eq!(b.check().next, Next::Passed { advanced: false });
+        assert_eq!(
+            b.check(Instant::now()).next,
+            Next::Passed { advanced: false }
+        );
     }
 
     #[test]
@@ -694,7 +793,7 @@ mod tests {
         let mut notices = 0;
         for s in 0..8 {
             b.on(at(t0, s), period(s as i64));
-            let c = b.check();
+            let c = b.check(Instant::now());
             assert_eq!(c.next, Next::Continue);
             notices += c.events.len();
         }
@@ -735,7 +834,10 @@ mod tests {
             b.on(at(t0, s), period(s as i64));
         }
         assert_eq!(b.baked(), Duration::from_secs(3));
-        assert_eq!(b.check().next, Next::Passed { advanced: false });
+        assert_eq!(
+            b.check(Instant::now()).next,
+            Next::Passed { advanced: false }
+        );
     }
 
     #[test]
@@ -753,13 +855,20 @@ mod tests {
             b.on(at(t0, s), period(s as i64));
         }
         assert_eq!(b.baked(), Duration::from_secs(1));
-        assert_eq!(b.check().next, Next::Continue, "paused never passes");
+        assert_eq!(
+            b.check(Instant::now()).next,
+            Next::Continue,
+            "paused never passes"
+        );
         let r = b.on(at(t0, 10), Input::Command(Command::Resume));
         assert_eq!(r.events, vec![Event::Resumed]);
         b.on(at(t0, 11), period(10));
         b.on(at(t0, 12), period(11));
         assert_eq!(b.baked(), Duration::from_secs(3));
-        assert_eq!(b.check().next, Next::Passed { advanced: false });
+        assert_eq!(
+            b.check(Instant::now()).next,
+            Next::Passed { advanced: false }
+        );
     }
 
     #[test]

@@ -15,14 +15,14 @@
 //! Rollback rolls back now, Abort leaves traffic where it is. Resume continues the
 //! recorded step with the bake observed so far.
 
-use super::bake::{Bake, Input, Judge, Next, Step as BakeStep, ThresholdJudge};
+use super::bake::{Bake, Input, Judge, Next, SequentialJudge, Step as BakeStep, ThresholdJudge};
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
 use crate::engine::ledger::{GateRecord, LedgerWeights};
 use crate::engine::ports::Weights;
-use crate::gate::HealthSample;
-use crate::plan::GateMode;
+use crate::gate::{HealthSample, SequentialGate};
+use crate::plan::{GateMode, JudgeMode};
 use chrono::Utc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -86,6 +86,10 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     let steps = ctx.plan.steps.clone();
     let target = ctx.target();
     let start = ctx.record.value.shift.step;
+    let gates = &ctx.plan.gates;
+    // One sequential gate for the whole release: its budget is shared by every step. A
+    // resumed release starts a fresh one (the e-values are not in the ledger).
+    let mut sequential = SequentialGate::new(gates, steps.len());
     for (index, step) in steps.iter().enumerate().skip(start) {
         if ctx.record.value.shift.step_started_at.is_none() {
             let sh = &mut ctx.rec().shift;
@@ -103,7 +107,16 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         });
         set_weights(ctx, weights_for(target, step.weight)).await?;
         record_weights(ctx, weights_for(target, step.weight));
-        let advanced = bake(ctx, index, step.weight, step.bake).await?;
+        let advanced = match gates.sequential.mode {
+            JudgeMode::Threshold => {
+                let judge = ThresholdJudge::new(gates);
+                bake(ctx, index, step.weight, step.bake, judge).await?
+            }
+            JudgeMode::Sequential => {
+                let judge = SequentialJudge::new(gates, steps.len(), index, &mut sequential);
+                bake(ctx, index, step.weight, step.bake, judge).await?
+            }
+        };
 
         if step.gate == GateMode::Manual && !ctx.record.value.shift.approved && !advanced {
             approve(ctx, index, step.weight).await?;
@@ -139,13 +152,18 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
 
 /// Bake one step. Ok(true) when the operator advanced past it. The decisions are
 /// [`Bake`]'s (pure); this loop waits, polls, and carries them out.
-async fn bake(ctx: &mut Ctx<'_>, index: usize, weight: u8, bake: Duration) -> Result<bool, Stop> {
+async fn bake<J: Judge>(
+    ctx: &mut Ctx<'_>,
+    index: usize,
+    weight: u8,
+    bake: Duration,
+    judge: J,
+) -> Result<bool, Stop> {
     let (ports, plan) = (ctx.ports, ctx.plan);
     let gates = &plan.gates;
     let target = ctx.target();
     let poll = gates.poll_interval.max(Duration::from_millis(100));
     let baked_before = Duration::from_secs_f64(ctx.record.value.shift.baked_s.max(0.0));
-    let judge = ThresholdJudge::new(gates);
     let mut state = Bake::new(
         index,
         weight,
@@ -157,7 +175,7 @@ async fn bake(ctx: &mut Ctx<'_>, index: usize, weight: u8, bake: Duration) -> Re
     );
     let mut next_poll = Instant::now();
     loop {
-        let checked = state.check();
+        let checked = state.check(Instant::now());
         if let Some(advanced) = carry_out(ctx, &mut state, index, weight, checked).await? {
             return Ok(advanced);
         }
