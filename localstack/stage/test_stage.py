@@ -88,6 +88,7 @@ class World(unittest.TestCase):
     """A stage plus a tiny world (VPC, ALB 90/10 blue/green, ECS services, DB); no tests itself."""
 
     SCENARIO = TEST_SCENARIO  # TOML text, or a scenario name
+    ARGS = ()  # more stage.py arguments
 
     @classmethod
     def setUpClass(cls):
@@ -97,7 +98,7 @@ class World(unittest.TestCase):
             cls.scenario_file.write(scenario)
             cls.scenario_file.close()
             scenario = cls.scenario_file.name
-        cls.proc, cls.url, cls.ready_s = start_stage("--scenario", scenario, "--tick", "0.2")
+        cls.proc, cls.url, cls.ready_s = start_stage("--scenario", scenario, "--tick", "0.2", *cls.ARGS)
         print(f"\nstage ready in {cls.ready_s:.2f}s at {cls.url}", file=sys.stderr)
         cfg = Config(region_name="us-east-1", retries={"mode": "standard", "total_max_attempts": 1}, s3={"addressing_style": "path"})
         kw = dict(endpoint_url=cls.url, aws_access_key_id="test", aws_secret_access_key="test", config=cfg)
@@ -324,6 +325,38 @@ class ScenarioTriggerTest(World):
                 sum(r for (n, _), (r, _) in ticks.items() if n == name) for name in ("shop-blue", "shop-green")}
         self.assertAlmostEqual(rate["shop-green"], 0.3, delta=0.08)
         self.assertLess(rate["shop-blue"], 0.05)  # room for a blip on the live colour
+
+
+class AlbTimingTest(World):
+    """The running stage in ALB-like mode, sped up: 2 s periods published 1-2 s late."""
+
+    SCENARIO = "[metrics]\nperiod_s = 2\npublish_delay_s = [1, 2]\n[traffic]\nweight_delay_s = 1\n"
+    ARGS = ("--seed", "42")
+
+    def test_periods_arrive_late_and_aligned(self):
+        self.assertIn("stage seed 42\n", stage_stderr(self.proc))
+        state = self.control("GET", "/_stage/state")
+        self.assertEqual((state["seed"], state["metrics"]["mode"], state["weight_delay_s"]), (42, "alb", 1.0))
+        dims = [{"Name": "TargetGroup", "Value": self.tg["blue"].split(":")[-1]},
+                {"Name": "LoadBalancer", "Value": self.lb_arn.split(":loadbalancer/")[1]}]
+
+        def periods():
+            end = datetime.now(timezone.utc).replace(microsecond=0)
+            end -= timedelta(seconds=end.second % 2)  # aligned windows: one period per bucket
+            res = self.cw.get_metric_data(StartTime=end - timedelta(seconds=60), EndTime=end, MetricDataQueries=[{
+                "Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                                                     "Dimensions": dims}, "Period": 2, "Stat": "Sum"}}])
+            r = res["MetricDataResults"][0]
+            return [(ts, v) for ts, v in zip(r["Timestamps"], r["Values"]) if v > 0]
+        got = wait_for("a published period with traffic", periods, timeout=20)
+        for ts, value in got:
+            self.assertEqual(ts.timestamp() % 2, 0)
+            # a whole period: 2 s of 90% of 400 rps, Poisson noise (the first may be partial)
+            self.assertLess(value, 900)
+            self.assertLess(datetime.now(timezone.utc) - ts, timedelta(seconds=60))
+        blue = self.control("GET", "/_stage/state")["target_groups"]["shop-blue"]["metrics_periods"]
+        self.assertEqual(blue["period_s"], 2)
+        self.assertIsNotNone(blue["last_written"])
 
 
 class BadInputTest(unittest.TestCase):
