@@ -114,7 +114,7 @@ class Traffic:
                     if elb.tagging_service.get_tag_dict_for_resource(listener.arn).get(ROLE_TAG) == "test":
                         continue
                     for rule in list(listener.rules.values()):
-                        # moto swaps the default rule object on ModifyListener: key it by listener
+                        # a default rule's moto ARN is made from id(): key it by its listener
                         key = f"{listener.arn}#default" if getattr(rule, "is_default", False) else rule.arn
                         yield from self.rule_groups(elb, lb, key, rule, clock)
 
@@ -122,12 +122,14 @@ class Traffic:
         weights = forward_weights(rule.actions)
         split = self.splits.setdefault(key, Split(weights))
         serving = dict(split.observe(weights, clock, self.stage.scenario.weight_delay_s))
-        total = sum(w for _, w in weights)
-        serving_total = sum(serving.values())
+        configured = dict(weights)
+        total, serving_total = sum(configured.values()), sum(serving.values())
         groups = []
-        for arn, w in weights:
+        # A group just dropped from the rule still serves until the change lands.
+        for arn in dict.fromkeys([*configured, *serving]):
             tg = elb.target_groups.get(arn)
             if tg is not None:
+                w = configured.get(arn, 0)
                 groups.append((tg, w, 100.0 * w / total if total else 0.0,
                                100.0 * serving.get(arn, 0) / serving_total if serving_total else 0.0))
         if groups:
