@@ -1,7 +1,8 @@
 """Tests for the stage: a smoke test of the running stage driven with boto3 (the authoritative
 tests are the Rust ones), and the traffic model in-process with a test-driven clock.
 
-    $(scripts/setup-stage)/bin/python localstack/stage/test_stage.py -v
+    venv="$(scripts/setup-stage | tail -n 1)"
+    (cd localstack/stage && "$venv/bin/python" -m unittest -q test_stage)
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import json
 import math
 import os
 import random
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -317,13 +318,14 @@ class ScenarioTriggerTest(World):
         wait_for("fault active", lambda: self.control("GET", "/_stage/state")["active_faults"])
         # Until green's targets register, its requests are ELB 5xx; measure after that, per tick.
         wait_for("green targets", lambda: self.control("GET", "/_stage/state")["target_groups"]["shop-green"]["targets"])
-        # Counts are random now: 50/50 gives each colour ~300 requests in 3 s, enough to tell 0.3 from 0.002.
+        # Counts are random now: 50/50 gives each colour ~400 requests in 4 s, so green's rate
+        # is within 0.1 of 0.3 by over 4 standard deviations.
         self.elb.modify_listener(ListenerArn=self.listener, DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
             {"TargetGroupArn": self.tg["blue"], "Weight": 50}, {"TargetGroupArn": self.tg["green"], "Weight": 50}]}}])
-        ticks = self.collect_ticks(3.0)
+        ticks = self.collect_ticks(4.0)
         rate = {name: sum(e for (n, _), (_, e) in ticks.items() if n == name) /
                 sum(r for (n, _), (r, _) in ticks.items() if n == name) for name in ("shop-blue", "shop-green")}
-        self.assertAlmostEqual(rate["shop-green"], 0.3, delta=0.08)
+        self.assertAlmostEqual(rate["shop-green"], 0.3, delta=0.1)
         self.assertLess(rate["shop-blue"], 0.05)  # room for a blip on the live colour
 
 
