@@ -26,6 +26,7 @@ class Profile:
 
     error_rate: float = 0.002
     latency_ms: float = 80.0
+    latency_spread: float = 0.25  # lognormal sigma of TargetResponseTime: p95 is about 1.45x the mean
 
 
 @dataclass
@@ -45,6 +46,28 @@ class Fault:
 
 
 @dataclass
+class Metrics:
+    """When datapoints reach CloudWatch. "fast": every tick, at once (the default);
+    "alb": summed per period_s and written with the period's start time publish_delay_s
+    after the period ends, as ALBs do (standard resolution, minutes late)."""
+
+    period_s: int = 1
+    publish_delay_s: tuple[float, float] = (0.0, 0.0)  # drawn per period, uniformly in [lo, hi]
+    revise: bool = False  # also write a small late part of each period after a second delay
+    mode: str = "fast"
+
+
+@dataclass
+class Blips:
+    """Short random bursts on the live colour, so a healthy world is not perfectly flat."""
+
+    every_s: float = 300.0  # mean seconds between blips per live target group (0: none)
+    seconds: float = 2.0
+    error_rate: float = 0.01  # added to the target 5xx share during a 5xx blip
+    latency_factor: float = 1.3  # latency multiplier during a slow blip
+
+
+@dataclass
 class Scenario:
     name: str
     description: str = ""
@@ -60,6 +83,11 @@ class Scenario:
     )
     deploy_seconds: float = 2.0
     rps: float = 200.0
+    seed: int | None = None  # None until stage.py picks one (--seed, [traffic] seed, or random)
+    noise: str = "random"  # "random" | "smooth" (deterministic counts, stratified latencies)
+    weight_delay_s: float = 0.0  # a listener weight change reaches the traffic this much later
+    metrics: Metrics = field(default_factory=Metrics)
+    blips: Blips = field(default_factory=Blips)
     blue: Profile = field(default_factory=Profile)
     green: Profile = field(default_factory=Profile)
     faults: list[Fault] = field(default_factory=list)
@@ -128,10 +156,47 @@ def _number(table: dict, key: str, where: str, default, lo=0.0, hi=None):
 
 def _profile(data: dict, colour: str) -> Profile:
     t = _table(data, colour)
-    _only(t, {"error_rate", "latency_ms"}, f"[{colour}]")
+    _only(t, {"error_rate", "latency_ms", "latency_spread"}, f"[{colour}]")
     return Profile(
         error_rate=_number(t, "error_rate", colour, 0.002, 0.0, 1.0),
         latency_ms=_number(t, "latency_ms", colour, 80.0, 0.0),
+        latency_spread=_number(t, "latency_spread", colour, 0.25, 0.0, 3.0),
+    )
+
+
+def _metrics(data: dict) -> Metrics:
+    t = _table(data, "metrics")
+    _only(t, {"period_s", "publish_delay_s", "revise"}, "[metrics]")
+    period = _number(t, "period_s", "metrics", 1, 1, 3600)
+    if not period.is_integer():  # CloudWatch periods are whole seconds
+        raise ScenarioError(f"metrics.period_s must be a whole number of seconds, got {period}")
+    revise = t.get("revise", False)
+    if not isinstance(revise, bool):
+        raise ScenarioError(f"metrics.revise must be true or false, got {revise!r}")
+    delay = t.get("publish_delay_s")
+    if isinstance(delay, list):
+        if len(delay) != 2:
+            raise ScenarioError(f"metrics.publish_delay_s must be a number or [lo, hi], got {delay!r}")
+        lo = _number({"lo": delay[0]}, "lo", "metrics.publish_delay_s", 0)
+        hi = _number({"hi": delay[1]}, "hi", "metrics.publish_delay_s", 0, lo)
+    elif delay is not None:
+        lo = hi = _number(t, "publish_delay_s", "metrics", 0)
+    # Any of these keys asks for ALB-like timing; without them the stage stays in fast mode.
+    alb = period != 1 or delay is not None or revise
+    if delay is None:
+        lo, hi = (60.0, 150.0) if alb else (0.0, 0.0)  # what ALB metrics show on AWS
+    return Metrics(period_s=int(period), publish_delay_s=(lo, hi), revise=revise, mode="alb" if alb else "fast")
+
+
+def _blips(data: dict) -> Blips:
+    t = _table(data, "blips")
+    _only(t, {"every_s", "seconds", "error_rate", "latency_factor"}, "[blips]")
+    b = Blips()
+    return Blips(
+        every_s=_number(t, "every_s", "blips", b.every_s),
+        seconds=_number(t, "seconds", "blips", b.seconds),
+        error_rate=_number(t, "error_rate", "blips", b.error_rate, 0.0, 1.0),
+        latency_factor=_number(t, "latency_factor", "blips", b.latency_factor, 1.0),
     )
 
 
@@ -177,7 +242,7 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
 
 
 def parse(data: dict, name: str) -> Scenario:
-    _only(data, {"description", "snapshot", "migration", "deploy", "traffic", "blue", "green", "faults"}, "the top level")
+    _only(data, {"description", "snapshot", "migration", "deploy", "traffic", "metrics", "blips", "blue", "green", "faults"}, "the top level")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("description must be a string")
@@ -189,7 +254,7 @@ def parse(data: dict, name: str) -> Scenario:
     dep = _table(data, "deploy")
     _only(dep, {"seconds"}, "[deploy]")
     traffic = _table(data, "traffic")
-    _only(traffic, {"rps"}, "[traffic]")
+    _only(traffic, {"rps", "seed", "noise", "weight_delay_s"}, "[traffic]")
 
     sc = Scenario(name=name, description=description)
     sc.snapshot_seconds = _number(snap, "seconds", "snapshot", sc.snapshot_seconds)
@@ -205,6 +270,18 @@ def parse(data: dict, name: str) -> Scenario:
         sc.migration_lines = lines
     sc.deploy_seconds = _number(dep, "seconds", "deploy", sc.deploy_seconds)
     sc.rps = _number(traffic, "rps", "traffic", sc.rps)
+    seed = traffic.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ScenarioError(f"traffic.seed must be a whole number >= 0, got {seed!r}")
+    sc.seed = seed
+    sc.noise = traffic.get("noise", "random")
+    if sc.noise not in ("random", "smooth"):
+        raise ScenarioError(f"traffic.noise must be \"random\" or \"smooth\", got {sc.noise!r}")
+    sc.metrics = _metrics(data)
+    sc.blips = _blips(data)
+    # A weight change takes ~10 s to reach an ALB's data plane; fast mode keeps it instant.
+    default_delay = 10.0 if sc.metrics.mode == "alb" else 0.0
+    sc.weight_delay_s = _number(traffic, "weight_delay_s", "traffic", default_delay)
     sc.blue = _profile(data, "blue")
     sc.green = _profile(data, "green")
 

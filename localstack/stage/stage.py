@@ -1,6 +1,6 @@
 """glidepath rehearsal stage: a local AWS world on one loopback port, no Docker, no account.
 
-    python localstack/stage/stage.py --port 4566 [--host 127.0.0.1] [--scenario NAME_OR_PATH] [--tick 0.5]
+    python localstack/stage/stage.py --port 4566 [--host 127.0.0.1] [--scenario NAME_OR_PATH] [--tick 0.5] [--seed N]
 
 moto's server runs in-process behind our own WSGI middleware (control endpoint, outages,
 request counts, CloudWatch rpc-v2-cbor), and a stagehand thread plays what moto leaves
@@ -15,6 +15,7 @@ import argparse
 import errno
 import ipaddress
 import os
+import random
 import signal
 import socket
 import sys
@@ -40,10 +41,13 @@ def parse_args(argv):
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     p.add_argument("--scenario", default="happy", help="name in localstack/scenarios/ or path to a .toml (default happy)")
     p.add_argument("--tick", type=float, default=0.5, help="stagehand tick in seconds (default 0.5)")
+    p.add_argument("--seed", type=int, help="seed for the traffic noise (default: [traffic] seed, else random)")
     p.add_argument("--log-requests", action="store_true", help="log every HTTP request to stderr")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         fail(f"--port must be 0..65535, got {args.port}")
+    if args.seed is not None and args.seed < 0:
+        fail(f"--seed must be >= 0, got {args.seed}")
     if not 0.01 <= args.tick <= 60:
         fail(f"--tick must be between 0.01 and 60 seconds, got {args.tick}")
     try:
@@ -66,6 +70,10 @@ def main(argv=None) -> int:
         scenario = load(args.scenario)
     except ScenarioError as e:
         fail(str(e))
+    if args.seed is not None:
+        scenario.seed = args.seed
+    elif scenario.seed is None:
+        scenario.seed = random.SystemRandom().randrange(1, 2**31)
 
     # Dummy credentials so moto never goes looking for real ones.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "stage")
@@ -114,6 +122,8 @@ def main(argv=None) -> int:
     stagehand.start()
 
     host = f"[{args.host}]" if ":" in args.host else args.host
+    # Printed before ready, so whoever keeps the stage's stderr can replay the run (--seed N).
+    print(f"stage seed {scenario.seed}", file=sys.stderr, flush=True)
     print(f"stage ready on http://{host}:{server.port}", flush=True)
     print(f"stage: scenario {scenario.name}, tick {args.tick}s, ready in {time.monotonic() - STARTED:.2f}s",
           file=sys.stderr, flush=True)

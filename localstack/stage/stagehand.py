@@ -130,12 +130,12 @@ class Stagehand:
     # --- faults --------------------------------------------------------------------------------
 
     def colour_percent(self, colour: str) -> float:
-        """Highest forward weight (percent) any target group of this colour has in any rule right now."""
+        """Highest forward weight (percent) any target group of this colour is served with in any rule."""
         best = 0.0
-        for elb, _lb, groups in self.traffic.forwarding_rules():
-            for tg, _w, percent in groups:
+        for elb, _lb, groups in self.traffic.forwarding_rules(self.clock()):
+            for tg, _w, _percent, serving in groups:  # the data plane's split: when traffic arrives
                 if tg_colour(elb, tg) == colour:
-                    best = max(best, percent)
+                    best = max(best, serving)
         return best
 
     def update_faults(self, clock: float) -> None:
@@ -396,15 +396,19 @@ class Stagehand:
 
     def state(self) -> dict:
         groups = {}
-        for elb, lb, listed in self.traffic.forwarding_rules():
-            for tg, weight, percent in listed:
-                meter = self.traffic.meters.get(tg.arn)
+        traffic, wall = self.traffic, time.time()
+        for elb, lb, listed in traffic.forwarding_rules(self.clock()):
+            for tg, weight, percent, serving in listed:
+                meter = traffic.meters.get(tg.arn)
                 groups[tg.name] = {
                     "arn": tg.arn, "colour": tg_colour(elb, tg), "load_balancer": lb.name,
-                    "weight": weight, "percent": round(percent, 3), "targets": sorted(tg.targets),
-                    "unhealthy": self.effect(tg_colour(elb, tg)).unhealthy,
+                    "weight": weight, "percent": round(percent, 3), "serving_percent": round(serving, 3),
+                    "targets": sorted(tg.targets), "unhealthy": self.effect(tg_colour(elb, tg)).unhealthy,
+                    "blip": meter.blip[0] if meter and meter.blip else None,
                     "last_metrics": meter.last if meter else None,
                 }
+                if traffic.periods is not None:
+                    groups[tg.name]["metrics_periods"] = traffic.periods.summary(tg.arn, wall)
         services = {}
         for play in self.services.values():
             s = play.service
@@ -420,9 +424,15 @@ class Stagehand:
         } for p in self.tasks.values()]
         snapshots = {getattr(s, "snapshot_id", None) or getattr(s, "db_snapshot_identifier", "?"):
                      {"status": s.status, "percent": s.percent_progress} for s, _ in self.snapshots.values()}
+        m = self.scenario.metrics
         return {
             "clock_s": round(self.clock(), 3),
             "tick_s": self.tick_s,
+            "seed": traffic.seed,
+            "noise": self.scenario.noise,
+            "metrics": {"mode": m.mode, "period_s": m.period_s, "publish_delay_s": list(m.publish_delay_s),
+                        "revise": m.revise},
+            "weight_delay_s": self.scenario.weight_delay_s,
             "scenario": {"name": self.scenario.name, "description": self.scenario.description},
             "faults": [p.to_json() for p in self.faults],
             "active_faults": [f.to_json() for f in self.active()],

@@ -1,17 +1,24 @@
-"""Smoke test for the stage, driven with boto3 (the authoritative tests are the Rust ones).
+"""Tests for the stage: a smoke test of the running stage driven with boto3 (the authoritative
+tests are the Rust ones), and the traffic model in-process with a test-driven clock.
 
-    $(scripts/setup-stage)/bin/python localstack/stage/test_stage.py -v
+    venv="$(scripts/setup-stage | tail -n 1)"
+    (cd localstack/stage && "$venv/bin/python" -m unittest -q test_stage)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import tomllib
 import unittest
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -20,7 +27,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-STAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stage.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+STAGE = os.path.join(HERE, "stage.py")
+sys.path.insert(0, HERE)  # the stage's own modules, for the in-process tests
 
 TEST_SCENARIO = """
 description = "smoke test: fast, migration exits 3"
@@ -80,6 +89,7 @@ class World(unittest.TestCase):
     """A stage plus a tiny world (VPC, ALB 90/10 blue/green, ECS services, DB); no tests itself."""
 
     SCENARIO = TEST_SCENARIO  # TOML text, or a scenario name
+    ARGS = ()  # more stage.py arguments
 
     @classmethod
     def setUpClass(cls):
@@ -89,7 +99,7 @@ class World(unittest.TestCase):
             cls.scenario_file.write(scenario)
             cls.scenario_file.close()
             scenario = cls.scenario_file.name
-        cls.proc, cls.url, cls.ready_s = start_stage("--scenario", scenario, "--tick", "0.2")
+        cls.proc, cls.url, cls.ready_s = start_stage("--scenario", scenario, "--tick", "0.2", *cls.ARGS)
         print(f"\nstage ready in {cls.ready_s:.2f}s at {cls.url}", file=sys.stderr)
         cfg = Config(region_name="us-east-1", retries={"mode": "standard", "total_max_attempts": 1}, s3={"addressing_style": "path"})
         kw = dict(endpoint_url=cls.url, aws_access_key_id="test", aws_secret_access_key="test", config=cfg)
@@ -117,6 +127,18 @@ class World(unittest.TestCase):
         req = urllib.request.Request(self.url + path, data=data, method=method)
         with urllib.request.urlopen(req) as resp:
             return json.loads(resp.read())
+
+    def collect_ticks(self, seconds):
+        """{(group, tick time): (RequestCount, HTTPCode_Target_5XX_Count)} from /_stage/state, polled."""
+        ticks = {}
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for name, tg in self.control("GET", "/_stage/state")["target_groups"].items():
+                m = tg["last_metrics"]
+                if m:
+                    ticks[(name, m["at_s"])] = (m["RequestCount"], m["HTTPCode_Target_5XX_Count"])
+            time.sleep(0.1)
+        return ticks
 
     @classmethod
     def build_world(cls):
@@ -265,8 +287,9 @@ class StageTest(World):
         time.sleep(0.5)
         tgs = self.control("GET", "/_stage/state")["target_groups"]
         self.assertEqual(tgs["shop-blue"]["last_metrics"]["RequestCount"], 0)
-        last = tgs["shop-green"]["last_metrics"]
-        self.assertAlmostEqual(last["HTTPCode_Target_5XX_Count"] / last["RequestCount"], 0.5, delta=0.1)
+        ticks = self.collect_ticks(1.0)  # ~400 requests: a binomial 0.5 is within 0.1 of its mean
+        green = [v for (name, _), v in ticks.items() if name == "shop-green"]
+        self.assertAlmostEqual(sum(e for _, e in green) / sum(r for r, _ in green), 0.5, delta=0.1)
         self.control("DELETE", "/_stage/fault")
 
     def test_09_outage_and_counters(self):
@@ -295,18 +318,47 @@ class ScenarioTriggerTest(World):
         wait_for("fault active", lambda: self.control("GET", "/_stage/state")["active_faults"])
         # Until green's targets register, its requests are ELB 5xx; measure after that, per tick.
         wait_for("green targets", lambda: self.control("GET", "/_stage/state")["target_groups"]["shop-green"]["targets"])
-        ticks = {}
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            tgs = self.control("GET", "/_stage/state")["target_groups"]
-            for name in ("shop-blue", "shop-green"):
-                m = tgs[name]["last_metrics"]
-                ticks[(name, m["at_s"])] = (m["RequestCount"], m["HTTPCode_Target_5XX_Count"])
-            time.sleep(0.1)
+        # Counts are random now: 50/50 gives each colour ~400 requests in 4 s, so green's rate
+        # is within 0.1 of 0.3 by over 4 standard deviations.
+        self.elb.modify_listener(ListenerArn=self.listener, DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+            {"TargetGroupArn": self.tg["blue"], "Weight": 50}, {"TargetGroupArn": self.tg["green"], "Weight": 50}]}}])
+        ticks = self.collect_ticks(4.0)
         rate = {name: sum(e for (n, _), (_, e) in ticks.items() if n == name) /
                 sum(r for (n, _), (r, _) in ticks.items() if n == name) for name in ("shop-blue", "shop-green")}
-        self.assertAlmostEqual(rate["shop-green"], 0.3, delta=0.05)
-        self.assertLess(rate["shop-blue"], 0.02)
+        self.assertAlmostEqual(rate["shop-green"], 0.3, delta=0.1)
+        self.assertLess(rate["shop-blue"], 0.05)  # room for a blip on the live colour
+
+
+class AlbTimingTest(World):
+    """The running stage in ALB-like mode, sped up: 2 s periods published 1-2 s late."""
+
+    SCENARIO = "[metrics]\nperiod_s = 2\npublish_delay_s = [1, 2]\n[traffic]\nweight_delay_s = 1\n"
+    ARGS = ("--seed", "42")
+
+    def test_periods_arrive_late_and_aligned(self):
+        self.assertIn("stage seed 42\n", stage_stderr(self.proc))
+        state = self.control("GET", "/_stage/state")
+        self.assertEqual((state["seed"], state["metrics"]["mode"], state["weight_delay_s"]), (42, "alb", 1.0))
+        dims = [{"Name": "TargetGroup", "Value": self.tg["blue"].split(":")[-1]},
+                {"Name": "LoadBalancer", "Value": self.lb_arn.split(":loadbalancer/")[1]}]
+
+        def periods():
+            end = datetime.now(timezone.utc).replace(microsecond=0)
+            end -= timedelta(seconds=end.second % 2)  # aligned windows: one period per bucket
+            res = self.cw.get_metric_data(StartTime=end - timedelta(seconds=60), EndTime=end, MetricDataQueries=[{
+                "Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                                                     "Dimensions": dims}, "Period": 2, "Stat": "Sum"}}])
+            r = res["MetricDataResults"][0]
+            return [(ts, v) for ts, v in zip(r["Timestamps"], r["Values"]) if v > 0]
+        got = wait_for("a published period with traffic", periods, timeout=20)
+        for ts, value in got:
+            self.assertEqual(ts.timestamp() % 2, 0)
+            # a whole period: 2 s of 90% of 400 rps, Poisson noise (the first may be partial)
+            self.assertLess(value, 900)
+            self.assertLess(datetime.now(timezone.utc) - ts, timedelta(seconds=60))
+        blue = self.control("GET", "/_stage/state")["target_groups"]["shop-blue"]["metrics_periods"]
+        self.assertEqual(blue["period_s"], 2)
+        self.assertIsNotNone(blue["last_written"])
 
 
 class BadInputTest(unittest.TestCase):
@@ -338,6 +390,220 @@ class BadInputTest(unittest.TestCase):
             rc, err = run_stage_expecting_failure("--port", str(port))
         self.assertEqual(rc, 2)
         self.assertEqual(err, f"stage: port {port} is in use; pick another with --port or stop what holds it")
+
+
+# --- the traffic model in-process: moto's mock_aws, the clock driven by the test ---------------
+
+TICK = 0.5
+WALL0 = math.floor(time.time() / 60) * 60 - 900  # a whole minute, well inside prune's hour
+
+
+class NoiseTest(unittest.TestCase):
+    def test_poisson_and_binomial_moments(self):
+        import noise
+        rng = random.Random(1)
+        for draw, mean, var in (
+            (lambda: noise.poisson(rng, 4.5), 4.5, 4.5),
+            (lambda: noise.poisson(rng, 90), 90, 90),  # the normal branch
+            (lambda: noise.binomial(rng, 80, 0.3), 24, 16.8),
+            (lambda: noise.binomial(rng, 2000, 0.002), 4, 3.99),
+            (lambda: noise.binomial(rng, 100, 0.9), 90, 9),
+            (lambda: noise.binomial(rng, 400, 0.5), 200, 100),
+        ):
+            xs = [draw() for _ in range(4000)]
+            self.assertAlmostEqual(statistics.fmean(xs), mean, delta=0.05 * mean + 0.1)
+            self.assertAlmostEqual(statistics.variance(xs), var, delta=0.15 * var)
+        self.assertEqual(noise.binomial(rng, 50, 0.0), 0)
+        self.assertEqual(noise.binomial(rng, 50, 1.0), 50)
+        self.assertEqual(noise.poisson(rng, 0.0), 0)
+
+
+class DrivenTest(unittest.TestCase):
+    """A fresh moto world per test (ALB 90/10 blue/green, two targets each) and a Stagehand
+    whose traffic ticks are called directly with a made-up clock: minutes play in milliseconds."""
+
+    BASE = "[traffic]\nrps = 200\n[blips]\nevery_s = 0\n"
+
+    def world(self, toml_text="", seed=1):
+        from moto import mock_aws
+
+        from scenario import parse
+        from stagehand import Stagehand
+        if getattr(self, "mock", None):  # a second world in one test starts from scratch
+            self.mock.stop()
+        else:
+            self.addCleanup(lambda: self.mock.stop())
+        self.mock = mock_aws()
+        self.mock.start()
+        sc = parse(tomllib.loads(toml_text), "driven")
+        sc.seed = seed
+        kw = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        ec2, elb = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
+        self.cw = boto3.client("cloudwatch", **kw)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+                   for i, az in ((1, "a"), (2, "b"))]
+        lb = elb.create_load_balancer(Name="shop", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+        self.tg = {}
+        for n, colour in enumerate(("blue", "green")):
+            arn = elb.create_target_group(Name=f"shop-{colour}", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                          TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+            elb.add_tags(ResourceArns=[arn], Tags=[{"Key": "glidepath:colour", "Value": colour}])
+            elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": f"10.0.1.{10 * n + i}"} for i in (1, 2)])
+            self.tg[colour] = arn
+        self.elb, self.lb_dim = elb, lb.split(":loadbalancer/")[1]
+        self.listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                                            DefaultActions=self.forward(90, 10))["Listeners"][0]["ListenerArn"]
+        return Stagehand(sc, TICK, threading.RLock())
+
+    def forward(self, blue, green):
+        return [{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+            {"TargetGroupArn": self.tg["blue"], "Weight": blue}, {"TargetGroupArn": self.tg["green"], "Weight": green}]}}]
+
+    def play(self, hand, ticks, start=0.0, each=None):
+        """Tick `ticks` times from clock `start` (wall = WALL0 + clock); return per tick
+        (clock, {colour: last_metrics}); each(clock) runs after every tick."""
+        out = []
+        for i in range(ticks):
+            clock = start + i * TICK
+            hand.traffic.tick(TICK, clock, WALL0 + clock)
+            out.append((clock, {c: dict(hand.traffic.meters[arn].last) for c, arn in self.tg.items()}))
+            if each:
+                each(clock)
+        return out
+
+    def series(self, colour, name, period, start, end, stat="Sum"):
+        """{period start (Unix s): value} from GetMetricData, Period = period."""
+        dims = [{"Name": "TargetGroup", "Value": self.tg[colour].split(":")[-1]},
+                {"Name": "LoadBalancer", "Value": self.lb_dim}]
+        res = self.cw.get_metric_data(
+            StartTime=datetime.fromtimestamp(start, timezone.utc), EndTime=datetime.fromtimestamp(end, timezone.utc),
+            MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {
+                "Namespace": "AWS/ApplicationELB", "MetricName": name, "Dimensions": dims},
+                "Period": period, "Stat": stat}}])["MetricDataResults"][0]
+        return {ts.timestamp(): v for ts, v in zip(res["Timestamps"], res["Values"])}
+
+    def test_same_seed_same_numbers(self):
+        runs = [self.play(self.world(self.BASE, seed), 40) for seed in (7, 7, 8)]
+        self.assertEqual(runs[0], runs[1])
+        self.assertNotEqual(runs[0], runs[2])
+
+    def test_counts_are_poisson_and_binomial(self):
+        hand = self.world(self.BASE + "[green]\nerror_rate = 0.1\n")
+        run = self.play(hand, 600)
+        blue = [m["blue"]["RequestCount"] for _, m in run]  # expected 200 * 0.5 * 0.9 = 90 per tick
+        green = [m["green"]["RequestCount"] for _, m in run]  # 10 per tick
+        for xs, mean in ((blue, 90), (green, 10)):
+            self.assertAlmostEqual(statistics.fmean(xs), mean, delta=0.05 * mean)
+            self.assertAlmostEqual(statistics.variance(xs), mean, delta=0.35 * mean)  # Poisson: variance = mean
+        errors = [m["green"]["HTTPCode_Target_5XX_Count"] for _, m in run]
+        self.assertAlmostEqual(sum(errors) / sum(green), 0.1, delta=0.02)
+        self.assertGreater(statistics.variance(errors), 0.4)  # binomial(~10, 0.1): about 1
+
+    def test_latencies_are_independent(self):
+        hand = self.world(self.BASE)
+        means = [m["blue"]["TargetResponseTime_avg_s"] for _, m in self.play(hand, 200)]
+        self.assertAlmostEqual(statistics.fmean(means), 0.080, delta=0.004)
+        # 30 independent draws, sigma 0.25: a tick's mean wanders by about 0.08 * 0.25 / sqrt(30)
+        self.assertGreater(statistics.stdev(means), 0.002)
+        self.assertLess(statistics.stdev(means), 0.006)
+
+    def test_smooth_noise_is_today_s_exact_split(self):
+        hand = self.world(self.BASE.replace("rps = 200", "rps = 200\nnoise = \"smooth\""))
+        run = self.play(hand, 20)
+        self.assertEqual({m["blue"]["RequestCount"] for _, m in run}, {90})
+        self.assertEqual({m["green"]["RequestCount"] for _, m in run}, {10})
+
+    def test_blips_only_on_the_live_colour(self):
+        hand = self.world(self.BASE.replace("every_s = 0", "every_s = 5\nseconds = 1"))
+        seen = set()
+        self.play(hand, 200, each=lambda _c: seen.update(
+            c for c, arn in self.tg.items() if hand.traffic.meters[arn].blip))
+        self.assertEqual(seen, {"blue"})  # green has 10%: not live
+
+    def test_alb_periods_publish_late_once(self):
+        hand = self.world(self.BASE + "[metrics]\nperiod_s = 5\npublish_delay_s = [3, 6]\n")
+        first_seen = {}  # period start -> (clock it became visible, value then)
+
+        def look(clock):
+            for start, value in self.series("blue", "RequestCount", 5, WALL0, WALL0 + 60).items():
+                first_seen.setdefault(start, (clock, value))
+                self.assertEqual(value, first_seen[start][1], "a period changed after it was published")
+        run = self.play(hand, 80, each=look)  # 40 s of clock
+        per_period = {}
+        for clock, m in run:
+            start = math.floor((WALL0 + clock) / 5) * 5
+            per_period[start] = per_period.get(start, 0) + m["blue"]["RequestCount"]
+        complete = [p for p in per_period if p + 5 + 6 <= WALL0 + run[-1][0]]
+        self.assertGreaterEqual(len(complete), 5)
+        for start in complete:
+            seen_at, value = first_seen[start]
+            self.assertEqual(value, per_period[start])  # one datapoint-sum: the whole period
+            delay = WALL0 + seen_at - (start + 5)
+            self.assertTrue(3 <= delay <= 6 + TICK, (start, delay))
+        # Aligned windows, Period = period_s: one bucket per period, stamped with its start.
+        self.assertTrue(all(start % 5 == 0 for start in first_seen))
+        self.assertEqual(set(first_seen), {p for p in per_period if p in first_seen})
+        state = hand.state()["target_groups"]["shop-blue"]["metrics_periods"]
+        self.assertEqual(state["period_s"], 5)
+        self.assertTrue(state["pending"] and state["last_written"])
+
+    def test_alb_revise_adds_a_late_part(self):
+        hand = self.world(self.BASE + "[metrics]\nperiod_s = 5\npublish_delay_s = 2\nrevise = true\n")
+        history = {}  # period start -> distinct values seen, in order
+        def look(_clock):
+            for start, value in self.series("blue", "RequestCount", 5, WALL0, WALL0 + 60).items():
+                if history.setdefault(start, [])[-1:] != [value]:
+                    history[start].append(value)
+        run = self.play(hand, 60, each=look)
+        totals = {}
+        for clock, m in run:
+            start = math.floor((WALL0 + clock) / 5) * 5
+            totals[start] = totals.get(start, 0) + m["blue"]["RequestCount"]
+        revised = [s for s, vs in history.items() if len(vs) == 2]
+        self.assertTrue(revised, history)
+        for start in revised:
+            first, final = history[start]
+            self.assertLess(first, final)
+            self.assertEqual(final, totals[start])
+
+    def test_weight_change_applies_after_the_delay(self):
+        hand = self.world(self.BASE.replace("rps = 200", "rps = 200\nweight_delay_s = 2"))
+        self.play(hand, 4)  # clock 0 .. 1.5 at 90/10
+        self.elb.modify_listener(ListenerArn=self.listener, DefaultActions=self.forward(0, 100))
+        run = self.play(hand, 8, start=2.0)  # seen at 2.0: serves 0/100 from 4.0
+        for clock, m in run:
+            self.assertEqual(m["blue"]["RequestCount"] > 0, clock < 4.0, clock)
+        state = hand.state()["target_groups"]
+        self.assertEqual((state["shop-blue"]["percent"], state["shop-blue"]["serving_percent"]), (0.0, 0.0))
+
+
+class ScenarioKeysTest(unittest.TestCase):
+    def test_defaults_and_alb_keys(self):
+        from scenario import load, parse
+        happy = load("happy")
+        self.assertEqual((happy.metrics.mode, happy.metrics.period_s, happy.weight_delay_s, happy.noise),
+                         ("fast", 1, 0.0, "random"))
+        alb = parse(tomllib.loads("[metrics]\nperiod_s = 60\n"), "x")
+        self.assertEqual((alb.metrics.mode, alb.metrics.publish_delay_s, alb.weight_delay_s), ("alb", (60.0, 150.0), 10.0))
+        for name in ("happy-alb", "green-5xx-alb"):
+            sc = load(name)
+            self.assertEqual((sc.metrics.mode, sc.metrics.period_s, sc.metrics.publish_delay_s, sc.weight_delay_s),
+                             ("alb", 5, (3.0, 8.0), 2.0))
+        self.assertEqual(load("green-5xx-alb").faults[0].error_rate, 0.022)
+
+    def test_bad_values(self):
+        from scenario import ScenarioError, parse
+        for text, message in (
+            ("[metrics]\nperiod_s = 2.5\n", "whole number"),
+            ("[metrics]\npublish_delay_s = [5, 1]\n", "publish_delay_s"),
+            ("[traffic]\nnoise = \"loud\"\n", "noise"),
+            ("[traffic]\nseed = -1\n", "seed"),
+            ("[blips]\noften = 1\n", "unknown key 'often'"),
+        ):
+            with self.assertRaises(ScenarioError) as err:
+                parse(tomllib.loads(text), "x")
+            self.assertIn(message, str(err.exception))
 
 
 if __name__ == "__main__":
