@@ -172,10 +172,6 @@ fn rehearsal_example_is_the_world_the_test_harness_builds() {
     expected.steps[1].bake = s(3);
     expected.steps[1].gate = plan::GateMode::Manual;
     expected.steps[2].bake = s(2);
-    // The stage publishes per-second metrics, and its steps are short.
-    expected.gates.sequential.metric_period = s(1);
-    expected.gates.sequential.max_wait = s(120);
-    expected.gates.sequential.on_no_data = plan::OnNoData::Proceed;
     assert_eq!(loaded, expected);
     assert!(
         loaded

@@ -245,7 +245,14 @@ pub fn rehearsal_plan() -> Plan {
             on_fail: OnGateFail::Rollback,
             statistical: false,
             confidence: 0.95,
-            sequential: glidepath::plan::SequentialConfig::default(),
+            // As examples/rehearsal.toml: per-second periods, and a rehearsal goes on.
+            sequential: glidepath::plan::SequentialConfig {
+                metric_period: s(1),
+                metric_delay: s(1),
+                max_wait: s(120),
+                on_no_data: glidepath::plan::OnNoData::Proceed,
+                ..glidepath::plan::SequentialConfig::default()
+            },
             metric_period: s(1),
             metric_delay: s(1),
             weight_settle: s(1),
