@@ -2,10 +2,10 @@
 
 use crate::view_support;
 
-use glidepath::view::OutputFormat;
 use glidepath::engine::event::{Envelope, Event, Phase};
 use glidepath::gate::Signal;
 use glidepath::view::fixture::Script;
+use glidepath::view::OutputFormat;
 use glidepath::view::{json, lines, write_events};
 use view_support::{script, staging, Stage};
 

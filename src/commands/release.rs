@@ -2,6 +2,7 @@
 
 use crate::assets::port::S3Assets;
 use crate::aws::AwsError;
+use crate::aws::SdkConfig;
 use crate::cli::Global;
 use crate::commands::OutputFormat;
 use crate::engine::event::{Command, Envelope, Outcome};
@@ -11,7 +12,6 @@ use crate::engine::run::{self, ReleaseRequest, ResumeRequest, Status};
 use crate::engine::watch::{self, WatchRequest};
 use crate::plan::{GateMode, Plan};
 use crate::view::CockpitContext;
-use crate::aws::SdkConfig;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -554,13 +554,7 @@ fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {
 }
 
 fn outcome_text(o: Option<Outcome>) -> &'static str {
-    match o {
-        Some(Outcome::Finalized) => "finalized",
-        Some(Outcome::RolledBack) => "rolled back",
-        Some(Outcome::Failed) => "failed",
-        Some(Outcome::Interrupted) => "interrupted",
-        None => "in progress",
-    }
+    o.map_or("in progress", Outcome::word)
 }
 
 pub fn status_text(st: &Status) -> String {
