@@ -117,6 +117,6 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Watch(a) => commands::release::watch(g, a).await,
         Cmd::Unlock(a) => commands::release::unlock(g, a).await,
         Cmd::Assets(c) => commands::assets::run(g, c).await,
-        Cmd::Stage(c) => commands::from_code(commands::stage::run(g, c).await),
+        Cmd::Stage(c) => commands::stage::run(g, c).await,
     }
 }
