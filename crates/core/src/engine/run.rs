@@ -9,6 +9,9 @@
 //! - a failure while traffic is split → rollback (exit 1 if it was an error, not a gate);
 //! - Abort (or a crash) → traffic stays, lock kept, `glidepath resume PLAN` continues;
 //! - the lock held by someone else → exit 4 naming holder, release and age.
+//!
+//! Each of these is an [`Ending`] (outcome, cause, message, what happens to the ledger and
+//! the lock) recorded by [`end`]; `crate::exit::code` turns outcome and cause into the code.
 
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
