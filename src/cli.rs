@@ -1,7 +1,7 @@
 //! Command line: parse arguments, then hand over to one command module. Each command's
 //! arguments and body live in `commands/<name>.rs`, so commands grow independently.
 
-use crate::commands;
+use crate::commands::{self, CliError, CmdResult};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -94,18 +94,21 @@ pub fn main() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("glidepath: cannot start the async runtime: {e}");
-            return crate::exit::UNEXPECTED;
+            return CliError::unexpected(format!("cannot start the async runtime: {e}")).report()
         }
     };
-    runtime.block_on(run(cli))
+    // The one place a command's error is printed and its exit code picked.
+    match runtime.block_on(run(cli)) {
+        Ok(()) => crate::exit::OK,
+        Err(e) => e.report(),
+    }
 }
 
-async fn run(cli: Cli) -> i32 {
+async fn run(cli: Cli) -> CmdResult {
     let g = &cli.global;
     match &cli.command {
         Cmd::Plan(c) => commands::plan::run(g, c).await,
-        Cmd::Rehearse(a) => commands::rehearse::run(g, a).await,
+        Cmd::Rehearse(a) => commands::from_code(commands::rehearse::run(g, a).await),
         Cmd::Release(a) => commands::release::release(g, a).await,
         Cmd::Resume(a) => commands::release::resume(g, a).await,
         Cmd::Rollback(a) => commands::release::rollback(g, a).await,

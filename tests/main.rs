@@ -9,6 +9,7 @@ mod assets_localstack;
 mod assets_stage;
 mod aws_adapters;
 mod drills;
+mod ending;
 mod engine;
 mod gate_smoke;
 mod gate_stage;

@@ -3,6 +3,7 @@
 use crate::assets::{self, prune, AssetsError, Progress, PublishOptions, Publisher, Stage};
 use crate::aws::client::{s3, sdk_config, Target};
 use crate::cli::Global;
+use crate::commands::{CliError, CmdResult};
 use crate::plan::{AssetLayout, AssetsConfig, Plan};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ pub enum AssetsCmd {
     },
 }
 
-pub async fn run(g: &Global, c: &AssetsCmd) -> i32 {
+pub async fn run(g: &Global, c: &AssetsCmd) -> CmdResult {
     match c {
         AssetsCmd::Publish {
             plan,
@@ -65,17 +66,14 @@ pub async fn run(g: &Global, c: &AssetsCmd) -> i32 {
             layout,
             concurrency,
         } => {
-            let plan = match plan.as_deref().map(load_plan).transpose() {
-                Ok(p) => p,
-                Err(msg) => return usage(&msg),
-            };
-            if let Err(msg) = refuse_emulator(g, plan.as_ref()) {
-                return usage(&msg);
-            }
-            let cfg = match publish_config(plan.as_ref(), dir, bucket, prefix, *layout) {
-                Ok(c) => c,
-                Err(msg) => return usage(&msg),
-            };
+            let plan = plan
+                .as_deref()
+                .map(load_plan)
+                .transpose()
+                .map_err(CliError::usage)?;
+            refuse_emulator(g, plan.as_ref()).map_err(CliError::usage)?;
+            let cfg = publish_config(plan.as_ref(), dir, bucket, prefix, *layout)
+                .map_err(CliError::usage)?;
             let name = plan.as_ref().map(|p| p.app.clone());
             publish(g, plan.as_ref(), cfg, name, version, *concurrency).await
         }
@@ -84,21 +82,11 @@ pub async fn run(g: &Global, c: &AssetsCmd) -> i32 {
             keep,
             dry_run,
         } => {
-            let plan = match load_plan(plan) {
-                Ok(p) => p,
-                Err(msg) => return usage(&msg),
-            };
-            if let Err(msg) = refuse_emulator(g, Some(&plan)) {
-                return usage(&msg);
-            }
+            let plan = load_plan(plan).map_err(CliError::usage)?;
+            refuse_emulator(g, Some(&plan)).map_err(CliError::usage)?;
             prune_cmd(g, &plan, *keep, *dry_run).await
         }
     }
-}
-
-fn usage(msg: &str) -> i32 {
-    eprintln!("glidepath: {msg}");
-    crate::exit::USAGE
 }
 
 /// Bad input (tree, version, plan) is exit 2 — nothing was changed; the rest is exit 1.
@@ -204,7 +192,7 @@ async fn publish(
     name: Option<String>,
     version: &str,
     concurrency: usize,
-) -> i32 {
+) -> CmdResult {
     let s3c = client(g, plan).await;
     let mut publisher = Publisher::new(s3c, cfg).with_options(PublishOptions {
         concurrency: concurrency.max(1),
@@ -220,13 +208,15 @@ async fn publish(
     match result {
         Ok(report) => {
             println!("{}", report.summary());
-            crate::exit::OK
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("glidepath: assets publish failed: {e}");
-            eprintln!("glidepath: no manifest was written for {version}; the version is not visible. Fix the cause and rerun: finished files are not sent again.");
-            exit_for(&e)
-        }
+        Err(e) => Err(CliError::verbatim(
+            exit_for(&e),
+            format!(
+                "glidepath: assets publish failed: {e}\n\
+                 glidepath: no manifest was written for {version}; the version is not visible. Fix the cause and rerun: finished files are not sent again."
+            ),
+        )),
     }
 }
 
@@ -287,12 +277,12 @@ impl Meter {
     }
 }
 
-async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) -> i32 {
+async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) -> CmdResult {
     let Some(cfg) = plan.assets.clone() else {
-        return usage(&format!(
+        return Err(CliError::usage(format!(
             "plan {} has no [assets] section: nothing to prune",
             plan.source.display()
-        ));
+        )));
     };
     let keep = keep.unwrap_or(cfg.retention) as usize;
     let s3c = client(g, Some(plan)).await;
@@ -317,8 +307,9 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
             vec![]
         }
         Err(e) => {
-            eprintln!("glidepath: cannot read the ledger index to find the live and standby versions, so nothing was pruned: {e}");
-            return crate::exit::UNEXPECTED;
+            return Err(CliError::unexpected(format!(
+                "cannot read the ledger index to find the live and standby versions, so nothing was pruned: {e}"
+            )))
         }
     };
     match prune::prune(&s3c, &cfg, keep, &protected, dry_run).await {
@@ -329,12 +320,12 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
                 );
             }
             println!("{}", report.summary());
-            crate::exit::OK
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("glidepath: assets prune failed: {e}");
-            exit_for(&e)
-        }
+        Err(e) => Err(CliError::new(
+            exit_for(&e),
+            format!("assets prune failed: {e}"),
+        )),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `glidepath plan validate|show`.
 
 use crate::cli::Global;
-use crate::commands::OutputFormat;
+use crate::commands::{CliError, CmdResult, OutputFormat};
 use crate::plan::{
     self, duration, AssetLayout, DatabaseKind, GateMode, GreenAfterRollback, LatencyStat,
     OnGateFail, Plan,
@@ -26,17 +26,12 @@ pub enum PlanCmd {
     },
 }
 
-pub async fn run(_g: &Global, c: &PlanCmd) -> i32 {
+pub async fn run(_g: &Global, c: &PlanCmd) -> CmdResult {
     let path = match c {
         PlanCmd::Validate { plan } | PlanCmd::Show { plan, .. } => plan,
     };
-    let plan = match plan::load(path) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return crate::exit::USAGE;
-        }
-    };
+    let plan =
+        plan::load(path).map_err(|e| CliError::verbatim(crate::exit::USAGE, e.to_string()))?;
     match c {
         PlanCmd::Validate { .. } => println!("{}", summary(&plan)),
         PlanCmd::Show {
@@ -49,12 +44,13 @@ pub async fn run(_g: &Global, c: &PlanCmd) -> i32 {
         } => match serde_json::to_string_pretty(&plan) {
             Ok(json) => println!("{json}"),
             Err(e) => {
-                eprintln!("glidepath: cannot serialize the plan: {e}");
-                return crate::exit::UNEXPECTED;
+                return Err(CliError::unexpected(format!(
+                    "cannot serialize the plan: {e}"
+                )))
             }
         },
     }
-    crate::exit::OK
+    Ok(())
 }
 
 /// One line: the plan is fine, and what it is.

@@ -173,7 +173,11 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         tap: Some(tap),
     };
     let releasing = Instant::now();
-    let code = release::drive(&staged, &plan, drive).await;
+    // The drill report follows, so a refusal is printed here rather than at the edge.
+    let code = release::drive(&staged, &plan, drive)
+        .await
+        .err()
+        .map_or(crate::exit::OK, |e| e.report());
     let release_time = releasing.elapsed();
     let mut events = Vec::new();
     while let Ok(e) = tapped.try_recv() {

@@ -4,7 +4,7 @@ use crate::assets::port::S3Assets;
 use crate::aws::AwsError;
 use crate::aws::SdkConfig;
 use crate::cli::Global;
-use crate::commands::OutputFormat;
+use crate::commands::{self, CliError, CmdResult, OutputFormat};
 use crate::engine::event::{Command, Envelope, Outcome};
 use crate::engine::ledger::IndexEntry;
 use crate::engine::ports::Ports;
@@ -85,11 +85,8 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub async fn release(g: &Global, a: &ReleaseArgs) -> CmdResult {
+    let plan = load_plan(&a.plan)?;
     let d = Drive {
         tap: None,
         version: a.version.clone(),
@@ -101,22 +98,12 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
     drive(g, &plan, d).await
 }
 
-pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
+    let plan = load_plan(&a.plan)?;
     let view = View::pick(a.non_interactive, a.output);
-    if let Err(code) = confirm_production(&plan, &a.confirm, view == View::Cockpit) {
-        return code;
-    }
-    if let Err(code) = refuse_unanswerable_gates(&plan, view, a.auto_approve) {
-        return code;
-    }
-    let (ports, plan) = match connect(g, &plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    confirm_production(&plan, &a.confirm, view == View::Cockpit)?;
+    refuse_unanswerable_gates(&plan, view, a.auto_approve)?;
+    let (ports, plan) = connect(g, &plan).await?;
     let req = ResumeRequest {
         auto_approve: a.auto_approve,
         holder: holder(),
@@ -134,42 +121,29 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
         watch_only: false,
         account: cockpit_account(view, g, &plan).await,
     };
-    with_view(view, cockpit, rx, ctx, engine).await.exit_code
+    // The view has shown the ending (`release_finished`); only its code is left.
+    commands::from_code(with_view(view, cockpit, rx, ctx, engine).await.exit_code)
 }
 
-pub async fn rollback(g: &Global, a: &RollbackArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
+    let plan = load_plan(&a.plan)?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if let Err(code) = confirm_production(&plan, &a.confirm, terminal) {
-        return code;
-    }
-    let (ports, plan) = match connect(g, &plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    confirm_production(&plan, &a.confirm, terminal)?;
+    let (ports, plan) = connect(g, &plan).await?;
     let (tx, rx) = unbounded_channel();
     let who = holder();
     let engine = run::rollback(&plan, &ports, &who, tx);
     let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output.into()));
-    finished.exit_code
+    commands::from_code(finished.exit_code)
 }
 
-pub async fn status(g: &Global, a: &StatusArgs) -> i32 {
-    let (ports, plan) = match open(g, &a.plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub async fn status(g: &Global, a: &StatusArgs) -> CmdResult {
+    let (ports, plan) = open(g, &a.plan).await?;
     answer(run::status(&plan, &ports).await, a.output, status_text)
 }
 
-pub async fn history(g: &Global, a: &StatusArgs) -> i32 {
-    let (ports, plan) = match open(g, &a.plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub async fn history(g: &Global, a: &StatusArgs) -> CmdResult {
+    let (ports, plan) = open(g, &a.plan).await?;
     answer(run::history(&plan, &ports).await, a.output, |h: &Vec<_>| {
         history_text(h)
     })
@@ -180,34 +154,25 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
     result: Result<T, E>,
     output: OutputFormat,
     text: fn(&T) -> String,
-) -> i32 {
+) -> CmdResult {
     match result {
         Ok(v) => {
             match output {
                 OutputFormat::Json => print_json(&v),
                 OutputFormat::Text => print!("{}", text(&v)),
             }
-            crate::exit::OK
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("glidepath: cannot read the ledger: {e}");
-            crate::exit::UNEXPECTED
-        }
+        Err(e) => Err(CliError::unexpected(format!("cannot read the ledger: {e}"))),
     }
 }
 
 /// Follow the release in progress read-only (from the ledger); exits with its exit code
 /// once it ends, or 0 when there is none.
-pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub async fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
+    let plan = load_plan(&a.plan)?;
     let view = View::pick(a.non_interactive, a.output);
-    let (ports, plan) = match connect(g, &plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let (ports, plan) = connect(g, &plan).await?;
     let say = |message: &str| match view {
         View::Printed(OutputFormat::Json) => eprintln!("glidepath: {message}"),
         _ => println!("{message}"),
@@ -217,13 +182,10 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
         match watch::current(ports.state.as_ref()).await {
             Ok(Err(nothing)) => {
                 say(&nothing);
-                return crate::exit::OK;
+                return Ok(());
             }
             Ok(Ok(_)) => {}
-            Err(e) => {
-                eprintln!("glidepath: cannot read the ledger: {e}");
-                return crate::exit::UNEXPECTED;
-            }
+            Err(e) => return Err(CliError::unexpected(format!("cannot read the ledger: {e}"))),
         }
     }
     let mut req = WatchRequest::new(endpoint(g, &plan));
@@ -244,27 +206,22 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> i32 {
     if watched.outcome.is_none() {
         say(&watched.message);
     }
-    watched.exit_code
+    commands::from_code(watched.exit_code)
 }
 
-pub async fn unlock(g: &Global, a: &UnlockArgs) -> i32 {
-    let (ports, plan) = match open(g, &a.plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub async fn unlock(g: &Global, a: &UnlockArgs) -> CmdResult {
+    let (ports, plan) = open(g, &a.plan).await?;
     match run::unlock(&plan, &ports, a.force).await {
         Ok(r) => {
             println!("{}", r.message);
             if r.lock.is_some() && !r.broken {
-                crate::exit::USAGE
+                // The message (who holds it, how to break it) is the answer.
+                Err(CliError::reported(crate::exit::USAGE))
             } else {
-                crate::exit::OK
+                Ok(())
             }
         }
-        Err(e) => {
-            eprintln!("glidepath: {e}");
-            crate::exit::UNEXPECTED
-        }
+        Err(e) => Err(CliError::unexpected(e)),
     }
 }
 
@@ -284,18 +241,11 @@ pub struct Drive {
 
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
 /// a terminal, lines/JSON otherwise), run the engine; returns the exit code.
-pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
+pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult {
     let view = View::pick(d.non_interactive, d.output);
-    if let Err(code) = confirm_production(plan, &d.confirm, view == View::Cockpit) {
-        return code;
-    }
-    if let Err(code) = refuse_unanswerable_gates(plan, view, d.auto_approve) {
-        return code;
-    }
-    let (ports, plan) = match connect(g, plan).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    confirm_production(plan, &d.confirm, view == View::Cockpit)?;
+    refuse_unanswerable_gates(plan, view, d.auto_approve)?;
+    let (ports, plan) = connect(g, plan).await?;
     let req = ReleaseRequest {
         version: d.version.clone(),
         auto_approve: d.auto_approve,
@@ -318,7 +268,8 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
         None => rx,
     };
     let engine = run::release(&plan, &ports, req, tx, crx);
-    with_view(view, cockpit, rx, ctx, engine).await.exit_code
+    // The view has shown the ending (`release_finished`); only its code is left.
+    commands::from_code(with_view(view, cockpit, rx, ctx, engine).await.exit_code)
 }
 
 /// Copy every event to `tap` on its way to the view.
@@ -391,19 +342,20 @@ async fn with_view<T>(
 }
 
 /// Load the plan at `path` and connect its ports (the read-only commands' first step).
-async fn open(g: &Global, path: &std::path::Path) -> Result<(Ports, Plan), i32> {
+async fn open(g: &Global, path: &std::path::Path) -> Result<(Ports, Plan), CliError> {
     connect(g, &load_plan(path)?).await
 }
 
-fn load_plan(path: &std::path::Path) -> Result<Plan, i32> {
-    crate::plan::load(path).map_err(|e| {
-        eprintln!("glidepath: {e}");
-        crate::exit::USAGE
-    })
+fn load_plan(path: &std::path::Path) -> Result<Plan, CliError> {
+    crate::plan::load(path).map_err(CliError::usage)
 }
 
 /// Production plans need the environment name typed (terminal) or `--confirm <env>`.
-fn confirm_production(plan: &Plan, confirm: &Option<String>, terminal: bool) -> Result<(), i32> {
+fn confirm_production(
+    plan: &Plan,
+    confirm: &Option<String>,
+    terminal: bool,
+) -> Result<(), CliError> {
     if !plan.production {
         return Ok(());
     }
@@ -411,19 +363,17 @@ fn confirm_production(plan: &Plan, confirm: &Option<String>, terminal: bool) -> 
         if c == &plan.environment {
             return Ok(());
         }
-        eprintln!(
-            "glidepath: --confirm {c:?} does not match the plan's environment {:?}; nothing was changed",
+        return Err(CliError::usage(format!(
+            "--confirm {c:?} does not match the plan's environment {:?}; nothing was changed",
             plan.environment
-        );
-        return Err(crate::exit::USAGE);
+        )));
     }
     if !terminal {
-        eprintln!(
-            "glidepath: {} is a production plan; pass --confirm {} to go ahead in scripted mode",
+        return Err(CliError::usage(format!(
+            "{} is a production plan; pass --confirm {} to go ahead in scripted mode",
             plan.source.display(),
             plan.environment
-        );
-        return Err(crate::exit::USAGE);
+        )));
     }
     eprint!(
         "PRODUCTION: {} / {}. Type the environment name to continue: ",
@@ -434,19 +384,17 @@ fn confirm_production(plan: &Plan, confirm: &Option<String>, terminal: bool) -> 
     if std::io::stdin().read_line(&mut line).is_ok() && line.trim() == plan.environment {
         return Ok(());
     }
-    eprintln!("glidepath: not confirmed; nothing was changed");
-    Err(crate::exit::USAGE)
+    Err(CliError::usage("not confirmed; nothing was changed"))
 }
 
 /// Scripted mode has nobody to press Approve: manual gates need --auto-approve.
-fn refuse_unanswerable_gates(plan: &Plan, view: View, auto_approve: bool) -> Result<(), i32> {
+fn refuse_unanswerable_gates(plan: &Plan, view: View, auto_approve: bool) -> Result<(), CliError> {
     let manual = plan.steps.iter().any(|s| s.gate == GateMode::Manual);
     if manual && !auto_approve && view != View::Cockpit {
-        eprintln!(
-            "glidepath: {} has manual gates and nobody can approve them in scripted mode; pass --auto-approve, or run in a terminal",
+        return Err(CliError::usage(format!(
+            "{} has manual gates and nobody can approve them in scripted mode; pass --auto-approve, or run in a terminal",
             plan.source.display()
-        );
-        return Err(crate::exit::USAGE);
+        )));
     }
     Ok(())
 }
@@ -469,22 +417,18 @@ pub fn holder() -> String {
     format!("{user}@{host}")
 }
 
-/// SDK configuration and every port for `plan`; prints the error and returns the exit code
-/// on failure.
-async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), i32> {
+/// SDK configuration and every port for `plan`.
+async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), CliError> {
     // Production plans refuse emulator endpoints (and vice versa), before any call.
-    if let Err(e) = crate::plan::check_endpoint(plan, endpoint(g, plan).as_deref()) {
-        eprintln!("glidepath: {e}");
-        return Err(crate::exit::USAGE);
-    }
+    crate::plan::check_endpoint(plan, endpoint(g, plan).as_deref()).map_err(CliError::usage)?;
     let config = sdk_config_for(g, plan).await;
     ports_for(&config, plan).await.map_err(|e| {
-        eprintln!("glidepath: {e}");
-        if e.is_transient() {
+        let code = if e.is_transient() {
             crate::exit::UNEXPECTED
         } else {
             crate::exit::USAGE
-        }
+        };
+        CliError::new(code, e)
     })
 }
 
@@ -554,13 +498,7 @@ fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {
 }
 
 fn outcome_text(o: Option<Outcome>) -> &'static str {
-    match o {
-        Some(Outcome::Finalized) => "finalized",
-        Some(Outcome::RolledBack) => "rolled back",
-        Some(Outcome::Failed) => "failed",
-        Some(Outcome::Interrupted) => "interrupted",
-        None => "in progress",
-    }
+    o.map_or("in progress", Outcome::word)
 }
 
 pub fn status_text(st: &Status) -> String {

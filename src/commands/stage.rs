@@ -6,6 +6,7 @@
 
 use crate::cli::Global;
 use crate::commands::OutputFormat;
+use crate::commands::{CliError, CmdResult};
 use crate::rehearse::seed::{self, SeedReport};
 use crate::rehearse::stage::{self as st, StageOptions};
 use crate::rehearse::{emulator_sdk_config, is_loopback_endpoint};
@@ -54,7 +55,7 @@ pub enum StageCmd {
     Status,
 }
 
-pub async fn run(g: &Global, c: &StageCmd) -> i32 {
+pub async fn run(g: &Global, c: &StageCmd) -> CmdResult {
     match c {
         StageCmd::Up { scenario, port } => up(scenario, *port).await,
         StageCmd::Seed { plan, output } => seed_cmd(g, plan, *output).await,
@@ -124,9 +125,8 @@ fn endpoint_for(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn fail(msg: impl std::fmt::Display, code: i32) -> i32 {
-    eprintln!("glidepath: {msg}");
-    code
+fn fail(msg: impl std::fmt::Display, code: i32) -> CmdResult {
+    Err(CliError::new(code, msg))
 }
 
 /// The scenario a running stage plays, from its control endpoint.
@@ -147,7 +147,7 @@ fn scenario_name(arg: &str) -> String {
     }
 }
 
-async fn up(scenario: &str, port: u16) -> i32 {
+async fn up(scenario: &str, port: u16) -> CmdResult {
     let dir = state_dir();
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return fail(
@@ -217,10 +217,10 @@ async fn up(scenario: &str, port: u16) -> i32 {
     say!("  glidepath stage seed examples/rehearsal.toml");
     say!("  glidepath release examples/rehearsal.toml --version v2");
     say!("Stop it: glidepath stage down --port {p}");
-    crate::exit::OK
+    Ok(())
 }
 
-async fn already_running(port: u16, pid: u32, wanted: &str) -> i32 {
+async fn already_running(port: u16, pid: u32, wanted: &str) -> CmdResult {
     let endpoint = endpoint_for(port);
     let running = running_scenario(port).await;
     let wanted = scenario_name(wanted);
@@ -235,7 +235,7 @@ async fn already_running(port: u16, pid: u32, wanted: &str) -> i32 {
             say!("a stage is already running on {endpoint} (pid {pid}); nothing to do");
             say!("  export AWS_ENDPOINT_URL={endpoint}");
             say!("Stop it: glidepath stage down --port {port}");
-            crate::exit::OK
+            Ok(())
         }
     }
 }
@@ -246,7 +246,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-async fn down(port: Option<u16>) -> i32 {
+async fn down(port: Option<u16>) -> CmdResult {
     let dir = state_dir();
     let ports = match port {
         Some(p) => vec![p],
@@ -254,9 +254,10 @@ async fn down(port: Option<u16>) -> i32 {
     };
     if ports.is_empty() {
         say!("no stage is running (none was started with `glidepath stage up`)");
-        return crate::exit::OK;
+        return Ok(());
     }
-    let mut code = crate::exit::OK;
+    // Every recorded stage is tried; earlier failures are told as they happen.
+    let mut result: CmdResult = Ok(());
     for p in ports {
         let pid_path = pid_file(&dir, p);
         match recorded(&pid_path) {
@@ -275,20 +276,25 @@ async fn down(port: Option<u16>) -> i32 {
                             started.elapsed().as_secs_f64()
                         );
                     }
-                    Err(e) => code = fail(e, crate::exit::UNEXPECTED),
+                    Err(e) => {
+                        if let Err(earlier) = result {
+                            earlier.report();
+                        }
+                        result = fail(e, crate::exit::UNEXPECTED);
+                    }
                 }
             }
         }
     }
-    code
+    result
 }
 
-async fn status() -> i32 {
+async fn status() -> CmdResult {
     let dir = state_dir();
     let ports = recorded_ports(&dir);
     if ports.is_empty() {
         say!("no stage is running (none was started with `glidepath stage up`)");
-        return crate::exit::OK;
+        return Ok(());
     }
     for p in ports {
         match recorded(&pid_file(&dir, p)) {
@@ -307,7 +313,7 @@ async fn status() -> i32 {
             }
         }
     }
-    crate::exit::OK
+    Ok(())
 }
 
 /// Where to seed: `--endpoint-url` / `AWS_ENDPOINT_URL`, else the plan's `endpoint_url`;
@@ -324,7 +330,7 @@ pub fn seed_endpoint(cli: Option<&str>, plan: Option<&str>) -> Result<String, St
     Ok(endpoint.to_string())
 }
 
-async fn seed_cmd(g: &Global, path: &Path, output: OutputFormat) -> i32 {
+async fn seed_cmd(g: &Global, path: &Path, output: OutputFormat) -> CmdResult {
     let plan = match crate::plan::load(path) {
         Ok(p) => p,
         Err(e) => return fail(e, crate::exit::USAGE),
@@ -348,7 +354,7 @@ async fn seed_cmd(g: &Global, path: &Path, output: OutputFormat) -> i32 {
                     seed_summary(&plan.app, &endpoint, &report, started.elapsed()).trim_end()
                 ),
             }
-            crate::exit::OK
+            Ok(())
         }
         Err(e @ (seed::SeedError::Production { .. } | seed::SeedError::NotLoopback { .. })) => {
             fail(e, crate::exit::USAGE)

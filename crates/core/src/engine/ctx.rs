@@ -7,6 +7,7 @@ use super::ledger::{Doc, EngineError, Record};
 use super::lock::Lock;
 use super::ports::{PortError, PortResult, Ports};
 use super::retry;
+use crate::exit::Cause;
 use crate::plan::{Colour, Plan};
 use chrono::Utc;
 use std::future::Future;
@@ -22,7 +23,7 @@ pub enum Stop {
     /// Traffic back to the live colour.
     Rollback { reason: String, by_gate: bool },
     /// The release cannot continue.
-    Fail { exit_code: i32, message: String },
+    Fail { cause: Cause, message: String },
     /// Someone broke our lock: touch nothing more.
     LockLost { message: String },
 }
@@ -30,7 +31,7 @@ pub enum Stop {
 impl Stop {
     pub fn fail(message: impl Into<String>) -> Stop {
         Stop::Fail {
-            exit_code: crate::exit::UNEXPECTED,
+            cause: Cause::Unexpected,
             message: message.into(),
         }
     }

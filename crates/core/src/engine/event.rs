@@ -69,6 +69,24 @@ pub enum Outcome {
     Interrupted,
 }
 
+impl Outcome {
+    /// How people read it ("rolled back"; JSON keeps `rolled_back`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Finalized => "finalized",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ColourName {

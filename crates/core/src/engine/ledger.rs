@@ -9,6 +9,7 @@
 use super::event::{ColourName, Outcome, Phase, PhaseStatus};
 use super::ports::{Conditional, ETag, PortError, StateStore};
 use super::retry;
+use crate::exit::Cause;
 use crate::gate::Signal;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -179,6 +180,9 @@ pub struct Record {
     /// The last run stopped on Abort; cleared when a resume takes over.
     #[serde(default)]
     pub interrupted: Option<Interruption>,
+    /// Why it ended (beside `outcome`); `exit_code` is what crate::exit made of both.
+    #[serde(default)]
+    pub cause: Option<Cause>,
 }
 
 impl Record {
@@ -224,6 +228,7 @@ impl Record {
             weights: None,
             resumed_at: None,
             interrupted: None,
+            cause: None,
         }
     }
 

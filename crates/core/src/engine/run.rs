@@ -9,14 +9,18 @@
 //! - a failure while traffic is split → rollback (exit 1 if it was an error, not a gate);
 //! - Abort (or a crash) → traffic stays, lock kept, `glidepath resume PLAN` continues;
 //! - the lock held by someone else → exit 4 naming holder, release and age.
+//!
+//! Each of these is an [`Ending`] (outcome, cause, message, what happens to the ledger and
+//! the lock) recorded by [`end`]; `crate::exit::code` turns outcome and cause into the code.
 
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
 use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
-use super::lock::{self, Acquire, LockBody, UnlockReport};
+use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::phases::{self, shift};
-use super::ports::Ports;
+use super::ports::{Ports, StateStore};
+use crate::exit::Cause;
 use crate::plan::Plan;
 use chrono::Utc;
 use serde::Serialize;
@@ -43,16 +47,6 @@ pub struct ResumeRequest {
     pub endpoint: Option<String>,
 }
 
-/// How a release run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
-    pub release_id: String,
-    pub outcome: Outcome,
-    /// The process exit code (crate::exit).
-    pub exit_code: i32,
-    pub message: String,
-}
-
 /// Start a new release of `req.version`. Events go to `events` (the channel closes when
 /// this returns); `commands` carries the operator's Approve/Pause/Rollback/Abort.
 pub async fn release(
@@ -77,12 +71,14 @@ pub async fn release(
                 &req.endpoint,
                 false,
             );
-            return finish_early(
+            return end_early(
+                ports,
                 &events,
                 &id,
-                crate::exit::UNEXPECTED,
+                Cause::Unexpected,
                 format!("cannot read the release index: {e}"),
-            );
+            )
+            .await;
         }
     };
     let live = index.live_colour();
@@ -125,10 +121,10 @@ pub async fn resume(
 ) -> Finished {
     let found = match in_progress(plan, ports, &req.holder).await {
         Ok(f) => f,
-        Err(e) => return finish_early(&events, "", crate::exit::UNEXPECTED, e.to_string()),
+        Err(e) => return end_early(ports, &events, "", Cause::Unexpected, e.to_string()).await,
     };
     let mut doc = match found {
-        InProgress::Nothing(why) => return finish_early(&events, "", crate::exit::USAGE, why),
+        InProgress::Nothing(why) => return end_early(ports, &events, "", Cause::Usage, why).await,
         InProgress::Ended(doc) => return close_ended(plan, ports, doc, &events).await,
         InProgress::Running(doc) => doc,
     };
@@ -179,7 +175,7 @@ pub async fn rollback(
     let (_, commands) = tokio::sync::mpsc::unbounded_channel();
     let found = match in_progress(plan, ports, holder).await {
         Ok(f) => f,
-        Err(e) => return finish_early(&events, "", crate::exit::UNEXPECTED, e.to_string()),
+        Err(e) => return end_early(ports, &events, "", Cause::Unexpected, e.to_string()).await,
     };
     match found {
         InProgress::Running(doc) => {
@@ -302,17 +298,167 @@ fn started(
     );
 }
 
-fn finished(
-    events: &UnboundedSender<Envelope>,
-    id: &str,
-    outcome: Outcome,
-    exit_code: i32,
-    message: String,
-    snapshot_id: Option<String>,
-) -> Finished {
+// --- endings ---------------------------------------------------------------------------
+
+/// How a release (or a rollback) ends: what happened, why, and what that leaves behind.
+/// Every path that ends a run builds one and hands it to [`end`], the only place that
+/// records an outcome, lets the lock go and emits `release_finished`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    pub outcome: Outcome,
+    pub cause: Cause,
+    pub message: String,
+    pub ledger: LedgerFate,
+    pub lock: LockFate,
+}
+
+/// What an ending writes to the ledger (given a record; without one it writes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerFate {
+    /// Nothing: the record must stay as it is so `resume` continues it.
+    Untouched,
+    /// Note the stop on the record, not as an outcome: the release is not over.
+    Interruption,
+    /// Write the outcome, then the index (`current` cleared, entry upserted). A failed
+    /// write stops there and keeps the lock, so `resume` can finish recording it.
+    Close,
+    /// The record already holds its outcome (finalize wrote it, or an earlier run did):
+    /// bring the index in line. Its recorded exit code stands.
+    Recorded,
+    /// A finalized release rolled back by hand: write the outcome and swap live/standby
+    /// back. Traffic has already moved, so a failed record write does not stop the swap.
+    CloseAndSwap,
+}
+
+/// What an ending does with the release lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockFate {
+    /// Kept: `resume` continues from here, or the lock is not this run's to release.
+    Keep,
+    /// Released: the lock this run holds (kept if recording the outcome failed).
+    Release,
+    /// Deleted: the lock an earlier run of this release left behind.
+    ReleaseLeftBehind,
+}
+
+impl Ending {
+    /// A run that stops before it holds the lock or may touch the record.
+    pub fn refused(cause: Cause, message: impl Into<String>) -> Ending {
+        Ending {
+            outcome: Outcome::Failed,
+            cause,
+            message: message.into(),
+            ledger: LedgerFate::Untouched,
+            lock: LockFate::Keep,
+        }
+    }
+}
+
+/// How a release run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub release_id: String,
+    pub outcome: Outcome,
+    pub cause: Cause,
+    /// The process exit code (crate::exit::code of outcome and cause).
+    pub exit_code: i32,
+    pub message: String,
+}
+
+/// Where an ending is recorded: the run's events and the record and lock it has, if any.
+pub struct Closing<'a> {
+    pub store: &'a dyn StateStore,
+    pub events: &'a UnboundedSender<Envelope>,
+    pub release_id: &'a str,
+    pub record: Option<&'a mut Doc<Record>>,
+    /// The lock this run holds.
+    pub lock: Option<Lock>,
+}
+
+/// Record `ending`: the record, the index, the lock, `release_finished`, in that order.
+/// Problems on the way are appended to the message; they never hide the outcome.
+pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
+    let Closing {
+        store,
+        events,
+        release_id,
+        mut record,
+        lock,
+    } = c;
+    let Ending {
+        outcome,
+        cause,
+        mut message,
+        ledger,
+        lock: lock_fate,
+    } = ending;
+    let mut exit_code = crate::exit::code(outcome, cause);
+    // False once a write that the lock guards failed: the lock then stays for `resume`.
+    let mut recorded = true;
+    if let Some(doc) = record.as_deref_mut() {
+        match ledger {
+            LedgerFate::Untouched => {}
+            LedgerFate::Interruption => {
+                doc.value.interrupted = Some(Interruption {
+                    at: Utc::now(),
+                    message: message.clone(),
+                });
+                if let Err(e) = save(store, doc).await {
+                    message.push_str(&format!("; recording the stop failed: {e}"));
+                }
+            }
+            LedgerFate::Close | LedgerFate::CloseAndSwap => {
+                let swap = ledger == LedgerFate::CloseAndSwap;
+                let r = &mut doc.value;
+                r.outcome = Some(outcome);
+                r.cause = Some(cause);
+                r.exit_code = Some(exit_code);
+                r.message = Some(message.clone());
+                r.finished_at = Some(Utc::now());
+                if let Err(e) = save(store, doc).await {
+                    message.push_str(&format!("; recording it failed: {e}"));
+                    recorded = swap;
+                }
+                if recorded {
+                    if let Err(e) = index_ended(store, &doc.value, swap).await {
+                        message.push_str(&format!("; the index could not be updated: {e}"));
+                        recorded = swap;
+                    }
+                }
+            }
+            LedgerFate::Recorded => {
+                if let Some(code) = doc.value.exit_code {
+                    exit_code = code;
+                }
+                if let Err(e) = index_ended(store, &doc.value, false).await {
+                    message.push_str(&format!("; the index could not be updated: {e}"));
+                }
+            }
+        }
+    }
+    match lock_fate {
+        LockFate::Keep => {}
+        LockFate::Release => {
+            if let (Some(lock), true) = (lock, recorded) {
+                if let Err(e) = lock.release(store).await {
+                    let message = format!(
+                        "could not release the lock: {e}; `glidepath unlock PLAN --force` clears it"
+                    );
+                    ctx::emit(events, release_id, Event::Warning { message });
+                }
+            }
+        }
+        LockFate::ReleaseLeftBehind => {
+            match super::retry::quietly(|| store.delete(lock::LOCK_KEY)).await {
+                Ok(_) => message.push_str("; released the lock it left behind"),
+                Err(e) => message.push_str(&format!("; its lock could not be released: {e}")),
+            }
+        }
+    }
+    let snapshot_id = record.and_then(|d| d.value.snapshot_id.clone());
     ctx::emit(
         events,
-        id,
+        release_id,
         Event::ReleaseFinished {
             outcome,
             exit_code,
@@ -321,20 +467,67 @@ fn finished(
         },
     );
     Finished {
-        release_id: id.into(),
+        release_id: release_id.into(),
         outcome,
+        cause,
         exit_code,
         message,
     }
 }
 
-fn finish_early(
+/// Write the record (compare-and-swap), stamped.
+async fn save(store: &dyn StateStore, doc: &mut Doc<Record>) -> Result<(), EngineError> {
+    doc.value.updated_at = Utc::now();
+    doc.save(store).await
+}
+
+/// The index after `r` ended: not current any more, its entry upserted, and with `swap`
+/// live/standby exchanged back (once: only while `r` is the live release).
+async fn index_ended(store: &dyn StateStore, r: &Record, swap: bool) -> Result<(), EngineError> {
+    ledger::update_index(store, |ix| {
+        if ix.current.as_deref() == Some(r.id.as_str()) {
+            ix.current = None;
+        }
+        if swap && ix.live.as_ref().and_then(|s| s.release.as_deref()) == Some(r.id.as_str()) {
+            std::mem::swap(&mut ix.live, &mut ix.standby);
+        }
+        ix.upsert(r);
+    })
+    .await?;
+    Ok(())
+}
+
+/// An ending before there is a record or a lock.
+async fn end_early(
+    ports: &Ports,
     events: &UnboundedSender<Envelope>,
     id: &str,
-    exit_code: i32,
+    cause: Cause,
     message: String,
 ) -> Finished {
-    finished(events, id, Outcome::Failed, exit_code, message, None)
+    let c = Closing {
+        store: ports.state.as_ref(),
+        events,
+        release_id: id,
+        record: None,
+        lock: None,
+    };
+    end(c, Ending::refused(cause, message)).await
+}
+
+/// An ending of a run that got as far as a context (its record, maybe its lock).
+async fn end_run(ctx: &mut Ctx<'_>, ending: Ending) -> Finished {
+    let events = ctx.events().clone();
+    let id = ctx.release.clone();
+    let ports = ctx.ports;
+    let c = Closing {
+        store: ports.state.as_ref(),
+        events: &events,
+        release_id: &id,
+        lock: ctx.lock.take(),
+        record: Some(&mut ctx.record),
+    };
+    end(c, ending).await
 }
 
 enum InProgress {
@@ -360,8 +553,7 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
             format!(
                 " (the last release, {}, {})",
                 e.id,
-                e.outcome
-                    .map_or("did not finish".into(), |o| format!("{o:?}").to_lowercase())
+                e.outcome.map_or("did not finish".into(), |o| o.to_string())
             )
         });
         return Ok(InProgress::Nothing(format!(
@@ -397,97 +589,83 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
 
 /// A release that had ended but whose lock survived (crash between record and unlock):
 /// release the lock and report how it ended.
+/// A release that had ended but whose lock survived (crash between record and unlock):
+/// bring the index in line, release the lock it left and report how it ended.
 async fn close_ended(
     plan: &Plan,
     ports: &Ports,
-    doc: Doc<Record>,
+    mut doc: Doc<Record>,
     events: &UnboundedSender<Envelope>,
 ) -> Finished {
-    let r = doc.value;
+    let r = &doc.value;
     started(events, &r.id, plan, &r.version, r.live, &None, true);
-    let store = ports.state.as_ref();
-    let mut message = format!(
-        "release {} had already ended ({})",
-        r.id,
-        r.message.clone().unwrap_or_default()
-    );
-    if let Ok(Some((b, _))) = lock::read(store).await {
-        if b.release == r.id {
-            match ledger::update_index(store, |ix| {
-                if ix.current.as_deref() == Some(r.id.as_str()) {
-                    ix.current = None;
-                }
-                ix.upsert(&r);
-            })
-            .await
-            .and(Ok(()))
-            {
-                Ok(()) => {}
-                Err(e) => message.push_str(&format!("; the index could not be updated: {e}")),
-            }
-            match retry_delete_lock(store).await {
-                Ok(()) => message.push_str("; released the lock it left behind"),
-                Err(e) => message.push_str(&format!("; its lock could not be released: {e}")),
-            }
-        }
-    }
-    finished(
+    // Only a lock naming this release is its own to release.
+    let left =
+        matches!(lock::read(ports.state.as_ref()).await, Ok(Some((b, _))) if b.release == r.id);
+    let ending = Ending {
+        outcome: r.outcome.unwrap_or(Outcome::Failed),
+        // Records from before `cause` existed: their recorded exit code still stands.
+        cause: r.cause.unwrap_or(Cause::Unexpected),
+        message: format!(
+            "release {} had already ended ({})",
+            r.id,
+            r.message.clone().unwrap_or_default()
+        ),
+        ledger: LedgerFate::Recorded,
+        lock: if left {
+            LockFate::ReleaseLeftBehind
+        } else {
+            LockFate::Keep
+        },
+    };
+    let id = r.id.clone();
+    let c = Closing {
+        store: ports.state.as_ref(),
         events,
-        &r.id,
-        r.outcome.unwrap_or(Outcome::Failed),
-        r.exit_code.unwrap_or(crate::exit::UNEXPECTED),
-        message,
-        r.snapshot_id.clone(),
-    )
-}
-
-async fn retry_delete_lock(store: &dyn super::ports::StateStore) -> Result<(), EngineError> {
-    super::retry::quietly(|| store.delete(lock::LOCK_KEY)).await?;
-    Ok(())
+        release_id: &id,
+        record: Some(&mut doc),
+        lock: None,
+    };
+    end(c, ending).await
 }
 
 /// The forward phases from where the record says, then the ending.
 async fn run_locked(mut ctx: Ctx<'_>) -> Finished {
-    let result = forward(&mut ctx).await;
-    match result {
+    match forward(&mut ctx).await {
         Ok(()) => {
-            release_lock(&mut ctx).await;
-            let r = &ctx.record.value;
-            let message = r.message.clone().unwrap_or_else(|| "finalized".into());
-            finished(
-                ctx.events(),
-                &ctx.release,
-                Outcome::Finalized,
-                crate::exit::OK,
+            // Finalize wrote the outcome into the record and the index.
+            let message = ctx
+                .record
+                .value
+                .message
+                .clone()
+                .unwrap_or_else(|| Outcome::Finalized.to_string());
+            let ending = Ending {
+                outcome: Outcome::Finalized,
+                cause: Cause::Done,
                 message,
-                r.snapshot_id.clone(),
-            )
+                ledger: LedgerFate::Recorded,
+                lock: LockFate::Release,
+            };
+            end_run(&mut ctx, ending).await
         }
         Err((phase, stop)) => conclude(&mut ctx, phase, stop).await,
     }
 }
 
-/// Take the lock (re-taking our own when resuming) and make sure the record exists.
 async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(), Finished> {
     let t0 = Instant::now();
     ctx.emit(Event::PhaseStarted { phase: Phase::Lock });
     let store = ctx.ports.state.as_ref();
     let version = ctx.record.value.version.clone();
-    let fail = |ctx: &Ctx<'_>, code: i32, message: String| {
+    // The lock phase fails before the record is written: no record to touch.
+    let failed = |ctx: &Ctx<'_>, message: &str| {
         ctx.emit(Event::PhaseFinished {
             phase: Phase::Lock,
             status: PhaseStatus::Failed,
-            detail: Some(message.clone()),
+            detail: Some(message.to_string()),
             duration_ms: ms(t0),
         });
-        finished(
-            ctx.events(),
-            &ctx.release,
-            Outcome::Failed,
-            code,
-            message,
-            None,
-        )
     };
     let got = lock::acquire(
         store,
@@ -515,14 +693,15 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
                     ctx.plan.source.display()
                 ));
             }
-            return Err(fail(ctx, crate::exit::LOCKED, m));
+            failed(ctx, &m);
+            return Err(end_early(ctx.ports, ctx.events(), &ctx.release, Cause::LockHeld, m).await);
         }
         Err(e) => {
-            return Err(fail(
-                ctx,
-                crate::exit::UNEXPECTED,
-                format!("cannot take the release lock: {e}"),
-            ))
+            let m = format!("cannot take the release lock: {e}");
+            failed(ctx, &m);
+            return Err(
+                end_early(ctx.ports, ctx.events(), &ctx.release, Cause::Unexpected, m).await,
+            );
         }
     };
     ctx.lock = Some(lock);
@@ -533,12 +712,21 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
     lp.status = Some(PhaseStatus::Done);
     lp.detail = Some(format!("held by {holder}"));
     if let Err(e) = ctx.record.save(store).await {
-        release_lock(ctx).await;
-        return Err(fail(
-            ctx,
-            crate::exit::UNEXPECTED,
-            format!("cannot write the release record: {e}"),
-        ));
+        let m = format!("cannot write the release record: {e}");
+        failed(ctx, &m);
+        let lock = ctx.lock.take();
+        let c = Closing {
+            store,
+            events: ctx.events(),
+            release_id: &ctx.release,
+            record: None,
+            lock,
+        };
+        let ending = Ending {
+            lock: LockFate::Release,
+            ..Ending::refused(Cause::Unexpected, m)
+        };
+        return Err(end(c, ending).await);
     }
     ctx.emit(Event::LockAcquired {
         holder: holder.into(),
@@ -650,115 +838,69 @@ fn describe_stop(stop: &Stop) -> String {
     }
 }
 
-async fn release_lock(ctx: &mut Ctx<'_>) {
-    if let Some(lock) = ctx.lock.take() {
-        if let Err(e) = lock.release(ctx.ports.state.as_ref()).await {
-            ctx.emit(Event::Warning {
-                message: format!(
-                    "could not release the lock: {e}; `glidepath unlock PLAN --force` clears it"
-                ),
-            });
-        }
-    }
-}
-
-/// Record how the release ended, update the index and release the lock.
-async fn close(
-    ctx: &mut Ctx<'_>,
-    outcome: Outcome,
-    exit_code: i32,
-    message: &str,
-) -> Result<(), Stop> {
-    let r = ctx.rec();
-    r.outcome = Some(outcome);
-    r.exit_code = Some(exit_code);
-    r.message = Some(message.into());
-    r.finished_at = Some(Utc::now());
-    ctx.save().await?;
-    let rec = ctx.record.value.clone();
-    ledger::update_index(ctx.ports.state.as_ref(), |ix| {
-        if ix.current.as_deref() == Some(rec.id.as_str()) {
-            ix.current = None;
-        }
-        ix.upsert(&rec);
-    })
-    .await?;
-    release_lock(ctx).await;
-    Ok(())
-}
-
 /// What a stop means for the release (see the module doc).
 async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
-    let snapshot = ctx.record.value.snapshot_id.clone();
     let plan_path = ctx.plan.source.display().to_string();
-    let (outcome, code, message) = match stop {
+    let ending = match stop {
         Stop::Abort => {
             let weights = match ctx.ports.traffic.weights().await {
                 Ok(w) => format!("blue {}% / green {}%", w.blue, w.green),
                 Err(_) => "weights unknown".into(),
             };
-            let message = format!(
-                "release {} stopped during {phase} ({weights}); nothing was rolled back and the lock is kept. \
-                 Continue with `glidepath resume {plan_path}` or roll back with `glidepath rollback {plan_path}`",
-                ctx.release
-            );
-            // Recorded (not as an outcome: the release is not over) so watchers can tell.
-            ctx.rec().interrupted = Some(Interruption {
-                at: Utc::now(),
-                message: message.clone(),
-            });
-            let mut message = message;
-            if let Err(e) = ctx.save().await {
-                message.push_str(&format!(
-                    "; recording the stop failed: {}",
-                    describe_stop(&e)
-                ));
-            }
-            (Outcome::Interrupted, crate::exit::UNEXPECTED, message)
-        }
-        Stop::LockLost { message } => (Outcome::Failed, crate::exit::LOCKED, message),
-        Stop::Fail { exit_code, message } if phase == Phase::Finalize => {
-            ctx.rec().outcome = None;
-            (
-                Outcome::Failed,
-                exit_code,
-                format!(
-                    "{message}. Traffic is on {}; the lock is kept: `glidepath resume {plan_path}` finishes the release",
-                    ctx.target().name()
+            Ending {
+                outcome: Outcome::Interrupted,
+                cause: Cause::Interrupted,
+                message: format!(
+                    "release {} stopped during {phase} ({weights}); nothing was rolled back and the lock is kept. \
+                     Continue with `glidepath resume {plan_path}` or roll back with `glidepath rollback {plan_path}`",
+                    ctx.release
                 ),
-            )
+                ledger: LedgerFate::Interruption,
+                lock: LockFate::Keep,
+            }
         }
+        // Someone else owns the release now: touch nothing more.
+        Stop::LockLost { message } => Ending::refused(Cause::LockHeld, message),
+        // Finalize may have written the index but not the record: `resume` redoes it.
+        Stop::Fail { cause, message } if phase == Phase::Finalize => Ending::refused(
+            cause,
+            format!(
+                "{message}. Traffic is on {}; the lock is kept: `glidepath resume {plan_path}` finishes the release",
+                ctx.target().name()
+            ),
+        ),
+        // Traffic is split: an error there sends it back.
         Stop::Fail { message, .. } if phase == Phase::Shift => {
             let reason = format!("an error during the shift: {message}");
-            let mut f = roll_back(ctx, reason, false).await;
-            if f.outcome == Outcome::RolledBack {
-                f.exit_code = crate::exit::UNEXPECTED;
-            }
-            (f.outcome, f.exit_code, f.message)
+            roll_back(ctx, reason, false, Cause::Unexpected).await
         }
-        Stop::Fail { exit_code, message } => {
+        Stop::Fail { cause, message } => {
             let mut message = message;
-            if let Some(s) = &snapshot {
+            if let Some(s) = &ctx.record.value.snapshot_id {
                 message.push_str(&format!("; database snapshot {s} is the restore point"));
             }
-            if let Err(e) = close(ctx, Outcome::Failed, exit_code, &message).await {
-                message.push_str(&format!(
-                    "; recording the failure also failed: {}",
-                    describe_stop(&e)
-                ));
+            Ending {
+                outcome: Outcome::Failed,
+                cause,
+                message,
+                ledger: LedgerFate::Close,
+                lock: LockFate::Release,
             }
-            (Outcome::Failed, exit_code, message)
         }
         Stop::Rollback { reason, by_gate } => {
-            let f = roll_back(ctx, reason, by_gate).await;
-            (f.outcome, f.exit_code, f.message)
+            let cause = if by_gate {
+                Cause::GateFailed
+            } else {
+                Cause::OperatorRollback
+            };
+            roll_back(ctx, reason, by_gate, cause).await
         }
     };
-    finished(ctx.events(), &ctx.release, outcome, code, message, snapshot)
+    end_run(ctx, ending).await
 }
 
-/// The rollback phase and its record. Exit 3 whether a gate or the operator caused it.
-async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool) -> Finished {
+/// The rollback phase; the ending says whether it completed.
+async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Cause) -> Ending {
     let t0 = Instant::now();
     let r = ctx.rec();
     r.rollback_reason = Some(reason.clone());
@@ -773,9 +915,8 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool) -> Finished
     let plan_path = ctx.plan.source.display().to_string();
     match result {
         Ok(done) => {
-            let now = Utc::now();
             let p = &mut ctx.rec().phases.rollback;
-            p.done_at = Some(now);
+            p.done_at = Some(Utc::now());
             p.status = Some(PhaseStatus::Done);
             p.detail = done.detail.clone();
             ctx.emit(Event::PhaseFinished {
@@ -784,29 +925,25 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool) -> Finished
                 detail: done.detail,
                 duration_ms: ms(t0),
             });
-            let mut message = format!("rolled back to {}: {reason}", ctx.live().name());
-            if let Err(e) =
-                close(ctx, Outcome::RolledBack, crate::exit::ROLLED_BACK, &message).await
-            {
-                message.push_str(&format!("; recording it failed: {}", describe_stop(&e)));
-            }
-            Finished {
-                release_id: ctx.release.clone(),
+            Ending {
                 outcome: Outcome::RolledBack,
-                exit_code: crate::exit::ROLLED_BACK,
-                message,
+                cause,
+                message: format!("rolled back to {}: {reason}", ctx.live().name()),
+                ledger: LedgerFate::Close,
+                lock: LockFate::Release,
             }
         }
         Err(stop) => {
             let detail = rollback_failed(ctx, &stop, t0);
-            Finished {
-                release_id: ctx.release.clone(),
+            Ending {
                 outcome: Outcome::Failed,
-                exit_code: crate::exit::UNEXPECTED,
+                cause,
                 message: format!(
                     "the rollback did not complete ({detail}); traffic may still be split. The lock is kept: \
                      run `glidepath rollback {plan_path}` again"
                 ),
+                ledger: LedgerFate::Untouched,
+                lock: LockFate::Keep,
             }
         }
     }
@@ -821,37 +958,42 @@ async fn rollback_finalized(
     commands: UnboundedReceiver<Command>,
 ) -> Finished {
     let store = ports.state.as_ref();
+    let refuse = |id: &str, cause, message: String| {
+        let id = id.to_string();
+        let events = events.clone();
+        async move { end_early(ports, &events, &id, cause, message).await }
+    };
     let index: Index = match ledger::load_index(store).await {
         Ok(ix) => ix,
-        Err(e) => return finish_early(&events, "", crate::exit::UNEXPECTED, e.to_string()),
+        Err(e) => return refuse("", Cause::Unexpected, e.to_string()).await,
     };
     let (Some(live), Some(standby)) = (index.live.clone(), index.standby.clone()) else {
-        return finish_early(
-            &events,
+        return refuse(
             "",
-            crate::exit::USAGE,
+            Cause::Usage,
             "nothing to roll back: no release is in progress and no finalized release has an old colour on standby".into(),
-        );
+        )
+        .await;
     };
     let Some(id) = live.release.clone() else {
-        return finish_early(
-            &events,
+        return refuse(
             "",
-            crate::exit::USAGE,
+            Cause::Usage,
             "nothing to roll back: the live colour was not released by glidepath".into(),
-        );
+        )
+        .await;
     };
     let doc = match ledger::load_record(store, &id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
-            return finish_early(
-                &events,
+            return refuse(
                 &id,
-                crate::exit::UNEXPECTED,
+                Cause::Unexpected,
                 format!("the record of release {id} is missing; cannot roll it back safely"),
             )
+            .await
         }
-        Err(e) => return finish_early(&events, &id, crate::exit::UNEXPECTED, e.to_string()),
+        Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     };
     let old = match standby.colour {
         ColourName::Blue => &plan.blue,
@@ -860,10 +1002,9 @@ async fn rollback_finalized(
     match ports.fleet.service(&old.service).await {
         Ok(s) if s.running > 0 && s.desired > 0 => {}
         Ok(s) => {
-            return finish_early(
-                &events,
+            return refuse(
                 &id,
-                crate::exit::USAGE,
+                Cause::Usage,
                 format!(
                     "the old colour ({}, {}) runs {} of {} task(s); sending traffic there would fail. Release version {} again instead",
                     standby.colour.name(),
@@ -873,8 +1014,9 @@ async fn rollback_finalized(
                     standby.version
                 ),
             )
+            .await
         }
-        Err(e) => return finish_early(&events, &id, crate::exit::UNEXPECTED, e.to_string()),
+        Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     }
     started(
         &events,
@@ -898,63 +1040,43 @@ async fn rollback_finalized(
         phases::rollback::scale_after(&ctx, live.colour).await
     }
     .await;
-    let detail = match moved {
-        Ok(d) => d,
+    let ending = match moved {
+        Ok(detail) => {
+            let r = ctx.rec();
+            r.rollback_reason = Some(format!("{holder} rolled back the finalized release"));
+            r.phases.rollback.done_at = Some(Utc::now());
+            r.phases.rollback.status = Some(PhaseStatus::Done);
+            r.phases.rollback.detail = Some(detail.clone());
+            ctx.emit(Event::PhaseFinished {
+                phase: Phase::Rollback,
+                status: PhaseStatus::Done,
+                detail: Some(detail),
+                duration_ms: ms(t0),
+            });
+            Ending {
+                outcome: Outcome::RolledBack,
+                cause: Cause::OperatorRollback,
+                message: format!(
+                    "rolled back to {} ({} on {}); {holder} asked for it",
+                    standby.version,
+                    standby.colour.name(),
+                    old.service
+                ),
+                ledger: LedgerFate::CloseAndSwap,
+                lock: LockFate::Release,
+            }
+        }
         Err(stop) => {
             let detail = rollback_failed(&ctx, &stop, t0);
-            release_lock(&mut ctx).await;
-            return finished(
-                &events,
-                &id,
-                Outcome::Failed,
-                crate::exit::UNEXPECTED,
-                format!("the rollback did not complete: {detail}"),
-                None,
-            );
+            Ending {
+                outcome: Outcome::Failed,
+                cause: Cause::OperatorRollback,
+                message: format!("the rollback did not complete: {detail}"),
+                // The release stays finalized; nothing here to resume.
+                ledger: LedgerFate::Untouched,
+                lock: LockFate::Release,
+            }
         }
     };
-    let message = format!(
-        "rolled back to {} ({} on {}); {holder} asked for it",
-        standby.version,
-        standby.colour.name(),
-        old.service
-    );
-    let r = ctx.rec();
-    r.outcome = Some(Outcome::RolledBack);
-    r.exit_code = Some(crate::exit::ROLLED_BACK);
-    r.message = Some(message.clone());
-    r.rollback_reason = Some(format!("{holder} rolled back the finalized release"));
-    r.phases.rollback.done_at = Some(Utc::now());
-    r.phases.rollback.status = Some(PhaseStatus::Done);
-    r.phases.rollback.detail = Some(detail.clone());
-    let mut message = message;
-    if let Err(e) = ctx.save().await {
-        message.push_str(&format!("; recording it failed: {}", describe_stop(&e)));
-    }
-    let rec = ctx.record.value.clone();
-    let swapped = ledger::update_index(store, |ix| {
-        if ix.live.as_ref().and_then(|s| s.release.as_deref()) == Some(id.as_str()) {
-            std::mem::swap(&mut ix.live, &mut ix.standby);
-        }
-        ix.upsert(&rec);
-    })
-    .await;
-    if let Err(e) = swapped {
-        message.push_str(&format!("; the index could not be updated: {e}"));
-    }
-    ctx.emit(Event::PhaseFinished {
-        phase: Phase::Rollback,
-        status: PhaseStatus::Done,
-        detail: Some(detail),
-        duration_ms: ms(t0),
-    });
-    release_lock(&mut ctx).await;
-    finished(
-        &events,
-        &id,
-        Outcome::RolledBack,
-        crate::exit::ROLLED_BACK,
-        message,
-        None,
-    )
+    end_run(&mut ctx, ending).await
 }

@@ -180,7 +180,7 @@ async fn find_current(store: &dyn super::ports::StateStore) -> Result<Current, E
         format!(
             " (the last release, {}, {})",
             e.id,
-            e.outcome.map_or("did not finish", outcome_word)
+            e.outcome.map_or("did not finish", Outcome::word)
         )
     });
     Ok(Current::Nothing(last))
@@ -240,15 +240,6 @@ fn stopped(id: Option<String>) -> Watched {
         outcome: None,
         exit_code: crate::exit::OK,
         message,
-    }
-}
-
-fn outcome_word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Finalized => "finalized",
-        Outcome::RolledBack => "rolled back",
-        Outcome::Failed => "failed",
-        Outcome::Interrupted => "interrupted",
     }
 }
 
@@ -790,10 +781,7 @@ impl<'p> Follow<'p> {
     /// The outcome (or an Abort of the releasing run): close what is open, then finish.
     fn ending(&mut self, r: &Record, out: &mut Vec<Event>) {
         if let Some(outcome) = r.outcome {
-            let message = r
-                .message
-                .clone()
-                .unwrap_or_else(|| outcome_word(outcome).into());
+            let message = r.message.clone().unwrap_or_else(|| outcome.to_string());
             let status = if outcome == Outcome::Finalized {
                 PhaseStatus::Done
             } else {
@@ -820,16 +808,18 @@ impl<'p> Follow<'p> {
                 "stopped by the operator",
                 out,
             );
+            let exit_code =
+                crate::exit::code(Outcome::Interrupted, crate::exit::Cause::Interrupted);
             out.push(Event::ReleaseFinished {
                 outcome: Outcome::Interrupted,
-                exit_code: crate::exit::UNEXPECTED,
+                exit_code,
                 message: stop.message.clone(),
                 snapshot_id: r.snapshot_id.clone(),
             });
             self.done = Some(Watched {
                 release_id: Some(self.id.clone()),
                 outcome: Some(Outcome::Interrupted),
-                exit_code: crate::exit::UNEXPECTED,
+                exit_code,
                 message: stop.message.clone(),
             });
         }

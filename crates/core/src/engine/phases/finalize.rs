@@ -11,6 +11,7 @@ use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Outcome, Phase};
 use crate::engine::ledger::{self, Slot};
+use crate::exit::Cause;
 use chrono::Utc;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
@@ -18,7 +19,8 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     // The index gets the finalized record first; the caller writes the record itself.
     let mut rec = ctx.record.value.clone();
     rec.outcome = Some(Outcome::Finalized);
-    rec.exit_code = Some(crate::exit::OK);
+    rec.cause = Some(Cause::Done);
+    rec.exit_code = Some(crate::exit::code(Outcome::Finalized, Cause::Done));
     rec.finished_at = Some(Utc::now());
     rec.message = Some(format!("{} is live on {}", rec.version, rec.target.name()));
     ledger::update_index(ctx.ports.state.as_ref(), |ix| {

@@ -114,7 +114,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         }
         if Instant::now() >= deadline {
             return Err(Stop::Fail {
-                exit_code: crate::exit::MIGRATION_FAILED,
+                cause: crate::exit::Cause::MigrationFailed,
                 message: format!(
                     "migration task {arn} is still {} after {}s ([migration].timeout); glidepath did not stop it and moved no traffic. \
                      Check the task, stop it if it hangs, then start the release again",
@@ -145,7 +145,7 @@ fn finish(ctx: &mut Ctx<'_>, info: &TaskInfo) -> Result<Done, Stop> {
     match info.exit_code {
         Some(0) => Ok(Done::ok(format!("task {id} exited 0"))),
         code => Err(Stop::Fail {
-            exit_code: crate::exit::MIGRATION_FAILED,
+            cause: crate::exit::Cause::MigrationFailed,
             message: format!(
                 "migration task {id} {} ({}); no traffic moved",
                 code.map_or("stopped without an exit code".to_string(), |c| format!(
