@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<(), Stop> {
         .try_call(|| ports.health.preflight())
         .await
         .map_err(|e| Stop::Fail {
-            exit_code: crate::exit::UNEXPECTED,
+            cause: crate::exit::Cause::Unexpected,
             message: format!(
                 "preflight: the load balancer metrics of the blue and green target groups cannot be read ({e}); \
                  the gates would be blind. Check cloudwatch:GetMetricData permission and the plan's target groups and listener. \
@@ -34,7 +34,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<(), Stop> {
             .join(", ");
         let one = found.missing_alarms.len() == 1;
         return Err(Stop::Fail {
-            exit_code: crate::exit::USAGE,
+            cause: crate::exit::Cause::Usage,
             message: format!(
                 "preflight: {} {names} named in `gates.alarms` of {plan_path} {} not exist in CloudWatch, so {} never fire. \
                  Fix the name (`aws cloudwatch describe-alarms --alarm-name-prefix ...` lists them), create the alarm, \
