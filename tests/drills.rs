@@ -293,3 +293,80 @@ mod reqwest_like {
             .fold(0.0, f64::max) as u64
     }
 }
+
+/// ALB-like timing, sped up: 5 s periods published 3–8 s late, weights reaching traffic 2 s
+/// after the change (scenarios `happy-alb` and `green-5xx-alb`). The plan says so, as a
+/// production plan would with 60 s and 2 min.
+fn alb_plan(bakes: &[(u8, u64)]) -> Plan {
+    let mut plan = drill_plan(bakes);
+    let g = &mut plan.gates;
+    g.poll_interval = Duration::from_secs(2);
+    g.max_blind = Duration::from_secs(20);
+    g.metric_period = Duration::from_secs(5);
+    g.metric_delay = Duration::from_secs(9);
+    g.weight_settle = Duration::from_secs(3);
+    g.sequential.metric_period = g.metric_period;
+    g.sequential.metric_delay = g.metric_delay;
+    plan
+}
+
+#[tokio::test]
+async fn alb_timing_happy_passes_counting_late_periods_once() {
+    let d = drill(
+        "happy-alb",
+        alb_plan(&[(10, 10), (50, 10), (100, 5)]),
+        |_| async {},
+    )
+    .await;
+    assert_eq!(
+        d.finished.exit_code,
+        glidepath::exit::OK,
+        "{:?}\n{}",
+        d.finished,
+        d.seeded.stage.stderr_text()
+    );
+    assert_eq!(d.weights, Weights::green(100));
+    assert!(gate_failures(&d.events).is_empty());
+    // Every judged period is a whole 5 s period: the bake grows in steps of 5 s.
+    let baked: Vec<f64> = d
+        .events
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::Health { baked_s, .. } => Some(baked_s),
+            _ => None,
+        })
+        .collect();
+    assert!(!baked.is_empty());
+    assert!(
+        baked.iter().all(|b| (b / 5.0).fract() == 0.0),
+        "bake counts whole periods: {baked:?}"
+    );
+    // The sequential gate showed its evidence, not only pass/fail.
+    assert!(d
+        .events
+        .iter()
+        .any(|e| matches!(&e.event, Event::GateEvidence { evidence } if !evidence.is_empty())));
+}
+
+#[tokio::test]
+async fn alb_timing_green_5xx_plus_2_points_rolls_back() {
+    let d = drill(
+        "green-5xx-alb",
+        alb_plan(&[(10, 30), (50, 30), (100, 5)]),
+        |_| async {},
+    )
+    .await;
+    assert_eq!(
+        d.finished.exit_code,
+        glidepath::exit::ROLLED_BACK,
+        "{:?}\n{}",
+        d.finished,
+        d.seeded.stage.stderr_text()
+    );
+    assert_eq!(d.weights, Weights::all_blue());
+    let failures = gate_failures(&d.events);
+    assert!(
+        failures.iter().any(|(s, _)| *s == Signal::ErrorRate),
+        "{failures:?}"
+    );
+}
