@@ -433,6 +433,73 @@ async fn failing_smoke_test_rolls_back_before_user_traffic() {
     });
 }
 
+/// The test listener is pointed at the colour being released before the smoke test, in
+/// both directions (it starts on green, as the stage seeds it).
+#[tokio::test(start_paused = true)]
+async fn test_listener_follows_the_released_colour_both_ways() {
+    let mut plan = plan();
+    plan.smoke = Some(glidepath::plan::SmokeConfig {
+        command: vec!["./smoke.sh".into()],
+        timeout: Duration::from_secs(30),
+    });
+    plan.traffic.test_listener = Some("shop:8081".into());
+    plan.traffic.test_url = Some("http://test.example:8081".into());
+    let world = FakeWorld::for_plan(&plan);
+    let mut seen = vec![];
+    for version in ["1.4.0", "1.5.0"] {
+        let (f, events) = release(&world, &plan, version).await;
+        assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+        let told: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TestTraffic {
+                    listener,
+                    colour,
+                    target_group,
+                } => Some((listener.clone(), *colour, target_group.clone())),
+                _ => None,
+            })
+            .collect();
+        seen.push(told);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        seen,
+        vec![
+            vec![(
+                "shop:8081".to_string(),
+                ColourName::Green,
+                "shop-green".to_string()
+            )],
+            vec![(
+                "shop:8081".to_string(),
+                ColourName::Blue,
+                "shop-blue".to_string()
+            )],
+        ]
+    );
+    world.with(|w| {
+        assert_eq!(
+            w.test_weights_at_smoke,
+            vec![
+                Some(Weights::green(100)),
+                Some(Weights {
+                    blue: 100,
+                    green: 0
+                })
+            ]
+        );
+        // Only the second release had to move it (it starts on green).
+        let moves: Vec<_> = w
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("traffic.set_test_weights"))
+            .cloned()
+            .collect();
+        assert_eq!(moves, vec!["traffic.set_test_weights 100/0".to_string()]);
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn gate_failure_rolls_back_to_100_0_with_exit_3() {
     let plan = plan();

@@ -284,3 +284,97 @@ async fn crash_mid_shift_then_resume_finishes_with_one_migration() {
         "one migration in all"
     );
 }
+
+/// The test listener's forward action: target groups with a weight above 0.
+async fn test_listener_forwards(config: &aws_types::SdkConfig, listener: &str) -> Vec<String> {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(config);
+    let out = elb
+        .describe_listeners()
+        .listener_arns(listener)
+        .send()
+        .await
+        .expect("DescribeListeners");
+    let mut groups = vec![];
+    for a in out.listeners()[0].default_actions() {
+        if let Some(fc) = a.forward_config() {
+            for t in fc.target_groups() {
+                if t.weight().unwrap_or(1) > 0 {
+                    groups.extend(t.target_group_arn().map(str::to_string));
+                }
+            }
+        } else if let Some(tg) = a.target_group_arn() {
+            groups.push(tg.to_string());
+        }
+    }
+    groups
+}
+
+/// blue → green, then green → blue: while the smoke test runs, the test listener forwards
+/// only to the colour being released (the stage seeds it on green).
+#[tokio::test]
+async fn smoke_test_reaches_the_released_colour_in_both_directions() {
+    let site = site();
+    let mut p = plan(site.path());
+    p.traffic.test_listener = Some("shop:8081".into());
+    p.traffic.test_url = Some("http://127.0.0.1:8081".into());
+    p.smoke = Some(glidepath::plan::SmokeConfig {
+        command: vec!["sleep".into(), "1".into()],
+        timeout: Duration::from_secs(30),
+    });
+    let seeded = common::seeded_stage("happy", p).await;
+    let test_listener = seeded
+        .report
+        .test_listener_arn
+        .clone()
+        .expect("the stage seeded a test listener");
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let expected = [
+        (
+            "1.4.0",
+            seeded.report.green_target_group_arn.clone(),
+            "green",
+        ),
+        ("1.5.0", seeded.report.blue_target_group_arn.clone(), "blue"),
+    ];
+    for (version, tg, colour) in expected {
+        let (tx, mut rx) = unbounded_channel();
+        let (_commands, crx) = unbounded_channel();
+        let req = ReleaseRequest {
+            version: version.into(),
+            auto_approve: true,
+            holder: "alice@ops-1".into(),
+            endpoint: None,
+        };
+        let engine = run::release(&plan, &ports, req, tx, crx);
+        let observer = async {
+            let (mut at_smoke, mut events) = (None, vec![]);
+            while let Some(e) = rx.recv().await {
+                let smoke = matches!(&e.event, Event::Notice { message } if message.starts_with("smoke test:"));
+                if smoke && at_smoke.is_none() {
+                    at_smoke = Some(test_listener_forwards(&seeded.config, &test_listener).await);
+                }
+                events.push(e);
+            }
+            (at_smoke, events)
+        };
+        let (f, (at_smoke, events)) = tokio::join!(engine, observer);
+        assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+        assert_eq!(
+            at_smoke,
+            Some(vec![tg.clone()]),
+            "{version}: the smoke test ran against the wrong colour\n{}",
+            story(&events)
+        );
+        let told = events.iter().find_map(|e| match &e.event {
+            Event::TestTraffic {
+                colour,
+                target_group,
+                ..
+            } => Some((colour.name(), target_group.clone())),
+            _ => None,
+        });
+        assert_eq!(told, Some((colour, tg)), "{}", story(&events));
+    }
+}

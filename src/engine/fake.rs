@@ -70,6 +70,10 @@ pub struct World {
     // traffic
     pub weights: Weights,
     pub weight_history: Vec<Weights>,
+    /// The test listener's weights (None: the plan has no test listener).
+    pub test_weights: Option<Weights>,
+    /// The test listener's weights each time the smoke test ran.
+    pub test_weights_at_smoke: Vec<Option<Weights>>,
     // health: scripted polls, then `healthy_sample` forever
     pub health_script: VecDeque<PortResult<HealthSample>>,
     pub healthy_sample: HealthSample,
@@ -174,6 +178,12 @@ impl FakeWorld {
                 deploy_unhealthy: false,
                 weights: Weights::all_blue(),
                 weight_history: vec![],
+                test_weights: plan
+                    .traffic
+                    .test_listener
+                    .as_ref()
+                    .map(|_| Weights::green(100)),
+                test_weights_at_smoke: vec![],
                 health_script: VecDeque::new(),
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
@@ -582,6 +592,27 @@ impl Traffic for FakeWorld {
         )
         .await
     }
+    async fn test_weights(&self) -> PortResult<Option<Weights>> {
+        self.call(
+            "traffic.test_weights",
+            String::new(),
+            |w| Ok(w.test_weights),
+        )
+        .await
+    }
+    async fn set_test_weights(&self, weights: Weights) -> PortResult<()> {
+        self.call(
+            "traffic.set_test_weights",
+            format!("{}/{}", weights.blue, weights.green),
+            |w| {
+                if w.test_weights.is_some() {
+                    w.test_weights = Some(weights);
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -607,6 +638,8 @@ impl Smoke for FakeWorld {
     ) -> Result<(), String> {
         self.call("smoke.run", String::new(), |w| {
             w.smoke_runs.push(env.to_vec());
+            let at_smoke = w.test_weights;
+            w.test_weights_at_smoke.push(at_smoke);
             Ok(w.smoke_result.clone())
         })
         .await

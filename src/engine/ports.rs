@@ -180,6 +180,15 @@ impl Weights {
 pub trait Traffic: Send + Sync {
     async fn weights(&self) -> PortResult<Weights>;
     async fn set_weights(&self, weights: Weights) -> PortResult<()>;
+    /// The test listener's forward weights (plan `traffic.test_listener`); None when the
+    /// plan has no test listener.
+    async fn test_weights(&self) -> PortResult<Option<Weights>> {
+        Ok(None)
+    }
+    /// Point the test listener's forward action at `weights` (a no-op without one).
+    async fn set_test_weights(&self, _weights: Weights) -> PortResult<()> {
+        Ok(())
+    }
 }
 
 #[async_trait]
