@@ -292,6 +292,108 @@ async fn migration_failure_exits_5_without_moving_traffic() {
     assert_eq!(index(&world).current, None);
 }
 
+/// A migration task of an earlier release of this app/environment (what `unlock --force`
+/// can leave running), as ECS would show it.
+fn foreign_migration(world: &FakeWorld, plan: &Plan) -> String {
+    use glidepath::engine::fake::FakeTask;
+    use glidepath::engine::ports::{TaskInfo, TaskSpec};
+    let arn = "arn:aws:ecs:us-east-1:123456789012:task/app/earlier".to_string();
+    let started_by =
+        glidepath::engine::ids::started_by(&plan.app, &plan.environment, "1.3.0-20261101T000000Z");
+    world.with(|w| {
+        w.tasks.push(FakeTask {
+            info: TaskInfo {
+                arn: arn.clone(),
+                last_status: "RUNNING".into(),
+                exit_code: None,
+                stopped_reason: None,
+                log: None,
+            },
+            spec: TaskSpec {
+                task_definition: "app:1".into(),
+                container: "web".into(),
+                command: vec!["bin/migrate".into()],
+                started_by,
+                client_token: "earlier".into(),
+                subnets: vec![],
+                security_groups: vec![],
+                assign_public_ip: false,
+            },
+            // Never stops by being described: only the test stops it.
+            describes_left: u32::MAX,
+            lines: vec![],
+            started_at: chrono::Utc::now() - chrono::Duration::minutes(7),
+        })
+    });
+    arn
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_migration_waits_for_another_releases_task_to_stop() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let arn = foreign_migration(&world, &plan);
+    // A task of another app on the same cluster is not ours to wait for.
+    let other_app = {
+        let mut p = plan.clone();
+        p.app = "other".into();
+        p
+    };
+    foreign_migration(&world, &other_app);
+    world.with(|w| w.tasks[1].info.arn.push_str("-other-app"));
+    let stopper = {
+        let world = world.clone();
+        let arn = arn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            world.with(|w| {
+                let t = w.tasks.iter_mut().find(|t| t.info.arn == arn).unwrap();
+                t.info.last_status = "STOPPED".into();
+                t.info.exit_code = Some(0);
+            });
+        })
+    };
+    let started = tokio::time::Instant::now();
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    stopper.await.unwrap();
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert!(started.elapsed() >= Duration::from_secs(40));
+    let waited = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Warning { message } if message.contains("of another release") => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .expect("a warning about the other migration");
+    assert!(waited.contains("earlier"), "names the task: {waited}");
+    assert!(waited.contains("started 7m"), "says its age: {waited}");
+    world.with(|w| {
+        assert_eq!(w.run_task_calls, 1);
+        // Only the other app's task was still running when ours started.
+        assert_eq!(w.active_at_run_task, vec![1]);
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_migration_refuses_while_another_releases_task_keeps_running() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    foreign_migration(&world, &plan);
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert_well_formed(&events);
+    assert!(f.message.contains("earlier"), "{}", f.message);
+    assert!(f.message.contains("started 7m"), "{}", f.message);
+    assert!(f.message.contains("No traffic moved"), "{}", f.message);
+    world.with(|w| {
+        assert_eq!(w.run_task_calls, 0, "no second migration");
+        assert!(w.weight_history.is_empty());
+    });
+    assert!(!lock_held(&world), "the lock is released");
+}
+
 #[tokio::test(start_paused = true)]
 async fn snapshot_failure_and_timeout_stop_before_the_migration() {
     let plan = plan();

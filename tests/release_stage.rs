@@ -109,7 +109,11 @@ async fn happy_release_finalizes_on_green() {
 
     let ours = ports
         .tasks
-        .find_started_by(&ids::started_by(&f.release_id))
+        .find_started_by(&ids::started_by(
+            &plan.app,
+            &plan.environment,
+            &f.release_id,
+        ))
         .await
         .unwrap();
     assert_eq!(ours.len(), 1, "{ours:?}");
@@ -377,4 +381,101 @@ async fn smoke_test_reaches_the_released_colour_in_both_directions() {
         });
         assert_eq!(told, Some((colour, tg)), "{}", story(&events));
     }
+}
+
+/// Tasks of the cluster that are not STOPPED, as ECS describes them.
+async fn unstopped_tasks(config: &aws_types::SdkConfig) -> Vec<String> {
+    let ecs = aws_sdk_ecs::Client::new(config);
+    let all = tasks_in_cluster(config).await;
+    if all.is_empty() {
+        return all;
+    }
+    let out = ecs
+        .describe_tasks()
+        .cluster("shop")
+        .set_tasks(Some(all))
+        .send()
+        .await
+        .expect("DescribeTasks");
+    out.tasks()
+        .iter()
+        .filter(|t| t.last_status() != Some("STOPPED"))
+        .filter_map(|t| t.task_arn().map(str::to_string))
+        .collect()
+}
+
+/// Release A crashes while its (slow) migration runs; the lock is broken by hand; release B
+/// waits for A's task to stop before starting its own: never two migrations at once.
+#[tokio::test]
+async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one() {
+    let site = site();
+    let (_dir, scenario) = common::temp_file(
+        "slow-migration.toml",
+        "description = \"a slow migration\"\n[migration]\nseconds = 12\n[deploy]\nseconds = 1\n[snapshot]\nseconds = 1\n",
+    );
+    let stage = common::start_stage(&common::path_str(&scenario)).await;
+    let config = common::sdk_config(&stage).await;
+    let seeded_plan = plan(site.path());
+    glidepath::rehearse::seed::seed(&config, &seeded_plan)
+        .await
+        .expect("seed");
+    let (a_ports, plan) = ports_for(&config, &seeded_plan).await.expect("ports");
+
+    // A: until its migration task runs, then gone (what kill -9 leaves behind).
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = ReleaseRequest {
+        version: "1.4.0".into(),
+        auto_approve: true,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    };
+    let a = run::release(&plan, &a_ports, req, tx, crx);
+    let a_running = async {
+        while let Some(e) = rx.recv().await {
+            if matches!(&e.event, Event::Task { status, .. } if status == "RUNNING") {
+                return;
+            }
+        }
+        panic!("release A ended before its migration ran");
+    };
+    tokio::select! {
+        f = a => panic!("A finished: {}", f.message),
+        () = a_running => {}
+    }
+    drop(a_ports);
+    let a_task = unstopped_tasks(&config).await;
+    assert_eq!(a_task.len(), 1, "{a_task:?}");
+
+    let (b_ports, _) = ports_for(&config, &seeded_plan).await.expect("ports");
+    let report = run::unlock(&plan, &b_ports, true).await.expect("unlock");
+    assert!(report.broken);
+
+    let done = AtomicBool::new(false);
+    let watcher = async {
+        let mut most = 0;
+        while !done.load(Ordering::SeqCst) {
+            most = most.max(unstopped_tasks(&config).await.len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        most
+    };
+    let b = async {
+        let r = release(&plan, &b_ports, "1.4.1", "bob@ops-2").await;
+        done.store(true, Ordering::SeqCst);
+        r
+    };
+    let ((f, events), most) = tokio::join!(b, watcher);
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    assert_eq!(most, 1, "two migration tasks ran at once");
+    let a_id = a_task[0].rsplit('/').next().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.event,
+            Event::Warning { message } if message.contains(a_id) && message.contains("started ")
+        )),
+        "B says it waits for A's task {a_id}\n{}",
+        story(&events)
+    );
+    assert_eq!(tasks_in_cluster(&config).await.len(), 2);
 }

@@ -39,6 +39,7 @@ pub struct FakeTask {
     pub spec: TaskSpec,
     pub describes_left: u32,
     pub lines: Vec<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug)]
@@ -53,6 +54,8 @@ pub struct World {
     // tasks
     pub tasks: Vec<FakeTask>,
     pub run_task_calls: u32,
+    /// At each RunTask: how many tasks were not STOPPED yet (exactly-one checks).
+    pub active_at_run_task: Vec<usize>,
     pub migration_exit: i32,
     pub migration_ticks: u32,
     pub migration_lines: Vec<String>,
@@ -163,6 +166,7 @@ impl FakeWorld {
                 snapshot_fails: false,
                 tasks: vec![],
                 run_task_calls: 0,
+                active_at_run_task: vec![],
                 migration_exit: 0,
                 migration_ticks: 3,
                 migration_lines: vec![
@@ -394,9 +398,31 @@ impl Tasks for FakeWorld {
         })
         .await
     }
+    async fn active_with_prefix(&self, prefix: &str) -> PortResult<Vec<ActiveTask>> {
+        self.call("tasks.active_with_prefix", prefix.into(), |w| {
+            Ok(w.tasks
+                .iter()
+                .filter(|t| t.spec.started_by.starts_with(prefix))
+                .filter(|t| t.info.last_status != "STOPPED")
+                .map(|t| ActiveTask {
+                    arn: t.info.arn.clone(),
+                    started_by: t.spec.started_by.clone(),
+                    last_status: t.info.last_status.clone(),
+                    started_at: Some(t.started_at),
+                })
+                .collect())
+        })
+        .await
+    }
     async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo> {
         self.call("tasks.run_once", spec.task_definition.clone(), |w| {
             w.run_task_calls += 1;
+            let active = w
+                .tasks
+                .iter()
+                .filter(|t| t.info.last_status != "STOPPED")
+                .count();
+            w.active_at_run_task.push(active);
             let n = w.tasks.len() + 1;
             let info = TaskInfo {
                 arn: format!("arn:aws:ecs:us-east-1:123456789012:task/app/task{n}"),
@@ -410,6 +436,7 @@ impl Tasks for FakeWorld {
                 spec: spec.clone(),
                 describes_left: w.migration_ticks,
                 lines: w.migration_lines.clone(),
+                started_at: chrono::Utc::now(),
             });
             Ok(info)
         })

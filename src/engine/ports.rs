@@ -107,10 +107,24 @@ pub struct TaskInfo {
     pub log: Option<(String, String)>,
 }
 
+/// A task that has not stopped yet, found by its `startedBy` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTask {
+    pub arn: String,
+    pub started_by: String,
+    /// PROVISIONING, PENDING, RUNNING, DEPROVISIONING … (never STOPPED).
+    pub last_status: String,
+    /// When it started (or was created, before it started), if known.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[async_trait]
 pub trait Tasks: Send + Sync {
     /// Every task (running or stopped) with this `startedBy`.
     async fn find_started_by(&self, started_by: &str) -> PortResult<Vec<TaskInfo>>;
+    /// Every task of the cluster whose `startedBy` starts with `prefix` and that is not
+    /// STOPPED (ECS filters `startedBy` only exactly, so this lists and describes).
+    async fn active_with_prefix(&self, prefix: &str) -> PortResult<Vec<ActiveTask>>;
     async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo>;
     async fn describe(&self, task_arn: &str, container: &str) -> PortResult<TaskInfo>;
     /// Log lines after `cursor` (None: from the start); returns lines and the next cursor.
