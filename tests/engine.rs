@@ -1113,3 +1113,253 @@ async fn a_broken_lock_stops_the_release_without_touching_anything() {
         "nothing touched"
     );
 }
+
+// --- resume: one driver per release ---------------------------------------------------------
+
+/// A release stopped by Abort at step 2: its lock stays (naming this process).
+async fn interrupted_release(world: &FakeWorld, plan: &Plan) -> String {
+    let (f, _) = release_with_operator(world, plan, "1.4.0", |e| {
+        matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Abort)
+    })
+    .await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    assert!(lock_held(world));
+    f.release_id
+}
+
+/// Rewrite the lock body's holder process and lease, as another process would have left it.
+fn set_lock_process(
+    world: &FakeWorld,
+    host: Option<&str>,
+    pid: Option<u32>,
+    expires_in: chrono::Duration,
+) {
+    world.with(|w| {
+        let (bytes, _) = w.objects.get_mut(lock::LOCK_KEY).expect("lock");
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("host");
+        o.remove("pid");
+        if let Some(h) = host {
+            o.insert("host".into(), h.into());
+        }
+        if let Some(p) = pid {
+            o.insert("pid".into(), p.into());
+        }
+        o.insert(
+            "expires_at".into(),
+            (chrono::Utc::now() + expires_in).to_rfc3339().into(),
+        );
+        *bytes = serde_json::to_vec(&v).unwrap();
+    })
+}
+
+/// `resume`'s wait before taking the lock over: what it said and how long it took.
+async fn await_takeover(world: &FakeWorld, force: bool) -> (Vec<String>, Duration) {
+    let said = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let sink = said.clone();
+    let say = move |m: String| sink.lock().unwrap().push(m);
+    let t0 = tokio::time::Instant::now();
+    lock::await_takeover(&world.clone(), force, &say)
+        .await
+        .expect("await_takeover");
+    let took = t0.elapsed();
+    let said = said.lock().unwrap().clone();
+    (said, took)
+}
+
+/// A process that stays alive until killed (a live lock holder on this host).
+struct LiveHolder(std::process::Child);
+
+impl LiveHolder {
+    fn start() -> LiveHolder {
+        LiveHolder(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .expect("sleep"),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for LiveHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A pid above Linux's pid_max: no such process.
+const GONE_PID: u32 = 999_999_999;
+
+#[tokio::test(start_paused = true)]
+async fn resume_takes_over_at_once_when_the_holder_process_is_gone() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let host = lock::this_host();
+    set_lock_process(
+        &world,
+        Some(&host),
+        Some(GONE_PID),
+        chrono::Duration::seconds(250),
+    );
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("is gone") && said[0].contains(&format!("pid {GONE_PID}")),
+        "{said:?}"
+    );
+    let (f, events) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::LockAcquired { holder } if holder == "bob@ops-2")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_does_not_take_over_a_live_holder_but_waits_for_its_lease() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let live = LiveHolder::start();
+    let host = lock::this_host();
+    set_lock_process(
+        &world,
+        Some(&host),
+        Some(live.pid()),
+        chrono::Duration::seconds(250),
+    );
+    // The engine alone refuses: exit 4 naming the holder, its process and its age.
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert!(f.message.contains("alice@ops-1"), "{}", f.message);
+    assert!(
+        f.message.contains(&format!("pid {} on {host}", live.pid())),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("started"), "{}", f.message);
+    world.with(|w| {
+        let (b, _) = &w.objects[lock::LOCK_KEY];
+        let body: lock::LockBody = serde_json::from_slice(b).unwrap();
+        assert_eq!(body.holder, "alice@ops-1", "the lock was not taken");
+    });
+    // resume's wait: until the lease lapses without a renewal, saying until when.
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took >= Duration::from_secs(250), "{took:?}");
+    assert!(took < Duration::from_secs(260), "{took:?}");
+    assert!(
+        said[0].contains("alice@ops-1") && said[0].contains("Waiting for its lease to expire at"),
+        "{said:?}"
+    );
+    assert!(said[0].contains("--force"), "{said:?}");
+    assert!(said.last().unwrap().contains("lapsed"), "{said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_keeps_renewing_keeps_resume_waiting() {
+    use glidepath::engine::ports::StateStore;
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let live = LiveHolder::start();
+    let host = lock::this_host();
+    set_lock_process(
+        &world,
+        Some(&host),
+        Some(live.pid()),
+        chrono::Duration::seconds(250),
+    );
+    let renewer = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            let (bytes, etag) = world.get(lock::LOCK_KEY).await.unwrap().unwrap();
+            let mut body: lock::LockBody = serde_json::from_slice(&bytes).unwrap();
+            body.renewed_at = chrono::Utc::now();
+            body.expires_at = chrono::Utc::now() + chrono::Duration::seconds(250);
+            let b = serde_json::to_vec(&body).unwrap();
+            world.put_if_match(lock::LOCK_KEY, b, &etag).await.unwrap();
+        })
+    };
+    let (said, took) = await_takeover(&world, false).await;
+    renewer.await.unwrap();
+    assert!(took >= Duration::from_secs(500), "{took:?}");
+    assert!(
+        said.iter().any(|m| m.contains("renewed the release lock")),
+        "{said:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_force_takes_over_a_live_holder_at_once() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let live = LiveHolder::start();
+    set_lock_process(
+        &world,
+        Some(&lock::this_host()),
+        Some(live.pid()),
+        chrono::Duration::seconds(250),
+    );
+    let (said, took) = await_takeover(&world, true).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(said[0].contains("--force"), "{said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_lease_is_taken_over_and_an_old_lock_body_is_not_guessed_at() {
+    let plan = plan();
+    // Another host, lease expired: taken over at once.
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    set_lock_process(
+        &world,
+        Some("ops-9"),
+        Some(1),
+        chrono::Duration::seconds(-10),
+    );
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took < Duration::from_secs(1) && said.is_empty(), "{said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+
+    // A lock body from before host/pid were recorded still reads; its holder cannot be
+    // told gone, so only its lease decides.
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    set_lock_process(&world, None, None, chrono::Duration::seconds(100));
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took >= Duration::from_secs(100), "{took:?} {said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+}
+
+/// Another host's live-looking holder cannot be told gone: the engine refuses.
+#[tokio::test(start_paused = true)]
+async fn a_holder_on_another_host_is_not_taken_over_before_its_lease_ends() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    set_lock_process(
+        &world,
+        Some("ops-9"),
+        Some(GONE_PID),
+        chrono::Duration::seconds(100),
+    );
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert!(f.message.contains("on ops-9"), "{}", f.message);
+}

@@ -33,6 +33,9 @@ pub struct ReleaseArgs {
     /// For production plans in scripted mode: the environment name, as typed confirmation.
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// Who holds the release lock, as shown to others (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +49,13 @@ pub struct ResumeArgs {
     pub auto_approve: bool,
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// Who holds the release lock, as shown to others (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
+    /// Take the lock over now even though its holder may still run (you have checked
+    /// that it is gone). Without it, resume waits for the holder's lease to expire.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +65,9 @@ pub struct RollbackArgs {
     pub output: OutputFormat,
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// Who holds the release lock, as shown to others (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +110,7 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
         output: a.output,
         auto_approve: a.auto_approve,
         confirm: a.confirm.clone(),
+        holder: a.holder.clone(),
     };
     drive(g, &plan, d).await
 }
@@ -117,9 +131,14 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let say = |m: String| eprintln!("glidepath: {m}");
+    if let Err(e) = crate::engine::lock::await_takeover(ports.state.as_ref(), a.force, &say).await {
+        eprintln!("glidepath: cannot read the release lock: {e}");
+        return crate::exit::UNEXPECTED;
+    }
     let req = ResumeRequest {
         auto_approve: a.auto_approve,
-        holder: holder(),
+        holder: holder_name(&a.holder),
         endpoint: endpoint(g, &plan),
     };
     let (tx, rx) = unbounded_channel();
@@ -150,8 +169,15 @@ pub async fn rollback(g: &Global, a: &RollbackArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // An emergency: a manual rollback takes the lock over from a holder that may still
+    // run (it stops at its next renewal), saying so.
+    let say = |m: String| eprintln!("glidepath: {m}");
+    if let Err(e) = crate::engine::lock::await_takeover(ports.state.as_ref(), true, &say).await {
+        eprintln!("glidepath: cannot read the release lock: {e}");
+        return crate::exit::UNEXPECTED;
+    }
     let (tx, rx) = unbounded_channel();
-    let who = holder();
+    let who = holder_name(&a.holder);
     let engine = run::rollback(&plan, &ports, &who, tx);
     let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output));
     finished.exit_code
@@ -280,6 +306,8 @@ pub struct Drive {
     /// A copy of every event, for callers that report on the release afterwards
     /// (rehearse's drill report). The view still gets every event.
     pub tap: Option<UnboundedSender<Envelope>>,
+    /// `--holder` (default `user@host`).
+    pub holder: Option<String>,
 }
 
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
@@ -299,7 +327,7 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
     let req = ReleaseRequest {
         version: d.version.clone(),
         auto_approve: d.auto_approve,
-        holder: holder(),
+        holder: holder_name(&d.holder),
         endpoint: endpoint(g, &plan),
     };
     let (tx, rx) = unbounded_channel();
@@ -460,13 +488,16 @@ pub fn holder() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
+    format!("{user}@{}", crate::engine::lock::this_host())
+}
+
+/// `--holder NAME` (or `GLIDEPATH_HOLDER`) when given and not blank, else `user@host`.
+pub fn holder_name(given: &Option<String>) -> String {
+    given
+        .as_deref()
+        .map(str::trim)
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("{user}@{host}")
+        .map_or_else(holder, str::to_string)
 }
 
 /// SDK configuration and every port for `plan`; prints the error and returns the exit code
