@@ -715,15 +715,40 @@ async fn manual_gate_waits_for_approve() {
         .iter()
         .any(|g| g.verdict == "approved"));
 
-    // With nobody to approve (scripted, channel closed) the release stops, resumable.
+    // With nobody to approve (scripted, channel closed) the gate waits until
+    // gates.approval_timeout, then on_fail: pause stops the release, resumable…
+    let mut paused_plan = plan.clone();
+    paused_plan.gates.on_fail = glidepath::plan::OnGateFail::Pause;
+    paused_plan.gates.approval_timeout = Duration::from_secs(600);
+    let world = FakeWorld::for_plan(&paused_plan);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel::<Command>();
+    drop(ctx);
+    let t0 = tokio::time::Instant::now();
+    let f = run::release(&paused_plan, &ports, req("1.4.0"), tx, crx).await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    assert!(t0.elapsed() >= Duration::from_secs(600));
+    assert!(lock_held(&world));
+    let events = drain(rx);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("not approved within 600s"))),
+        "{events:?}"
+    );
+    // …rollback rolls back (exit 3).
     let world = FakeWorld::for_plan(&plan);
     let ports = world.ports(true);
     let (tx, _rx) = unbounded_channel();
     let (ctx, crx) = unbounded_channel::<Command>();
     drop(ctx);
     let f = run::release(&plan, &ports, req("1.4.0"), tx, crx).await;
-    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
-    assert!(lock_held(&world));
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert!(
+        f.message.contains("not approved within 3600s"),
+        "{}",
+        f.message
+    );
+    assert!(!lock_held(&world));
 
     // --auto-approve passes it.
     let world = FakeWorld::for_plan(&plan);
@@ -1362,4 +1387,116 @@ async fn a_holder_on_another_host_is_not_taken_over_before_its_lease_ends() {
     let (f, _) = resume(&world, &plan).await;
     assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
     assert!(f.message.contains("on ops-9"), "{}", f.message);
+}
+
+// --- approvals from anywhere ----------------------------------------------------------------
+
+/// The id of the release in progress, once its record says a gate waits (or at once).
+async fn release_in_progress(world: &FakeWorld, until_waiting: bool) -> String {
+    loop {
+        let id = index(world).current;
+        if let Some(id) = id {
+            let waiting = world.with(|w| w.objects.contains_key(&ledger::record_key(&id)))
+                && record(world, &id).shift.waiting_since.is_some();
+            if waiting || !until_waiting {
+                return id;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_written_to_the_ledger_passes_the_waiting_gate() {
+    let mut plan = plan();
+    plan.steps[1].gate = GateMode::Manual;
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    // Scripted mode: nobody sends commands.
+    let (ctx, crx) = unbounded_channel::<Command>();
+    drop(ctx);
+    let engine = run::release(&plan, &ports, req("1.4.0"), tx, crx);
+    let approver = async {
+        let id = release_in_progress(&world, true).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let rec = ledger::record_approval(&world, &id, 2, "carol@ops-3")
+            .await
+            .expect("approve");
+        assert_eq!(rec.approvals.len(), 1);
+        tokio::time::Instant::now()
+    };
+    let (f, approved_at) = tokio::join!(engine, approver);
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let events = drain(rx);
+    let reason = events
+        .iter()
+        .find_map(|e| match e {
+            Event::GateWaiting {
+                index: 1, reason, ..
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the gate waited");
+    assert!(
+        reason.contains("glidepath approve examples/rehearsal.toml --step 2"),
+        "{reason}"
+    );
+    assert!(reason.contains("rolls back"), "{reason}");
+    let passed = events
+        .iter()
+        .position(|e| matches!(e, Event::GatePassed { index: 1, .. }))
+        .unwrap();
+    assert!(
+        matches!(&events[passed - 1], Event::Notice { message } if message.contains("approved by carol@ops-3"))
+    );
+    let r = record(&world, &f.release_id);
+    let gate = r.gates.iter().find(|g| g.verdict == "approved").unwrap();
+    assert!(gate.reason.as_deref().unwrap().contains("carol@ops-3"));
+    assert_eq!(r.approvals[0].by, "carol@ops-3");
+    assert_eq!(r.approvals[0].step, 2);
+    // Picked up within one poll (5 s) of being written.
+    let _ = approved_at;
+}
+
+/// Approving ahead of time: the record is written while the engine keeps saving its bake
+/// progress; neither write is lost and the gate does not wait.
+#[tokio::test(start_paused = true)]
+async fn an_approval_recorded_ahead_of_time_survives_the_engines_saves() {
+    let mut plan = plan();
+    plan.steps[1].gate = GateMode::Manual;
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel::<Command>();
+    let engine = run::release(&plan, &ports, req("1.4.0"), tx, crx);
+    let approver = async {
+        let id = release_in_progress(&world, false).await;
+        loop {
+            let step_started = world.with(|w| w.objects.contains_key(&ledger::record_key(&id)))
+                && record(&world, &id).shift.step_started_at.is_some();
+            if step_started {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        ledger::record_approval(&world, &id, 2, "dave@ops-4")
+            .await
+            .expect("approve");
+    };
+    let (f, ()) = tokio::join!(engine, approver);
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let events = drain(rx);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::GateWaiting { .. })),
+        "the gate did not wait"
+    );
+    let r = record(&world, &f.release_id);
+    assert_eq!(r.approvals.len(), 1);
+    assert!(r.gates.iter().any(|g| g.verdict == "approved"
+        && g.reason
+            .as_deref()
+            .is_some_and(|x| x.contains("dave@ops-4"))));
 }

@@ -1,5 +1,6 @@
 //! Operators in several terminals, through the real binary on the stage: `resume` against a
-//! live and a killed releasing process (one driver per release).
+//! live and a killed releasing process (one driver per release), and `glidepath approve`
+//! from another process.
 
 mod common;
 
@@ -195,4 +196,88 @@ async fn resume_waits_for_a_live_holder_and_takes_over_a_killed_one_at_once() {
         "did not wait for the 5m lease: {context}"
     );
     assert!(text(&c.stdout).contains("held by carol@ops-3"), "{context}");
+}
+
+/// Scripted mode without --auto-approve waits at the manual gate (50 % in the rehearsal
+/// plan), saying how to approve; `glidepath approve` from a second process lets it go on.
+#[tokio::test]
+async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_process() {
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+
+    let nothing = glidepath(&endpoint, &["approve", "examples/rehearsal.toml"])
+        .output()
+        .expect("approve");
+    assert_eq!(nothing.status.code(), Some(2), "{}", text(&nothing.stderr));
+    assert!(text(&nothing.stderr).contains("no release is in progress"));
+
+    let mut release = glidepath(
+        &endpoint,
+        &[
+            "release",
+            "examples/rehearsal.toml",
+            "--version",
+            "1.4.0",
+            "--non-interactive",
+            "--holder",
+            "alice@ops-1",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start release");
+    let out = lines_of(release.stdout.take().unwrap());
+    let mut seen = vec![];
+    let waiting = wait_line(&out, &mut seen, Duration::from_secs(90), |l| {
+        l.contains("WAITING for approval")
+    });
+    let Some(waiting) = waiting else {
+        kill(&mut release);
+        panic!("no gate waited:\n{}", seen.join("\n"));
+    };
+    assert!(
+        waiting.contains("glidepath approve examples/rehearsal.toml --step 2"),
+        "{waiting}"
+    );
+    assert!(waiting.contains("unapproved by"), "{waiting}");
+    // Still waiting a few polls later: nobody approved yet.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(release.try_wait().unwrap().is_none());
+
+    let approved = glidepath(
+        &endpoint,
+        &[
+            "approve",
+            "examples/rehearsal.toml",
+            "--holder",
+            "carol@ops-3",
+        ],
+    )
+    .output()
+    .expect("approve");
+    assert_eq!(
+        approved.status.code(),
+        Some(0),
+        "{}{}",
+        text(&approved.stdout),
+        text(&approved.stderr)
+    );
+    assert!(
+        text(&approved.stdout).contains("step 2 (green 50%)"),
+        "{}",
+        text(&approved.stdout)
+    );
+
+    let status = tokio::task::spawn_blocking(move || {
+        let status = release.wait().expect("release");
+        (status, out.into_iter().collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    seen.extend(status.1);
+    let all = seen.join("\n");
+    assert_eq!(status.0.code(), Some(0), "{all}");
+    assert!(all.contains("approved by carol@ops-3"), "{all}");
+    assert!(all.contains("FINALIZED"), "{all}");
 }

@@ -30,6 +30,10 @@ pub struct ReleaseArgs {
     /// Approve manual gates automatically (scripted mode).
     #[arg(long)]
     pub auto_approve: bool,
+    /// How long a manual gate waits for an approval before the plan's `gates.on_fail`
+    /// applies (overrides `gates.approval_timeout`, default 1h), e.g. `30m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub approval_timeout: Option<std::time::Duration>,
     /// For production plans in scripted mode: the environment name, as typed confirmation.
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
@@ -47,6 +51,10 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     #[arg(long)]
     pub auto_approve: bool,
+    /// How long a manual gate waits for an approval before the plan's `gates.on_fail`
+    /// applies (overrides `gates.approval_timeout`, default 1h), e.g. `30m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub approval_timeout: Option<std::time::Duration>,
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
     /// Who holds the release lock, as shown to others (default `user@host`).
@@ -91,6 +99,23 @@ pub struct WatchArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    pub plan: PathBuf,
+    /// The step to approve (1-based, as the messages count them); default: the gate that
+    /// is waiting now. A later step may be approved ahead of time.
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+    /// Who approves, as recorded (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
+}
+
+/// `30m`, `1h`, `90s`: the plan's duration syntax.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::plan::duration::parse(s).map_err(|e| format!("{} ({})", e.message, e.hint))
+}
+
+#[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
     pub plan: PathBuf,
     /// Required: breaking a lock can let two releases collide.
@@ -99,10 +124,13 @@ pub struct UnlockArgs {
 }
 
 pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
+    let mut plan = match load_plan(&a.plan) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(t) = a.approval_timeout {
+        plan.gates.approval_timeout = t;
+    }
     let d = Drive {
         tap: None,
         version: a.version.clone(),
@@ -116,15 +144,15 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> i32 {
 }
 
 pub async fn resume(g: &Global, a: &ResumeArgs) -> i32 {
-    let plan = match load_plan(&a.plan) {
+    let mut plan = match load_plan(&a.plan) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(t) = a.approval_timeout {
+        plan.gates.approval_timeout = t;
+    }
     let view = View::pick(a.non_interactive, a.output);
     if let Err(code) = confirm_production(&plan, &a.confirm, view == View::Cockpit) {
-        return code;
-    }
-    if let Err(code) = refuse_unanswerable_gates(&plan, view, a.auto_approve) {
         return code;
     }
     let (ports, plan) = match connect(g, &plan).await {
@@ -317,9 +345,6 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> i32 {
     if let Err(code) = confirm_production(plan, &d.confirm, view == View::Cockpit) {
         return code;
     }
-    if let Err(code) = refuse_unanswerable_gates(plan, view, d.auto_approve) {
-        return code;
-    }
     let (ports, plan) = match connect(g, plan).await {
         Ok(c) => c,
         Err(code) => return code,
@@ -466,17 +491,84 @@ fn confirm_production(plan: &Plan, confirm: &Option<String>, terminal: bool) -> 
     Err(crate::exit::USAGE)
 }
 
-/// Scripted mode has nobody to press Approve: manual gates need --auto-approve.
-fn refuse_unanswerable_gates(plan: &Plan, view: View, auto_approve: bool) -> Result<(), i32> {
-    let manual = plan.steps.iter().any(|s| s.gate == GateMode::Manual);
-    if manual && !auto_approve && view != View::Cockpit {
+/// `glidepath approve`: record an approval of a manual gate of the release in progress in
+/// its ledger record; the releasing process picks it up within one poll.
+pub async fn approve(g: &Global, a: &ApproveArgs) -> i32 {
+    let (ports, plan) = match open(g, &a.plan).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let st = match run::status(&plan, &ports).await {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("glidepath: cannot read the ledger: {e}");
+            return crate::exit::UNEXPECTED;
+        }
+    };
+    let Some(r) = st.current else {
+        eprintln!("glidepath: no release is in progress; nothing to approve");
+        return crate::exit::USAGE;
+    };
+    let waiting = r.shift.waiting_since.is_some().then_some(r.shift.step + 1);
+    let next_manual = plan
+        .steps
+        .iter()
+        .enumerate()
+        .skip(r.shift.step)
+        .find(|(_, s)| s.gate == GateMode::Manual)
+        .map(|(i, _)| i + 1);
+    let step = match (a.step, waiting) {
+        (Some(n), _) => n,
+        (None, Some(n)) => n,
+        (None, None) => {
+            eprintln!(
+                "glidepath: release {} has no manual gate waiting now{}",
+                r.id,
+                next_manual.map_or(String::new(), |n| format!(
+                    "; `--step {n}` approves step {n} ahead of time"
+                ))
+            );
+            return crate::exit::USAGE;
+        }
+    };
+    let Some(s) = plan.steps.get(step.wrapping_sub(1)) else {
         eprintln!(
-            "glidepath: {} has manual gates and nobody can approve them in scripted mode; pass --auto-approve, or run in a terminal",
-            plan.source.display()
+            "glidepath: the plan has steps 1 to {}; there is no step {step}",
+            plan.steps.len()
         );
-        return Err(crate::exit::USAGE);
+        return crate::exit::USAGE;
+    };
+    if s.gate != GateMode::Manual {
+        eprintln!(
+            "glidepath: step {step} ({}%) has no manual gate; nothing to approve",
+            s.weight
+        );
+        return crate::exit::USAGE;
     }
-    Ok(())
+    if step <= r.shift.step {
+        eprintln!(
+            "glidepath: step {step} of release {} has already passed",
+            r.id
+        );
+        return crate::exit::USAGE;
+    }
+    let who = holder_name(&a.holder);
+    match crate::engine::ledger::record_approval(ports.state.as_ref(), &r.id, step, &who).await {
+        Ok(rec) => {
+            let by = rec.approval(step).map_or(who.clone(), |a| a.by.clone());
+            println!(
+                "step {step} ({} {}%) of release {} approved by {by}; the releasing glidepath continues within one poll",
+                r.target.name(),
+                s.weight,
+                r.id
+            );
+            crate::exit::OK
+        }
+        Err(e) => {
+            eprintln!("glidepath: cannot record the approval: {e}");
+            crate::exit::UNEXPECTED
+        }
+    }
 }
 
 fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
