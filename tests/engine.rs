@@ -1500,3 +1500,48 @@ async fn an_approval_recorded_ahead_of_time_survives_the_engines_saves() {
             .as_deref()
             .is_some_and(|x| x.contains("dave@ops-4"))));
 }
+
+// --- finalize and retention -----------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn finalize_prunes_assets_to_retention_keeping_live_and_standby() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.prune_result = Ok("removed 1 version(s) (0.9.0; 3 objects)".into()));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let (_, detail) = phase_finished(&events, Phase::Finalize).unwrap();
+    assert!(detail.unwrap().contains("assets: removed 1 version"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (f, _) = release(&world, &plan, "1.5.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    world.with(|w| {
+        assert_eq!(
+            w.assets_pruned,
+            vec![
+                (3, vec!["1.4.0".to_string(), "unknown".to_string()]),
+                (3, vec!["1.5.0".to_string(), "1.4.0".to_string()]),
+            ]
+        );
+    });
+
+    // A failing prune is a warning; the release is finalized all the same.
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.prune_result = Err("s3:DeleteObjects: AccessDenied".into()));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert_eq!(f.outcome, Outcome::Finalized);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Warning { message } if message.contains("AccessDenied") && message.contains("assets prune")
+    )));
+    assert_eq!(index(&world).live.unwrap().version, "1.4.0");
+
+    // No [assets]: nothing to prune.
+    let mut bare = plan.clone();
+    bare.assets = None;
+    let world = FakeWorld::for_plan(&bare);
+    let (f, _) = release(&world, &bare, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    world.with(|w| assert!(w.assets_pruned.is_empty()));
+}

@@ -479,3 +479,72 @@ async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one() {
     );
     assert_eq!(tasks_in_cluster(&config).await.len(), 2);
 }
+
+/// Which of `versions` still have a published manifest in the plan's asset bucket.
+async fn published(config: &aws_types::SdkConfig, plan: &Plan, versions: &[&str]) -> Vec<String> {
+    let s3 = glidepath::aws::client::s3(config);
+    let cfg = plan.assets.as_ref().expect("[assets]");
+    let mut out = vec![];
+    for v in versions {
+        let key = glidepath::assets::layout::manifest_key(&cfg.prefix, v);
+        if s3
+            .head_object()
+            .bucket(&cfg.bucket)
+            .key(&key)
+            .send()
+            .await
+            .is_ok()
+        {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+/// Finalize prunes asset versions to `assets.retention` and never removes the live or the
+/// standby version (blue → green, then green → blue).
+#[tokio::test]
+async fn finalize_prunes_old_asset_versions_but_never_live_or_standby() {
+    let site = site();
+    let mut p = plan(site.path());
+    if let Some(a) = p.assets.as_mut() {
+        a.retention = 1;
+    }
+    let seeded = common::seeded_stage("happy", p).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let assets = ports.assets.as_ref().expect("an asset publisher");
+    for old in ["0.1.0", "0.2.0"] {
+        assets.publish(old, &|_, _| {}).await.expect("publish");
+    }
+    let all = ["0.1.0", "0.2.0", "1.4.0", "1.5.0"];
+    assert_eq!(
+        published(&seeded.config, &plan, &all).await,
+        ["0.1.0", "0.2.0"]
+    );
+    let (f, events) = release(&plan, &ports, "1.4.0", "alice@ops-1").await;
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    assert_eq!(published(&seeded.config, &plan, &all).await, ["1.4.0"]);
+    let (f, events) = release(&plan, &ports, "1.5.0", "alice@ops-1").await;
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    // Retention 1 keeps the newest (live) one; the standby is protected all the same.
+    assert_eq!(
+        published(&seeded.config, &plan, &all).await,
+        ["1.4.0", "1.5.0"],
+        "{}",
+        story(&events)
+    );
+    let detail = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::PhaseFinished {
+                phase: glidepath::engine::Phase::Finalize,
+                detail,
+                ..
+            } => detail.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(detail.contains("assets:"), "{detail}");
+}

@@ -288,7 +288,7 @@ pub fn describe(p: &Plan) -> String {
     );
     let prune = match &p.assets {
         Some(a) => format!(
-            ", prune assets to {} versions (never the live or standby one)",
+            ", prune assets to {} versions (never the live or standby one; a failure only warns)",
             a.retention
         ),
         None => String::new(),

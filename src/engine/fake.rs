@@ -86,6 +86,9 @@ pub struct World {
     pub smoke_runs: Vec<Vec<(String, String)>>,
     pub assets_result: Result<String, String>,
     pub assets_published: Vec<String>,
+    /// Each prune: (keep, protected versions).
+    pub assets_pruned: Vec<(usize, Vec<String>)>,
+    pub prune_result: Result<String, String>,
     // failure injection and observation
     /// Operation name → transient errors still to return.
     pub transient: HashMap<String, u32>,
@@ -195,6 +198,8 @@ impl FakeWorld {
                 smoke_runs: vec![],
                 assets_result: Ok("published".into()),
                 assets_published: vec![],
+                assets_pruned: vec![],
+                prune_result: Ok("nothing to prune".into()),
                 transient: HashMap::new(),
                 fatal: HashMap::new(),
                 calls: vec![],
@@ -691,5 +696,14 @@ impl Assets for FakeWorld {
             .map_err(|e| e.to_string())?;
         progress(2, 2);
         r
+    }
+    async fn prune(&self, keep: usize, protected: &[String]) -> Result<Option<String>, String> {
+        self.call("assets.prune", format!("keep {keep}"), |w| {
+            w.assets_pruned.push((keep, protected.to_vec()));
+            Ok(w.prune_result.clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
     }
 }

@@ -232,6 +232,11 @@ pub trait Assets: Send + Sync {
         version: &str,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<String, String>;
+    /// Remove old published versions, keeping the newest `keep` and every `protected` one;
+    /// returns a summary. None: this publisher does not prune.
+    async fn prune(&self, _keep: usize, _protected: &[String]) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// Every port the engine uses, bundled.
