@@ -329,7 +329,7 @@ pub async fn await_takeover(
         if force {
             if mark_lapsed(store, &b, &etag).await? {
                 say(format!(
-                    "--force: taking over the release lock, {}; if that process still runs, it stops at its next lock renewal without touching anything",
+                    "taking over the release lock without waiting for its lease (resume --force, or a manual rollback): it was {}; if that process still runs, it stops at its next lock renewal without touching anything",
                     b.describe(now)
                 ));
                 return Ok(());
