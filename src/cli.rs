@@ -63,6 +63,8 @@ pub enum Cmd {
     History(commands::release::StatusArgs),
     /// Attach read-only to a release in progress (from another terminal).
     Watch(commands::release::WatchArgs),
+    /// Approve a manual gate of the release in progress, from any terminal.
+    Approve(commands::release::ApproveArgs),
     /// Break a stale release lock (shows who holds it first).
     Unlock(commands::release::UnlockArgs),
     /// Publish or prune versioned static assets.
@@ -115,6 +117,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Status(a) => commands::release::status(g, a).await,
         Cmd::History(a) => commands::release::history(g, a).await,
         Cmd::Watch(a) => commands::release::watch(g, a).await,
+        Cmd::Approve(a) => commands::release::approve(g, a).await,
         Cmd::Unlock(a) => commands::release::unlock(g, a).await,
         Cmd::Assets(c) => commands::assets::run(g, c).await,
         Cmd::Stage(c) => commands::stage::run(g, c).await,

@@ -292,6 +292,108 @@ async fn migration_failure_exits_5_without_moving_traffic() {
     assert_eq!(index(&world).current, None);
 }
 
+/// A migration task of an earlier release of this app/environment (what `unlock --force`
+/// can leave running), as ECS would show it.
+fn foreign_migration(world: &FakeWorld, plan: &Plan) -> String {
+    use glidepath::engine::fake::FakeTask;
+    use glidepath::engine::ports::{TaskInfo, TaskSpec};
+    let arn = "arn:aws:ecs:us-east-1:123456789012:task/app/earlier".to_string();
+    let started_by =
+        glidepath::engine::ids::started_by(&plan.app, &plan.environment, "1.3.0-20261101T000000Z");
+    world.with(|w| {
+        w.tasks.push(FakeTask {
+            info: TaskInfo {
+                arn: arn.clone(),
+                last_status: "RUNNING".into(),
+                exit_code: None,
+                stopped_reason: None,
+                log: None,
+            },
+            spec: TaskSpec {
+                task_definition: "app:1".into(),
+                container: "web".into(),
+                command: vec!["bin/migrate".into()],
+                started_by,
+                client_token: "earlier".into(),
+                subnets: vec![],
+                security_groups: vec![],
+                assign_public_ip: false,
+            },
+            // Never stops by being described: only the test stops it.
+            describes_left: u32::MAX,
+            lines: vec![],
+            started_at: chrono::Utc::now() - chrono::Duration::minutes(7),
+        })
+    });
+    arn
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_migration_waits_for_another_releases_task_to_stop() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let arn = foreign_migration(&world, &plan);
+    // A task of another app on the same cluster is not ours to wait for.
+    let other_app = {
+        let mut p = plan.clone();
+        p.app = "other".into();
+        p
+    };
+    foreign_migration(&world, &other_app);
+    world.with(|w| w.tasks[1].info.arn.push_str("-other-app"));
+    let stopper = {
+        let world = world.clone();
+        let arn = arn.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            world.with(|w| {
+                let t = w.tasks.iter_mut().find(|t| t.info.arn == arn).unwrap();
+                t.info.last_status = "STOPPED".into();
+                t.info.exit_code = Some(0);
+            });
+        })
+    };
+    let started = tokio::time::Instant::now();
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    stopper.await.unwrap();
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert!(started.elapsed() >= Duration::from_secs(40));
+    let waited = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Warning { message } if message.contains("of another release") => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .expect("a warning about the other migration");
+    assert!(waited.contains("earlier"), "names the task: {waited}");
+    assert!(waited.contains("started 7m"), "says its age: {waited}");
+    world.with(|w| {
+        assert_eq!(w.run_task_calls, 1);
+        // Only the other app's task was still running when ours started.
+        assert_eq!(w.active_at_run_task, vec![1]);
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_migration_refuses_while_another_releases_task_keeps_running() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    foreign_migration(&world, &plan);
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert_well_formed(&events);
+    assert!(f.message.contains("earlier"), "{}", f.message);
+    assert!(f.message.contains("started 7m"), "{}", f.message);
+    assert!(f.message.contains("No traffic moved"), "{}", f.message);
+    world.with(|w| {
+        assert_eq!(w.run_task_calls, 0, "no second migration");
+        assert!(w.weight_history.is_empty());
+    });
+    assert!(!lock_held(&world), "the lock is released");
+}
+
 #[tokio::test(start_paused = true)]
 async fn snapshot_failure_and_timeout_stop_before_the_migration() {
     let plan = plan();
@@ -433,6 +535,73 @@ async fn failing_smoke_test_rolls_back_before_user_traffic() {
     });
 }
 
+/// The test listener is pointed at the colour being released before the smoke test, in
+/// both directions (it starts on green, as the stage seeds it).
+#[tokio::test(start_paused = true)]
+async fn test_listener_follows_the_released_colour_both_ways() {
+    let mut plan = plan();
+    plan.smoke = Some(glidepath::plan::SmokeConfig {
+        command: vec!["./smoke.sh".into()],
+        timeout: Duration::from_secs(30),
+    });
+    plan.traffic.test_listener = Some("shop:8081".into());
+    plan.traffic.test_url = Some("http://test.example:8081".into());
+    let world = FakeWorld::for_plan(&plan);
+    let mut seen = vec![];
+    for version in ["1.4.0", "1.5.0"] {
+        let (f, events) = release(&world, &plan, version).await;
+        assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+        let told: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TestTraffic {
+                    listener,
+                    colour,
+                    target_group,
+                } => Some((listener.clone(), *colour, target_group.clone())),
+                _ => None,
+            })
+            .collect();
+        seen.push(told);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        seen,
+        vec![
+            vec![(
+                "shop:8081".to_string(),
+                ColourName::Green,
+                "shop-green".to_string()
+            )],
+            vec![(
+                "shop:8081".to_string(),
+                ColourName::Blue,
+                "shop-blue".to_string()
+            )],
+        ]
+    );
+    world.with(|w| {
+        assert_eq!(
+            w.test_weights_at_smoke,
+            vec![
+                Some(Weights::green(100)),
+                Some(Weights {
+                    blue: 100,
+                    green: 0
+                })
+            ]
+        );
+        // Only the second release had to move it (it starts on green).
+        let moves: Vec<_> = w
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("traffic.set_test_weights"))
+            .cloned()
+            .collect();
+        assert_eq!(moves, vec!["traffic.set_test_weights 100/0".to_string()]);
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn gate_failure_rolls_back_to_100_0_with_exit_3() {
     let plan = plan();
@@ -548,15 +717,40 @@ async fn manual_gate_waits_for_approve() {
         .iter()
         .any(|g| g.verdict == "approved"));
 
-    // With nobody to approve (scripted, channel closed) the release stops, resumable.
+    // With nobody to approve (scripted, channel closed) the gate waits until
+    // gates.approval_timeout, then on_fail: pause stops the release, resumable…
+    let mut paused_plan = plan.clone();
+    paused_plan.gates.on_fail = glidepath::plan::OnGateFail::Pause;
+    paused_plan.gates.approval_timeout = Duration::from_secs(600);
+    let world = FakeWorld::for_plan(&paused_plan);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel::<Command>();
+    drop(ctx);
+    let t0 = tokio::time::Instant::now();
+    let f = run::release(&paused_plan, &ports, req("1.4.0"), tx, crx).await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    assert!(t0.elapsed() >= Duration::from_secs(600));
+    assert!(lock_held(&world));
+    let events = drain(rx);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("not approved within 600s"))),
+        "{events:?}"
+    );
+    // …rollback rolls back (exit 3).
     let world = FakeWorld::for_plan(&plan);
     let ports = world.ports(true);
     let (tx, _rx) = unbounded_channel();
     let (ctx, crx) = unbounded_channel::<Command>();
     drop(ctx);
     let f = run::release(&plan, &ports, req("1.4.0"), tx, crx).await;
-    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
-    assert!(lock_held(&world));
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert!(
+        f.message.contains("not approved within 3600s"),
+        "{}",
+        f.message
+    );
+    assert!(!lock_held(&world));
 
     // --auto-approve passes it.
     let world = FakeWorld::for_plan(&plan);
@@ -945,4 +1139,411 @@ async fn a_broken_lock_stops_the_release_without_touching_anything() {
         Weights::green(50),
         "nothing touched"
     );
+}
+
+// --- resume: one driver per release ---------------------------------------------------------
+
+/// A release stopped by Abort at step 2: its lock stays (naming this process).
+async fn interrupted_release(world: &FakeWorld, plan: &Plan) -> String {
+    let (f, _) = release_with_operator(world, plan, "1.4.0", |e| {
+        matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Abort)
+    })
+    .await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    assert!(lock_held(world));
+    f.release_id
+}
+
+/// Rewrite the lock body's holder process and lease, as another process would have left it.
+fn set_lock_process(
+    world: &FakeWorld,
+    host: Option<&str>,
+    pid: Option<u32>,
+    expires_in: chrono::Duration,
+) {
+    world.with(|w| {
+        let (bytes, _) = w.objects.get_mut(lock::LOCK_KEY).expect("lock");
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("host");
+        o.remove("pid");
+        if let Some(h) = host {
+            o.insert("host".into(), h.into());
+        }
+        if let Some(p) = pid {
+            o.insert("pid".into(), p.into());
+        }
+        o.insert(
+            "expires_at".into(),
+            (chrono::Utc::now() + expires_in).to_rfc3339().into(),
+        );
+        *bytes = serde_json::to_vec(&v).unwrap();
+    })
+}
+
+/// `resume`'s wait before taking the lock over: what it said and how long it took.
+async fn await_takeover(world: &FakeWorld, force: bool) -> (Vec<String>, Duration) {
+    let said = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let sink = said.clone();
+    let say = move |m: String| sink.lock().unwrap().push(m);
+    let t0 = tokio::time::Instant::now();
+    lock::await_takeover(&world.clone(), force, &say)
+        .await
+        .expect("await_takeover");
+    let took = t0.elapsed();
+    let said = said.lock().unwrap().clone();
+    (said, took)
+}
+
+/// A process that stays alive until killed (a live lock holder on this host).
+struct LiveHolder(std::process::Child);
+
+impl LiveHolder {
+    fn start() -> LiveHolder {
+        LiveHolder(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .expect("sleep"),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for LiveHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A pid above Linux's pid_max: no such process.
+const GONE_PID: u32 = 999_999_999;
+
+#[tokio::test(start_paused = true)]
+async fn resume_takes_over_at_once_when_the_holder_process_is_gone() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let host = lock::this_host();
+    set_lock_process(
+        &world,
+        Some(&host),
+        Some(GONE_PID),
+        chrono::Duration::seconds(250),
+    );
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("is gone") && said[0].contains(&format!("pid {GONE_PID}")),
+        "{said:?}"
+    );
+    let (f, events) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::LockAcquired { holder } if holder == "bob@ops-2")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_does_not_take_over_a_live_holder_but_waits_for_its_lease() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let live = LiveHolder::start();
+    let host = lock::this_host();
+    set_lock_process(
+        &world,
+        Some(&host),
+        Some(live.pid()),
+        chrono::Duration::seconds(250),
+    );
+    // The engine alone refuses: exit 4 naming the holder, its process and its age.
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert!(f.message.contains("alice@ops-1"), "{}", f.message);
+    assert!(
+        f.message.contains(&format!("pid {} on {host}", live.pid())),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("started"), "{}", f.message);
+    world.with(|w| {
+        let (b, _) = &w.objects[lock::LOCK_KEY];
+        let body: lock::LockBody = serde_json::from_slice(b).unwrap();
+        assert_eq!(body.holder, "alice@ops-1", "the lock was not taken");
+    });
+    // resume's wait: until the lease lapses without a renewal, saying until when.
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took >= Duration::from_secs(250), "{took:?}");
+    assert!(took < Duration::from_secs(260), "{took:?}");
+    assert!(
+        said[0].contains("alice@ops-1") && said[0].contains("Waiting for its lease to expire at"),
+        "{said:?}"
+    );
+    assert!(said[0].contains("--force"), "{said:?}");
+    assert!(said.last().unwrap().contains("lapsed"), "{said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_keeps_renewing_keeps_resume_waiting() {
+    use glidepath::engine::ports::StateStore;
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let live = LiveHolder::start();
+    let host = lock::this_host();
+    set_lock_process(
+        &world,
+        Some(&host),
+        Some(live.pid()),
+        chrono::Duration::seconds(250),
+    );
+    let renewer = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            let (bytes, etag) = world.get(lock::LOCK_KEY).await.unwrap().unwrap();
+            let mut body: lock::LockBody = serde_json::from_slice(&bytes).unwrap();
+            body.renewed_at = chrono::Utc::now();
+            body.expires_at = chrono::Utc::now() + chrono::Duration::seconds(250);
+            let b = serde_json::to_vec(&body).unwrap();
+            world.put_if_match(lock::LOCK_KEY, b, &etag).await.unwrap();
+        })
+    };
+    let (said, took) = await_takeover(&world, false).await;
+    renewer.await.unwrap();
+    assert!(took >= Duration::from_secs(500), "{took:?}");
+    assert!(
+        said.iter().any(|m| m.contains("renewed the release lock")),
+        "{said:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_force_takes_over_a_live_holder_at_once() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    let live = LiveHolder::start();
+    set_lock_process(
+        &world,
+        Some(&lock::this_host()),
+        Some(live.pid()),
+        chrono::Duration::seconds(250),
+    );
+    let (said, took) = await_takeover(&world, true).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(said[0].contains("--force"), "{said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_lease_is_taken_over_and_an_old_lock_body_is_not_guessed_at() {
+    let plan = plan();
+    // Another host, lease expired: taken over at once.
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    set_lock_process(
+        &world,
+        Some("ops-9"),
+        Some(1),
+        chrono::Duration::seconds(-10),
+    );
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took < Duration::from_secs(1) && said.is_empty(), "{said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+
+    // A lock body from before host/pid were recorded still reads; its holder cannot be
+    // told gone, so only its lease decides.
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    set_lock_process(&world, None, None, chrono::Duration::seconds(100));
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    let (said, took) = await_takeover(&world, false).await;
+    assert!(took >= Duration::from_secs(100), "{took:?} {said:?}");
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+}
+
+/// Another host's live-looking holder cannot be told gone: the engine refuses.
+#[tokio::test(start_paused = true)]
+async fn a_holder_on_another_host_is_not_taken_over_before_its_lease_ends() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    interrupted_release(&world, &plan).await;
+    set_lock_process(
+        &world,
+        Some("ops-9"),
+        Some(GONE_PID),
+        chrono::Duration::seconds(100),
+    );
+    let (f, _) = resume(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::LOCKED, "{}", f.message);
+    assert!(f.message.contains("on ops-9"), "{}", f.message);
+}
+
+// --- approvals from anywhere ----------------------------------------------------------------
+
+/// The id of the release in progress, once its record says a gate waits (or at once).
+async fn release_in_progress(world: &FakeWorld, until_waiting: bool) -> String {
+    loop {
+        let id = index(world).current;
+        if let Some(id) = id {
+            let waiting = world.with(|w| w.objects.contains_key(&ledger::record_key(&id)))
+                && record(world, &id).shift.waiting_since.is_some();
+            if waiting || !until_waiting {
+                return id;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_written_to_the_ledger_passes_the_waiting_gate() {
+    let mut plan = plan();
+    plan.steps[1].gate = GateMode::Manual;
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    // Scripted mode: nobody sends commands.
+    let (ctx, crx) = unbounded_channel::<Command>();
+    drop(ctx);
+    let engine = run::release(&plan, &ports, req("1.4.0"), tx, crx);
+    let approver = async {
+        let id = release_in_progress(&world, true).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let rec = ledger::record_approval(&world, &id, 2, "carol@ops-3")
+            .await
+            .expect("approve");
+        assert_eq!(rec.approvals.len(), 1);
+        tokio::time::Instant::now()
+    };
+    let (f, approved_at) = tokio::join!(engine, approver);
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let events = drain(rx);
+    let reason = events
+        .iter()
+        .find_map(|e| match e {
+            Event::GateWaiting {
+                index: 1, reason, ..
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the gate waited");
+    assert!(
+        reason.contains("glidepath approve examples/rehearsal.toml --step 2"),
+        "{reason}"
+    );
+    assert!(reason.contains("rolls back"), "{reason}");
+    let passed = events
+        .iter()
+        .position(|e| matches!(e, Event::GatePassed { index: 1, .. }))
+        .unwrap();
+    assert!(
+        matches!(&events[passed - 1], Event::Notice { message } if message.contains("approved by carol@ops-3"))
+    );
+    let r = record(&world, &f.release_id);
+    let gate = r.gates.iter().find(|g| g.verdict == "approved").unwrap();
+    assert!(gate.reason.as_deref().unwrap().contains("carol@ops-3"));
+    assert_eq!(r.approvals[0].by, "carol@ops-3");
+    assert_eq!(r.approvals[0].step, 2);
+    // Picked up within one poll (5 s) of being written.
+    let _ = approved_at;
+}
+
+/// Approving ahead of time: the record is written while the engine keeps saving its bake
+/// progress; neither write is lost and the gate does not wait.
+#[tokio::test(start_paused = true)]
+async fn an_approval_recorded_ahead_of_time_survives_the_engines_saves() {
+    let mut plan = plan();
+    plan.steps[1].gate = GateMode::Manual;
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel::<Command>();
+    let engine = run::release(&plan, &ports, req("1.4.0"), tx, crx);
+    let approver = async {
+        let id = release_in_progress(&world, false).await;
+        loop {
+            let step_started = world.with(|w| w.objects.contains_key(&ledger::record_key(&id)))
+                && record(&world, &id).shift.step_started_at.is_some();
+            if step_started {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        ledger::record_approval(&world, &id, 2, "dave@ops-4")
+            .await
+            .expect("approve");
+    };
+    let (f, ()) = tokio::join!(engine, approver);
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let events = drain(rx);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::GateWaiting { .. })),
+        "the gate did not wait"
+    );
+    let r = record(&world, &f.release_id);
+    assert_eq!(r.approvals.len(), 1);
+    assert!(r.gates.iter().any(|g| g.verdict == "approved"
+        && g.reason
+            .as_deref()
+            .is_some_and(|x| x.contains("dave@ops-4"))));
+}
+
+// --- finalize and retention -----------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn finalize_prunes_assets_to_retention_keeping_live_and_standby() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.prune_result = Ok("removed 1 version(s) (0.9.0; 3 objects)".into()));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let (_, detail) = phase_finished(&events, Phase::Finalize).unwrap();
+    assert!(detail.unwrap().contains("assets: removed 1 version"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (f, _) = release(&world, &plan, "1.5.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    world.with(|w| {
+        assert_eq!(
+            w.assets_pruned,
+            vec![
+                (3, vec!["1.4.0".to_string(), "unknown".to_string()]),
+                (3, vec!["1.5.0".to_string(), "1.4.0".to_string()]),
+            ]
+        );
+    });
+
+    // A failing prune is a warning; the release is finalized all the same.
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.prune_result = Err("s3:DeleteObjects: AccessDenied".into()));
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert_eq!(f.outcome, Outcome::Finalized);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Warning { message } if message.contains("AccessDenied") && message.contains("assets prune")
+    )));
+    assert_eq!(index(&world).live.unwrap().version, "1.4.0");
+
+    // No [assets]: nothing to prune.
+    let mut bare = plan.clone();
+    bare.assets = None;
+    let world = FakeWorld::for_plan(&bare);
+    let (f, _) = release(&world, &bare, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    world.with(|w| assert!(w.assets_pruned.is_empty()));
 }

@@ -14,6 +14,7 @@ mod engine;
 mod gate_smoke;
 mod gate_stage;
 mod localstack;
+mod operator_stage;
 mod plan_files;
 mod rehearse;
 mod release_stage;

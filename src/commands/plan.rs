@@ -208,7 +208,12 @@ pub fn describe(p: &Plan) -> String {
     }
     let smoke = match &p.smoke {
         Some(s) => format!(
-            "; then run the smoke test `{}` (GREEN_URL={}, within {})",
+            "; then{} run the smoke test `{}` (GREEN_URL={}, within {})",
+            p.traffic
+                .test_listener
+                .as_ref()
+                .map(|l| format!(" point test listener {l} at the idle colour only and"))
+                .unwrap_or_default(),
             shell_words(&s.command),
             p.traffic.test_url.as_deref().unwrap_or("unset"),
             d(s.timeout)
@@ -234,10 +239,14 @@ pub fn describe(p: &Plan) -> String {
         "shift",
         format!("step the forward weights of {target} from live to idle:"),
     );
+    let manual = format!(
+        "gate manual (waits up to {} for an approval: cockpit `a` or `glidepath approve`)",
+        d(p.gates.approval_timeout)
+    );
     for s in &p.steps {
         let gate = match s.gate {
             GateMode::Auto => "gate auto",
-            GateMode::Manual => "gate manual (waits for an operator's approval)",
+            GateMode::Manual => manual.as_str(),
         };
         let _ = writeln!(
             o,
@@ -284,7 +293,7 @@ pub fn describe(p: &Plan) -> String {
     );
     let prune = match &p.assets {
         Some(a) => format!(
-            ", prune assets to {} versions (never the live or standby one)",
+            ", prune assets to {} versions (never the live or standby one; a failure only warns)",
             a.retention
         ),
         None => String::new(),

@@ -171,6 +171,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         auto_approve: a.auto_approve,
         confirm: None,
         tap: Some(tap),
+        holder: None,
     };
     let releasing = Instant::now();
     // The drill report follows, so a refusal is printed here rather than at the edge.

@@ -30,9 +30,16 @@ pub struct ReleaseArgs {
     /// Approve manual gates automatically (scripted mode).
     #[arg(long)]
     pub auto_approve: bool,
+    /// How long a manual gate waits for an approval before the plan's `gates.on_fail`
+    /// applies (overrides `gates.approval_timeout`, default 1h), e.g. `30m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub approval_timeout: Option<std::time::Duration>,
     /// For production plans in scripted mode: the environment name, as typed confirmation.
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// Who holds the release lock, as shown to others (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,8 +51,19 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     #[arg(long)]
     pub auto_approve: bool,
+    /// How long a manual gate waits for an approval before the plan's `gates.on_fail`
+    /// applies (overrides `gates.approval_timeout`, default 1h), e.g. `30m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub approval_timeout: Option<std::time::Duration>,
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// Who holds the release lock, as shown to others (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
+    /// Take the lock over now even though its holder may still run (you have checked
+    /// that it is gone). Without it, resume waits for the holder's lease to expire.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +73,9 @@ pub struct RollbackArgs {
     pub output: OutputFormat,
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// Who holds the release lock, as shown to others (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +99,23 @@ pub struct WatchArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    pub plan: PathBuf,
+    /// The step to approve (1-based, as the messages count them); default: the gate that
+    /// is waiting now. A later step may be approved ahead of time.
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+    /// Who approves, as recorded (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
+}
+
+/// `30m`, `1h`, `90s`: the plan's duration syntax.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::plan::duration::parse(s).map_err(|e| format!("{} ({})", e.message, e.hint))
+}
+
+#[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
     pub plan: PathBuf,
     /// Required: breaking a lock can let two releases collide.
@@ -86,7 +124,10 @@ pub struct UnlockArgs {
 }
 
 pub async fn release(g: &Global, a: &ReleaseArgs) -> CmdResult {
-    let plan = load_plan(&a.plan)?;
+    let mut plan = load_plan(&a.plan)?;
+    if let Some(t) = a.approval_timeout {
+        plan.gates.approval_timeout = t;
+    }
     let d = Drive {
         tap: None,
         version: a.version.clone(),
@@ -94,19 +135,26 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> CmdResult {
         output: a.output,
         auto_approve: a.auto_approve,
         confirm: a.confirm.clone(),
+        holder: a.holder.clone(),
     };
     drive(g, &plan, d).await
 }
 
 pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
-    let plan = load_plan(&a.plan)?;
+    let mut plan = load_plan(&a.plan)?;
+    if let Some(t) = a.approval_timeout {
+        plan.gates.approval_timeout = t;
+    }
     let view = View::pick(a.non_interactive, a.output);
     confirm_production(&plan, &a.confirm, view == View::Cockpit)?;
-    refuse_unanswerable_gates(&plan, view, a.auto_approve)?;
     let (ports, plan) = connect(g, &plan).await?;
+    let say = |m: String| eprintln!("glidepath: {m}");
+    crate::engine::lock::await_takeover(ports.state.as_ref(), a.force, &say)
+        .await
+        .map_err(|e| CliError::unexpected(format!("cannot read the release lock: {e}")))?;
     let req = ResumeRequest {
         auto_approve: a.auto_approve,
-        holder: holder(),
+        holder: holder_name(&a.holder),
         endpoint: endpoint(g, &plan),
     };
     let (tx, rx) = unbounded_channel();
@@ -130,8 +178,14 @@ pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     confirm_production(&plan, &a.confirm, terminal)?;
     let (ports, plan) = connect(g, &plan).await?;
+    // An emergency: a manual rollback takes the lock over from a holder that may still
+    // run (it stops at its next renewal), saying so.
+    let say = |m: String| eprintln!("glidepath: {m}");
+    crate::engine::lock::await_takeover(ports.state.as_ref(), true, &say)
+        .await
+        .map_err(|e| CliError::unexpected(format!("cannot read the release lock: {e}")))?;
     let (tx, rx) = unbounded_channel();
-    let who = holder();
+    let who = holder_name(&a.holder);
     let engine = run::rollback(&plan, &ports, &who, tx);
     let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output.into()));
     commands::from_code(finished.exit_code)
@@ -237,6 +291,8 @@ pub struct Drive {
     /// A copy of every event, for callers that report on the release afterwards
     /// (rehearse's drill report). The view still gets every event.
     pub tap: Option<UnboundedSender<Envelope>>,
+    /// `--holder` (default `user@host`).
+    pub holder: Option<String>,
 }
 
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
@@ -244,12 +300,11 @@ pub struct Drive {
 pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult {
     let view = View::pick(d.non_interactive, d.output);
     confirm_production(plan, &d.confirm, view == View::Cockpit)?;
-    refuse_unanswerable_gates(plan, view, d.auto_approve)?;
     let (ports, plan) = connect(g, plan).await?;
     let req = ReleaseRequest {
         version: d.version.clone(),
         auto_approve: d.auto_approve,
-        holder: holder(),
+        holder: holder_name(&d.holder),
         endpoint: endpoint(g, &plan),
     };
     let (tx, rx) = unbounded_channel();
@@ -387,16 +442,73 @@ fn confirm_production(
     Err(CliError::usage("not confirmed; nothing was changed"))
 }
 
-/// Scripted mode has nobody to press Approve: manual gates need --auto-approve.
-fn refuse_unanswerable_gates(plan: &Plan, view: View, auto_approve: bool) -> Result<(), CliError> {
-    let manual = plan.steps.iter().any(|s| s.gate == GateMode::Manual);
-    if manual && !auto_approve && view != View::Cockpit {
+/// `glidepath approve`: record an approval of a manual gate of the release in progress in
+/// its ledger record; the releasing process picks it up within one poll.
+pub async fn approve(g: &Global, a: &ApproveArgs) -> CmdResult {
+    let (ports, plan) = open(g, &a.plan).await?;
+    let st = run::status(&plan, &ports)
+        .await
+        .map_err(|e| CliError::unexpected(format!("cannot read the ledger: {e}")))?;
+    let Some(r) = st.current else {
+        return Err(CliError::usage(
+            "no release is in progress; nothing to approve",
+        ));
+    };
+    let waiting = r.shift.waiting_since.is_some().then_some(r.shift.step + 1);
+    let next_manual = plan
+        .steps
+        .iter()
+        .enumerate()
+        .skip(r.shift.step)
+        .find(|(_, s)| s.gate == GateMode::Manual)
+        .map(|(i, _)| i + 1);
+    let step = match (a.step, waiting) {
+        (Some(n), _) => n,
+        (None, Some(n)) => n,
+        (None, None) => {
+            return Err(CliError::usage(format!(
+                "release {} has no manual gate waiting now{}",
+                r.id,
+                next_manual.map_or(String::new(), |n| format!(
+                    "; `--step {n}` approves step {n} ahead of time"
+                ))
+            )));
+        }
+    };
+    let Some(s) = plan.steps.get(step.wrapping_sub(1)) else {
         return Err(CliError::usage(format!(
-            "{} has manual gates and nobody can approve them in scripted mode; pass --auto-approve, or run in a terminal",
-            plan.source.display()
+            "the plan has steps 1 to {}; there is no step {step}",
+            plan.steps.len()
+        )));
+    };
+    if s.gate != GateMode::Manual {
+        return Err(CliError::usage(format!(
+            "step {step} ({}%) has no manual gate; nothing to approve",
+            s.weight
         )));
     }
-    Ok(())
+    if step <= r.shift.step {
+        return Err(CliError::usage(format!(
+            "step {step} of release {} has already passed",
+            r.id
+        )));
+    }
+    let who = holder_name(&a.holder);
+    match crate::engine::ledger::record_approval(ports.state.as_ref(), &r.id, step, &who).await {
+        Ok(rec) => {
+            let by = rec.approval(step).map_or(who.clone(), |a| a.by.clone());
+            println!(
+                "step {step} ({} {}%) of release {} approved by {by}; the releasing glidepath continues within one poll",
+                r.target.name(),
+                s.weight,
+                r.id
+            );
+            Ok(())
+        }
+        Err(e) => Err(CliError::unexpected(format!(
+            "cannot record the approval: {e}"
+        ))),
+    }
 }
 
 fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
@@ -408,13 +520,16 @@ pub fn holder() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
+    format!("{user}@{}", crate::engine::lock::this_host())
+}
+
+/// `--holder NAME` (or `GLIDEPATH_HOLDER`) when given and not blank, else `user@host`.
+pub fn holder_name(given: &Option<String>) -> String {
+    given
+        .as_deref()
+        .map(str::trim)
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("{user}@{host}")
+        .map_or_else(holder, str::to_string)
 }
 
 /// SDK configuration and every port for `plan`.

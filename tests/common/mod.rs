@@ -236,6 +236,7 @@ pub fn rehearsal_plan() -> Plan {
         gates: GateConfig {
             poll_interval: s(1),
             max_blind: s(10),
+            approval_timeout: Duration::from_secs(3600),
             min_requests: 20,
             error_rate_floor: 0.02,
             error_rate_margin: 0.01,

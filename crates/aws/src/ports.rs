@@ -44,13 +44,16 @@ pub async fn build(config: &SdkConfig, plan: &Plan) -> Result<(Ports, Resolved),
             vec![plan.blue.service.clone(), plan.green.service.clone()],
         )),
         fleet: Box::new(EcsFleet::new(ecs, elb.clone(), &plan.cluster)),
-        traffic: Box::new(ElbTraffic::new(
-            elb.clone(),
-            &resolved.listener_arn,
-            resolved.rule_arn.as_deref(),
-            &resolved.blue_target_group_arn,
-            &resolved.green_target_group_arn,
-        )),
+        traffic: Box::new(
+            ElbTraffic::new(
+                elb.clone(),
+                &resolved.listener_arn,
+                resolved.rule_arn.as_deref(),
+                &resolved.blue_target_group_arn,
+                &resolved.green_target_group_arn,
+            )
+            .with_test_listener(resolved.test_listener_arn.as_deref()),
+        ),
         health: Box::new(AwsHealth::new(&config, &resolved, &plan.gates)),
         smoke: Box::new(CommandSmoke::new()),
         assets: None,

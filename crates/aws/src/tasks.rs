@@ -6,7 +6,7 @@
 //! need not repeat what the services already say.
 
 use super::errors::classify;
-use crate::engine::ports::{PortError, PortResult, TaskInfo, TaskSpec, Tasks};
+use crate::engine::ports::{ActiveTask, PortError, PortResult, TaskInfo, TaskSpec, Tasks};
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs as logs;
 use aws_sdk_ecs as ecs;
@@ -272,6 +272,51 @@ impl Tasks for EcsTasks {
             infos.push(self.info(&task, self.container.as_deref()).await?);
         }
         Ok(infos)
+    }
+
+    async fn active_with_prefix(&self, prefix: &str) -> PortResult<Vec<ActiveTask>> {
+        // Desired RUNNING covers PROVISIONING..RUNNING; desired STOPPED also holds tasks
+        // still stopping (lastStatus not yet STOPPED), which must count as running.
+        let mut arns = Vec::new();
+        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut token = None;
+            loop {
+                let out = self
+                    .ecs
+                    .list_tasks()
+                    .cluster(&self.cluster)
+                    .desired_status(desired.clone())
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        classify("ecs:ListTasks", &format!("tasks in {}", self.cluster), e)
+                    })?;
+                arns.extend(out.task_arns().iter().cloned());
+                token = out.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        arns.sort();
+        arns.dedup();
+        let when = |t: Option<&aws_smithy_types::DateTime>| {
+            t.and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos()))
+        };
+        Ok(self
+            .describe_many(&arns)
+            .await?
+            .iter()
+            .filter(|t| t.started_by().is_some_and(|s| s.starts_with(prefix)))
+            .filter(|t| t.last_status() != Some("STOPPED"))
+            .map(|t| ActiveTask {
+                arn: t.task_arn().unwrap_or_default().to_string(),
+                started_by: t.started_by().unwrap_or_default().to_string(),
+                last_status: t.last_status().unwrap_or("UNKNOWN").to_string(),
+                started_at: when(t.started_at()).or_else(|| when(t.created_at())),
+            })
+            .collect())
     }
 
     async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo> {

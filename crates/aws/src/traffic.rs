@@ -14,6 +14,9 @@ pub struct ElbTraffic {
     client: elbv2::Client,
     listener_arn: String,
     rule_arn: Option<String>,
+    /// The plan's test listener (`traffic.test_listener`), pointed at the colour being
+    /// released before the smoke test.
+    test_listener_arn: Option<String>,
     blue: String,
     green: String,
 }
@@ -30,9 +33,37 @@ impl ElbTraffic {
             client,
             listener_arn: listener_arn.to_string(),
             rule_arn: rule_arn.map(str::to_string),
+            test_listener_arn: None,
             blue: blue_target_group_arn.to_string(),
             green: green_target_group_arn.to_string(),
         }
+    }
+
+    /// Also manage the test listener (its default forward action).
+    pub fn with_test_listener(mut self, test_listener_arn: Option<&str>) -> Self {
+        self.test_listener_arn = test_listener_arn.map(str::to_string);
+        self
+    }
+
+    /// The test listener's default actions (None without a test listener).
+    async fn test_actions(&self) -> PortResult<Option<(String, Vec<Action>)>> {
+        let Some(arn) = &self.test_listener_arn else {
+            return Ok(None);
+        };
+        const OP: &str = "elbv2:DescribeListeners";
+        let what = format!("test listener {arn}");
+        let out = self
+            .client
+            .describe_listeners()
+            .listener_arns(arn)
+            .send()
+            .await
+            .map_err(|e| classify(OP, &what, e))?;
+        let l = out.listeners().first().ok_or_else(|| PortError::NotFound {
+            operation: OP.into(),
+            resource: what.clone(),
+        })?;
+        Ok(Some((arn.clone(), l.default_actions().to_vec())))
     }
 
     /// What we step: "rule <arn>" or "listener <arn>" (for messages).
@@ -210,6 +241,50 @@ impl Traffic for ElbTraffic {
                 .map(|_| ())
                 .map_err(|e| classify("elbv2:ModifyListener", &self.what(), e)),
         }
+    }
+
+    async fn test_weights(&self) -> PortResult<Option<Weights>> {
+        let Some((arn, actions)) = self.test_actions().await? else {
+            return Ok(None);
+        };
+        read_weights(&actions, &self.blue, &self.green)
+            .map(Some)
+            .map_err(|m| PortError::Fatal {
+                operation: "elbv2:DescribeListeners".into(),
+                message: format!("test listener {arn}: {m}"),
+            })
+    }
+
+    async fn set_test_weights(&self, weights: Weights) -> PortResult<()> {
+        let Some((arn, actions)) = self.test_actions().await? else {
+            return Ok(());
+        };
+        const OP: &str = "elbv2:ModifyListener";
+        let what = format!("test listener {arn}");
+        let mut actions =
+            with_weights(&actions, &self.blue, &self.green, weights).map_err(|m| {
+                PortError::Fatal {
+                    operation: OP.into(),
+                    message: format!("{what}: {m}"),
+                }
+            })?;
+        // The test listener forwards only to the colour(s) with weight: no zero-weight
+        // tuple that someone could mistake for a second destination.
+        for a in actions.iter_mut().filter(|a| is_forward(a)) {
+            if let Some(fc) = a.forward_config.as_mut() {
+                if let Some(groups) = fc.target_groups.as_mut() {
+                    groups.retain(|t| t.weight().unwrap_or(1) > 0);
+                }
+            }
+        }
+        self.client
+            .modify_listener()
+            .listener_arn(&arn)
+            .set_default_actions(Some(actions))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(OP, &what, e))
     }
 }
 

@@ -238,6 +238,7 @@ pub fn sample_plan(production: bool) -> Plan {
         gates: GateConfig {
             poll_interval: Duration::from_secs(10),
             max_blind: Duration::from_secs(60),
+            approval_timeout: Duration::from_secs(3600),
             min_requests: 50,
             error_rate_floor: 0.01,
             error_rate_margin: 0.01,

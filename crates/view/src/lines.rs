@@ -149,6 +149,15 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
         Event::WeightsChanged { blue, green } => {
             ("shift", format!("weights blue {blue}% / green {green}%"))
         }
+        Event::TestTraffic {
+            listener, colour, ..
+        } => (
+            "deploy",
+            format!(
+                "test listener {listener} forwards to {} only",
+                colour.name()
+            ),
+        ),
         Event::GateWaiting { weight, reason, .. } => (
             "gate",
             format!("WAITING for approval at {weight}%: {reason}"),

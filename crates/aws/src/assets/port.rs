@@ -9,12 +9,16 @@ use async_trait::async_trait;
 
 pub struct S3Assets {
     publisher: Publisher,
+    s3: aws_sdk_s3::Client,
+    cfg: AssetsConfig,
 }
 
 impl S3Assets {
     pub fn new(s3: aws_sdk_s3::Client, cfg: AssetsConfig) -> Self {
         S3Assets {
-            publisher: Publisher::new(s3, cfg),
+            publisher: Publisher::new(s3.clone(), cfg.clone()),
+            s3,
+            cfg,
         }
     }
 
@@ -45,6 +49,14 @@ impl Assets for S3Assets {
             .publish(version, &report)
             .await
             .map(|r| r.summary())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Exactly `glidepath assets prune`: manifests first, never a protected version.
+    async fn prune(&self, keep: usize, protected: &[String]) -> Result<Option<String>, String> {
+        super::prune::prune(&self.s3, &self.cfg, keep, protected, false)
+            .await
+            .map(|r| Some(r.summary()))
             .map_err(|e| e.to_string())
     }
 }

@@ -110,7 +110,7 @@ impl<'a> Ctx<'a> {
     /// Write the record (compare-and-swap on its ETag).
     pub async fn save(&mut self) -> Result<(), Stop> {
         self.record.value.updated_at = Utc::now();
-        self.record.save(self.ports.state.as_ref()).await?;
+        self.record.save_merging(self.ports.state.as_ref()).await?;
         Ok(())
     }
 

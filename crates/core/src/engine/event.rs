@@ -196,6 +196,15 @@ pub enum Event {
         blue: u8,
         green: u8,
     },
+    /// The test listener (plan `traffic.test_listener`) forwards only to `colour` (read
+    /// back), so the smoke test reaches the version being released.
+    TestTraffic {
+        /// The plan's `traffic.test_listener`, as written there.
+        listener: String,
+        colour: ColourName,
+        /// The plan's target group of that colour (as resolved: an ARN over AWS).
+        target_group: String,
+    },
     GateWaiting {
         index: usize,
         weight: u8,

@@ -51,6 +51,7 @@ pub struct FakeTask {
     pub spec: TaskSpec,
     pub describes_left: u32,
     pub lines: Vec<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug)]
@@ -65,6 +66,8 @@ pub struct World {
     // tasks
     pub tasks: Vec<FakeTask>,
     pub run_task_calls: u32,
+    /// At each RunTask: how many tasks were not STOPPED yet (exactly-one checks).
+    pub active_at_run_task: Vec<usize>,
     pub migration_exit: i32,
     pub migration_ticks: u32,
     pub migration_lines: Vec<String>,
@@ -82,6 +85,10 @@ pub struct World {
     // traffic
     pub weights: Weights,
     pub weight_history: Vec<Weights>,
+    /// The test listener's weights (None: the plan has no test listener).
+    pub test_weights: Option<Weights>,
+    /// The test listener's weights each time the smoke test ran.
+    pub test_weights_at_smoke: Vec<Option<Weights>>,
     // health: scripted polls, then `healthy_sample` forever
     pub health_script: VecDeque<PortResult<HealthSample>>,
     pub healthy_sample: HealthSample,
@@ -101,6 +108,9 @@ pub struct World {
     pub smoke_runs: Vec<Vec<(String, String)>>,
     pub assets_result: Result<String, String>,
     pub assets_published: Vec<String>,
+    /// Each prune: (keep, protected versions).
+    pub assets_pruned: Vec<(usize, Vec<String>)>,
+    pub prune_result: Result<String, String>,
     // failure injection and observation
     /// Operation name → transient errors still to return.
     pub transient: HashMap<String, u32>,
@@ -181,6 +191,7 @@ impl FakeWorld {
                 snapshot_fails: false,
                 tasks: vec![],
                 run_task_calls: 0,
+                active_at_run_task: vec![],
                 migration_exit: 0,
                 migration_ticks: 3,
                 migration_lines: vec![
@@ -196,6 +207,12 @@ impl FakeWorld {
                 deploy_unhealthy: false,
                 weights: Weights::all_blue(),
                 weight_history: vec![],
+                test_weights: plan
+                    .traffic
+                    .test_listener
+                    .as_ref()
+                    .map(|_| Weights::green(100)),
+                test_weights_at_smoke: vec![],
                 health_script: VecDeque::new(),
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
@@ -213,6 +230,8 @@ impl FakeWorld {
                 smoke_runs: vec![],
                 assets_result: Ok("published".into()),
                 assets_published: vec![],
+                assets_pruned: vec![],
+                prune_result: Ok("nothing to prune".into()),
                 transient: HashMap::new(),
                 fatal: HashMap::new(),
                 calls: vec![],
@@ -416,9 +435,31 @@ impl Tasks for FakeWorld {
         })
         .await
     }
+    async fn active_with_prefix(&self, prefix: &str) -> PortResult<Vec<ActiveTask>> {
+        self.call("tasks.active_with_prefix", prefix.into(), |w| {
+            Ok(w.tasks
+                .iter()
+                .filter(|t| t.spec.started_by.starts_with(prefix))
+                .filter(|t| t.info.last_status != "STOPPED")
+                .map(|t| ActiveTask {
+                    arn: t.info.arn.clone(),
+                    started_by: t.spec.started_by.clone(),
+                    last_status: t.info.last_status.clone(),
+                    started_at: Some(t.started_at),
+                })
+                .collect())
+        })
+        .await
+    }
     async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo> {
         self.call("tasks.run_once", spec.task_definition.clone(), |w| {
             w.run_task_calls += 1;
+            let active = w
+                .tasks
+                .iter()
+                .filter(|t| t.info.last_status != "STOPPED")
+                .count();
+            w.active_at_run_task.push(active);
             let n = w.tasks.len() + 1;
             let info = TaskInfo {
                 arn: format!("arn:aws:ecs:us-east-1:123456789012:task/app/task{n}"),
@@ -432,6 +473,7 @@ impl Tasks for FakeWorld {
                 spec: spec.clone(),
                 describes_left: w.migration_ticks,
                 lines: w.migration_lines.clone(),
+                started_at: chrono::Utc::now(),
             });
             Ok(info)
         })
@@ -614,6 +656,27 @@ impl Traffic for FakeWorld {
         )
         .await
     }
+    async fn test_weights(&self) -> PortResult<Option<Weights>> {
+        self.call(
+            "traffic.test_weights",
+            String::new(),
+            |w| Ok(w.test_weights),
+        )
+        .await
+    }
+    async fn set_test_weights(&self, weights: Weights) -> PortResult<()> {
+        self.call(
+            "traffic.set_test_weights",
+            format!("{}/{}", weights.blue, weights.green),
+            |w| {
+                if w.test_weights.is_some() {
+                    w.test_weights = Some(weights);
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -736,6 +799,8 @@ impl Smoke for FakeWorld {
     ) -> Result<(), String> {
         self.call("smoke.run", String::new(), |w| {
             w.smoke_runs.push(env.to_vec());
+            let at_smoke = w.test_weights;
+            w.test_weights_at_smoke.push(at_smoke);
             Ok(w.smoke_result.clone())
         })
         .await
@@ -760,5 +825,14 @@ impl Assets for FakeWorld {
             .map_err(|e| e.to_string())?;
         progress(2, 2);
         r
+    }
+    async fn prune(&self, keep: usize, protected: &[String]) -> Result<Option<String>, String> {
+        self.call("assets.prune", format!("keep {keep}"), |w| {
+            w.assets_pruned.push((keep, protected.to_vec()));
+            Ok(w.prune_result.clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
     }
 }

@@ -43,9 +43,26 @@ fn digest_hex(what: &str, release: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// ECS `startedBy` (at most 36 characters): `glidepath-` + 20 hex digits of the release.
-pub fn started_by(release: &str) -> String {
-    format!("glidepath-{}", &digest_hex("started-by", release)[..20])
+/// The `startedBy` prefix every migration task of one app and environment shares:
+/// `glidepath-` + 8 hex digits of (app, environment) + `-`.
+pub fn started_by_prefix(app: &str, environment: &str) -> String {
+    let scope = format!("{app}\u{0}{environment}");
+    format!(
+        "glidepath-{}-",
+        &digest_hex("started-by-scope", &scope)[..8]
+    )
+}
+
+/// ECS `startedBy` (at most 36 characters): [`started_by_prefix`] + 16 hex digits of the
+/// release, so the migration tasks of other releases of the same app and environment can
+/// be found by prefix. (Releases recorded before this scheme keep the `startedBy` in their
+/// record: `glidepath-` + 20 hex digits.)
+pub fn started_by(app: &str, environment: &str, release: &str) -> String {
+    format!(
+        "{}{}",
+        started_by_prefix(app, environment),
+        &digest_hex("started-by", release)[..16]
+    )
 }
 
 /// ECS `clientToken` (at most 64 characters) for the migration's RunTask.
@@ -78,10 +95,20 @@ mod tests {
     #[test]
     fn task_ids_fit_ecs_limits_and_are_stable() {
         let r = "1.4.0-20261103T021500Z";
-        assert!(started_by(r).len() <= 36);
+        let sb = |app: &str, env: &str, r: &str| started_by(app, env, r);
+        assert!(sb("a-rather-long-app-name", "production", r).len() <= 36);
         assert!(client_token(r).len() <= 64);
-        assert_eq!(started_by(r), started_by(r));
-        assert_ne!(started_by(r), started_by("1.4.1-20261103T021500Z"));
+        assert_eq!(sb("shop", "prod", r), sb("shop", "prod", r));
+        assert_ne!(
+            sb("shop", "prod", r),
+            sb("shop", "prod", "1.4.1-20261103T021500Z")
+        );
+        assert!(sb("shop", "prod", r).starts_with(&started_by_prefix("shop", "prod")));
+        assert!(!sb("shop", "staging", r).starts_with(&started_by_prefix("shop", "prod")));
+        assert!(!sb("shopx", "prod", r).starts_with(&started_by_prefix("shop", "prod")));
+        assert!(sb("shop", "prod", r)
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'));
     }
 
     proptest! {

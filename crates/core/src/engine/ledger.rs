@@ -129,6 +129,16 @@ pub struct LedgerWeights {
     pub green: u8,
 }
 
+/// An approval of a manual gate recorded by `glidepath approve` (from any terminal); the
+/// releasing process picks it up while the gate waits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Approval {
+    /// The step (1-based, as `glidepath approve --step N` and the messages count).
+    pub step: usize,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A run of the release that stopped on the operator's Abort (traffic stays, lock kept).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Interruption {
@@ -183,6 +193,9 @@ pub struct Record {
     /// Why it ended (beside `outcome`); `exit_code` is what crate::exit made of both.
     #[serde(default)]
     pub cause: Option<Cause>,
+    /// Approvals recorded by `glidepath approve` (see [`record_approval`]).
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
 }
 
 impl Record {
@@ -229,7 +242,13 @@ impl Record {
             resumed_at: None,
             interrupted: None,
             cause: None,
+            approvals: Vec::new(),
         }
+    }
+
+    /// The recorded approval of step `step` (1-based), if any.
+    pub fn approval(&self, step: usize) -> Option<&Approval> {
+        self.approvals.iter().find(|a| a.step == step)
     }
 
     /// The first forward phase not done yet (None: every phase is done).
@@ -311,15 +330,18 @@ pub struct Doc<T> {
     pub key: String,
     pub value: T,
     etag: Option<ETag>,
+    /// The value as stored under `etag` (last read or written).
+    base: Option<T>,
 }
 
-impl<T: Serialize + DeserializeOwned> Doc<T> {
+impl<T: Serialize + DeserializeOwned + Clone> Doc<T> {
     /// A document not yet in the store: the first save creates it (`If-None-Match: *`).
     pub fn fresh(key: &str, value: T) -> Doc<T> {
         Doc {
             key: key.into(),
             value,
             etag: None,
+            base: None,
         }
     }
 
@@ -327,12 +349,13 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
         let Some((bytes, etag)) = retry::quietly(|| store.get(key)).await? else {
             return Ok(None);
         };
-        let value = serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+        let value: T = serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
             key: key.into(),
             message: e.to_string(),
         })?;
         Ok(Some(Doc {
             key: key.into(),
+            base: Some(value.clone()),
             value,
             etag: Some(etag),
         }))
@@ -356,11 +379,13 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
         match written {
             Conditional::Written(etag) => {
                 self.etag = Some(etag);
+                self.base = Some(self.value.clone());
                 Ok(())
             }
             Conditional::Conflict => match retry::quietly(|| store.get(key)).await? {
                 Some((stored, etag)) if stored == body => {
                     self.etag = Some(etag);
+                    self.base = Some(self.value.clone());
                     Ok(())
                 }
                 _ => Err(EngineError::Conflict {
@@ -369,6 +394,94 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
             },
         }
     }
+}
+
+impl Doc<Record> {
+    /// Adopt approvals another process (`glidepath approve`) added to the stored record
+    /// since we last read or wrote it — and only those: any other change is someone else
+    /// driving this release, a [`EngineError::Conflict`]. Returns whether the store had
+    /// something new.
+    pub async fn pull_approvals(&mut self, store: &dyn StateStore) -> Result<bool, EngineError> {
+        let conflict = || EngineError::Conflict {
+            key: self.key.clone(),
+        };
+        let Some((bytes, etag)) = retry::quietly(|| store.get(&self.key)).await? else {
+            return Ok(false);
+        };
+        if self.etag.as_ref() == Some(&etag) {
+            return Ok(false);
+        }
+        let stored: Record = serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+            key: self.key.clone(),
+            message: e.to_string(),
+        })?;
+        let Some(base) = &self.base else {
+            return Err(conflict());
+        };
+        let mut only_approvals = stored.clone();
+        only_approvals.approvals = base.approvals.clone();
+        if &only_approvals != base {
+            return Err(conflict());
+        }
+        for a in &stored.approvals {
+            if !self.value.approvals.contains(a) {
+                self.value.approvals.push(a.clone());
+            }
+        }
+        self.etag = Some(etag);
+        self.base = Some(stored);
+        Ok(true)
+    }
+
+    /// [`Doc::save`] that survives `glidepath approve` writing the record meanwhile: on a
+    /// conflict, its approvals are adopted ([`Doc::pull_approvals`]) and the save repeated.
+    pub async fn save_merging(&mut self, store: &dyn StateStore) -> Result<(), EngineError> {
+        let mut attempts = 0;
+        loop {
+            match self.save(store).await {
+                Err(EngineError::Conflict { .. }) if attempts < 5 => {
+                    attempts += 1;
+                    if !self.pull_approvals(store).await? {
+                        return Err(EngineError::Conflict {
+                            key: self.key.clone(),
+                        });
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Record an approval of step `step` of `release` (etag-conditional, re-read and retried
+/// when the releasing process wrote in between). Returns the record as saved; an existing
+/// approval of that step is kept as it is.
+pub async fn record_approval(
+    store: &dyn StateStore,
+    release: &str,
+    step: usize,
+    by: &str,
+) -> Result<Record, EngineError> {
+    let key = record_key(release);
+    for _ in 0..10 {
+        let mut doc = load_record(store, release)
+            .await?
+            .ok_or_else(|| EngineError::Refused(format!("release {release} has no record")))?;
+        if doc.value.approval(step).is_some() {
+            return Ok(doc.value);
+        }
+        doc.value.approvals.push(Approval {
+            step,
+            by: by.into(),
+            at: Utc::now(),
+        });
+        match doc.save(store).await {
+            Ok(()) => return Ok(doc.value),
+            Err(EngineError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(EngineError::Conflict { key })
 }
 
 /// Read-modify-write the index, re-reading on a conflict (releases are serialized by the

@@ -9,7 +9,13 @@
 //!
 //! Someone else's lock is never taken silently, not even an expired one: the message says
 //! it is stale and that `glidepath unlock PLAN --force` breaks it. Only `resume` (and a
-//! manual `rollback`) of the *same* release id re-takes its own lock.
+//! manual `rollback`) of the *same* release id re-takes its own lock, and only when the
+//! holder is known to be gone: the body records the holder's host and pid, so a holder on
+//! this host whose pid no longer exists (a crashed terminal) is taken over at once, as is a
+//! lock whose lease expired. A live (or unknowable) holder is not: [`await_takeover`] waits
+//! for its lease to lapse, or marks it lapsed on the operator's `--force`. Lock bodies
+//! written before host and pid were recorded still read (the holder then counts as
+//! unknowable).
 
 use super::ledger::EngineError;
 use super::ports::{Conditional, ETag, StateStore};
@@ -29,9 +35,60 @@ pub struct LockBody {
     pub started_at: DateTime<Utc>,
     pub renewed_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The holding process's host and pid (absent in lock bodies written before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// This machine's host name (as the lock records it).
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Whether a process with this id exists on this machine (zombies count as gone). Where
+/// that cannot be told (no /proc), it is assumed to exist.
+pub fn process_exists(pid: u32) -> bool {
+    if !std::path::Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z"),
+    }
 }
 
 impl LockBody {
+    /// Why the holding process is known to be gone, if it is: it ran on this host and its
+    /// pid no longer exists, or names this very process (whose earlier run of the release
+    /// ended, or a reused pid). None when it may still run (or cannot be told).
+    pub fn holder_gone(&self) -> Option<String> {
+        let (host, pid) = (self.host.as_deref()?, self.pid?);
+        if host != this_host() {
+            return None;
+        }
+        if pid == std::process::id() {
+            return Some(format!(
+                "pid {pid} on {host} is this process; no other run holds it"
+            ));
+        }
+        (!process_exists(pid)).then(|| format!("pid {pid} no longer exists on {host}"))
+    }
+
+    /// "pid 4242 on ops-1", when recorded.
+    pub fn process(&self) -> Option<String> {
+        Some(format!("pid {} on {}", self.pid?, self.host.as_deref()?))
+    }
+
     pub fn age(&self, now: DateTime<Utc>) -> Duration {
         (now - self.started_at).to_std().unwrap_or_default()
     }
@@ -43,8 +100,11 @@ impl LockBody {
     /// "held by alice@ops-1 for release 1.4.0-… (started 12m 5s ago)" plus staleness.
     pub fn describe(&self, now: DateTime<Utc>) -> String {
         let mut s = format!(
-            "held by {} for release {} (started {} ago",
+            "held by {}{} for release {} (started {} ago",
             self.holder,
+            self.process()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
             self.release,
             human(self.age(now))
         );
@@ -95,6 +155,8 @@ fn body(holder: &str, release: &str, version: &str, lease: Duration) -> LockBody
         started_at: now,
         renewed_at: now,
         expires_at: now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
+        host: Some(this_host()),
+        pid: Some(std::process::id()),
     }
 }
 
@@ -116,7 +178,8 @@ pub async fn read(store: &dyn StateStore) -> Result<Option<(LockBody, ETag)>, En
 }
 
 /// Take the lock for `release`. With `take_own`, a lock already naming `release` (left by an
-/// interrupted run of it) is taken over; otherwise any existing lock is `Held`.
+/// interrupted run of it) is taken over when its holder is gone or its lease expired
+/// ([`LockBody::holder_gone`], [`LockBody::is_stale`]); otherwise any existing lock is `Held`.
 pub async fn acquire(
     store: &dyn StateStore,
     holder: &str,
@@ -143,7 +206,9 @@ pub async fn acquire(
             key: LOCK_KEY.into(),
             message: e.to_string(),
         })?;
-        if !(take_own && theirs.release == release) {
+        let now = Utc::now();
+        let may_take = theirs.holder_gone().is_some() || theirs.is_stale(now);
+        if !(take_own && theirs.release == release && may_take) {
             return Ok(Acquire::Held(theirs));
         }
         let mut retaken = mine.clone();
@@ -214,6 +279,87 @@ impl Lock {
                 Ok(())
             }
             _ => Ok(()), // gone or someone else's: not ours to delete
+        }
+    }
+}
+
+/// Mark a lock's lease as lapsed (compare-and-swap on `etag`): [`acquire`] with `take_own`
+/// then takes it over, and a holder that is still alive loses it at its next renewal.
+/// False when the lock changed in between.
+async fn mark_lapsed(
+    store: &dyn StateStore,
+    b: &LockBody,
+    etag: &ETag,
+) -> Result<bool, EngineError> {
+    let mut lapsed = b.clone();
+    lapsed.expires_at = Utc::now() - chrono::Duration::seconds(1);
+    let bytes = encode(&lapsed);
+    Ok(matches!(
+        retry::quietly(|| store.put_if_match(LOCK_KEY, bytes.clone(), etag)).await?,
+        Conditional::Written(_)
+    ))
+}
+
+/// Before `resume` (or a manual `rollback`) takes over the lock of the release it
+/// continues: return at once when the lock is free, its holder is gone (same host, pid no
+/// longer there) or its lease expired. With `force` (the operator confirms the holder is
+/// gone), mark the lease lapsed and return. Otherwise say who holds it and since when, and
+/// wait until its lease lapses without a renewal (saying so again after each renewal);
+/// the lease is then marked lapsed so every clock agrees. `say` gets each message.
+pub async fn await_takeover(
+    store: &dyn StateStore,
+    force: bool,
+    say: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), EngineError> {
+    loop {
+        let Some((b, etag)) = read(store).await? else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        if let Some(why) = b.holder_gone() {
+            say(format!(
+                "the release lock's holder {} is gone ({why}); taking over release {} at once",
+                b.holder, b.release
+            ));
+            return Ok(());
+        }
+        if b.is_stale(now) {
+            return Ok(());
+        }
+        if force {
+            if mark_lapsed(store, &b, &etag).await? {
+                say(format!(
+                    "taking over the release lock without waiting for its lease (resume --force, or a manual rollback): it was {}; if that process still runs, it stops at its next lock renewal without touching anything",
+                    b.describe(now)
+                ));
+                return Ok(());
+            }
+            continue;
+        }
+        let wait = (b.expires_at - now).to_std().unwrap_or_default();
+        say(format!(
+            "the release lock is {}, and that process may still be running. Waiting for its lease to expire at {} (in {});              if you know it is gone, `glidepath resume PLAN --force` takes over now",
+            b.describe(now),
+            b.expires_at.format("%Y-%m-%d %H:%M:%SZ"),
+            human(wait)
+        ));
+        tokio::time::sleep(wait + Duration::from_millis(500)).await;
+        match read(store).await? {
+            None => return Ok(()),
+            Some((now_b, now_etag)) if now_etag == etag => {
+                if mark_lapsed(store, &now_b, &now_etag).await? {
+                    say(format!(
+                        "the lease of {} lapsed without a renewal; taking over release {}",
+                        b.holder, b.release
+                    ));
+                    return Ok(());
+                }
+            }
+            Some((now_b, _)) if now_b.release != b.release => return Ok(()),
+            Some(_) => say(format!(
+                "{} renewed the release lock; still waiting",
+                b.holder
+            )),
         }
     }
 }

@@ -107,10 +107,24 @@ pub struct TaskInfo {
     pub log: Option<(String, String)>,
 }
 
+/// A task that has not stopped yet, found by its `startedBy` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTask {
+    pub arn: String,
+    pub started_by: String,
+    /// PROVISIONING, PENDING, RUNNING, DEPROVISIONING … (never STOPPED).
+    pub last_status: String,
+    /// When it started (or was created, before it started), if known.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[async_trait]
 pub trait Tasks: Send + Sync {
     /// Every task (running or stopped) with this `startedBy`.
     async fn find_started_by(&self, started_by: &str) -> PortResult<Vec<TaskInfo>>;
+    /// Every task of the cluster whose `startedBy` starts with `prefix` and that is not
+    /// STOPPED (ECS filters `startedBy` only exactly, so this lists and describes).
+    async fn active_with_prefix(&self, prefix: &str) -> PortResult<Vec<ActiveTask>>;
     async fn run_once(&self, spec: &TaskSpec) -> PortResult<TaskInfo>;
     async fn describe(&self, task_arn: &str, container: &str) -> PortResult<TaskInfo>;
     /// Log lines after `cursor` (None: from the start); returns lines and the next cursor.
@@ -180,6 +194,15 @@ impl Weights {
 pub trait Traffic: Send + Sync {
     async fn weights(&self) -> PortResult<Weights>;
     async fn set_weights(&self, weights: Weights) -> PortResult<()>;
+    /// The test listener's forward weights (plan `traffic.test_listener`); None when the
+    /// plan has no test listener.
+    async fn test_weights(&self) -> PortResult<Option<Weights>> {
+        Ok(None)
+    }
+    /// Point the test listener's forward action at `weights` (a no-op without one).
+    async fn set_test_weights(&self, _weights: Weights) -> PortResult<()> {
+        Ok(())
+    }
 }
 
 /// One complete metric period (or a correction to one) as the gate sees it: the period's
@@ -247,6 +270,11 @@ pub trait Assets: Send + Sync {
         version: &str,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<String, String>;
+    /// Remove old published versions, keeping the newest `keep` and every `protected` one;
+    /// returns a summary. None: this publisher does not prune.
+    async fn prune(&self, _keep: usize, _protected: &[String]) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// Every port the engine uses, bundled.

@@ -747,6 +747,7 @@ mod tests {
             metric_delay: Duration::from_secs(120),
             weight_settle: Duration::from_secs(10),
             sequential: SequentialConfig::default(),
+            approval_timeout: Duration::from_secs(3600),
         }
     }
 

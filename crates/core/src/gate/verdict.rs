@@ -365,6 +365,7 @@ mod tests {
         GateConfig {
             poll_interval: Duration::from_secs(1),
             max_blind: Duration::from_secs(30),
+            approval_timeout: Duration::from_secs(3600),
             min_requests: 100,
             error_rate_floor: 0.02,
             error_rate_margin: 0.01,

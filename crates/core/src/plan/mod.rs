@@ -186,6 +186,10 @@ pub struct GateConfig {
     /// A step pauses (and says so) after this long without a successful poll.
     #[serde(with = "secs")]
     pub max_blind: Duration,
+    /// How long a manual gate waits for an approval before `on_fail` applies
+    /// (`--approval-timeout` overrides it).
+    #[serde(with = "secs")]
+    pub approval_timeout: Duration,
     /// Green needs this many requests in the window before its rates mean anything.
     pub min_requests: u64,
     /// Absolute 5xx rate (0..1) green must exceed before it can fail.

@@ -138,6 +138,7 @@ pub struct RawStep {
 pub struct RawGates {
     pub poll_interval: Option<S<DurationText>>,
     pub max_blind: Option<S<DurationText>>,
+    pub approval_timeout: Option<S<DurationText>>,
     pub min_requests: Option<S<i64>>,
     pub error_rate_floor: Option<S<f64>>,
     pub error_rate_margin: Option<S<f64>>,

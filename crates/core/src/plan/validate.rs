@@ -19,6 +19,7 @@ pub mod defaults {
     pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
     pub const MAX_BLIND: Duration = Duration::from_secs(60);
+    pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const MIN_REQUESTS: u64 = 50;
     pub const ERROR_RATE_FLOOR: f64 = 0.01;
     pub const ERROR_RATE_MARGIN: f64 = 0.005;
@@ -697,6 +698,7 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
         return GateConfig {
             poll_interval: defaults::POLL_INTERVAL,
             max_blind: defaults::MAX_BLIND,
+            approval_timeout: defaults::APPROVAL_TIMEOUT,
             min_requests: defaults::MIN_REQUESTS,
             error_rate_floor: defaults::ERROR_RATE_FLOOR,
             error_rate_margin: defaults::ERROR_RATE_MARGIN,
@@ -727,6 +729,11 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
             );
         }
     }
+    let approval_timeout = c.positive(
+        g.approval_timeout.as_ref(),
+        "gates.approval_timeout",
+        defaults::APPROVAL_TIMEOUT,
+    );
     let min_requests = match &g.min_requests {
         None => defaults::MIN_REQUESTS,
         Some(v) => match u64::try_from(*v.get_ref()) {
@@ -781,6 +788,7 @@ fn gates(c: &mut Checker, g: Option<&super::raw::RawGates>) -> GateConfig {
     GateConfig {
         poll_interval,
         max_blind,
+        approval_timeout,
         min_requests,
         error_rate_floor: c.fraction(
             g.error_rate_floor.as_ref(),

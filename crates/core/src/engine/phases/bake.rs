@@ -570,6 +570,7 @@ mod tests {
             metric_delay: Duration::from_secs(1),
             weight_settle: Duration::ZERO,
             sequential: crate::plan::SequentialConfig::default(),
+            approval_timeout: Duration::from_secs(3600),
         }
     }
 

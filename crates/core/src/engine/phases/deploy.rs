@@ -6,10 +6,13 @@
 //! `UpdateService` → wait (plan `deploy.timeout`) until the rollout is COMPLETED, running ==
 //! desired and the target group has that many healthy targets → the plan's smoke command,
 //! if any, against the test listener (`GREEN_URL`, `GLIDEPATH_VERSION`,
-//! `GLIDEPATH_RELEASE`) → done. A failing smoke test is a failed gate: rollback (no user
+//! `GLIDEPATH_RELEASE`) → done. Before the smoke test, a plan's `traffic.test_listener` is
+//! pointed at the colour being released only and read back (a `test_traffic` event says
+//! where it forwards): the seeded test listener starts on green, so without this a
+//! green → blue release would smoke-test the version it replaces. A failing smoke test is a failed gate: rollback (no user
 //! traffic has moved). Resume compares before updating, so it never redeploys.
 
-use super::Done;
+use super::{shift, Done};
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase};
 use crate::engine::ledger::GateRecord;
@@ -62,6 +65,38 @@ pub async fn task_definition(ctx: &mut Ctx<'_>) -> Result<String, Stop> {
     ctx.rec().task_definition = Some(td.clone());
     ctx.save().await?;
     Ok(td)
+}
+
+/// Point the plan's test listener at the colour being released only, and read it back.
+/// Returns the listener (None when the plan has none).
+async fn point_test_listener(ctx: &mut Ctx<'_>) -> Result<Option<String>, Stop> {
+    let Some(listener) = ctx.plan.traffic.test_listener.clone() else {
+        return Ok(None);
+    };
+    let ports = ctx.ports;
+    let colour = ctx.target();
+    let want = shift::weights_for(colour, 100);
+    let now = ctx.call(|| ports.traffic.test_weights()).await?;
+    if now != Some(want) {
+        ctx.call(|| ports.traffic.set_test_weights(want)).await?;
+    }
+    let back = ctx.call(|| ports.traffic.test_weights()).await?;
+    if back != Some(want) {
+        let shows = back.map_or("no forward weights".to_string(), |w| {
+            format!("blue {}% / green {}%", w.blue, w.green)
+        });
+        return Err(Stop::fail(format!(
+            "the test listener {listener} shows {shows} after pointing it at {} only; the smoke test would not check the new version. \
+             No user traffic moved; look at the listener, then start the release again",
+            colour.name()
+        )));
+    }
+    ctx.emit(Event::TestTraffic {
+        listener: listener.clone(),
+        colour,
+        target_group: ctx.colour(colour).target_group.clone(),
+    });
+    Ok(Some(listener))
 }
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
@@ -161,6 +196,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         "{} runs {td} with {desired} healthy task(s)",
         target.service
     );
+    if let Some(listener) = point_test_listener(ctx).await? {
+        detail.push_str(&format!(
+            "; test listener {listener} → {}",
+            ctx.target().name()
+        ));
+    }
     if let Some(smoke) = ctx.plan.smoke.as_ref() {
         let mut env = vec![
             (

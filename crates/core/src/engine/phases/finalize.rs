@@ -4,12 +4,13 @@
 //! version and `standby` the colour that was live (skipped when the index already names
 //! this release live, so a resumed finalize never swaps twice) → the record says
 //! finalized (written by the caller, with *done*) → the lock is released (by the caller).
-//! Retention pruning of old asset versions is `glidepath assets prune`'s job, which reads
-//! `live`/`standby` from this index.
+//! Then, best effort, old asset versions are pruned to `[assets].retention` exactly as
+//! `glidepath assets prune` does, never the live or standby version (read from the index
+//! just written); a failure is a warning, the release is finalized either way.
 
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
-use crate::engine::event::{Outcome, Phase};
+use crate::engine::event::{Event, Outcome, Phase};
 use crate::engine::ledger::{self, Slot};
 use crate::exit::Cause;
 use chrono::Utc;
@@ -23,7 +24,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     rec.exit_code = Some(crate::exit::code(Outcome::Finalized, Cause::Done));
     rec.finished_at = Some(Utc::now());
     rec.message = Some(format!("{} is live on {}", rec.version, rec.target.name()));
-    ledger::update_index(ctx.ports.state.as_ref(), |ix| {
+    let index = ledger::update_index(ctx.ports.state.as_ref(), |ix| {
         let already = ix
             .live
             .as_ref()
@@ -47,12 +48,42 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         ix.upsert(&rec);
     })
     .await?;
-    let detail = format!(
+    let mut detail = format!(
         "{} live on {}; {} on standby",
         rec.version,
         rec.target.name(),
         rec.live.name()
     );
+    let protected: Vec<String> = [&index.live, &index.standby]
+        .into_iter()
+        .flatten()
+        .map(|s| s.version.clone())
+        .collect();
+    if let Some(pruned) = prune_assets(ctx, &protected).await {
+        detail.push_str(&format!("; assets: {pruned}"));
+    }
     *ctx.rec() = rec;
     Ok(Done::ok(detail))
+}
+
+/// Retention: prune old asset versions, keeping `protected` (live and standby). Best
+/// effort: a failure is a warning. Returns the summary when something was pruned or
+/// checked.
+async fn prune_assets(ctx: &Ctx<'_>, protected: &[String]) -> Option<String> {
+    let cfg = ctx.plan.assets.as_ref()?;
+    let assets = ctx.ports.assets.as_ref()?;
+    let keep = cfg.retention as usize;
+    match assets.prune(keep, protected).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "pruning old asset versions to {keep} (assets.retention) failed: {e}; the release is finalized anyway. \
+                     `glidepath assets prune {}` retries it",
+                    ctx.plan.source.display()
+                ),
+            });
+            None
+        }
+    }
 }

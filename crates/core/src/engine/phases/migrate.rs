@@ -3,7 +3,12 @@
 //! Contract: intent = the new task definition and `startedBy` (derived from the release id)
 //! in the ledger → if the ledger already names the task, follow it; otherwise ALWAYS ask
 //! ECS for tasks with that `startedBy` first and adopt one (running or stopped) → only
-//! when none exists, one `RunTask` (count 1, the plan's command override, `clientToken`
+//! when none exists, first wait (bounded by `[migration].timeout`, a warning naming each
+//! task and its age) until no migration task of *another* release of this app and
+//! environment is still running — found by the `startedBy` prefix every release of the
+//! plan shares, so a release started after `unlock --force` never runs its migration beside
+//! the previous one's; still running at the deadline: the release stops with exit 4 naming
+//! the task — then one `RunTask` (count 1, the plan's command override, `clientToken`
 //! from the release id) → the task ARN goes to the ledger → tail its logs as `log` events
 //! until it is STOPPED → exit code 0 is done; anything else fails the release with exit
 //! code 5 and no traffic change. Resume follows the recorded or found task; it never starts
@@ -13,11 +18,16 @@ use super::{deploy, Done};
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase};
 use crate::engine::ids;
-use crate::engine::ports::{TaskInfo, TaskSpec};
+use crate::engine::lock::human;
+use crate::engine::ports::{ActiveTask, TaskInfo, TaskSpec};
+use chrono::Utc;
+use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub const POLL: Duration = Duration::from_secs(1);
+/// How often another release's migration task is looked at while waiting for it.
+pub const OTHERS_POLL: Duration = Duration::from_secs(5);
 pub const LOG_SOURCE: &str = "migration";
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
@@ -26,7 +36,13 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     };
     let ports = ctx.ports;
     let task_definition = deploy::task_definition(ctx).await?;
-    let started_by = ids::started_by(&ctx.release);
+    // A record written before the per-plan prefix keeps the startedBy it ran with.
+    let started_by = ctx
+        .record
+        .value
+        .started_by
+        .clone()
+        .unwrap_or_else(|| ids::started_by(&ctx.plan.app, &ctx.plan.environment, &ctx.release));
     ctx.rec().started_by = Some(started_by.clone());
     ctx.intent(Phase::Migrate).await?;
 
@@ -50,6 +66,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                     t
                 }
                 None => {
+                    wait_for_other_migrations(ctx, &started_by, m.timeout).await?;
                     let spec = TaskSpec {
                         task_definition: task_definition.clone(),
                         container: m.container.clone(),
@@ -127,6 +144,86 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         ctx.sleep(POLL).await?;
         info = ctx
             .call(|| ports.tasks.describe(&arn, &m.container))
+            .await?;
+    }
+}
+
+fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn age(t: &ActiveTask) -> String {
+    t.started_at
+        .map(|at| {
+            format!(
+                "started {} ago",
+                human((Utc::now() - at).to_std().unwrap_or_default())
+            )
+        })
+        .unwrap_or_else(|| "start time unknown".into())
+}
+
+/// At most one migration task per app and environment: wait (up to `timeout`) until no
+/// task of another release of this plan is still running; refuse (exit 4) after that.
+async fn wait_for_other_migrations(
+    ctx: &mut Ctx<'_>,
+    ours: &str,
+    timeout: Duration,
+) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let prefix = ids::started_by_prefix(&ctx.plan.app, &ctx.plan.environment);
+    let deadline = Instant::now() + timeout;
+    let mut told = BTreeSet::new();
+    loop {
+        let others: Vec<ActiveTask> = ctx
+            .call(|| ports.tasks.active_with_prefix(&prefix))
+            .await?
+            .into_iter()
+            .filter(|t| t.started_by != ours)
+            .collect();
+        let Some(first) = others.first() else {
+            if !told.is_empty() {
+                ctx.emit(Event::Notice {
+                    message: "the other release's migration task has stopped; starting this release's migration".into(),
+                });
+            }
+            return Ok(());
+        };
+        for t in &others {
+            if told.insert(t.arn.clone()) {
+                ctx.emit(Event::Warning {
+                    message: format!(
+                        "migration task {} of another release (startedBy {}) is still {} ({}); \
+                         at most one migration runs per app and environment, so this release waits up to {}s ([migration].timeout) for it to stop",
+                        task_id(&t.arn),
+                        t.started_by,
+                        t.last_status,
+                        age(t),
+                        timeout.as_secs()
+                    ),
+                });
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Stop::Fail {
+                cause: crate::exit::Cause::LockHeld,
+                message: format!(
+                    "migration task {} of another release (startedBy {}) is still {} ({}) after waiting {}s; \
+                     glidepath will not run a second migration beside it. No traffic moved. \
+                     Wait for it or stop it (aws ecs stop-task --cluster {} --task {}), then start the release again",
+                    task_id(&first.arn),
+                    first.started_by,
+                    first.last_status,
+                    age(first),
+                    timeout.as_secs(),
+                    ctx.plan.cluster,
+                    task_id(&first.arn)
+                ),
+            });
+        }
+        ctx.tick().await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        ctx.sleep(OTHERS_POLL.min(left).max(Duration::from_millis(100)))
             .await?;
     }
 }

@@ -22,7 +22,7 @@ use crate::engine::event::{ColourName, Command, Event, Phase};
 use crate::engine::ledger::{GateRecord, LedgerWeights};
 use crate::engine::ports::Weights;
 use crate::gate::{HealthSample, SequentialGate};
-use crate::plan::{GateMode, JudgeMode};
+use crate::plan::{GateMode, JudgeMode, OnGateFail};
 use chrono::Utc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -300,8 +300,24 @@ async fn wait_after_failed_gate(ctx: &mut Ctx<'_>, reason: &str) -> Result<(), S
     }
 }
 
-/// A manual gate: wait for Approve (or approve at once with `--auto-approve`).
+/// Who approved step `step` in the ledger (`glidepath approve`), as a reason.
+fn ledger_approval(ctx: &Ctx<'_>, step: usize) -> Option<String> {
+    ctx.record.value.approval(step).map(|a| {
+        format!(
+            "approved by {} at {} (glidepath approve)",
+            a.by,
+            a.at.format("%H:%M:%SZ")
+        )
+    })
+}
+
+/// A manual gate: wait for Approve from the operator here, or an approval recorded in the
+/// ledger by `glidepath approve` from anywhere (polled every `gates.poll_interval`), or
+/// approve at once with `--auto-approve`. Unapproved after `gates.approval_timeout`: the
+/// plan's `gates.on_fail` (pause: stop here keeping the lock; rollback: roll back).
 async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop> {
+    let step = index + 1;
+    let mut reason = None;
     if ctx.auto_approve || ctx.early_approve {
         ctx.emit(Event::Notice {
             message: format!(
@@ -313,26 +329,74 @@ async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop
                 }
             ),
         });
+    } else if let Some(by) = ledger_approval(ctx, step) {
+        ctx.emit(Event::Notice {
+            message: format!("manual gate at {weight}% {by}"),
+        });
+        reason = Some(by);
     } else {
+        let gates = &ctx.plan.gates;
+        let (timeout, on_fail) = (gates.approval_timeout, gates.on_fail);
+        let poll = gates.poll_interval.max(Duration::from_millis(100));
+        let deadline = Instant::now() + timeout;
+        let deadline_utc =
+            Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        let then = match on_fail {
+            OnGateFail::Rollback => "rolls back",
+            OnGateFail::Pause => "stops here (traffic stays, lock kept)",
+        };
         // In the ledger too, so `glidepath watch` can show the gate waiting.
         ctx.rec().shift.waiting_since = Some(Utc::now());
         ctx.save().await?;
         ctx.emit(Event::GateWaiting {
             index,
             weight,
-            reason: format!("manual gate at {weight}%: approve to continue"),
+            reason: format!(
+                "manual gate at {weight}%: approve to continue, from any terminal with `glidepath approve {} --step {step}`; \
+                 unapproved by {} the release {then} (gates.on_fail)",
+                ctx.plan.source.display(),
+                deadline_utc.format("%Y-%m-%d %H:%M:%SZ")
+            ),
         });
         loop {
-            match ctx.next_command().await? {
+            if let Some(by) = ledger_approval(ctx, step) {
+                ctx.emit(Event::Notice {
+                    message: format!("manual gate at {weight}% {by}"),
+                });
+                reason = Some(by);
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let why = format!(
+                    "the manual gate at {weight}% was not approved within {}s (gates.approval_timeout)",
+                    timeout.as_secs()
+                );
+                return Err(match on_fail {
+                    OnGateFail::Rollback => Stop::Rollback {
+                        reason: why,
+                        by_gate: true,
+                    },
+                    OnGateFail::Pause => {
+                        ctx.emit(Event::Warning {
+                            message: format!(
+                                "{why}; stopping with traffic at {weight}% and the lock kept. \
+                                 `glidepath resume {}` waits for approval again",
+                                ctx.plan.source.display()
+                            ),
+                        });
+                        Stop::Abort
+                    }
+                });
+            }
+            match ctx.wait_until((now + poll).min(deadline)).await? {
                 Some(Command::Approve) | Some(Command::Advance) => break,
                 Some(_) => {}
-                None => {
-                    ctx.emit(Event::Warning {
-                        message: "a manual gate is waiting and no operator can approve it (use --auto-approve in scripted mode)".into(),
-                    });
-                    return Err(Stop::Abort);
-                }
+                None => {}
             }
+            ctx.tick().await?;
+            let store = ctx.ports.state.as_ref();
+            ctx.record.pull_approvals(store).await?;
         }
     }
     let rec = ctx.rec();
@@ -341,7 +405,7 @@ async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop
         index,
         weight,
         verdict: "approved".into(),
-        reason: None,
+        reason,
         at: Utc::now(),
         signal: None,
     });
