@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod bake;
 pub mod eprocess;
+pub mod replay;
 pub mod report;
 pub mod sequential;
 pub mod sim;
