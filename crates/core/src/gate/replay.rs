@@ -281,8 +281,8 @@ pub fn replay(plan: &Plan, text: &str) -> Result<ReplayReport, ReplayError> {
 
 /// One line as an envelope, or None for an event type replay does not read.
 fn parse_line(line: usize, raw: &str) -> Result<Option<Envelope>, ReplayError> {
-    let value: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| ReplayError::at(line, format!("not JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| ReplayError::at(line, format!("not JSON: {e}")))?;
     let kind = match value.get("type") {
         Some(serde_json::Value::String(t)) => t.clone(),
         Some(_) => return Err(ReplayError::at(line, "`type` is not a string")),
@@ -363,7 +363,10 @@ pub fn render_text(r: &ReplayReport, plan_name: &str) -> String {
         let _ = writeln!(out, "note: {n}");
     }
     let recorded = match (&r.recorded.gate_failed, r.recorded.outcome) {
-        (Some((step, signal)), _) => format!("the recorded release failed its gate at step {} ({signal})", step + 1),
+        (Some((step, signal)), _) => format!(
+            "the recorded release failed its gate at step {} ({signal})",
+            step + 1
+        ),
         (None, Some(o)) => format!("the recorded release {o}"),
         (None, None) => "the recording has no ending".into(),
     };
@@ -414,7 +417,10 @@ mod tests {
 
     fn line(n: i64, event: Event) -> String {
         let env = Envelope {
-            ts: Utc.timestamp_opt(1_700_000_000 + n, 0).single().expect("ts"),
+            ts: Utc
+                .timestamp_opt(1_700_000_000 + n, 0)
+                .single()
+                .expect("ts"),
             release: "r1".into(),
             event,
         };
@@ -461,7 +467,11 @@ mod tests {
                 let new_n = 2.0 * f64::from(weight);
                 let live_n = 200.0 - new_n;
                 // A live 0.5 % and a new colour at `err`, spread evenly.
-                let live_e = if p % 2 == 0 { (live_n * 0.01).round() } else { 0.0 };
+                let live_e = if p % 2 == 0 {
+                    (live_n * 0.01).round()
+                } else {
+                    0.0
+                };
                 let new_e = (new_n * err).round();
                 let (new, live) = (colour(new_n, new_e, 40.0), colour(live_n, live_e, 40.0));
                 let (blue, green) = match target {
@@ -492,7 +502,11 @@ mod tests {
         assert!(!r.rolled_back(), "{}", render_text(&r, "p"));
         assert_eq!(r.steps.len(), 3);
         assert!(r.steps.iter().all(|s| s.periods == 20));
-        assert_eq!(r.steps[0].evidence.len(), 2, "statistic vs threshold per signal");
+        assert_eq!(
+            r.steps[0].evidence.len(),
+            2,
+            "statistic vs threshold per signal"
+        );
         let text = render_text(&r, "examples/rehearsal.toml");
         assert!(text.contains("step 2 at 50%: 20 periods"), "{text}");
         assert!(text.contains("would have passed"), "{text}");
@@ -507,7 +521,10 @@ mod tests {
         assert!(r.steps[0].failure.is_none());
         assert!(r.steps[2].periods == 0 && r.steps[2].skipped == 20);
         let text = render_text(&r, "p");
-        assert!(text.contains("would have rolled back: step 2 at 50%"), "{text}");
+        assert!(
+            text.contains("would have rolled back: step 2 at 50%"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -525,7 +542,10 @@ mod tests {
         let mut p = plan();
         p.gates.sequential.mode = JudgeMode::Threshold;
         let r = replay(&p, &recording(ColourName::Green, [0.0, 0.05, 0.05])).expect("replays");
-        assert_eq!(r.failure.map(|f| (f.step, f.signal)), Some((1, Signal::ErrorRate)));
+        assert_eq!(
+            r.failure.map(|f| (f.step, f.signal)),
+            Some((1, Signal::ErrorRate))
+        );
         assert!(r.steps[0].evidence.is_empty());
     }
 
@@ -539,7 +559,9 @@ mod tests {
         let e = replay(&plan(), &lines.join("\n")).expect_err("malformed");
         assert_eq!(e.line, Some(7));
         assert!(e.to_string().starts_with("line 7: not JSON"), "{e}");
-        lines[6] = r#"{"ts":"2023-11-14T22:13:20Z","release":"r1","type":"health","verdict":"pass"}"#.into();
+        lines[6] =
+            r#"{"ts":"2023-11-14T22:13:20Z","release":"r1","type":"health","verdict":"pass"}"#
+                .into();
         let e = replay(&plan(), &lines.join("\n")).expect_err("missing sample");
         assert_eq!(e.line, Some(7));
         assert!(e.message.contains("bad `health` event"), "{e}");
