@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod bake;
+pub mod detect;
 pub mod eprocess;
 pub mod replay;
 pub mod report;
