@@ -37,11 +37,17 @@ pub fn step_notice(
         return format!("{head}: {colour} serves nothing, so the gate cannot see its faults here");
     }
     let live_rate = traffic.map_or(0.0, |t| t.live_rate);
+    // Next to a live colour that is itself a sample, a request tells only `1 − q` of what
+    // it would against a known rate (as the gate counts it); at 100 % the gate compares
+    // with a fixed reference instead.
+    let share = f64::from(weight.min(100)) / 100.0;
+    let worth = if weight < 100 { 1.0 - share } else { 1.0 };
     match traffic.filter(|t| t.rps.is_finite() && t.rps > 0.0) {
         Some(t) => {
-            let rps = t.rps * f64::from(weight.min(100)) / 100.0;
+            let rps = t.rps * share;
             let when = |inc: f64| {
-                time_to_detect(rps, live_rate, inc, cfg, steps).map(|d| about(d + cfg.metric_delay))
+                time_to_detect(rps * worth, live_rate, inc, cfg, steps)
+                    .map(|d| about(d + cfg.metric_delay))
             };
             let big_part = match when(DESIGN_ERROR_INCREASE) {
                 Some(d) => format!("{big} of 5xx is caught within about {d}"),
@@ -57,7 +63,7 @@ pub fn step_notice(
             )
         }
         None => {
-            let need = |inc: f64| requests_to_detect(live_rate, inc, cfg, steps);
+            let need = |inc: f64| requests_to_detect(live_rate, inc, cfg, steps).map(|n| n / worth);
             let big_part = match need(DESIGN_ERROR_INCREASE) {
                 Some(n) => format!(
                     "{big} of 5xx is caught once {colour} has served about {} requests",
@@ -180,6 +186,17 @@ mod tests {
         let m = step_notice(&cfg(), 3, 0, 10, "green", None);
         assert!(m.starts_with("step 1 at 10%: no traffic measured yet; +2 points of 5xx is caught once green has served about "), "{m}");
         assert!(m.contains(" requests, +1 point after about "), "{m}");
+        // Next to an equal live colour a request is worth half: more of them are needed.
+        let n = |m: &str| -> f64 {
+            let i = m.find("served about ").expect("served") + "served about ".len();
+            m[i..]
+                .split(' ')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .expect("count")
+        };
+        let half = step_notice(&cfg(), 3, 1, 50, "green", None);
+        assert!(n(&half) > 1.5 * n(&m), "{m} / {half}");
     }
 
     #[test]
