@@ -384,7 +384,17 @@ pub fn render_text(r: &ReplayReport, plan_name: &str) -> String {
             );
         }
         None => {
-            let _ = writeln!(out, "would have passed; {recorded}");
+            // A recording cut short (or settings that want more data) ends mid-step.
+            let open = r
+                .steps
+                .last()
+                .is_some_and(|s| !matches!(s.verdict, Some(Verdict::Pass)));
+            let word = if open {
+                "would not have rolled back (the last step had not passed yet)"
+            } else {
+                "would have passed"
+            };
+            let _ = writeln!(out, "{word}; {recorded}");
         }
     }
     out
