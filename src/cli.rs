@@ -70,6 +70,9 @@ pub enum Cmd {
     /// Publish or prune versioned static assets.
     #[command(subcommand)]
     Assets(commands::assets::AssetsCmd),
+    /// Tune the health gates: replay recorded releases through a plan's gates.
+    #[command(subcommand)]
+    Gate(commands::gate::GateCmd),
     /// The local rehearsal stage (an AWS emulator plus a stagehand).
     #[command(subcommand)]
     Stage(commands::stage::StageCmd),
@@ -121,5 +124,6 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Unlock(a) => commands::release::unlock(g, a).await,
         Cmd::Assets(c) => commands::assets::run(g, c).await,
         Cmd::Stage(c) => commands::stage::run(g, c).await,
+        Cmd::Gate(c) => commands::gate::run(g, c).await,
     }
 }

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 pub mod bake;
+pub mod detect;
 pub mod eprocess;
+pub mod replay;
 pub mod report;
 pub mod sequential;
 pub mod sim;

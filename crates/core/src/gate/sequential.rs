@@ -146,6 +146,8 @@ pub struct SequentialGate {
     /// Information (Σ 1/variance) of the latency periods with both colours.
     paired_latency_info: f64,
     failed: Option<Verdict>,
+    /// Periods observed (for the traffic estimate of [`SequentialGate::traffic`]).
+    periods: u32,
 }
 
 impl SequentialGate {
@@ -174,6 +176,7 @@ impl SequentialGate {
             paired_new_requests: 0.0,
             paired_latency_info: 0.0,
             failed: None,
+            periods: 0,
         };
         g.start_step(0);
         g
@@ -236,6 +239,7 @@ impl SequentialGate {
             self.start_step(step);
         }
         let c = counts(s);
+        self.periods += 1;
         self.this_step.push(c);
         self.observe_errors(&c);
         self.observe_latency(s, &c);
@@ -532,6 +536,18 @@ impl SequentialGate {
     pub fn no_data_action(&self, waited: Duration) -> Option<OnNoData> {
         (self.failed.is_none() && self.enough_data().is_err() && waited >= self.cfg.max_wait)
             .then_some(self.cfg.on_no_data)
+    }
+
+    /// Both colours' requests a second and the live 5xx share over the periods observed so
+    /// far; None before any traffic. Late corrections count as periods, so the rate errs low.
+    pub fn traffic(&self) -> Option<super::detect::Traffic> {
+        let t = &self.total;
+        let secs = f64::from(self.periods) * self.cfg.metric_period.as_secs_f64();
+        let requests = t.new_requests + t.live_requests;
+        (secs > 0.0 && requests > 0.0).then(|| super::detect::Traffic {
+            rps: requests / secs,
+            live_rate: rate(t.live_errors, t.live_requests).unwrap_or(0.0),
+        })
     }
 
     /// The failure, once the gate has failed (it stays failed).
@@ -1230,5 +1246,19 @@ mod tests {
             let rate = f64::from(rolled) / f64::from(runs);
             prop_assert!(rate <= bound, "false rollbacks {} > {}", rate, bound);
         }
+    }
+
+    #[test]
+    fn traffic_is_both_colours_per_second_over_the_periods_seen() {
+        let mut g = SequentialGate::new(&cfg(), 3);
+        assert_eq!(g.traffic(), None);
+        let period = g.cfg.metric_period.as_secs_f64();
+        let mut s = healthy(100.0, 500.0);
+        s.blue.errors_5xx = 3.0;
+        g.observe(0, &s);
+        g.observe(0, &s);
+        let t = g.traffic().expect("traffic");
+        assert!((t.rps - 600.0 / period).abs() < 1e-9, "{t:?}");
+        assert!((t.live_rate - 0.006).abs() < 1e-9, "{t:?}");
     }
 }

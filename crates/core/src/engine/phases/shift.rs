@@ -21,7 +21,7 @@ use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
 use crate::engine::ledger::{GateRecord, LedgerWeights};
 use crate::engine::ports::Weights;
-use crate::gate::{HealthSample, SequentialGate};
+use crate::gate::{detect, HealthSample, SequentialGate};
 use crate::plan::{GateMode, JudgeMode, OnGateFail};
 use chrono::Utc;
 use std::time::Duration;
@@ -105,6 +105,19 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             bake_s: step.bake.as_secs_f64(),
             manual: step.gate == GateMode::Manual,
         });
+        if gates.sequential.mode == JudgeMode::Sequential {
+            // No silent waits: say up front what this step's traffic lets the gate catch.
+            ctx.emit(Event::Notice {
+                message: detect::step_notice(
+                    &gates.sequential,
+                    steps.len(),
+                    index,
+                    step.weight,
+                    target.name(),
+                    sequential.traffic(),
+                ),
+            });
+        }
         set_weights(ctx, weights_for(target, step.weight)).await?;
         record_weights(ctx, weights_for(target, step.weight));
         let advanced = match gates.sequential.mode {
