@@ -929,35 +929,244 @@ async fn transient_errors_are_retried_then_named() {
     world.with(|w| assert!(w.weight_history.is_empty()));
 }
 
-#[tokio::test(start_paused = true)]
-async fn manual_rollback_of_a_finalized_release() {
-    let mut plan = plan();
-    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
-    let world = FakeWorld::for_plan(&plan);
-    // Blue keeps its tasks after a finalize in this world (nothing scales it down).
-    let (f, _) = release(&world, &plan, "1.4.0").await;
-    assert_eq!(f.exit_code, 0);
+/// `glidepath rollback` as the CLI runs it.
+async fn rollback(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
     let ports = world.ports(true);
     let (tx, rx) = unbounded_channel();
-    let back = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
-    assert_eq!(back.exit_code, exit::ROLLED_BACK, "{}", back.message);
-    assert_well_formed(&drain(rx));
-    assert_eq!(world.with(|w| w.weights), Weights::all_blue());
-    let ix = index(&world);
-    assert_eq!(ix.live.unwrap().colour, ColourName::Blue);
-    assert_eq!(ix.standby.unwrap().version, "1.4.0");
-    assert_eq!(
-        record(&world, &f.release_id).outcome,
-        Some(Outcome::RolledBack)
+    let f = run::rollback(plan, &ports, "carol@ops-3", tx).await;
+    (f, drain(rx))
+}
+
+/// Release each version in turn (all finalize), a second apart so ids and times differ.
+async fn releases(world: &FakeWorld, plan: &Plan, versions: &[&str]) -> Vec<Finished> {
+    let mut out = vec![];
+    for v in versions {
+        let (f, _) = release(world, plan, v).await;
+        assert_eq!(f.exit_code, 0, "{v}: {}", f.message);
+        out.push(f);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    out
+}
+
+fn keep_plan() -> Plan {
+    let mut plan = plan();
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    plan
+}
+
+/// Rolling back the latest finalized release: exit 0, traffic on the colour that was
+/// live before it, the index swapped once, when and who recorded. A second rollback
+/// changes nothing and says what is live since when. `versions.len()` odd: the latest
+/// release went blue → green; even: green → blue.
+async fn rollback_of_the_latest_finalized_release(versions: &[&str]) {
+    let plan = keep_plan();
+    let world = FakeWorld::for_plan(&plan);
+    let done = releases(&world, &plan, versions).await;
+    let latest = done.last().unwrap();
+    let before = index(&world);
+    let (new, old) = (
+        before.live.clone().unwrap(),
+        before.standby.clone().unwrap(),
     );
+    world.with(|w| w.weight_history.clear());
+
+    let (back, events) = rollback(&world, &plan).await;
+    assert_eq!(back.exit_code, exit::OK, "{}", back.message);
+    assert_eq!(back.release_id, latest.release_id);
+    assert_eq!(
+        (back.outcome, back.cause),
+        (Outcome::RolledBack, exit::Cause::OperatorRollback)
+    );
+    assert_well_formed(&events);
+    assert_eq!(
+        world.with(|w| w.weights),
+        run_weights(old.colour),
+        "traffic on {}",
+        old.colour.name()
+    );
+    world.with(|w| assert_eq!(w.weight_history, vec![run_weights(old.colour)]));
+    let ix = index(&world);
+    assert_eq!(
+        (&ix.live, &ix.standby),
+        (&Some(old.clone()), &Some(new.clone()))
+    );
+    let r = record(&world, &latest.release_id);
+    assert_eq!(r.outcome, Some(Outcome::RolledBack));
+    // The release's own code stays 3: `history` and `watch` read it.
+    assert_eq!(r.exit_code, Some(exit::ROLLED_BACK));
+    assert_eq!(r.rolled_back_by.as_deref(), Some("carol@ops-3"));
+    let at = r.rolled_back_at.expect("rolled_back_at");
+    let entry = ix
+        .releases
+        .iter()
+        .find(|e| e.id == latest.release_id)
+        .unwrap();
+    assert_eq!(entry.rolled_back_at, Some(at));
+    // Earlier releases keep their outcome.
+    for f in &done[..done.len() - 1] {
+        assert_eq!(
+            record(&world, &f.release_id).outcome,
+            Some(Outcome::Finalized)
+        );
+    }
     assert!(!lock_held(&world));
 
-    // With the old colour scaled away, it refuses.
-    world.with(|w| w.services.get_mut("shop-green").unwrap().running = 0);
-    let (tx, _rx) = unbounded_channel();
-    let refused = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
-    // Index was swapped back: green is standby now with 0 running → nothing sensible to do.
-    assert_ne!(refused.exit_code, exit::ROLLED_BACK, "{}", refused.message);
+    // Again: nothing moves, exit 0, and it says what is live since when.
+    let records_before = world.with(|w| w.objects.clone());
+    let (again, events) = rollback(&world, &plan).await;
+    assert_eq!(again.exit_code, exit::OK, "{}", again.message);
+    assert_eq!(again.cause, exit::Cause::AlreadyBack);
+    // A refusal's events: only `release_finished`, as for every run that changes nothing.
+    assert!(
+        matches!(&events[..], [Event::ReleaseFinished { exit_code: 0, .. }]),
+        "{events:?}"
+    );
+    world.with(|w| {
+        assert_eq!(w.weight_history.len(), 1, "no weight change");
+    });
+    let since = at.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    for part in [
+        format!(
+            "{} on {} is live since {since}",
+            old.version,
+            old.colour.name()
+        ),
+        "already rolled back".to_string(),
+        "carol@ops-3".to_string(),
+    ] {
+        assert!(
+            again.message.contains(&part),
+            "{part:?} in {}",
+            again.message
+        );
+    }
+    assert_eq!(
+        world.with(|w| w.objects.clone()),
+        records_before,
+        "ledger untouched"
+    );
+    for f in &done[..done.len() - 1] {
+        assert_eq!(
+            record(&world, &f.release_id).outcome,
+            Some(Outcome::Finalized)
+        );
+    }
+}
+
+fn run_weights(live: ColourName) -> Weights {
+    match live {
+        ColourName::Blue => Weights::all_blue(),
+        ColourName::Green => Weights::green(100),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_of_a_blue_to_green_release_exits_0_once() {
+    rollback_of_the_latest_finalized_release(&["1.4.0"]).await;
+    rollback_of_the_latest_finalized_release(&["1.4.0", "1.5.0", "1.6.0"]).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_of_a_green_to_blue_release_exits_0_once() {
+    rollback_of_the_latest_finalized_release(&["1.4.0", "1.5.0"]).await;
+}
+
+/// A manual rollback of a release in progress (here: aborted mid-shift) still ends that
+/// release rolled back (its record says 3), while `glidepath rollback` exits 0.
+#[tokio::test(start_paused = true)]
+async fn rollback_during_a_release_ends_it_rolled_back_both_ways() {
+    for before in [&[][..], &["1.4.0"][..]] {
+        let plan = keep_plan();
+        let world = FakeWorld::for_plan(&plan);
+        releases(&world, &plan, before).await;
+        let ix_before = index(&world);
+        let live = ix_before.live_colour();
+        let (f, _) = release_with_operator(&world, &plan, "1.5.0", |e| {
+            matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Abort)
+        })
+        .await;
+        assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+        assert_ne!(world.with(|w| w.weights), run_weights(live), "split");
+
+        let (back, events) = rollback(&world, &plan).await;
+        assert_eq!(back.exit_code, exit::OK, "{}", back.message);
+        assert_eq!(back.release_id, f.release_id);
+        assert_well_formed(&events);
+        assert_eq!(world.with(|w| w.weights), run_weights(live));
+        let r = record(&world, &f.release_id);
+        assert_eq!(
+            (r.outcome, r.cause, r.exit_code),
+            (
+                Some(Outcome::RolledBack),
+                Some(exit::Cause::OperatorRollback),
+                Some(exit::ROLLED_BACK)
+            )
+        );
+        assert!(r.rolled_back_at.is_some());
+        let ix = index(&world);
+        assert_eq!(
+            (ix.live, ix.standby),
+            (ix_before.live, ix_before.standby),
+            "no swap"
+        );
+        assert!(!lock_held(&world));
+
+        let n = world.with(|w| w.weight_history.len());
+        let (again, _) = rollback(&world, &plan).await;
+        assert_eq!(again.exit_code, exit::OK, "{}", again.message);
+        assert!(
+            again.message.contains("already rolled back"),
+            "{}",
+            again.message
+        );
+        assert!(
+            again
+                .message
+                .contains(&format!("on {} is live since", live.name()))
+                || again.message.contains(&format!(
+                    "{} (never released by glidepath) is live since",
+                    live.name()
+                )),
+            "{}",
+            again.message
+        );
+        assert_eq!(world.with(|w| w.weight_history.len()), n);
+    }
+}
+
+/// The standby must still run the task definition its version was released with.
+#[tokio::test(start_paused = true)]
+async fn rollback_refuses_a_standby_that_runs_another_task_definition() {
+    let plan = keep_plan();
+    let world = FakeWorld::for_plan(&plan);
+    let done = releases(&world, &plan, &["1.4.0", "1.5.0"]).await;
+    let td = record(&world, &done[0].release_id).task_definition.unwrap();
+    world.with(|w| {
+        w.services
+            .get_mut(&plan.green.service)
+            .unwrap()
+            .task_definition = "app:99".into()
+    });
+    world.with(|w| w.weight_history.clear());
+    let (f, _) = rollback(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::USAGE, "{}", f.message);
+    for part in ["app:99", td.as_str(), "1.4.0", &plan.green.service] {
+        assert!(f.message.contains(part), "{part:?} in {}", f.message);
+    }
+    world.with(|w| assert!(w.weight_history.is_empty()));
+    assert_eq!(
+        record(&world, &done[1].release_id).outcome,
+        Some(Outcome::Finalized)
+    );
+
+    // Scaled away (the first release's standby has no recorded task definition): refused too.
+    let world = FakeWorld::for_plan(&plan);
+    releases(&world, &plan, &["1.4.0"]).await;
+    world.with(|w| w.services.get_mut(&plan.blue.service).unwrap().running = 0);
+    let (f, _) = rollback(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::USAGE, "{}", f.message);
+    assert!(f.message.contains("runs 0 of"), "{}", f.message);
 }
 
 #[tokio::test(start_paused = true)]

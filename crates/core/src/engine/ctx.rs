@@ -55,6 +55,8 @@ pub struct Ctx<'a> {
     pub auto_approve: bool,
     /// An Approve that arrived before its gate was waiting (applies to the current step).
     pub early_approve: bool,
+    /// Whose process this run is (its exit code depends on it, see `crate::exit`).
+    pub process: crate::exit::Process,
 }
 
 impl<'a> Ctx<'a> {
@@ -77,6 +79,7 @@ impl<'a> Ctx<'a> {
             lock: None,
             auto_approve,
             early_approve: false,
+            process: crate::exit::Process::Release,
         }
     }
 
