@@ -1756,3 +1756,109 @@ async fn finalize_prunes_assets_to_retention_keeping_live_and_standby() {
     assert_eq!(f.exit_code, exit::OK, "{}", f.message);
     world.with(|w| assert!(w.assets_pruned.is_empty()));
 }
+
+/// A green → blue release (the second) names blue as the new colour everywhere: the step
+/// line next to the weights it prints, the gate's waiting and failing reasons, the record.
+#[tokio::test(start_paused = true)]
+async fn a_release_to_blue_names_blue_in_steps_gates_and_evidence() {
+    use glidepath::view::lines::describe;
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    releases(&world, &plan, &["1.4.0"]).await;
+    world.with(|w| {
+        // Blue (the new colour) has little traffic at first, then an unhealthy target.
+        for _ in 0..3 {
+            let mut s = glidepath::engine::fake::healthy_sample();
+            s.blue.requests = 3.0;
+            w.health_script.push_back(Ok(s));
+        }
+        for _ in 0..6 {
+            w.health_script
+                .push_back(Ok(glidepath::engine::fake::healthy_sample()));
+        }
+        let mut s = glidepath::engine::fake::healthy_sample();
+        s.blue.unhealthy = 1;
+        w.health_script.push_back(Ok(s));
+    });
+    let (f, events) = release(&world, &plan, "1.5.0").await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    let lines: Vec<String> = events.iter().map(|e| describe(e).1).collect();
+    let text = lines.join("\n");
+    assert!(text.contains("step 1/3: blue 10%"), "{text}");
+    assert!(text.contains("weights blue 10% / green 90%"), "{text}");
+    assert!(text.contains("step 2/3: blue 50%"), "{text}");
+    assert!(
+        !text.contains(": green 10%") && !text.contains(": green 50%"),
+        "{text}"
+    );
+    let failed = events
+        .iter()
+        .find_map(|e| match e {
+            Event::GateFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("a failed gate");
+    assert_eq!(
+        failed,
+        "blue has 1 unhealthy target(s) (2 healthy, 0 other)"
+    );
+    assert!(f.message.contains("blue has 1 unhealthy"), "{}", f.message);
+    let r = record(&world, &f.release_id);
+    assert!(
+        r.gates
+            .iter()
+            .any(|g| g.reason.as_deref() == Some(&format!("target health: {failed}"))),
+        "{:?}",
+        r.gates
+    );
+    // Waiting for data speaks of the new colour, never of "green".
+    for (e, line) in events.iter().zip(&lines) {
+        if let Event::Health {
+            verdict: glidepath::gate::Verdict::NotEnoughData { reason },
+            ..
+        } = e
+        {
+            assert!(!reason.contains("green has"), "{line}");
+        }
+    }
+
+    // The threshold gate's words (`green` = the released colour) come out as blue's.
+    let mut threshold = plan.clone();
+    threshold.gates.sequential.mode = glidepath::plan::JudgeMode::Threshold;
+    let world = FakeWorld::for_plan(&threshold);
+    releases(&world, &threshold, &["1.4.0"]).await;
+    world.with(|w| {
+        for _ in 0..5 {
+            let mut s = glidepath::engine::fake::healthy_sample();
+            s.blue.requests = 3.0;
+            w.health_script.push_back(Ok(s));
+        }
+    });
+    let (f, events) = release(&world, &threshold, "1.5.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let lines: Vec<String> = events.iter().map(|e| describe(e).1).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("blue 2/2 healthy, 5xx 0.0% of 3")
+                && l.contains("blue has 3 of the 20 requests needed")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("green has")), "{lines:#?}");
+
+    // The other way round, the words stay as they were.
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| {
+        let mut s = glidepath::engine::fake::healthy_sample();
+        s.green.unhealthy = 1;
+        w.health_script.push_back(Ok(s));
+    });
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    let text: Vec<String> = events.iter().map(|e| describe(e).1).collect();
+    assert!(
+        text.iter().any(|l| l.contains("step 1/3: green 10%")),
+        "{text:?}"
+    );
+    assert!(f.message.contains("green has 1 unhealthy"), "{}", f.message);
+}

@@ -133,11 +133,13 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             weight,
             bake_s,
             manual,
+            colour,
         } => (
             "shift",
             format!(
-                "step {}/{steps}: green {weight}% for {}{}",
+                "step {}/{steps}: {} {weight}% for {}{}",
                 index + 1,
+                colour.name(),
                 text::duration_s(*bake_s),
                 if *manual {
                     ", then manual approval"

@@ -104,6 +104,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             weight: step.weight,
             bake_s: step.bake.as_secs_f64(),
             manual: step.gate == GateMode::Manual,
+            colour: target,
         });
         set_weights(ctx, weights_for(target, step.weight)).await?;
         record_weights(ctx, weights_for(target, step.weight));
@@ -172,7 +173,8 @@ async fn bake<J: Judge>(
         judge,
         Instant::now(),
         baked_before,
-    );
+    )
+    .releasing(target);
     let mut next_poll = Instant::now();
     loop {
         let checked = state.check(Instant::now());
