@@ -1276,12 +1276,17 @@ async fn crash_at_every_port_call_then_resume() {
                 let first_shift = w.calls.iter().position(|c| {
                     c.starts_with("traffic.set_weights") && c != "traffic.set_weights 100/0"
                 });
-                let last_deploy_wait = w
-                    .calls
-                    .iter()
-                    .rposition(|c| c.starts_with("fleet.target_counts"));
-                if let (Some(s), Some(d)) = (first_shift, last_deploy_wait) {
+                // The shift reads target health before each step too: what matters is
+                // that the last deploy came first and target health was read after it.
+                let last_deploy = w.calls.iter().rposition(|c| c.starts_with("fleet.deploy"));
+                if let (Some(s), Some(d)) = (first_shift, last_deploy) {
                     assert!(d < s, "{ctx}: traffic moved before the deploy finished");
+                    assert!(
+                        w.calls[d..s]
+                            .iter()
+                            .any(|c| c.starts_with("fleet.target_counts")),
+                        "{ctx}: traffic moved before target health was read"
+                    );
                 }
                 assert!(
                     !w.objects.contains_key(lock::LOCK_KEY),
@@ -1861,4 +1866,110 @@ async fn a_release_to_blue_names_blue_in_steps_gates_and_evidence() {
         "{text:?}"
     );
     assert!(f.message.contains("green has 1 unhealthy"), "{}", f.message);
+}
+
+/// Someone changes the listener's weights by hand between steps: the next step does not
+/// overwrite them; the release stops (lock kept, nothing rolled back) naming both pairs.
+/// Both directions: blue → green (first release) and green → blue (second).
+#[tokio::test(start_paused = true)]
+async fn weights_changed_by_hand_between_steps_stop_the_release_without_a_write() {
+    for before in [&[][..], &["1.4.0"][..]] {
+        let plan = plan();
+        let world = FakeWorld::for_plan(&plan);
+        releases(&world, &plan, before).await;
+        let target = index(&world).live_colour().other();
+        let hand = Weights {
+            blue: 70,
+            green: 30,
+        };
+        world.with(|w| {
+            // A few polls into step 1's bake (10%).
+            w.hand_weights = Some((w.health_polls + 5, hand));
+            w.weight_history.clear();
+        });
+        let (f, events) = release(&world, &plan, "1.5.0").await;
+        assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+        assert_eq!(f.exit_code, exit::UNEXPECTED);
+        assert_well_formed(&events);
+        let step1 = match target {
+            ColourName::Green => Weights::green(10),
+            ColourName::Blue => Weights {
+                blue: 10,
+                green: 90,
+            },
+        };
+        for part in [
+            "blue 70% / green 30%".to_string(),
+            format!("blue {}% / green {}%", step1.blue, step1.green),
+            "by hand".to_string(),
+            "step 2".to_string(),
+        ] {
+            assert!(f.message.contains(&part), "{part:?} in {}", f.message);
+        }
+        world.with(|w| {
+            assert_eq!(w.weights, hand, "not overwritten");
+            assert_eq!(w.weight_history, vec![step1], "only step 1 was written");
+        });
+        assert!(
+            lock_held(&world),
+            "the operator decides: resume or rollback"
+        );
+        let r = record(&world, &f.release_id);
+        assert_eq!(r.outcome, None);
+        assert!(r.interrupted.is_some());
+
+        // Put back as recorded, resume finishes.
+        world.with(|w| w.weights = step1);
+        let (done, _) = resume(&world, &plan).await;
+        assert_eq!(done.exit_code, exit::OK, "{}", done.message);
+        assert_eq!(world.with(|w| w.weights), run_weights(target));
+    }
+}
+
+/// A target colour with an unhealthy target gets no more traffic: the step rolls back.
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_target_before_a_step_rolls_back_without_shifting() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |_| None).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    drop(events);
+    // Second release: blue is the target; its targets fail checks once deployed.
+    world.with(|w| w.weight_history.clear());
+    let w2 = world.clone();
+    let (f, _) = release_with_operator(&world, &plan, "1.5.0", move |e| {
+        if matches!(
+            e,
+            Event::PhaseFinished {
+                phase: Phase::Deploy,
+                ..
+            }
+        ) {
+            w2.with(|w| w.deploy_unhealthy = true);
+        }
+        None
+    })
+    .await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    // The operator hears of the deploy while step 1 starts: the check before step 2 is the
+    // first to see the unhealthy targets, and step 2's 50% is never written.
+    assert!(
+        f.message.contains(
+            "before step 2: blue has 2 unhealthy target(s) (0 healthy, 0 other) in shop-blue"
+        ),
+        "{}",
+        f.message
+    );
+    world.with(|w| {
+        assert_eq!(
+            w.weight_history,
+            vec![
+                Weights {
+                    blue: 10,
+                    green: 90
+                },
+                Weights::green(100)
+            ]
+        );
+    });
 }

@@ -26,6 +26,9 @@ pub enum Stop {
     Fail { cause: Cause, message: String },
     /// Someone broke our lock: touch nothing more.
     LockLost { message: String },
+    /// Something outside glidepath changed what the release relies on (the listener's
+    /// weights): stop without touching it, keep the lock; the operator decides.
+    Hold { message: String },
 }
 
 impl Stop {

@@ -846,6 +846,7 @@ fn describe_stop(stop: &Stop) -> String {
         Stop::Rollback { reason, .. } => format!("rolling back: {reason}"),
         Stop::Fail { message, .. } => message.clone(),
         Stop::LockLost { message } => message.clone(),
+        Stop::Hold { message } => message.clone(),
     }
 }
 
@@ -872,6 +873,19 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
         }
         // Someone else owns the release now: touch nothing more.
         Stop::LockLost { message } => Ending::refused(Cause::LockHeld, message),
+        // Not ours to undo: a rollback would overwrite the change too.
+        Stop::Hold { message } => Ending {
+            outcome: Outcome::Interrupted,
+            cause: Cause::Interrupted,
+            message: format!(
+                "release {} stopped during {phase}: {message}. Nothing was changed and the lock is kept: \
+                 `glidepath resume {plan_path}` continues once the listener is back as recorded, \
+                 `glidepath rollback {plan_path}` sends all traffic to the live colour",
+                ctx.release
+            ),
+            ledger: LedgerFate::Interruption,
+            lock: LockFate::Keep,
+        },
         // Finalize may have written the index but not the record: `resume` redoes it.
         Stop::Fail { cause, message } if phase == Phase::Finalize => Ending::refused(
             cause,
