@@ -979,6 +979,17 @@ async fn rollback_of_the_latest_finalized_release(versions: &[&str]) {
         (Outcome::RolledBack, exit::Cause::OperatorRollback)
     );
     assert_well_formed(&events);
+    // The header says which way traffic moves now, not which way the release went.
+    let header = glidepath::view::lines::describe(&events[0]).1;
+    assert!(
+        header.contains(&format!(
+            "rolling back shop/rehearsal {}: traffic {} → {}",
+            new.version,
+            new.colour.name(),
+            old.colour.name()
+        )),
+        "{header}"
+    );
     assert_eq!(
         world.with(|w| w.weights),
         run_weights(old.colour),
@@ -1093,6 +1104,15 @@ async fn rollback_during_a_release_ends_it_rolled_back_both_ways() {
         assert_eq!(back.exit_code, exit::OK, "{}", back.message);
         assert_eq!(back.release_id, f.release_id);
         assert_well_formed(&events);
+        let header = glidepath::view::lines::describe(&events[0]).1;
+        assert!(
+            header.contains(&format!(
+                "traffic {} → {}",
+                live.other().name(),
+                live.name()
+            )),
+            "{header}"
+        );
         assert_eq!(world.with(|w| w.weights), run_weights(live));
         let r = record(&world, &f.release_id);
         assert_eq!(

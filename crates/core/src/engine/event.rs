@@ -138,6 +138,9 @@ pub enum Event {
         endpoint: Option<String>,
         region: String,
         resumed: bool,
+        /// A `glidepath rollback` run: traffic moves from `target` back to `live`.
+        #[serde(default)]
+        rollback: bool,
     },
     LockAcquired {
         holder: String,

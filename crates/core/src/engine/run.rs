@@ -182,7 +182,7 @@ pub async fn rollback(
     match found {
         InProgress::Running(doc) => {
             let r = &doc.value;
-            started(&events, &r.id, plan, &r.version, r.live, &None, true);
+            started_as(&events, &r.id, plan, &r.version, r.live, &None, true, true);
             let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
             ctx.process = Process::Rollback;
             if let Err(f) = lock_phase(&mut ctx, holder, true).await {
@@ -284,6 +284,22 @@ fn started(
     endpoint: &Option<String>,
     resumed: bool,
 ) {
+    started_as(events, id, plan, version, live, endpoint, resumed, false)
+}
+
+/// `release_started`; with `rollback`, of a `glidepath rollback` run (`live` is where
+/// traffic goes back to).
+#[allow(clippy::too_many_arguments)]
+fn started_as(
+    events: &UnboundedSender<Envelope>,
+    id: &str,
+    plan: &Plan,
+    version: &str,
+    live: ColourName,
+    endpoint: &Option<String>,
+    resumed: bool,
+    rollback: bool,
+) {
     ctx::emit(
         events,
         id,
@@ -297,6 +313,7 @@ fn started(
             endpoint: endpoint.clone(),
             region: plan.region.clone(),
             resumed,
+            rollback,
         },
     );
 }
@@ -1106,13 +1123,14 @@ async fn rollback_finalized(
         }
         Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     }
-    started(
+    started_as(
         &events,
         &id,
         plan,
         &live.version,
         standby.colour,
         &None,
+        true,
         true,
     );
     let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);

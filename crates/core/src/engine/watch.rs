@@ -391,6 +391,7 @@ impl<'p> Follow<'p> {
                 endpoint: self.endpoint.clone(),
                 region: self.plan.region.clone(),
                 resumed: r.resumed_at.is_some(),
+                rollback: false,
             });
             out.push(Event::Notice {
                 message: format!(
