@@ -324,3 +324,44 @@ async fn ending_manual_rollback_of_a_finalized_release_swaps_the_index_once() {
     let after = index(&world);
     assert_eq!((after.live, after.standby), (ix.live, ix.standby));
 }
+
+#[tokio::test(start_paused = true)]
+async fn ending_manual_rollback_of_a_finalized_release_that_left_its_lock() {
+    let mut plan = common::engine_plan();
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    let world = FakeWorld::for_plan(&plan);
+    let (done, _) = release(&world, &plan).await;
+    assert_eq!(done.exit_code, exit::OK, "{}", done.message);
+    // A crash between the record and the unlock: the lock outlives the release.
+    let ports = world.ports(true);
+    let got = lock::acquire(
+        ports.state.as_ref(),
+        "alice@ops-1",
+        &done.release_id,
+        "1.4.0",
+        Duration::from_secs(300),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(got, lock::Acquire::Acquired(_)));
+    let (tx, rx) = unbounded_channel();
+    let f = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
+    assert_eq!(
+        (f.outcome, f.exit_code),
+        (Outcome::RolledBack, exit::OK),
+        "{}",
+        f.message
+    );
+    agrees_for(exit::Process::Rollback, &f, &drain(rx));
+    assert_eq!(f.release_id, done.release_id);
+    assert_eq!(
+        world.with(|w| w.weights),
+        glidepath::engine::ports::Weights::all_blue()
+    );
+    assert!(!lock_held(&world));
+    assert_eq!(
+        index(&world).live.map(|s| s.colour),
+        Some(glidepath::engine::event::ColourName::Blue)
+    );
+}

@@ -199,6 +199,23 @@ pub async fn rollback(
             )
             .await
         }
+        // Finalized, but its lock outlived it (a crash before the unlock): the lock names
+        // no run any more; clear it and roll the release back like any finalized one.
+        InProgress::Ended(doc) if doc.value.outcome == Some(Outcome::Finalized) => {
+            let store = ports.state.as_ref();
+            let left =
+                matches!(lock::read(store).await, Ok(Some((b, _))) if b.release == doc.value.id);
+            if left {
+                if let Err(e) = super::retry::quietly(|| store.delete(lock::LOCK_KEY)).await {
+                    let m = format!(
+                        "the lock release {} left behind could not be released: {e}",
+                        doc.value.id
+                    );
+                    return end_early(ports, &events, &doc.value.id, Cause::Unexpected, m).await;
+                }
+            }
+            rollback_finalized(plan, ports, holder, events, commands).await
+        }
         InProgress::Ended(doc) => close_ended(plan, ports, doc, &events, Process::Rollback).await,
         InProgress::Nothing(_) => rollback_finalized(plan, ports, holder, events, commands).await,
     }
