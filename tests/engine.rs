@@ -1014,6 +1014,20 @@ async fn rollback_of_the_latest_finalized_release(versions: &[&str]) {
         .find(|e| e.id == latest.release_id)
         .unwrap();
     assert_eq!(entry.rolled_back_at, Some(at));
+    // `history` and `status` say when and by whom.
+    let when = at.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let ports = world.ports(true);
+    let hist =
+        glidepath::commands::release::history_text(&run::history(&plan, &ports).await.unwrap());
+    assert!(
+        hist.contains(&format!("rolled back at {when} by carol@ops-3")),
+        "{hist}"
+    );
+    let st = glidepath::commands::release::status_text(&run::status(&plan, &ports).await.unwrap());
+    assert!(
+        st.contains(&format!("rolled back at {when} by carol@ops-3")),
+        "{st}"
+    );
     // Earlier releases keep their outcome.
     for f in &done[..done.len() - 1] {
         assert_eq!(
