@@ -7,7 +7,7 @@
 //!   release mid-shift, then nothing), for measuring idle CPU from outside. Quit with q.
 //! - `bench_tui panic`: the same, with a task that panics after 1 s (terminal restore check).
 
-use glidepath::engine::event::{Envelope, Event, Phase, PhaseStatus};
+use glidepath::engine::event::{ColourName, Envelope, Event, Phase, PhaseStatus};
 use glidepath::gate::Verdict;
 use glidepath::view::fixture::{sample, sample_plan, Script};
 use glidepath::view::tui::app::Cockpit;
@@ -64,6 +64,7 @@ fn heavy_release() -> Vec<Envelope> {
         weight: 10,
         bake_s: 600.0,
         manual: false,
+        colour: ColourName::Green,
     });
     s.push(Event::WeightsChanged {
         blue: 90,

@@ -87,6 +87,10 @@ fn lock_held(world: &FakeWorld) -> bool {
 
 /// `release_finished` is last and says what `Finished` says; the code is the table's.
 fn agrees(f: &Finished, events: &[Event]) {
+    agrees_for(exit::Process::Release, f, events)
+}
+
+fn agrees_for(process: exit::Process, f: &Finished, events: &[Event]) {
     let Some(Event::ReleaseFinished {
         outcome,
         exit_code,
@@ -100,7 +104,12 @@ fn agrees(f: &Finished, events: &[Event]) {
         (*outcome, *exit_code, message),
         (f.outcome, f.exit_code, &f.message)
     );
-    assert_eq!(f.exit_code, exit::code(f.outcome, f.cause), "{}", f.message);
+    assert_eq!(
+        f.exit_code,
+        exit::code_for(process, f.outcome, f.cause),
+        "{}",
+        f.message
+    );
 }
 
 /// The record holds the ending and the index no longer names it current.
@@ -292,22 +301,67 @@ async fn ending_manual_rollback_of_a_finalized_release_swaps_the_index_once() {
         (f.outcome, f.cause),
         (Outcome::RolledBack, Cause::OperatorRollback)
     );
-    assert_eq!(f.exit_code, exit::ROLLED_BACK);
-    agrees(&f, &events);
-    closed(&world, &f);
+    // `glidepath rollback` got what it asked for; the record keeps the release's 3.
+    assert_eq!(f.exit_code, exit::OK);
+    agrees_for(exit::Process::Rollback, &f, &events);
+    let r = record(&world, &f.release_id);
+    assert_eq!(
+        (r.outcome, r.cause, r.exit_code),
+        (Some(f.outcome), Some(f.cause), Some(exit::ROLLED_BACK))
+    );
+    assert_eq!(index(&world).current, None);
+    assert!(!lock_held(&world));
     let ix = index(&world);
     assert_eq!(ix.live, finalized.standby, "live and standby swapped");
     assert_eq!(ix.standby, finalized.live);
 
-    // Nothing left to roll back: refused, and the index stays swapped once.
+    // Nothing left to roll back: exit 0, nothing written, the index stays swapped once.
     let (tx, rx) = unbounded_channel();
     let again = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
-    assert_eq!(
-        (again.outcome, again.cause),
-        (Outcome::Failed, Cause::Usage)
-    );
-    assert_eq!(again.exit_code, exit::USAGE, "{}", again.message);
-    agrees(&again, &drain(rx));
+    assert_eq!(again.cause, Cause::AlreadyBack);
+    assert_eq!(again.exit_code, exit::OK, "{}", again.message);
+    agrees_for(exit::Process::Rollback, &again, &drain(rx));
     let after = index(&world);
     assert_eq!((after.live, after.standby), (ix.live, ix.standby));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ending_manual_rollback_of_a_finalized_release_that_left_its_lock() {
+    let mut plan = common::engine_plan();
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    let world = FakeWorld::for_plan(&plan);
+    let (done, _) = release(&world, &plan).await;
+    assert_eq!(done.exit_code, exit::OK, "{}", done.message);
+    // A crash between the record and the unlock: the lock outlives the release.
+    let ports = world.ports(true);
+    let got = lock::acquire(
+        ports.state.as_ref(),
+        "alice@ops-1",
+        &done.release_id,
+        "1.4.0",
+        Duration::from_secs(300),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(got, lock::Acquire::Acquired(_)));
+    let (tx, rx) = unbounded_channel();
+    let f = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
+    assert_eq!(
+        (f.outcome, f.exit_code),
+        (Outcome::RolledBack, exit::OK),
+        "{}",
+        f.message
+    );
+    agrees_for(exit::Process::Rollback, &f, &drain(rx));
+    assert_eq!(f.release_id, done.release_id);
+    assert_eq!(
+        world.with(|w| w.weights),
+        glidepath::engine::ports::Weights::all_blue()
+    );
+    assert!(!lock_held(&world));
+    assert_eq!(
+        index(&world).live.map(|s| s.colour),
+        Some(glidepath::engine::event::ColourName::Blue)
+    );
 }

@@ -929,35 +929,278 @@ async fn transient_errors_are_retried_then_named() {
     world.with(|w| assert!(w.weight_history.is_empty()));
 }
 
-#[tokio::test(start_paused = true)]
-async fn manual_rollback_of_a_finalized_release() {
-    let mut plan = plan();
-    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
-    let world = FakeWorld::for_plan(&plan);
-    // Blue keeps its tasks after a finalize in this world (nothing scales it down).
-    let (f, _) = release(&world, &plan, "1.4.0").await;
-    assert_eq!(f.exit_code, 0);
+/// `glidepath rollback` as the CLI runs it.
+async fn rollback(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
     let ports = world.ports(true);
     let (tx, rx) = unbounded_channel();
-    let back = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
-    assert_eq!(back.exit_code, exit::ROLLED_BACK, "{}", back.message);
-    assert_well_formed(&drain(rx));
-    assert_eq!(world.with(|w| w.weights), Weights::all_blue());
-    let ix = index(&world);
-    assert_eq!(ix.live.unwrap().colour, ColourName::Blue);
-    assert_eq!(ix.standby.unwrap().version, "1.4.0");
-    assert_eq!(
-        record(&world, &f.release_id).outcome,
-        Some(Outcome::RolledBack)
+    let f = run::rollback(plan, &ports, "carol@ops-3", tx).await;
+    (f, drain(rx))
+}
+
+/// Release each version in turn (all finalize), a second apart so ids and times differ.
+async fn releases(world: &FakeWorld, plan: &Plan, versions: &[&str]) -> Vec<Finished> {
+    let mut out = vec![];
+    for v in versions {
+        let (f, _) = release(world, plan, v).await;
+        assert_eq!(f.exit_code, 0, "{v}: {}", f.message);
+        out.push(f);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    out
+}
+
+fn keep_plan() -> Plan {
+    let mut plan = plan();
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    plan
+}
+
+/// Rolling back the latest finalized release: exit 0, traffic on the colour that was
+/// live before it, the index swapped once, when and who recorded. A second rollback
+/// changes nothing and says what is live since when. `versions.len()` odd: the latest
+/// release went blue → green; even: green → blue.
+async fn rollback_of_the_latest_finalized_release(versions: &[&str]) {
+    let plan = keep_plan();
+    let world = FakeWorld::for_plan(&plan);
+    let done = releases(&world, &plan, versions).await;
+    let latest = done.last().unwrap();
+    let before = index(&world);
+    let (new, old) = (
+        before.live.clone().unwrap(),
+        before.standby.clone().unwrap(),
     );
+    world.with(|w| w.weight_history.clear());
+
+    let (back, events) = rollback(&world, &plan).await;
+    assert_eq!(back.exit_code, exit::OK, "{}", back.message);
+    assert_eq!(back.release_id, latest.release_id);
+    assert_eq!(
+        (back.outcome, back.cause),
+        (Outcome::RolledBack, exit::Cause::OperatorRollback)
+    );
+    assert_well_formed(&events);
+    // The header says which way traffic moves now, not which way the release went.
+    let header = glidepath::view::lines::describe(&events[0]).1;
+    assert!(
+        header.contains(&format!(
+            "rolling back shop/rehearsal {}: traffic {} → {}",
+            new.version,
+            new.colour.name(),
+            old.colour.name()
+        )),
+        "{header}"
+    );
+    assert_eq!(
+        world.with(|w| w.weights),
+        run_weights(old.colour),
+        "traffic on {}",
+        old.colour.name()
+    );
+    world.with(|w| assert_eq!(w.weight_history, vec![run_weights(old.colour)]));
+    let ix = index(&world);
+    assert_eq!(
+        (&ix.live, &ix.standby),
+        (&Some(old.clone()), &Some(new.clone()))
+    );
+    let r = record(&world, &latest.release_id);
+    assert_eq!(r.outcome, Some(Outcome::RolledBack));
+    // The release's own code stays 3: `history` and `watch` read it.
+    assert_eq!(r.exit_code, Some(exit::ROLLED_BACK));
+    assert_eq!(r.rolled_back_by.as_deref(), Some("carol@ops-3"));
+    let at = r.rolled_back_at.expect("rolled_back_at");
+    let entry = ix
+        .releases
+        .iter()
+        .find(|e| e.id == latest.release_id)
+        .unwrap();
+    assert_eq!(entry.rolled_back_at, Some(at));
+    // `history` and `status` say when and by whom.
+    let when = at.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let ports = world.ports(true);
+    let hist =
+        glidepath::commands::release::history_text(&run::history(&plan, &ports).await.unwrap());
+    assert!(
+        hist.contains(&format!("rolled back at {when} by carol@ops-3")),
+        "{hist}"
+    );
+    let st = glidepath::commands::release::status_text(&run::status(&plan, &ports).await.unwrap());
+    assert!(
+        st.contains(&format!("rolled back at {when} by carol@ops-3")),
+        "{st}"
+    );
+    // Earlier releases keep their outcome.
+    for f in &done[..done.len() - 1] {
+        assert_eq!(
+            record(&world, &f.release_id).outcome,
+            Some(Outcome::Finalized)
+        );
+    }
     assert!(!lock_held(&world));
 
-    // With the old colour scaled away, it refuses.
-    world.with(|w| w.services.get_mut("shop-green").unwrap().running = 0);
-    let (tx, _rx) = unbounded_channel();
-    let refused = run::rollback(&plan, &ports, "alice@ops-1", tx).await;
-    // Index was swapped back: green is standby now with 0 running → nothing sensible to do.
-    assert_ne!(refused.exit_code, exit::ROLLED_BACK, "{}", refused.message);
+    // Again: nothing moves, exit 0, and it says what is live since when.
+    let records_before = world.with(|w| w.objects.clone());
+    let (again, events) = rollback(&world, &plan).await;
+    assert_eq!(again.exit_code, exit::OK, "{}", again.message);
+    assert_eq!(again.cause, exit::Cause::AlreadyBack);
+    // A refusal's events: only `release_finished`, as for every run that changes nothing.
+    assert!(
+        matches!(&events[..], [Event::ReleaseFinished { exit_code: 0, .. }]),
+        "{events:?}"
+    );
+    world.with(|w| {
+        assert_eq!(w.weight_history.len(), 1, "no weight change");
+    });
+    let since = at.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    for part in [
+        format!(
+            "{} on {} is live since {since}",
+            old.version,
+            old.colour.name()
+        ),
+        "already rolled back".to_string(),
+        "carol@ops-3".to_string(),
+    ] {
+        assert!(
+            again.message.contains(&part),
+            "{part:?} in {}",
+            again.message
+        );
+    }
+    assert_eq!(
+        world.with(|w| w.objects.clone()),
+        records_before,
+        "ledger untouched"
+    );
+    for f in &done[..done.len() - 1] {
+        assert_eq!(
+            record(&world, &f.release_id).outcome,
+            Some(Outcome::Finalized)
+        );
+    }
+}
+
+fn run_weights(live: ColourName) -> Weights {
+    match live {
+        ColourName::Blue => Weights::all_blue(),
+        ColourName::Green => Weights::green(100),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_of_a_blue_to_green_release_exits_0_once() {
+    rollback_of_the_latest_finalized_release(&["1.4.0"]).await;
+    rollback_of_the_latest_finalized_release(&["1.4.0", "1.5.0", "1.6.0"]).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_of_a_green_to_blue_release_exits_0_once() {
+    rollback_of_the_latest_finalized_release(&["1.4.0", "1.5.0"]).await;
+}
+
+/// A manual rollback of a release in progress (here: aborted mid-shift) still ends that
+/// release rolled back (its record says 3), while `glidepath rollback` exits 0.
+#[tokio::test(start_paused = true)]
+async fn rollback_during_a_release_ends_it_rolled_back_both_ways() {
+    for before in [&[][..], &["1.4.0"][..]] {
+        let plan = keep_plan();
+        let world = FakeWorld::for_plan(&plan);
+        releases(&world, &plan, before).await;
+        let ix_before = index(&world);
+        let live = ix_before.live_colour();
+        let (f, _) = release_with_operator(&world, &plan, "1.5.0", |e| {
+            matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Abort)
+        })
+        .await;
+        assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+        assert_ne!(world.with(|w| w.weights), run_weights(live), "split");
+
+        let (back, events) = rollback(&world, &plan).await;
+        assert_eq!(back.exit_code, exit::OK, "{}", back.message);
+        assert_eq!(back.release_id, f.release_id);
+        assert_well_formed(&events);
+        let header = glidepath::view::lines::describe(&events[0]).1;
+        assert!(
+            header.contains(&format!(
+                "traffic {} → {}",
+                live.other().name(),
+                live.name()
+            )),
+            "{header}"
+        );
+        assert_eq!(world.with(|w| w.weights), run_weights(live));
+        let r = record(&world, &f.release_id);
+        assert_eq!(
+            (r.outcome, r.cause, r.exit_code),
+            (
+                Some(Outcome::RolledBack),
+                Some(exit::Cause::OperatorRollback),
+                Some(exit::ROLLED_BACK)
+            )
+        );
+        assert!(r.rolled_back_at.is_some());
+        let ix = index(&world);
+        assert_eq!(
+            (ix.live, ix.standby),
+            (ix_before.live, ix_before.standby),
+            "no swap"
+        );
+        assert!(!lock_held(&world));
+
+        let n = world.with(|w| w.weight_history.len());
+        let (again, _) = rollback(&world, &plan).await;
+        assert_eq!(again.exit_code, exit::OK, "{}", again.message);
+        assert!(
+            again.message.contains("already rolled back"),
+            "{}",
+            again.message
+        );
+        assert!(
+            again
+                .message
+                .contains(&format!("on {} is live since", live.name()))
+                || again.message.contains(&format!(
+                    "{} (never released by glidepath) is live since",
+                    live.name()
+                )),
+            "{}",
+            again.message
+        );
+        assert_eq!(world.with(|w| w.weight_history.len()), n);
+    }
+}
+
+/// The standby must still run the task definition its version was released with.
+#[tokio::test(start_paused = true)]
+async fn rollback_refuses_a_standby_that_runs_another_task_definition() {
+    let plan = keep_plan();
+    let world = FakeWorld::for_plan(&plan);
+    let done = releases(&world, &plan, &["1.4.0", "1.5.0"]).await;
+    let td = record(&world, &done[0].release_id).task_definition.unwrap();
+    world.with(|w| {
+        w.services
+            .get_mut(&plan.green.service)
+            .unwrap()
+            .task_definition = "app:99".into()
+    });
+    world.with(|w| w.weight_history.clear());
+    let (f, _) = rollback(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::USAGE, "{}", f.message);
+    for part in ["app:99", td.as_str(), "1.4.0", &plan.green.service] {
+        assert!(f.message.contains(part), "{part:?} in {}", f.message);
+    }
+    world.with(|w| assert!(w.weight_history.is_empty()));
+    assert_eq!(
+        record(&world, &done[1].release_id).outcome,
+        Some(Outcome::Finalized)
+    );
+
+    // Scaled away (the first release's standby has no recorded task definition): refused too.
+    let world = FakeWorld::for_plan(&plan);
+    releases(&world, &plan, &["1.4.0"]).await;
+    world.with(|w| w.services.get_mut(&plan.blue.service).unwrap().running = 0);
+    let (f, _) = rollback(&world, &plan).await;
+    assert_eq!(f.exit_code, exit::USAGE, "{}", f.message);
+    assert!(f.message.contains("runs 0 of"), "{}", f.message);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1067,12 +1310,17 @@ async fn crash_at_every_port_call_then_resume() {
                 let first_shift = w.calls.iter().position(|c| {
                     c.starts_with("traffic.set_weights") && c != "traffic.set_weights 100/0"
                 });
-                let last_deploy_wait = w
-                    .calls
-                    .iter()
-                    .rposition(|c| c.starts_with("fleet.target_counts"));
-                if let (Some(s), Some(d)) = (first_shift, last_deploy_wait) {
+                // The shift reads target health before each step too: what matters is
+                // that the last deploy came first and target health was read after it.
+                let last_deploy = w.calls.iter().rposition(|c| c.starts_with("fleet.deploy"));
+                if let (Some(s), Some(d)) = (first_shift, last_deploy) {
                     assert!(d < s, "{ctx}: traffic moved before the deploy finished");
+                    assert!(
+                        w.calls[d..s]
+                            .iter()
+                            .any(|c| c.starts_with("fleet.target_counts")),
+                        "{ctx}: traffic moved before target health was read"
+                    );
                 }
                 assert!(
                     !w.objects.contains_key(lock::LOCK_KEY),
@@ -1546,4 +1794,216 @@ async fn finalize_prunes_assets_to_retention_keeping_live_and_standby() {
     let (f, _) = release(&world, &bare, "1.4.0").await;
     assert_eq!(f.exit_code, exit::OK, "{}", f.message);
     world.with(|w| assert!(w.assets_pruned.is_empty()));
+}
+
+/// A green → blue release (the second) names blue as the new colour everywhere: the step
+/// line next to the weights it prints, the gate's waiting and failing reasons, the record.
+#[tokio::test(start_paused = true)]
+async fn a_release_to_blue_names_blue_in_steps_gates_and_evidence() {
+    use glidepath::view::lines::describe;
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    releases(&world, &plan, &["1.4.0"]).await;
+    world.with(|w| {
+        // Blue (the new colour) has little traffic at first, then an unhealthy target.
+        for _ in 0..3 {
+            let mut s = glidepath::engine::fake::healthy_sample();
+            s.blue.requests = 3.0;
+            w.health_script.push_back(Ok(s));
+        }
+        for _ in 0..6 {
+            w.health_script
+                .push_back(Ok(glidepath::engine::fake::healthy_sample()));
+        }
+        let mut s = glidepath::engine::fake::healthy_sample();
+        s.blue.unhealthy = 1;
+        w.health_script.push_back(Ok(s));
+    });
+    let (f, events) = release(&world, &plan, "1.5.0").await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    let lines: Vec<String> = events.iter().map(|e| describe(e).1).collect();
+    let text = lines.join("\n");
+    assert!(text.contains("step 1/3: blue 10%"), "{text}");
+    assert!(text.contains("weights blue 10% / green 90%"), "{text}");
+    assert!(text.contains("step 2/3: blue 50%"), "{text}");
+    assert!(
+        !text.contains(": green 10%") && !text.contains(": green 50%"),
+        "{text}"
+    );
+    let failed = events
+        .iter()
+        .find_map(|e| match e {
+            Event::GateFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("a failed gate");
+    assert_eq!(
+        failed,
+        "blue has 1 unhealthy target(s) (2 healthy, 0 other)"
+    );
+    assert!(f.message.contains("blue has 1 unhealthy"), "{}", f.message);
+    let r = record(&world, &f.release_id);
+    assert!(
+        r.gates
+            .iter()
+            .any(|g| g.reason.as_deref() == Some(&format!("target health: {failed}"))),
+        "{:?}",
+        r.gates
+    );
+    // Waiting for data speaks of the new colour, never of "green".
+    for (e, line) in events.iter().zip(&lines) {
+        if let Event::Health {
+            verdict: glidepath::gate::Verdict::NotEnoughData { reason },
+            ..
+        } = e
+        {
+            assert!(!reason.contains("green has"), "{line}");
+        }
+    }
+
+    // The threshold gate's words (`green` = the released colour) come out as blue's.
+    let mut threshold = plan.clone();
+    threshold.gates.sequential.mode = glidepath::plan::JudgeMode::Threshold;
+    let world = FakeWorld::for_plan(&threshold);
+    releases(&world, &threshold, &["1.4.0"]).await;
+    world.with(|w| {
+        for _ in 0..5 {
+            let mut s = glidepath::engine::fake::healthy_sample();
+            s.blue.requests = 3.0;
+            w.health_script.push_back(Ok(s));
+        }
+    });
+    let (f, events) = release(&world, &threshold, "1.5.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let lines: Vec<String> = events.iter().map(|e| describe(e).1).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("blue 2/2 healthy, 5xx 0.0% of 3")
+                && l.contains("blue has 3 of the 20 requests needed")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("green has")), "{lines:#?}");
+
+    // The other way round, the words stay as they were.
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| {
+        let mut s = glidepath::engine::fake::healthy_sample();
+        s.green.unhealthy = 1;
+        w.health_script.push_back(Ok(s));
+    });
+    let (f, events) = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    let text: Vec<String> = events.iter().map(|e| describe(e).1).collect();
+    assert!(
+        text.iter().any(|l| l.contains("step 1/3: green 10%")),
+        "{text:?}"
+    );
+    assert!(f.message.contains("green has 1 unhealthy"), "{}", f.message);
+}
+
+/// Someone changes the listener's weights by hand between steps: the next step does not
+/// overwrite them; the release stops (lock kept, nothing rolled back) naming both pairs.
+/// Both directions: blue → green (first release) and green → blue (second).
+#[tokio::test(start_paused = true)]
+async fn weights_changed_by_hand_between_steps_stop_the_release_without_a_write() {
+    for before in [&[][..], &["1.4.0"][..]] {
+        let plan = plan();
+        let world = FakeWorld::for_plan(&plan);
+        releases(&world, &plan, before).await;
+        let target = index(&world).live_colour().other();
+        let hand = Weights {
+            blue: 70,
+            green: 30,
+        };
+        world.with(|w| {
+            // A few polls into step 1's bake (10%).
+            w.hand_weights = Some((w.health_polls + 5, hand));
+            w.weight_history.clear();
+        });
+        let (f, events) = release(&world, &plan, "1.5.0").await;
+        assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+        assert_eq!(f.exit_code, exit::UNEXPECTED);
+        assert_well_formed(&events);
+        let step1 = match target {
+            ColourName::Green => Weights::green(10),
+            ColourName::Blue => Weights {
+                blue: 10,
+                green: 90,
+            },
+        };
+        for part in [
+            "blue 70% / green 30%".to_string(),
+            format!("blue {}% / green {}%", step1.blue, step1.green),
+            "by hand".to_string(),
+            "step 2".to_string(),
+        ] {
+            assert!(f.message.contains(&part), "{part:?} in {}", f.message);
+        }
+        world.with(|w| {
+            assert_eq!(w.weights, hand, "not overwritten");
+            assert_eq!(w.weight_history, vec![step1], "only step 1 was written");
+        });
+        assert!(
+            lock_held(&world),
+            "the operator decides: resume or rollback"
+        );
+        let r = record(&world, &f.release_id);
+        assert_eq!(r.outcome, None);
+        assert!(r.interrupted.is_some());
+
+        // Put back as recorded, resume finishes.
+        world.with(|w| w.weights = step1);
+        let (done, _) = resume(&world, &plan).await;
+        assert_eq!(done.exit_code, exit::OK, "{}", done.message);
+        assert_eq!(world.with(|w| w.weights), run_weights(target));
+    }
+}
+
+/// A target colour with an unhealthy target gets no more traffic: the step rolls back.
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_target_before_a_step_rolls_back_without_shifting() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |_| None).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    drop(events);
+    // Second release: blue is the target; its targets fail checks once deployed.
+    world.with(|w| w.weight_history.clear());
+    let w2 = world.clone();
+    let (f, _) = release_with_operator(&world, &plan, "1.5.0", move |e| {
+        if matches!(
+            e,
+            Event::PhaseFinished {
+                phase: Phase::Deploy,
+                ..
+            }
+        ) {
+            w2.with(|w| w.deploy_unhealthy = true);
+        }
+        None
+    })
+    .await;
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    // The operator hears of the deploy while step 1 starts: the check before step 2 is the
+    // first to see the unhealthy targets, and step 2's 50% is never written.
+    assert!(
+        f.message.contains(
+            "before step 2: blue has 2 unhealthy target(s) (0 healthy, 0 other) in shop-blue"
+        ),
+        "{}",
+        f.message
+    );
+    world.with(|w| {
+        assert_eq!(
+            w.weight_history,
+            vec![
+                Weights {
+                    blue: 10,
+                    green: 90
+                },
+                Weights::green(100)
+            ]
+        );
+    });
 }

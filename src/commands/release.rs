@@ -643,13 +643,28 @@ pub fn status_text(st: &Status) -> String {
     }
     if let Some(last) = &st.last {
         out.push_str(&format!(
-            "last:     {} {} ({})\n",
+            "last:     {} {}{} ({})\n",
             last.id,
             outcome_text(last.outcome),
+            rolled_back_text(last),
             last.message.as_deref().unwrap_or("")
         ));
     }
     out
+}
+
+/// " at 2026-11-03 02:20:00Z by alice@ops-1" for a rolled-back release that recorded it.
+fn rolled_back_text(e: &IndexEntry) -> String {
+    let at = e
+        .rolled_back_at
+        .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M:%SZ")))
+        .unwrap_or_default();
+    let by = e
+        .rolled_back_by
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    format!("{at}{by}")
 }
 
 pub fn history_text(h: &[IndexEntry]) -> String {
@@ -659,14 +674,19 @@ pub fn history_text(h: &[IndexEntry]) -> String {
     let mut out = String::new();
     for e in h {
         out.push_str(&format!(
-            "{:<32} {:<12} {:>5} → {:<5}  {:<11} {}  {}\n",
+            "{:<32} {:<12} {:>5} → {:<5}  {:<11} {}  {}{}\n",
             e.id,
             e.version,
             e.live.name(),
             e.target.name(),
             outcome_text(e.outcome),
             e.started_at.format("%Y-%m-%d %H:%M:%SZ"),
-            e.holder
+            e.holder,
+            // Spelled out only when recorded: older records did not have it.
+            match rolled_back_text(e) {
+                t if t.is_empty() => String::new(),
+                t => format!("  rolled back{t}"),
+            }
         ));
     }
     out

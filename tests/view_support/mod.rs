@@ -1,7 +1,7 @@
 //! Recorded release event sequences for the view tests: each scenario is the prefix of one
 //! release, so every snapshot shows a state the engine can really reach.
 
-use glidepath::engine::event::{Event, Outcome, Phase, PhaseStatus};
+use glidepath::engine::event::{ColourName, Event, Outcome, Phase, PhaseStatus};
 use glidepath::gate::{ColourSample, Signal, Verdict};
 use glidepath::plan::Plan;
 use glidepath::view::fixture::{sample, sample_plan, Script};
@@ -160,6 +160,7 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
         weight: 10,
         bake_s: 60.0,
         manual: false,
+        colour: ColourName::Green,
     });
     s.push(Event::WeightsChanged {
         blue: 90,
@@ -222,6 +223,7 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
         weight: 50,
         bake_s: 120.0,
         manual: true,
+        colour: ColourName::Green,
     });
     s.push(Event::WeightsChanged {
         blue: 50,
@@ -248,6 +250,7 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
         weight: 100,
         bake_s: 60.0,
         manual: false,
+        colour: ColourName::Green,
     });
     s.push(Event::WeightsChanged {
         blue: 0,

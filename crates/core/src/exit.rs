@@ -12,7 +12,8 @@ pub const OK: i32 = 0;
 pub const UNEXPECTED: i32 = 1;
 /// 2: usage or plan error; nothing was changed.
 pub const USAGE: i32 = 2;
-/// 3: a health gate failed and traffic was rolled back to the live colour.
+/// 3: the release ended rolled back (a health gate, or the operator); its own process and
+/// its record carry it. `glidepath rollback` itself exits 0 when traffic is back.
 pub const ROLLED_BACK: i32 = 3;
 /// 4: the release lock is held by someone else.
 pub const LOCKED: i32 = 4;
@@ -39,10 +40,39 @@ pub enum Cause {
     LockHeld,
     /// The migration task failed.
     MigrationFailed,
+    /// `glidepath rollback` found traffic already where it would send it (never recorded).
+    AlreadyBack,
+}
+
+/// Whose process is exiting: the same ending means different things to each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Process {
+    /// The release's own process (`release`, `resume`); its code is also the record's.
+    #[default]
+    Release,
+    /// `glidepath rollback`: it asked for traffic on the old colour.
+    Rollback,
+}
+
+/// The exit-code table of a release's own process (and of its record).
+pub fn code(outcome: Outcome, cause: Cause) -> i32 {
+    code_for(Process::Release, outcome, cause)
 }
 
 /// The exit-code table.
-pub fn code(outcome: Outcome, cause: Cause) -> i32 {
+pub fn code_for(process: Process, outcome: Outcome, cause: Cause) -> i32 {
+    match (process, outcome, cause) {
+        // `glidepath rollback` got what it asked for: traffic is on the old colour.
+        (Process::Rollback, Outcome::RolledBack, _)
+        | (Process::Rollback, _, Cause::AlreadyBack) => OK,
+        // A finalized release reported to `glidepath rollback` (an ended release whose lock
+        // outlived it) was not rolled back: not a success for it.
+        (Process::Rollback, Outcome::Finalized, _) => UNEXPECTED,
+        (_, outcome, cause) => release_code(outcome, cause),
+    }
+}
+
+fn release_code(outcome: Outcome, cause: Cause) -> i32 {
     match (outcome, cause) {
         (Outcome::Finalized, _) => OK,
         (Outcome::Interrupted, _) => UNEXPECTED,
@@ -75,5 +105,14 @@ mod tests {
         assert_eq!(code(Failed, LockHeld), LOCKED);
         assert_eq!(code(Failed, MigrationFailed), MIGRATION_FAILED);
         assert_eq!(code(Failed, Unexpected), UNEXPECTED);
+        // `glidepath rollback` succeeded when traffic is back, whatever ended the release.
+        let rb = |o, c| code_for(Process::Rollback, o, c);
+        assert_eq!(rb(RolledBack, OperatorRollback), OK);
+        assert_eq!(rb(RolledBack, GateFailed), OK);
+        assert_eq!(rb(Failed, OperatorRollback), UNEXPECTED);
+        assert_eq!(rb(Failed, Usage), USAGE);
+        assert_eq!(rb(Failed, LockHeld), LOCKED);
+        assert_eq!(rb(Finalized, Done), UNEXPECTED);
+        assert_eq!(rb(Failed, AlreadyBack), OK);
     }
 }

@@ -87,6 +87,7 @@ impl Script {
             endpoint: plan.endpoint_url.clone(),
             region: plan.region.clone(),
             resumed: false,
+            rollback: false,
         })
     }
 

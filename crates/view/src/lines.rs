@@ -37,17 +37,27 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             endpoint,
             region,
             resumed,
+            rollback,
         } => {
             let mut m = String::new();
             if *production {
                 m.push_str("PRODUCTION ");
             }
-            m.push_str(&format!(
-                "{} {app}/{environment} {version}: {} → {} in {region}",
-                if *resumed { "resuming" } else { "releasing" },
-                live.name(),
-                target.name(),
-            ));
+            // A rollback moves traffic the other way: say it in its own direction.
+            if *rollback {
+                m.push_str(&format!(
+                    "rolling back {app}/{environment} {version}: traffic {} → {} in {region}",
+                    target.name(),
+                    live.name(),
+                ));
+            } else {
+                m.push_str(&format!(
+                    "{} {app}/{environment} {version}: {} → {} in {region}",
+                    if *resumed { "resuming" } else { "releasing" },
+                    live.name(),
+                    target.name(),
+                ));
+            }
             if let Some(ep) = endpoint {
                 m.push_str(&format!(" (rehearsal against {ep})"));
             }
@@ -133,11 +143,13 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             weight,
             bake_s,
             manual,
+            colour,
         } => (
             "shift",
             format!(
-                "step {}/{steps}: green {weight}% for {}{}",
+                "step {}/{steps}: {} {weight}% for {}{}",
                 index + 1,
+                colour.name(),
                 text::duration_s(*bake_s),
                 if *manual {
                     ", then manual approval"

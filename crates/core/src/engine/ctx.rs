@@ -26,6 +26,9 @@ pub enum Stop {
     Fail { cause: Cause, message: String },
     /// Someone broke our lock: touch nothing more.
     LockLost { message: String },
+    /// Something outside glidepath changed what the release relies on (the listener's
+    /// weights): stop without touching it, keep the lock; the operator decides.
+    Hold { message: String },
 }
 
 impl Stop {
@@ -55,6 +58,8 @@ pub struct Ctx<'a> {
     pub auto_approve: bool,
     /// An Approve that arrived before its gate was waiting (applies to the current step).
     pub early_approve: bool,
+    /// Whose process this run is (its exit code depends on it, see `crate::exit`).
+    pub process: crate::exit::Process,
 }
 
 impl<'a> Ctx<'a> {
@@ -77,6 +82,7 @@ impl<'a> Ctx<'a> {
             lock: None,
             auto_approve,
             early_approve: false,
+            process: crate::exit::Process::Release,
         }
     }
 

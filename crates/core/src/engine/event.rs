@@ -95,6 +95,10 @@ pub enum ColourName {
 }
 
 impl ColourName {
+    /// For serde defaults.
+    pub fn green() -> ColourName {
+        ColourName::Green
+    }
     pub fn other(self) -> ColourName {
         match self {
             ColourName::Blue => ColourName::Green,
@@ -134,6 +138,9 @@ pub enum Event {
         endpoint: Option<String>,
         region: String,
         resumed: bool,
+        /// A `glidepath rollback` run: traffic moves from `target` back to `live`.
+        #[serde(default)]
+        rollback: bool,
     },
     LockAcquired {
         holder: String,
@@ -191,6 +198,10 @@ pub enum Event {
         weight: u8,
         bake_s: f64,
         manual: bool,
+        /// The colour whose percent `weight` is (the colour being released). Events
+        /// written before it existed read as green.
+        #[serde(default = "ColourName::green")]
+        colour: ColourName,
     },
     WeightsChanged {
         blue: u8,

@@ -93,6 +93,8 @@ pub struct World {
     pub health_script: VecDeque<PortResult<HealthSample>>,
     pub healthy_sample: HealthSample,
     pub health_polls: u32,
+    /// Someone sets the listener to these weights by hand at this health poll (1-based).
+    pub hand_weights: Option<(u32, Weights)>,
     /// How long after its end a period's data becomes visible.
     pub publish_delay: Duration,
     /// Alarms that exist (the plan's, unless a test removes one).
@@ -216,6 +218,7 @@ impl FakeWorld {
                 health_script: VecDeque::new(),
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
+                hand_weights: None,
                 publish_delay: plan.gates.metric_delay,
                 alarms: plan.gates.alarms.clone(),
                 plan_alarms: plan.gates.alarms.clone(),
@@ -693,6 +696,11 @@ impl Health for FakeWorld {
     async fn poll(&self) -> PortResult<Poll> {
         self.call("health.poll", String::new(), |w| {
             w.health_polls += 1;
+            if let Some((at, weights)) = w.hand_weights {
+                if at == w.health_polls {
+                    w.weights = weights;
+                }
+            }
             let sample = w
                 .health_script
                 .pop_front()

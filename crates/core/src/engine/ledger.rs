@@ -196,6 +196,11 @@ pub struct Record {
     /// Approvals recorded by `glidepath approve` (see [`record_approval`]).
     #[serde(default)]
     pub approvals: Vec<Approval>,
+    /// When traffic went back to the old colour, and who (or what) asked for it.
+    #[serde(default)]
+    pub rolled_back_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub rolled_back_by: Option<String>,
 }
 
 impl Record {
@@ -243,6 +248,8 @@ impl Record {
             interrupted: None,
             cause: None,
             approvals: Vec::new(),
+            rolled_back_at: None,
+            rolled_back_by: None,
         }
     }
 
@@ -278,6 +285,10 @@ pub struct IndexEntry {
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<Outcome>,
     pub message: Option<String>,
+    #[serde(default)]
+    pub rolled_back_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub rolled_back_by: Option<String>,
 }
 
 impl IndexEntry {
@@ -292,6 +303,8 @@ impl IndexEntry {
             finished_at: r.finished_at,
             outcome: r.outcome,
             message: r.message.clone(),
+            rolled_back_at: r.rolled_back_at,
+            rolled_back_by: r.rolled_back_by.clone(),
         }
     }
 }

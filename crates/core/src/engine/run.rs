@@ -20,7 +20,7 @@ use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Rec
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::phases::{self, shift};
 use super::ports::{Ports, StateStore};
-use crate::exit::Cause;
+use crate::exit::{Cause, Process};
 use crate::plan::Plan;
 use chrono::Utc;
 use serde::Serialize;
@@ -125,7 +125,9 @@ pub async fn resume(
     };
     let mut doc = match found {
         InProgress::Nothing(why) => return end_early(ports, &events, "", Cause::Usage, why).await,
-        InProgress::Ended(doc) => return close_ended(plan, ports, doc, &events).await,
+        InProgress::Ended(doc) => {
+            return close_ended(plan, ports, doc, &events, Process::Release).await
+        }
         InProgress::Running(doc) => doc,
     };
     // Written with the lock phase's save, so watchers see who took the release over.
@@ -180,8 +182,9 @@ pub async fn rollback(
     match found {
         InProgress::Running(doc) => {
             let r = &doc.value;
-            started(&events, &r.id, plan, &r.version, r.live, &None, true);
+            started_as(&events, &r.id, plan, &r.version, r.live, &None, true, true);
             let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
+            ctx.process = Process::Rollback;
             if let Err(f) = lock_phase(&mut ctx, holder, true).await {
                 return f;
             }
@@ -196,7 +199,24 @@ pub async fn rollback(
             )
             .await
         }
-        InProgress::Ended(doc) => close_ended(plan, ports, doc, &events).await,
+        // Finalized, but its lock outlived it (a crash before the unlock): the lock names
+        // no run any more; clear it and roll the release back like any finalized one.
+        InProgress::Ended(doc) if doc.value.outcome == Some(Outcome::Finalized) => {
+            let store = ports.state.as_ref();
+            let left =
+                matches!(lock::read(store).await, Ok(Some((b, _))) if b.release == doc.value.id);
+            if left {
+                if let Err(e) = super::retry::quietly(|| store.delete(lock::LOCK_KEY)).await {
+                    let m = format!(
+                        "the lock release {} left behind could not be released: {e}",
+                        doc.value.id
+                    );
+                    return end_early(ports, &events, &doc.value.id, Cause::Unexpected, m).await;
+                }
+            }
+            rollback_finalized(plan, ports, holder, events, commands).await
+        }
+        InProgress::Ended(doc) => close_ended(plan, ports, doc, &events, Process::Rollback).await,
         InProgress::Nothing(_) => rollback_finalized(plan, ports, holder, events, commands).await,
     }
 }
@@ -281,6 +301,22 @@ fn started(
     endpoint: &Option<String>,
     resumed: bool,
 ) {
+    started_as(events, id, plan, version, live, endpoint, resumed, false)
+}
+
+/// `release_started`; with `rollback`, of a `glidepath rollback` run (`live` is where
+/// traffic goes back to).
+#[allow(clippy::too_many_arguments)]
+fn started_as(
+    events: &UnboundedSender<Envelope>,
+    id: &str,
+    plan: &Plan,
+    version: &str,
+    live: ColourName,
+    endpoint: &Option<String>,
+    resumed: bool,
+    rollback: bool,
+) {
     ctx::emit(
         events,
         id,
@@ -294,6 +330,7 @@ fn started(
             endpoint: endpoint.clone(),
             region: plan.region.clone(),
             resumed,
+            rollback,
         },
     );
 }
@@ -373,6 +410,8 @@ pub struct Closing<'a> {
     pub record: Option<&'a mut Doc<Record>>,
     /// The lock this run holds.
     pub lock: Option<Lock>,
+    /// Whose process exits with the code (the record always gets the release's).
+    pub process: Process,
 }
 
 /// Record `ending`: the record, the index, the lock, `release_finished`, in that order.
@@ -384,6 +423,7 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
         release_id,
         mut record,
         lock,
+        process,
     } = c;
     let Ending {
         outcome,
@@ -392,7 +432,7 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
         ledger,
         lock: lock_fate,
     } = ending;
-    let mut exit_code = crate::exit::code(outcome, cause);
+    let mut exit_code = crate::exit::code_for(process, outcome, cause);
     // False once a write that the lock guards failed: the lock then stays for `resume`.
     let mut recorded = true;
     if let Some(doc) = record.as_deref_mut() {
@@ -412,7 +452,8 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
                 let r = &mut doc.value;
                 r.outcome = Some(outcome);
                 r.cause = Some(cause);
-                r.exit_code = Some(exit_code);
+                // The release's own code, whoever ended it.
+                r.exit_code = Some(crate::exit::code(outcome, cause));
                 r.message = Some(message.clone());
                 r.finished_at = Some(Utc::now());
                 if let Err(e) = save(store, doc).await {
@@ -427,8 +468,9 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
                 }
             }
             LedgerFate::Recorded => {
-                if let Some(code) = doc.value.exit_code {
-                    exit_code = code;
+                match doc.value.exit_code {
+                    Some(code) if process == Process::Release => exit_code = code,
+                    _ => {}
                 }
                 if let Err(e) = index_ended(store, &doc.value, false).await {
                     message.push_str(&format!("; the index could not be updated: {e}"));
@@ -511,6 +553,7 @@ async fn end_early(
         release_id: id,
         record: None,
         lock: None,
+        process: Process::Release,
     };
     end(c, Ending::refused(cause, message)).await
 }
@@ -526,6 +569,7 @@ async fn end_run(ctx: &mut Ctx<'_>, ending: Ending) -> Finished {
         release_id: &id,
         lock: ctx.lock.take(),
         record: Some(&mut ctx.record),
+        process: ctx.process,
     };
     end(c, ending).await
 }
@@ -588,14 +632,13 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
 }
 
 /// A release that had ended but whose lock survived (crash between record and unlock):
-/// release the lock and report how it ended.
-/// A release that had ended but whose lock survived (crash between record and unlock):
 /// bring the index in line, release the lock it left and report how it ended.
 async fn close_ended(
     plan: &Plan,
     ports: &Ports,
     mut doc: Doc<Record>,
     events: &UnboundedSender<Envelope>,
+    process: Process,
 ) -> Finished {
     let r = &doc.value;
     started(events, &r.id, plan, &r.version, r.live, &None, true);
@@ -625,6 +668,7 @@ async fn close_ended(
         release_id: &id,
         record: Some(&mut doc),
         lock: None,
+        process,
     };
     end(c, ending).await
 }
@@ -721,6 +765,7 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
             release_id: &ctx.release,
             record: None,
             lock,
+            process: ctx.process,
         };
         let ending = Ending {
             lock: LockFate::Release,
@@ -835,6 +880,7 @@ fn describe_stop(stop: &Stop) -> String {
         Stop::Rollback { reason, .. } => format!("rolling back: {reason}"),
         Stop::Fail { message, .. } => message.clone(),
         Stop::LockLost { message } => message.clone(),
+        Stop::Hold { message } => message.clone(),
     }
 }
 
@@ -861,6 +907,19 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
         }
         // Someone else owns the release now: touch nothing more.
         Stop::LockLost { message } => Ending::refused(Cause::LockHeld, message),
+        // Not ours to undo: a rollback would overwrite the change too.
+        Stop::Hold { message } => Ending {
+            outcome: Outcome::Interrupted,
+            cause: Cause::Interrupted,
+            message: format!(
+                "release {} stopped during {phase}: {message}. Nothing was changed and the lock is kept: \
+                 `glidepath resume {plan_path}` continues once the listener is back as recorded, \
+                 `glidepath rollback {plan_path}` sends all traffic to the live colour",
+                ctx.release
+            ),
+            ledger: LedgerFate::Interruption,
+            lock: LockFate::Keep,
+        },
         // Finalize may have written the index but not the record: `resume` redoes it.
         Stop::Fail { cause, message } if phase == Phase::Finalize => Ending::refused(
             cause,
@@ -915,6 +974,13 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
     let plan_path = ctx.plan.source.display().to_string();
     match result {
         Ok(done) => {
+            let by = ctx.lock.as_ref().map_or_else(
+                || ctx.record.value.holder.clone(),
+                |l| l.body.holder.clone(),
+            );
+            let r = ctx.rec();
+            r.rolled_back_at = Some(Utc::now());
+            r.rolled_back_by = Some(if by_gate { "a failed gate".into() } else { by });
             let p = &mut ctx.rec().phases.rollback;
             p.done_at = Some(Utc::now());
             p.status = Some(PhaseStatus::Done);
@@ -949,7 +1015,9 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
     }
 }
 
-/// Roll back the last finalized release while its old colour still runs.
+/// Roll back the latest release when it finalized and the old colour still runs its
+/// version. Only the latest release: once it is rolled back (or if it never moved
+/// traffic) traffic is already where a rollback sends it, and this says so.
 async fn rollback_finalized(
     plan: &Plan,
     ports: &Ports,
@@ -967,22 +1035,51 @@ async fn rollback_finalized(
         Ok(ix) => ix,
         Err(e) => return refuse("", Cause::Unexpected, e.to_string()).await,
     };
+    let Some(latest) = index.releases.first().cloned() else {
+        return refuse(
+            "",
+            Cause::Usage,
+            "nothing to roll back: no release is recorded yet".into(),
+        )
+        .await;
+    };
+    match latest.outcome {
+        Some(Outcome::Finalized) => {}
+        Some(_) => return already_back(ports, &events, &index, &latest).await,
+        // Not in progress (no lock, not current) yet not ended: traffic could be anywhere.
+        None => {
+            return refuse(
+                &latest.id,
+                Cause::Unexpected,
+                format!(
+                    "release {} did not finish and is not in progress; check `glidepath status` and the listener before rolling anything back",
+                    latest.id
+                ),
+            )
+            .await
+        }
+    }
     let (Some(live), Some(standby)) = (index.live.clone(), index.standby.clone()) else {
         return refuse(
-            "",
+            &latest.id,
             Cause::Usage,
-            "nothing to roll back: no release is in progress and no finalized release has an old colour on standby".into(),
+            "nothing to roll back: no old colour is on standby".into(),
         )
         .await;
     };
-    let Some(id) = live.release.clone() else {
+    if live.release.as_deref() != Some(latest.id.as_str()) {
         return refuse(
-            "",
-            Cause::Usage,
-            "nothing to roll back: the live colour was not released by glidepath".into(),
+            &latest.id,
+            Cause::Unexpected,
+            format!(
+                "the index names {} live but the latest release is {}; not rolling back anything until `glidepath status` makes sense",
+                live.release.as_deref().unwrap_or("no glidepath release"),
+                latest.id
+            ),
         )
         .await;
-    };
+    }
+    let id = latest.id.clone();
     let doc = match ledger::load_record(store, &id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
@@ -999,7 +1096,32 @@ async fn rollback_finalized(
         ColourName::Blue => &plan.blue,
         ColourName::Green => &plan.green,
     };
+    // The task definition the old version ran, when glidepath released it.
+    let recorded_td = match &standby.release {
+        Some(prev) => match ledger::load_record(store, prev).await {
+            Ok(r) => r.and_then(|d| d.value.task_definition),
+            Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
+        },
+        None => None,
+    };
     match ports.fleet.service(&old.service).await {
+        Ok(s) if recorded_td.as_ref().is_some_and(|td| *td != s.task_definition) => {
+            return refuse(
+                &id,
+                Cause::Usage,
+                format!(
+                    "the old colour ({}, {}) runs {}, not {} that version {} was released with; sending traffic there would not bring {} back. Release version {} again instead",
+                    standby.colour.name(),
+                    old.service,
+                    s.task_definition,
+                    recorded_td.as_deref().unwrap_or_default(),
+                    standby.version,
+                    standby.version,
+                    standby.version
+                ),
+            )
+            .await
+        }
         Ok(s) if s.running > 0 && s.desired > 0 => {}
         Ok(s) => {
             return refuse(
@@ -1018,7 +1140,7 @@ async fn rollback_finalized(
         }
         Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     }
-    started(
+    started_as(
         &events,
         &id,
         plan,
@@ -1026,8 +1148,10 @@ async fn rollback_finalized(
         standby.colour,
         &None,
         true,
+        true,
     );
     let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
+    ctx.process = Process::Rollback;
     if let Err(f) = lock_phase(&mut ctx, holder, false).await {
         return f;
     }
@@ -1035,15 +1159,19 @@ async fn rollback_finalized(
     ctx.emit(Event::PhaseStarted {
         phase: Phase::Rollback,
     });
+    let back = shift::weights_for(standby.colour, 100);
     let moved = async {
-        shift::set_weights(&ctx, shift::weights_for(standby.colour, 100)).await?;
+        shift::set_weights(&ctx, back).await?;
         phases::rollback::scale_after(&ctx, live.colour).await
     }
     .await;
     let ending = match moved {
         Ok(detail) => {
+            shift::record_weights(&mut ctx, back);
             let r = ctx.rec();
             r.rollback_reason = Some(format!("{holder} rolled back the finalized release"));
+            r.rolled_back_at = Some(Utc::now());
+            r.rolled_back_by = Some(holder.to_string());
             r.phases.rollback.done_at = Some(Utc::now());
             r.phases.rollback.status = Some(PhaseStatus::Done);
             r.phases.rollback.detail = Some(detail.clone());
@@ -1079,4 +1207,78 @@ async fn rollback_finalized(
         }
     };
     end_run(&mut ctx, ending).await
+}
+
+/// The latest release did not leave traffic on its colour (rolled back, or it stopped
+/// before traffic moved): nothing to do; say what is live and since when.
+async fn already_back(
+    ports: &Ports,
+    events: &UnboundedSender<Envelope>,
+    index: &Index,
+    latest: &IndexEntry,
+) -> Finished {
+    let fmt = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let live = index.live.as_ref().map_or_else(
+        || {
+            format!(
+                "{} (never released by glidepath)",
+                index.live_colour().name()
+            )
+        },
+        |s| format!("{} on {}", s.version, s.colour.name()),
+    );
+    let (what, since) = match latest.rolled_back_at {
+        Some(at) => (
+            format!(
+                "release {} ({}) was already rolled back at {} by {}",
+                latest.id,
+                latest.version,
+                fmt(at),
+                latest.rolled_back_by.as_deref().unwrap_or("someone")
+            ),
+            Some(at),
+        ),
+        None => {
+            // Live since the release that made it live finished (if glidepath did that).
+            let made_live = index
+                .live
+                .as_ref()
+                .and_then(|s| s.release.as_deref())
+                .and_then(|id| index.releases.iter().find(|e| e.id == id))
+                .and_then(|e| e.finished_at);
+            let ended = latest
+                .outcome
+                .map_or("did not finish".into(), |o| o.to_string());
+            let since = match latest.outcome {
+                Some(Outcome::RolledBack) => latest.finished_at,
+                _ => made_live,
+            };
+            (
+                format!(
+                    "the latest release, {} ({}), {ended} without leaving traffic on its colour",
+                    latest.id, latest.version
+                ),
+                since,
+            )
+        }
+    };
+    let since = since
+        .map(|t| format!(" since {}", fmt(t)))
+        .unwrap_or_default();
+    let c = Closing {
+        store: ports.state.as_ref(),
+        events,
+        release_id: &latest.id,
+        record: None,
+        lock: None,
+        process: Process::Rollback,
+    };
+    let ending = Ending {
+        outcome: latest.outcome.unwrap_or(Outcome::Failed),
+        ..Ending::refused(
+            Cause::AlreadyBack,
+            format!("nothing to roll back: {what}; {live} is live{since}"),
+        )
+    };
+    end(c, ending).await
 }

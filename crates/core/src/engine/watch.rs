@@ -12,7 +12,7 @@
 //! command channel closes / says Abort (the viewer quit).
 
 use super::ctx;
-use super::event::{Command, Envelope, Event, Outcome, Phase, PhaseStatus};
+use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ledger::{self, EngineError, LedgerWeights, Record};
 use super::lock::{self, LockBody};
 use super::phases::migrate::LOG_SOURCE;
@@ -391,6 +391,7 @@ impl<'p> Follow<'p> {
                 endpoint: self.endpoint.clone(),
                 region: self.plan.region.clone(),
                 resumed: r.resumed_at.is_some(),
+                rollback: false,
             });
             out.push(Event::Notice {
                 message: format!(
@@ -472,7 +473,7 @@ impl<'p> Follow<'p> {
             } else {
                 current - 1
             };
-            self.announce_through(through, out);
+            self.announce_through(through, r.target, out);
         }
         // Once rolling back, the record's weights are the rollback's.
         if r.shift.step_started_at.is_some() && r.phases.rollback.intent_at.is_none() {
@@ -510,7 +511,7 @@ impl<'p> Follow<'p> {
     }
 
     /// `step_started` for every step up to `through` not announced yet.
-    fn announce_through(&mut self, through: usize, out: &mut Vec<Event>) {
+    fn announce_through(&mut self, through: usize, colour: ColourName, out: &mut Vec<Event>) {
         while self.next_step <= through {
             let index = self.next_step;
             let Some(step) = self.plan.steps.get(index) else {
@@ -522,6 +523,7 @@ impl<'p> Follow<'p> {
                 weight: step.weight,
                 bake_s: step.bake.as_secs_f64(),
                 manual: step.gate == GateMode::Manual,
+                colour,
             });
             self.next_step += 1;
         }
@@ -579,7 +581,7 @@ impl<'p> Follow<'p> {
         while let Some(g) = r.gates.get(self.gates_seen) {
             self.gates_seen += 1;
             if shifting {
-                self.announce_through(g.index, out);
+                self.announce_through(g.index, r.target, out);
             }
             match g.verdict.as_str() {
                 "approved" => out.push(Event::Notice {

@@ -101,9 +101,91 @@ impl std::fmt::Display for Signal {
     }
 }
 
+/// `text` built from an oriented sample (`green` = the colour being released, `blue` = the
+/// live one) with the colours named as on the listener, for a release whose `target` is
+/// `blue`: the words swap. Only free-standing words: `shop-green-5xx`, `app/green` stay.
+pub fn real_colours(text: &str, target: crate::engine::event::ColourName) -> String {
+    if target == crate::engine::event::ColourName::Green {
+        return text.to_string();
+    }
+    // Inside a name (alarm, service, ARN) a colour word is part of the name.
+    let joins = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || "-_./:".contains(c));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let before = out.chars().last();
+        let swapped = [
+            ("green", "blue"),
+            ("Green", "Blue"),
+            ("blue", "green"),
+            ("Blue", "Green"),
+        ]
+        .into_iter()
+        .find(|(from, _)| {
+            rest.starts_with(from) && !joins(before) && !joins(rest[from.len()..].chars().next())
+        });
+        match swapped {
+            Some((from, to)) => {
+                out.push_str(to);
+                rest = &rest[from.len()..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// [`real_colours`] over a verdict's reason.
+pub fn verdict_in_real_colours(v: Verdict, target: crate::engine::event::ColourName) -> Verdict {
+    match v {
+        Verdict::Pass => Verdict::Pass,
+        Verdict::NotEnoughData { reason } => Verdict::NotEnoughData {
+            reason: real_colours(&reason, target),
+        },
+        // Alarm names are the operator's words, colours included.
+        Verdict::Fail {
+            signal: Signal::Alarm,
+            reason,
+        } => Verdict::Fail {
+            signal: Signal::Alarm,
+            reason,
+        },
+        Verdict::Fail { signal, reason } => Verdict::Fail {
+            signal,
+            reason: real_colours(&reason, target),
+        },
+    }
+}
+
 /// Judge the samples of the current step against the plan's gates: target health and
 /// alarms, then (once green has `min_requests`) 5xx rate and latency thresholds, then the
 /// optional rank test. See [`verdict`] for the rules.
 pub fn judge(samples: &[HealthSample], cfg: &crate::plan::GateConfig) -> Verdict {
     verdict::judge(samples, cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::ColourName::{Blue, Green};
+
+    #[test]
+    fn real_colours_swap_words_not_names() {
+        let t = "green 5xx 31.0% > blue 0.2% over 412 requests; Green's, blue's";
+        assert_eq!(real_colours(t, Green), t);
+        assert_eq!(
+            real_colours(t, Blue),
+            "blue 5xx 31.0% > green 0.2% over 412 requests; Blue's, green's"
+        );
+        let named = "alarm shop-green-5xx in ALARM (service shop_blue, app/green/1, greenish)";
+        assert_eq!(real_colours(named, Blue), named);
+        let alarm = Verdict::Fail {
+            signal: Signal::Alarm,
+            reason: "alarm green 5xx in ALARM".into(),
+        };
+        assert_eq!(verdict_in_real_colours(alarm.clone(), Blue), alarm);
+    }
 }

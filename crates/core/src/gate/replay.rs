@@ -457,6 +457,7 @@ mod tests {
                     endpoint: None,
                     region: "us-east-1".into(),
                     resumed: false,
+                    rollback: false,
                 },
             ),
         ];
@@ -470,6 +471,7 @@ mod tests {
                     weight,
                     bake_s: 3.0,
                     manual: false,
+                    colour: target,
                 },
             ));
             for p in 0..20 {

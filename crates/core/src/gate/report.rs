@@ -220,6 +220,7 @@ mod tests {
                     endpoint: None,
                     region: "us-east-1".into(),
                     resumed: false,
+                    rollback: false,
                 },
             ),
             env(

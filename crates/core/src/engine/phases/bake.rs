@@ -20,7 +20,7 @@
 //! `max_blind` pauses the step; a failed gate rolls back (or waits for the operator with
 //! `on_fail = "pause"`); Pause/Resume stop and start the clock; Advance ends the bake now.
 
-use crate::engine::event::{Command, Event};
+use crate::engine::event::{ColourName, Command, Event};
 use crate::engine::periods::Timing;
 use crate::gate::{verdict, BakeClock, HealthSample, Judgement, SequentialGate, Signal, Verdict};
 use crate::plan::{GateConfig, OnGateFail, OnNoData};
@@ -204,6 +204,8 @@ pub struct Bake<J> {
     /// Spans (Unix s) between a last successful poll and the next after failed ones:
     /// nobody watched target health then, so periods touching them add no time.
     unwatched: Vec<(i64, i64)>,
+    /// The colour being released: the gate's words (`green` = released) are renamed to it.
+    target: ColourName,
 }
 
 impl<J: Judge> Bake<J> {
@@ -240,7 +242,14 @@ impl<J: Judge> Bake<J> {
             seen_at: None,
             blind_now: false,
             unwatched: Vec::new(),
+            target: ColourName::Green,
         }
+    }
+
+    /// The bake of a release to `target` (green unless said).
+    pub fn releasing(mut self, target: ColourName) -> Self {
+        self.target = target;
+        self
     }
 
     /// Observed bake so far.
@@ -367,7 +376,9 @@ impl<J: Judge> Bake<J> {
         let settle = self.settle.as_secs() as i64 + i64::from(self.settle.subsec_nanos() > 0);
         self.evidence_from.get_or_insert(at + settle);
         // Target health and alarms need no metrics: judged now, without waiting a period.
-        let failing = verdict::target_health(&oriented).or_else(|| verdict::alarms(&oriented));
+        let failing = verdict::target_health(&oriented)
+            .or_else(|| verdict::alarms(&oriented))
+            .map(|v| crate::gate::verdict_in_real_colours(v, self.target));
         if let Some(Verdict::Fail { signal, reason }) = failing {
             out.events.push(Event::Health {
                 sample: raw,
@@ -455,6 +466,14 @@ impl<J: Judge> Bake<J> {
         let end = start + length.as_secs() as i64;
         let watched = !self.unwatched.iter().any(|(a, b)| start < *b && end > *a);
         let Judgement { verdict, evidence } = self.judge.judge(&oriented);
+        let verdict = crate::gate::verdict_in_real_colours(verdict, self.target);
+        let evidence: Vec<_> = evidence
+            .into_iter()
+            .map(|mut e| {
+                e.summary = crate::gate::real_colours(&e.summary, self.target);
+                e
+            })
+            .collect();
         if !correction && watched && !matches!(verdict, Verdict::Fail { .. }) {
             self.clock.add(length);
             self.counted_to = Some(self.counted_to.map_or(end, |c| c.max(end)));

@@ -74,6 +74,57 @@ pub async fn set_weights(ctx: &Ctx<'_>, want: Weights) -> Result<(), Stop> {
 
 /// Note weights that were set and read back in the record; the next save writes them (the
 /// record is what `glidepath watch` shows).
+/// Before step `index` moves weights to `want`: the target colour's registered targets
+/// are healthy (no more traffic to a colour with a sick target), and the listener still
+/// holds what this release last wrote (a hand-made change is not overwritten: stop and say).
+async fn before_shift(ctx: &Ctx<'_>, index: usize, want: Weights) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let target = ctx.target();
+    let tg = &ctx.colour(target).target_group;
+    let t = ctx.call(|| ports.fleet.target_counts(tg)).await?;
+    // `other` (initial, draining) targets come and go with task replacements; a target
+    // that fails its checks, or none healthy, is the colour's fault.
+    if t.unhealthy > 0 || t.healthy == 0 {
+        return Err(Stop::Rollback {
+            reason: format!(
+                "before step {}: {} has {} unhealthy target(s) ({} healthy, {} other) in {tg}; not sending it more traffic",
+                index + 1,
+                target.name(),
+                t.unhealthy,
+                t.healthy,
+                t.other
+            ),
+            by_gate: true,
+        });
+    }
+    // Nothing written yet (the first step): the listener should hold the live colour's 100%.
+    let recorded = ctx.record.value.weights.map_or_else(
+        || weights_for(ctx.live(), 100),
+        |w| Weights {
+            blue: w.blue,
+            green: w.green,
+        },
+    );
+    let now = ctx.call(|| ports.traffic.weights()).await?;
+    // `want` already there: our own write landed before a crash could record it.
+    if now != recorded && now != want {
+        return Err(Stop::Hold {
+            message: format!(
+                "the listener holds blue {}% / green {}% but this release last set (or found) blue {}% / green {}%; \
+                 someone changed the weights by hand, so step {} (blue {}% / green {}%) was not applied",
+                now.blue,
+                now.green,
+                recorded.blue,
+                recorded.green,
+                index + 1,
+                want.blue,
+                want.green
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub fn record_weights(ctx: &mut Ctx<'_>, w: Weights) {
     ctx.rec().weights = Some(LedgerWeights {
         blue: w.blue,
@@ -104,6 +155,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             weight: step.weight,
             bake_s: step.bake.as_secs_f64(),
             manual: step.gate == GateMode::Manual,
+            colour: target,
         });
         if gates.sequential.mode == JudgeMode::Sequential {
             // No silent waits: say up front what this step's traffic lets the gate catch.
@@ -118,6 +170,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                 ),
             });
         }
+        before_shift(ctx, index, weights_for(target, step.weight)).await?;
         set_weights(ctx, weights_for(target, step.weight)).await?;
         record_weights(ctx, weights_for(target, step.weight));
         let advanced = match gates.sequential.mode {
@@ -185,7 +238,8 @@ async fn bake<J: Judge>(
         judge,
         Instant::now(),
         baked_before,
-    );
+    )
+    .releasing(target);
     let mut next_poll = Instant::now();
     loop {
         let checked = state.check(Instant::now());

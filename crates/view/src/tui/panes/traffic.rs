@@ -128,6 +128,7 @@ impl TrafficState {
                 weight,
                 bake_s,
                 manual,
+                ..
             } => {
                 if self.steps.len() != *steps {
                     // The engine's schedule wins over the plan we were given.
