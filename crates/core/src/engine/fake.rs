@@ -89,6 +89,10 @@ pub struct World {
     pub test_weights: Option<Weights>,
     /// The test listener's weights each time the smoke test ran.
     pub test_weights_at_smoke: Vec<Option<Weights>>,
+    /// Each time the smoke test ran: the image the test listener's traffic reached (the
+    /// deploy container image of the one colour it pointed at; None without a test
+    /// listener or when it split traffic).
+    pub smoke_served: Vec<Option<String>>,
     // health: scripted polls, then `healthy_sample` forever
     pub health_script: VecDeque<PortResult<HealthSample>>,
     pub healthy_sample: HealthSample,
@@ -213,6 +217,7 @@ impl FakeWorld {
                     .as_ref()
                     .map(|_| Weights::green(100)),
                 test_weights_at_smoke: vec![],
+                smoke_served: vec![],
                 health_script: VecDeque::new(),
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
@@ -717,6 +722,17 @@ impl Health for FakeWorld {
 }
 
 impl World {
+    /// The deploy image of the colour `weights` send all traffic to (None when split).
+    pub fn serving(&self, weights: Weights) -> Option<String> {
+        let service = match (weights.blue, weights.green) {
+            (100, 0) => &self.blue_service,
+            (0, 100) => &self.green_service,
+            _ => return None,
+        };
+        let td = &self.services.get(service)?.task_definition;
+        self.task_definitions.get(td).cloned()
+    }
+
     /// The fake clock, Unix seconds.
     pub fn now_secs(&self) -> i64 {
         FAKE_EPOCH + self.created.elapsed().as_secs() as i64
@@ -801,6 +817,8 @@ impl Smoke for FakeWorld {
             w.smoke_runs.push(env.to_vec());
             let at_smoke = w.test_weights;
             w.test_weights_at_smoke.push(at_smoke);
+            let served = at_smoke.and_then(|t| w.serving(t));
+            w.smoke_served.push(served);
             Ok(w.smoke_result.clone())
         })
         .await
