@@ -123,6 +123,9 @@ pub struct World {
     pub calls: Vec<String>,
     /// Invariants the engine broke (traffic to a colour with no running tasks, …).
     pub violations: Vec<String>,
+    /// Deploys to a service while the production listener sent it traffic (a new version
+    /// reaching users before its smoke test and gates): "service td (weight %)".
+    pub deploys_under_traffic: Vec<String>,
     pub call_count: u64,
     pub crash_at: Option<(u64, CrashMode)>,
     pub crashed: bool,
@@ -241,6 +244,7 @@ impl FakeWorld {
                 fatal: HashMap::new(),
                 calls: vec![],
                 violations: vec![],
+                deploys_under_traffic: vec![],
                 call_count: 0,
                 crash_at: None,
                 crashed: false,
@@ -576,6 +580,17 @@ impl Fleet for FakeWorld {
     async fn deploy(&self, service: &str, td: &str, desired: i32) -> PortResult<()> {
         self.call("fleet.deploy", format!("{service} {td} x{desired}"), |w| {
             let ticks = w.deploy_ticks.max(1);
+            let share = if service == w.blue_service {
+                w.weights.blue
+            } else if service == w.green_service {
+                w.weights.green
+            } else {
+                0
+            };
+            if share > 0 {
+                w.deploys_under_traffic
+                    .push(format!("{service} {td} ({share}%)"));
+            }
             let s = w.services.get_mut(service).ok_or(PortError::NotFound {
                 operation: "fleet.deploy".into(),
                 resource: service.into(),
