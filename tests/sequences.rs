@@ -74,9 +74,15 @@ enum Op {
         abort_after_events: Option<u32>,
         kill: Option<Kill>,
     },
+    /// `glidepath resume` (without `--auto-approve` the manual gate needs an approval in
+    /// the ledger, else it times out and rolls back).
     Resume {
+        auto_approve: bool,
         kill: Option<Kill>,
     },
+    /// `glidepath approve PLAN --step 2` for the release in progress, if any (ahead of a
+    /// resume, or of nothing at all).
+    Approve,
     Rollback {
         kill: Option<Kill>,
     },
@@ -115,7 +121,14 @@ impl fmt::Display for Op {
                 }
                 write!(f, "{}", kill(k))
             }
-            Op::Resume { kill: k } => write!(f, "resume{}", kill(k)),
+            Op::Resume {
+                auto_approve,
+                kill: k,
+            } => {
+                let flag = if *auto_approve { " --auto-approve" } else { "" };
+                write!(f, "resume{flag}{}", kill(k))
+            }
+            Op::Approve => write!(f, "approve --step 2"),
             Op::Rollback { kill: k } => write!(f, "rollback{}", kill(k)),
             Op::UnlockForce => write!(f, "unlock --force"),
             Op::Settle => write!(f, "settle (orphan migration tasks finish)"),
@@ -165,9 +178,11 @@ fn gen_sequence(seed: u64) -> (Vec<Op>, bool) {
     while (ops.len() as u64) < len {
         match rng.below(100) {
             0..=39 => ops.push(gen_release(&mut rng, &mut versions)),
-            40..=62 => ops.push(Op::Resume {
+            40..=58 => ops.push(Op::Resume {
+                auto_approve: rng.chance(70),
                 kill: maybe_kill(&mut rng, 15),
             }),
+            59..=62 => ops.push(Op::Approve),
             63..=80 => ops.push(Op::Rollback {
                 kill: maybe_kill(&mut rng, 15),
             }),
@@ -348,12 +363,12 @@ async fn do_release(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished>
 async fn do_op(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
     match op {
         Op::Release { .. } => do_release(world, plan, op).await,
-        Op::Resume { kill } => {
+        Op::Resume { auto_approve, kill } => {
             let ports = world.ports(true);
             let (tx, _rx) = unbounded_channel();
             let (_ctx, crx) = unbounded_channel();
             let req = ResumeRequest {
-                auto_approve: true,
+                auto_approve: *auto_approve,
                 holder: "bob@ops-2".into(),
                 endpoint: None,
             };
@@ -363,6 +378,16 @@ async fn do_op(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
             let ports = world.ports(true);
             let (tx, _rx) = unbounded_channel();
             drive(world, *kill, run::rollback(plan, &ports, "dave@ops-4", tx)).await
+        }
+        Op::Approve => {
+            if let Some(id) = read_index(world).current {
+                if read_records(world).contains_key(&id) {
+                    ledger::record_approval(world, &id, 2, "erin@ops-5")
+                        .await
+                        .expect("approve");
+                }
+            }
+            None
         }
         Op::UnlockForce => {
             let ports = world.ports(true);
@@ -406,14 +431,19 @@ enum Bug {
     /// then calls it "already ended" and releases the lock with traffic on the old colour
     /// and the index naming the new one live.
     InterruptedManualRollback,
+    /// After `unlock --force`, a release that dies before it names itself current in the
+    /// index and is then rolled back leaves the superseded release current again: `status`
+    /// shows it in progress and `resume` would continue the abandoned release.
+    SupersededRevived,
 }
 
-const BUGS: [Bug; 5] = [
+const BUGS: [Bug; 6] = [
     Bug::SupersededHistory,
     Bug::SupersededTraffic,
     Bug::StaleStandby,
     Bug::HalfFinalizedRollback,
     Bug::InterruptedManualRollback,
+    Bug::SupersededRevived,
 ];
 
 /// Which invariants to hold the engine to: everything, plus the known bugs listed.
@@ -768,6 +798,11 @@ fn known_bug(world: &FakeWorld, plan: &Plan, strict: Strict) -> Option<Bug> {
         .as_ref()
         .and_then(|s| s.release.as_ref())
         .and_then(|id| records.get(id));
+    let current_started = ix
+        .current
+        .as_ref()
+        .and_then(|c| records.get(c))
+        .map(|r| r.started_at);
     let signatures = [
         (
             Bug::SupersededTraffic,
@@ -800,6 +835,11 @@ fn known_bug(world: &FakeWorld, plan: &Plan, strict: Strict) -> Option<Bug> {
                         }
                 }),
         ),
+        (
+            Bug::SupersededRevived,
+            read_lock(world).is_none()
+                && current_started.is_some_and(|at| records.values().any(|r| r.started_at > at)),
+        ),
     ];
     signatures
         .into_iter()
@@ -825,7 +865,7 @@ struct Stats {
     migrations: u32,
     unlocks: u32,
     /// Sequences stopped early by a known bug, per `BUGS` entry.
-    stopped_by: [u32; 5],
+    stopped_by: [u32; 6],
 }
 
 impl Stats {
@@ -863,7 +903,7 @@ async fn run_sequence(seed: u64, strict: Strict) -> Result<Stats, String> {
         stats.ops += 1;
         match (&done, op) {
             (None, Op::UnlockForce) => stats.unlocks += 1,
-            (None, Op::Settle) => {}
+            (None, Op::Settle | Op::Approve) => {}
             (None, _) => stats.killed += 1,
             (Some(f), _) => match (f.outcome, f.cause) {
                 (_, Cause::LockHeld) => stats.lock_refused += 1,
@@ -876,7 +916,7 @@ async fn run_sequence(seed: u64, strict: Strict) -> Result<Stats, String> {
         log.push(format!(
             "{i:2}. {op} → {}",
             done.as_ref().map_or(
-                if matches!(op, Op::UnlockForce | Op::Settle) {
+                if matches!(op, Op::UnlockForce | Op::Settle | Op::Approve) {
                     "done".to_string()
                 } else {
                     "KILLED".to_string()
@@ -907,7 +947,7 @@ async fn run_sequence(seed: u64, strict: Strict) -> Result<Stats, String> {
     }
     stats.ledger_approvals = read_records(&world)
         .values()
-        .filter(|r| r.approvals.iter().any(|a| a.by == "carol@ops-3"))
+        .filter(|r| !r.approvals.is_empty())
         .count() as u32;
     world.with(|w| {
         stats.smoke_runs = w.smoke_runs.len() as u32;
@@ -992,6 +1032,7 @@ async fn bug_test(bug: Bug, seed: u64) {
             Bug::StaleStandby => &[Bug::StaleStandby],
             Bug::HalfFinalizedRollback => &[Bug::HalfFinalizedRollback],
             Bug::InterruptedManualRollback => &[Bug::InterruptedManualRollback],
+            Bug::SupersededRevived => &[Bug::SupersededRevived],
         },
     };
     run_sequence(seed, strict)
@@ -1020,7 +1061,7 @@ async fn a_superseding_release_puts_abandoned_traffic_back() {
     bug_test(Bug::SupersededTraffic, 13_080_937_219_773_320_980).await;
 }
 
-/// BUG (seed 2861727526480445737, rollback.green = keep): a release that fails (or rolls
+/// BUG (seed 17656011849419013459, rollback.green = keep): a release that fails (or rolls
 /// back) after deploying to the standby colour leaves its own version running there, yet
 /// the index still calls that colour standby with the *previous* version. A manual
 /// `glidepath rollback` of the live release then sends all traffic to the failed version
@@ -1028,12 +1069,12 @@ async fn a_superseding_release_puts_abandoned_traffic_back() {
 /// ROLLBACK-SEMANTICS: drives `run::rollback` of a finalized release; the invariant (traffic
 /// goes to the version the index names) should hold under the new semantics too.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: manual rollback after a failed release sends traffic to the failed version on standby (seed 2861727526480445737)"]
+#[ignore = "bug: manual rollback after a failed release sends traffic to the failed version on standby (seed 17656011849419013459)"]
 async fn rollback_goes_to_the_standby_version_the_index_names() {
-    bug_test(Bug::StaleStandby, 2_861_727_526_480_445_737).await;
+    bug_test(Bug::StaleStandby, 17_656_011_849_419_013_459).await;
 }
 
-/// BUG (seed 4048453431245310599): finalize writes the index (this release live) before
+/// BUG (seed 8848143985432716960): finalize writes the index (this release live) before
 /// the record. A release killed between the two is still in progress; a `glidepath
 /// rollback` of it moves traffic back to the old colour and records "rolled back", but
 /// leaves the index naming the rolled-back release live on the colour that no longer takes
@@ -1041,12 +1082,12 @@ async fn rollback_goes_to_the_standby_version_the_index_names() {
 /// 9869523627257897748 shows that: traffic to a colour with no tasks).
 /// ROLLBACK-SEMANTICS: `run::rollback` of a release in progress (not of a finalized one).
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: rollback of a release killed inside finalize leaves the index naming it live (seed 4048453431245310599)"]
+#[ignore = "bug: rollback of a release killed inside finalize leaves the index naming it live (seed 8848143985432716960)"]
 async fn a_rollback_after_a_half_done_finalize_does_not_leave_it_live() {
-    bug_test(Bug::HalfFinalizedRollback, 4_048_453_431_245_310_599).await;
+    bug_test(Bug::HalfFinalizedRollback, 8_848_143_985_432_716_960).await;
 }
 
-/// BUG (seed 7774021135981762597): `glidepath rollback` of a finalized release, killed
+/// BUG (seed 9066624875205301824): `glidepath rollback` of a finalized release, killed
 /// after it took the lock and moved traffic to the old colour but before the index swap;
 /// the next `glidepath rollback` (or `resume`) finds the finalized record, says "had
 /// already ended" (exit 0), releases the lock and leaves all traffic on the old colour while
@@ -1054,9 +1095,20 @@ async fn a_rollback_after_a_half_done_finalize_does_not_leave_it_live() {
 /// ROLLBACK-SEMANTICS: the other helper is changing rollback of a finalized release; re-check
 /// this seed after that merge.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a killed manual rollback of a finalized release is closed by resume with traffic on the old colour (seed 7774021135981762597)"]
+#[ignore = "bug: a killed manual rollback of a finalized release is closed by resume with traffic on the old colour (seed 9066624875205301824)"]
 async fn a_killed_manual_rollback_is_finished_or_undone_by_resume() {
-    bug_test(Bug::InterruptedManualRollback, 7_774_021_135_981_762_597).await;
+    bug_test(Bug::InterruptedManualRollback, 9_066_624_875_205_301_824).await;
+}
+
+/// BUG (seed 5346892099511426457): release A is killed in progress (the index names it
+/// current), `unlock --force`, release B is killed right after taking the lock (before it
+/// names itself current), then `glidepath rollback` rolls B back: the lock goes, but the
+/// index still names A current — `status` shows the abandoned A in progress and `resume`
+/// would continue it.
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: rollback of a superseding release leaves the superseded one current in the index (seed 5346892099511426457)"]
+async fn a_superseded_release_does_not_become_current_again() {
+    bug_test(Bug::SupersededRevived, 5_346_892_099_511_426_457).await;
 }
 
 /// The sequence generator and the PRNG are deterministic (replays mean something).
