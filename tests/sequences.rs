@@ -3,8 +3,25 @@
 //! rollbacks, `unlock --force` followed by a new release, and kills (the engine dropped at a
 //! random port call) — with the invariants checked after every operation.
 //!
+//! Invariants after every operation (see [`check`]): weights sum to 100 and no traffic
+//! goes to a colour without tasks; no deploy over a colour that takes traffic; every colour
+//! that takes traffic runs the live version, the standby version (a rollback in progress)
+//! or the in-progress release's version once its deploy is done; idle (lock free, nothing
+//! current), all traffic is on the index's live colour, which runs the live version with
+//! tasks; at most one migration task not stopped, none started while another ran, at most
+//! one per release; the smoke test reached the version being released; a run that ended
+//! leaves the lock free and nothing current, an interrupted one keeps the lock; history
+//! lists each release once, newest first, in start order, with the outcome it ended with.
+//!
+//! Known engine bugs are [`Bug`]s: the default test stops a sequence at a known bug's
+//! signature (counted in the printed stats); each bug has an `#[ignore]`d test with a
+//! pinned seed that holds the engine to it.
+//!
 //! Seeded (splitmix64): `GLIDEPATH_SEQUENCES=5000` runs more sequences,
-//! `GLIDEPATH_SEQUENCE_SEED=N` replays one. A failure prints the seed and the operations.
+//! `GLIDEPATH_SEQUENCE_SEED=N` replays one (in every test of this module). A failure prints
+//! the seed and the operations. Pinned seeds depend on the generator and on the engine:
+//! after a behaviour change (e.g. rollback semantics) re-find one with
+//! `GLIDEPATH_SEQUENCES=2000 cargo nextest run --test main sequences::NAME --run-ignored all`.
 
 use crate::common;
 
@@ -998,10 +1015,10 @@ async fn run_all(n: u64, strict: Strict) -> Stats {
     total
 }
 
-/// The invariants that hold (default size; `GLIDEPATH_SEQUENCES=5000` for more).
+/// The invariants that hold (200 sequences, ~30 s; `GLIDEPATH_SEQUENCES=5000` for more).
 #[tokio::test(start_paused = true)]
 async fn random_sequences_keep_the_invariants() {
-    let stats = run_all(300, ALL_BUT_KNOWN_BUGS).await;
+    let stats = run_all(200, ALL_BUT_KNOWN_BUGS).await;
     if stats.sequences >= 100 {
         // Every kind of operation and ending happened (a generator change that stops
         // covering one fails here).
