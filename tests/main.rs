@@ -19,6 +19,7 @@ mod operator_stage;
 mod plan_files;
 mod rehearse;
 mod release_stage;
+mod sequences;
 mod stage;
 mod stage_cli;
 mod timing;

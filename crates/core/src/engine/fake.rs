@@ -89,6 +89,10 @@ pub struct World {
     pub test_weights: Option<Weights>,
     /// The test listener's weights each time the smoke test ran.
     pub test_weights_at_smoke: Vec<Option<Weights>>,
+    /// Each time the smoke test ran: the image the test listener's traffic reached (the
+    /// deploy container image of the one colour it pointed at; None without a test
+    /// listener or when it split traffic).
+    pub smoke_served: Vec<Option<String>>,
     // health: scripted polls, then `healthy_sample` forever
     pub health_script: VecDeque<PortResult<HealthSample>>,
     pub healthy_sample: HealthSample,
@@ -121,6 +125,9 @@ pub struct World {
     pub calls: Vec<String>,
     /// Invariants the engine broke (traffic to a colour with no running tasks, …).
     pub violations: Vec<String>,
+    /// Deploys to a service while the production listener sent it traffic (a new version
+    /// reaching users before its smoke test and gates): "service td (weight %)".
+    pub deploys_under_traffic: Vec<String>,
     pub call_count: u64,
     pub crash_at: Option<(u64, CrashMode)>,
     pub crashed: bool,
@@ -215,6 +222,7 @@ impl FakeWorld {
                     .as_ref()
                     .map(|_| Weights::green(100)),
                 test_weights_at_smoke: vec![],
+                smoke_served: vec![],
                 health_script: VecDeque::new(),
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
@@ -239,6 +247,7 @@ impl FakeWorld {
                 fatal: HashMap::new(),
                 calls: vec![],
                 violations: vec![],
+                deploys_under_traffic: vec![],
                 call_count: 0,
                 crash_at: None,
                 crashed: false,
@@ -574,6 +583,17 @@ impl Fleet for FakeWorld {
     async fn deploy(&self, service: &str, td: &str, desired: i32) -> PortResult<()> {
         self.call("fleet.deploy", format!("{service} {td} x{desired}"), |w| {
             let ticks = w.deploy_ticks.max(1);
+            let share = if service == w.blue_service {
+                w.weights.blue
+            } else if service == w.green_service {
+                w.weights.green
+            } else {
+                0
+            };
+            if share > 0 {
+                w.deploys_under_traffic
+                    .push(format!("{service} {td} ({share}%)"));
+            }
             let s = w.services.get_mut(service).ok_or(PortError::NotFound {
                 operation: "fleet.deploy".into(),
                 resource: service.into(),
@@ -725,6 +745,17 @@ impl Health for FakeWorld {
 }
 
 impl World {
+    /// The deploy image of the colour `weights` send all traffic to (None when split).
+    pub fn serving(&self, weights: Weights) -> Option<String> {
+        let service = match (weights.blue, weights.green) {
+            (100, 0) => &self.blue_service,
+            (0, 100) => &self.green_service,
+            _ => return None,
+        };
+        let td = &self.services.get(service)?.task_definition;
+        self.task_definitions.get(td).cloned()
+    }
+
     /// The fake clock, Unix seconds.
     pub fn now_secs(&self) -> i64 {
         FAKE_EPOCH + self.created.elapsed().as_secs() as i64
@@ -809,6 +840,8 @@ impl Smoke for FakeWorld {
             w.smoke_runs.push(env.to_vec());
             let at_smoke = w.test_weights;
             w.test_weights_at_smoke.push(at_smoke);
+            let served = at_smoke.and_then(|t| w.serving(t));
+            w.smoke_served.push(served);
             Ok(w.smoke_result.clone())
         })
         .await

@@ -1,0 +1,1138 @@
+//! Random operation sequences on the in-memory world (paused time): releases (auto-approved
+//! or approved through the ledger), faults in the new colour, operator aborts, resumes,
+//! rollbacks, `unlock --force` followed by a new release, and kills (the engine dropped at a
+//! random port call) — with the invariants checked after every operation.
+//!
+//! Invariants after every operation (see [`check`]): weights sum to 100 and no traffic
+//! goes to a colour without tasks; no deploy over a colour that takes traffic; every colour
+//! that takes traffic runs the live version, the standby version (a rollback in progress)
+//! or the in-progress release's version once its deploy is done; idle (lock free, nothing
+//! current), all traffic is on the index's live colour, which runs the live version with
+//! tasks; at most one migration task not stopped, none started while another ran, at most
+//! one per release; the smoke test reached the version being released; a run that ended
+//! leaves the lock free and nothing current, an interrupted one keeps the lock; history
+//! lists each release once, newest first, in start order, with the outcome it ended with.
+//!
+//! Known engine bugs are [`Bug`]s: the default test stops a sequence at a known bug's
+//! signature (counted in the printed stats); each bug has an `#[ignore]`d test with a
+//! pinned seed that holds the engine to it.
+//!
+//! Seeded (splitmix64): `GLIDEPATH_SEQUENCES=5000` runs more sequences,
+//! `GLIDEPATH_SEQUENCE_SEED=N` replays one (in every test of this module). A failure prints
+//! the seed and the operations. Pinned seeds depend on the generator and on the engine:
+//! after a behaviour change (e.g. rollback semantics) re-find one with
+//! `GLIDEPATH_SEQUENCES=2000 cargo nextest run --test main sequences::NAME --run-ignored all`.
+
+use crate::common;
+
+use glidepath::engine::event::{ColourName, Command, Envelope, Outcome};
+use glidepath::engine::fake::{self, CrashMode, FakeWorld};
+use glidepath::engine::ledger::{self, Index, Record};
+use glidepath::engine::lock::{self, LockBody};
+use glidepath::engine::ports::Weights;
+use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
+use glidepath::exit::Cause;
+use glidepath::plan::{GateMode, GreenAfterRollback, Plan, SmokeConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::mpsc::unbounded_channel;
+
+// --- a seeded PRNG ------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// True with `percent` % probability.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+// --- operations -----------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Green turns unhealthy after this many healthy health polls.
+    Unhealthy { after_polls: u32 },
+    /// The new colour's targets never get healthy.
+    DeployUnhealthy,
+    /// The smoke test fails.
+    Smoke,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Kill {
+    /// The engine is dropped at this port call (counted from the operation's start).
+    at_call: u64,
+    mode: CrashMode,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// `glidepath release VERSION`: with `--auto-approve`, or with the manual gate approved
+    /// through the ledger (`glidepath approve`) from elsewhere.
+    Release {
+        version: String,
+        ledger_approval: bool,
+        fault: Option<Fault>,
+        /// The operator sends Abort after this many events.
+        abort_after_events: Option<u32>,
+        kill: Option<Kill>,
+    },
+    /// `glidepath resume` (without `--auto-approve` the manual gate needs an approval in
+    /// the ledger, else it times out and rolls back).
+    Resume {
+        auto_approve: bool,
+        kill: Option<Kill>,
+    },
+    /// `glidepath approve PLAN --step 2` for the release in progress, if any (ahead of a
+    /// resume, or of nothing at all).
+    Approve,
+    Rollback {
+        kill: Option<Kill>,
+    },
+    /// `glidepath unlock --force` (always followed by a release).
+    UnlockForce,
+    /// Time passes: migration tasks left running by a killed release finish on their own.
+    Settle,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kill = |k: &Option<Kill>| {
+            k.map_or(String::new(), |k| {
+                format!(" killed@call{}({:?})", k.at_call, k.mode)
+            })
+        };
+        match self {
+            Op::Release {
+                version,
+                ledger_approval,
+                fault,
+                abort_after_events,
+                kill: k,
+            } => {
+                write!(f, "release {version}")?;
+                if *ledger_approval {
+                    write!(f, " approved-via-ledger")?;
+                } else {
+                    write!(f, " --auto-approve")?;
+                }
+                if let Some(x) = fault {
+                    write!(f, " fault={x:?}")?;
+                }
+                if let Some(n) = abort_after_events {
+                    write!(f, " abort@event{n}")?;
+                }
+                write!(f, "{}", kill(k))
+            }
+            Op::Resume {
+                auto_approve,
+                kill: k,
+            } => {
+                let flag = if *auto_approve { " --auto-approve" } else { "" };
+                write!(f, "resume{flag}{}", kill(k))
+            }
+            Op::Approve => write!(f, "approve --step 2"),
+            Op::Rollback { kill: k } => write!(f, "rollback{}", kill(k)),
+            Op::UnlockForce => write!(f, "unlock --force"),
+            Op::Settle => write!(f, "settle (orphan migration tasks finish)"),
+        }
+    }
+}
+
+fn maybe_kill(rng: &mut Rng, percent: u64) -> Option<Kill> {
+    rng.chance(percent).then(|| Kill {
+        at_call: 1 + rng.below(120),
+        mode: if rng.chance(50) {
+            CrashMode::Before
+        } else {
+            CrashMode::After
+        },
+    })
+}
+
+fn gen_release(rng: &mut Rng, n: &mut u32) -> Op {
+    *n += 1;
+    let version = format!("1.{n}.0");
+    let fault = rng.chance(20).then(|| match rng.below(3) {
+        0 => Fault::Unhealthy {
+            after_polls: rng.below(25) as u32,
+        },
+        1 => Fault::DeployUnhealthy,
+        _ => Fault::Smoke,
+    });
+    let kill = maybe_kill(rng, 20);
+    let abort_after_events = (kill.is_none() && rng.chance(15)).then(|| 1 + rng.below(80) as u32);
+    Op::Release {
+        version,
+        ledger_approval: rng.chance(30),
+        fault,
+        abort_after_events,
+        kill,
+    }
+}
+
+fn gen_sequence(seed: u64) -> (Vec<Op>, bool) {
+    let mut rng = Rng(seed);
+    // The plan's choice of what happens to the new colour after a rollback.
+    let keep_green = rng.chance(50);
+    let len = 8 + rng.below(8);
+    let mut ops = vec![];
+    let mut versions = 0;
+    while (ops.len() as u64) < len {
+        match rng.below(100) {
+            0..=39 => ops.push(gen_release(&mut rng, &mut versions)),
+            40..=58 => ops.push(Op::Resume {
+                auto_approve: rng.chance(70),
+                kill: maybe_kill(&mut rng, 15),
+            }),
+            59..=62 => ops.push(Op::Approve),
+            63..=80 => ops.push(Op::Rollback {
+                kill: maybe_kill(&mut rng, 15),
+            }),
+            81..=92 => {
+                ops.push(Op::UnlockForce);
+                ops.push(gen_release(&mut rng, &mut versions));
+            }
+            _ => ops.push(Op::Settle),
+        }
+    }
+    (ops, keep_green)
+}
+
+// --- the world ------------------------------------------------------------------------------
+
+fn seq_plan(keep_green: bool) -> Plan {
+    let mut p = common::engine_plan();
+    // Step 2 is a manual gate: approved by --auto-approve or through the ledger.
+    p.steps[1].gate = GateMode::Manual;
+    // A test listener and a smoke test, so the fake can tell what the smoke test reached.
+    p.traffic.test_listener = Some("shop:8443".into());
+    p.smoke = Some(SmokeConfig {
+        command: vec!["bin/smoke".into()],
+        timeout: Duration::from_secs(60),
+    });
+    p.rollback.green = if keep_green {
+        GreenAfterRollback::Keep
+    } else {
+        GreenAfterRollback::ScaleToZero
+    };
+    p
+}
+
+fn image_of(plan: &Plan, version: &str) -> String {
+    plan.deploy.image.replace("{version}", version)
+}
+
+fn unhealthy_green() -> glidepath::gate::HealthSample {
+    let mut s = fake::healthy_sample();
+    s.green.unhealthy = 1;
+    s
+}
+
+/// Run an engine future, dropping it at the kill point if there is one. None: killed.
+async fn drive(
+    world: &FakeWorld,
+    kill: Option<Kill>,
+    fut: impl std::future::Future<Output = Finished>,
+) -> Option<Finished> {
+    if let Some(k) = kill {
+        world.with(|w| {
+            w.crash_at = Some((w.call_count + k.at_call, k.mode));
+            w.crashed = false;
+        });
+    }
+    let out = tokio::select! {
+        f = fut => Some(f),
+        _ = world.crashed() => None,
+    };
+    world.with(|w| {
+        w.crash_at = None;
+        w.crashed = false;
+    });
+    out
+}
+
+fn read_index(world: &FakeWorld) -> Index {
+    world.with(|w| {
+        w.objects
+            .get(ledger::INDEX_KEY)
+            .map(|(b, _)| serde_json::from_slice(b).expect("index"))
+            .unwrap_or_default()
+    })
+}
+
+fn read_lock(world: &FakeWorld) -> Option<LockBody> {
+    world.with(|w| {
+        w.objects
+            .get(lock::LOCK_KEY)
+            .map(|(b, _)| serde_json::from_slice(b).expect("lock"))
+    })
+}
+
+/// Every release record in the store, by id.
+fn read_records(world: &FakeWorld) -> BTreeMap<String, Record> {
+    world.with(|w| {
+        w.objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(ledger::RELEASES_PREFIX))
+            .map(|(_, (b, _))| {
+                let r: Record = serde_json::from_slice(b).expect("record");
+                (r.id.clone(), r)
+            })
+            .collect()
+    })
+}
+
+async fn do_release(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
+    let Op::Release {
+        version,
+        ledger_approval,
+        fault,
+        abort_after_events,
+        kill,
+    } = op
+    else {
+        unreachable!()
+    };
+    world.with(|w| match fault {
+        Some(Fault::Unhealthy { after_polls }) => {
+            for _ in 0..*after_polls {
+                w.health_script.push_back(Ok(fake::healthy_sample()));
+            }
+            for _ in 0..40 {
+                w.health_script.push_back(Ok(unhealthy_green()));
+            }
+        }
+        Some(Fault::DeployUnhealthy) => w.deploy_unhealthy = true,
+        Some(Fault::Smoke) => w.smoke_result = Err("smoke: 500 on /health".into()),
+        None => {}
+    });
+    let ports = world.ports(true);
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (ctx, crx) = unbounded_channel::<Command>();
+    let req = ReleaseRequest {
+        version: version.clone(),
+        auto_approve: !ledger_approval,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    };
+    let engine = run::release(plan, &ports, req, tx, crx);
+    let abort_at = *abort_after_events;
+    let operator = async move {
+        let mut n = 0u32;
+        while rx.recv().await.is_some() {
+            n += 1;
+            if Some(n) == abort_at {
+                let _ = ctx.send(Command::Abort);
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let approve = *ledger_approval;
+    let approver = async move {
+        if approve {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(id) = read_index(world).current else {
+                    continue;
+                };
+                let waiting = read_records(world)
+                    .get(&id)
+                    .is_some_and(|r| r.shift.waiting_since.is_some());
+                if waiting {
+                    let _ = ledger::record_approval(world, &id, 2, "carol@ops-3").await;
+                    break;
+                }
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let fut = async {
+        tokio::select! {
+            f = engine => f,
+            _ = operator => unreachable!(),
+            _ = approver => unreachable!(),
+        }
+    };
+    let out = drive(world, *kill, fut).await;
+    world.with(|w| {
+        w.health_script.clear();
+        w.deploy_unhealthy = false;
+        w.smoke_result = Ok(());
+    });
+    out
+}
+
+async fn do_op(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
+    match op {
+        Op::Release { .. } => do_release(world, plan, op).await,
+        Op::Resume { auto_approve, kill } => {
+            let ports = world.ports(true);
+            let (tx, _rx) = unbounded_channel();
+            let (_ctx, crx) = unbounded_channel();
+            let req = ResumeRequest {
+                auto_approve: *auto_approve,
+                holder: "bob@ops-2".into(),
+                endpoint: None,
+            };
+            drive(world, *kill, run::resume(plan, &ports, req, tx, crx)).await
+        }
+        Op::Rollback { kill } => {
+            let ports = world.ports(true);
+            let (tx, _rx) = unbounded_channel();
+            drive(world, *kill, run::rollback(plan, &ports, "dave@ops-4", tx)).await
+        }
+        Op::Approve => {
+            if let Some(id) = read_index(world).current {
+                if read_records(world).contains_key(&id) {
+                    ledger::record_approval(world, &id, 2, "erin@ops-5")
+                        .await
+                        .expect("approve");
+                }
+            }
+            None
+        }
+        Op::UnlockForce => {
+            let ports = world.ports(true);
+            run::unlock(plan, &ports, true).await.expect("unlock");
+            None
+        }
+        Op::Settle => {
+            world.with(|w| {
+                for t in w.tasks.iter_mut() {
+                    if t.info.last_status != "STOPPED" {
+                        t.info.last_status = "STOPPED".into();
+                        t.info.exit_code = Some(0);
+                    }
+                }
+            });
+            None
+        }
+    }
+}
+
+// --- invariants -----------------------------------------------------------------------------
+
+/// Known engine bugs (each pinned by an `#[ignore]`d test below). A sequence whose check
+/// fails with a known bug's signature in the world stops there and counts as "stopped by
+/// that bug" instead of failing — unless the bug is `strict` (its own test). The history
+/// one is a check of its own, off by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bug {
+    /// A release superseded after `unlock --force` stays "in progress" in history.
+    SupersededHistory,
+    /// A release superseded after `unlock --force` leaves its traffic split behind (and the
+    /// superseding release deploys over the colour that takes it).
+    SupersededTraffic,
+    /// A manual rollback of a finalized release sends traffic to a standby colour that a
+    /// later failed release redeployed with its own (failed) version.
+    StaleStandby,
+    /// A rollback of a release killed inside finalize (index written, record not) leaves
+    /// the index naming the rolled-back release live.
+    HalfFinalizedRollback,
+    /// A manual rollback of a finalized release killed after moving traffic: `resume`
+    /// then calls it "already ended" and releases the lock with traffic on the old colour
+    /// and the index naming the new one live.
+    InterruptedManualRollback,
+    /// After `unlock --force`, a release that dies before it names itself current in the
+    /// index and is then rolled back leaves the superseded release current again: `status`
+    /// shows it in progress and `resume` would continue the abandoned release.
+    SupersededRevived,
+}
+
+const BUGS: [Bug; 6] = [
+    Bug::SupersededHistory,
+    Bug::SupersededTraffic,
+    Bug::StaleStandby,
+    Bug::HalfFinalizedRollback,
+    Bug::InterruptedManualRollback,
+    Bug::SupersededRevived,
+];
+
+/// Which invariants to hold the engine to: everything, plus the known bugs listed.
+#[derive(Clone, Copy)]
+struct Strict {
+    bugs: &'static [Bug],
+}
+
+impl Strict {
+    fn holds(&self, b: Bug) -> bool {
+        self.bugs.contains(&b)
+    }
+}
+
+const ALL_BUT_KNOWN_BUGS: Strict = Strict { bugs: &[] };
+
+/// What the test remembers across operations.
+#[derive(Default)]
+struct Tracker {
+    /// Release ids in the order their records appeared.
+    started: Vec<String>,
+}
+
+/// Check everything after an operation. `done`: the operation's result (None: killed, or
+/// not an engine run).
+async fn check(
+    world: &FakeWorld,
+    plan: &Plan,
+    op: &Op,
+    done: Option<&Finished>,
+    t: &mut Tracker,
+    strict: Strict,
+) -> Result<(), String> {
+    let killed = matches!(
+        op,
+        Op::Release { .. } | Op::Resume { .. } | Op::Rollback { .. }
+    ) && done.is_none();
+
+    // Weights always sum to 100; nothing was sent to a colour without tasks.
+    world.with(|w| {
+        for ws in std::iter::once(&w.weights).chain(w.weight_history.iter()) {
+            if u16::from(ws.blue) + u16::from(ws.green) != 100 {
+                return Err(format!("weights {ws:?} do not sum to 100"));
+            }
+        }
+        if !w.violations.is_empty() {
+            return Err(format!("fake world violations: {:?}", w.violations));
+        }
+        if !w.deploys_under_traffic.is_empty() {
+            return Err(format!(
+                "deployed over a colour that takes production traffic: {:?}",
+                w.deploys_under_traffic
+            ));
+        }
+        Ok(())
+    })?;
+
+    // Migrations: at most one task not stopped; none started while another ran; one per
+    // release.
+    world.with(|w| {
+        let active = w
+            .tasks
+            .iter()
+            .filter(|t| t.info.last_status != "STOPPED")
+            .count();
+        if active > 1 {
+            return Err(format!("{active} migration tasks running at once"));
+        }
+        if let Some(n) = w.active_at_run_task.iter().find(|n| **n > 0) {
+            return Err(format!(
+                "a migration task started while {n} other(s) still ran: {:?}",
+                w.active_at_run_task
+            ));
+        }
+        let mut per_release: BTreeMap<&str, u32> = BTreeMap::new();
+        for task in &w.tasks {
+            *per_release
+                .entry(task.spec.started_by.as_str())
+                .or_default() += 1;
+        }
+        if let Some((sb, n)) = per_release.iter().find(|(_, n)| **n > 1) {
+            return Err(format!(
+                "release with startedBy {sb} ran {n} migration tasks"
+            ));
+        }
+        Ok(())
+    })?;
+
+    // The smoke test always reached the version being released.
+    world.with(|w| {
+        if w.smoke_runs.len() != w.smoke_served.len() {
+            return Err("smoke bookkeeping out of step".to_string());
+        }
+        for (env, served) in w.smoke_runs.iter().zip(&w.smoke_served) {
+            let version = env
+                .iter()
+                .find(|(k, _)| k == "GLIDEPATH_VERSION")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let want = image_of(plan, &version);
+            if served.as_deref() != Some(want.as_str()) {
+                return Err(format!(
+                    "the smoke test of {version} reached {served:?}, not {want}"
+                ));
+            }
+        }
+        Ok(())
+    })?;
+
+    let records = read_records(world);
+    for id in records.keys() {
+        if !t.started.contains(id) {
+            t.started.push(id.clone());
+        }
+    }
+    let ix = read_index(world);
+    let held = read_lock(world);
+    let ports = world.ports(true);
+    let history = run::history(plan, &ports)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = run::status(plan, &ports).await.map_err(|e| e.to_string())?;
+    if status.lock.is_some() != held.is_some() {
+        return Err("status disagrees with the lock".into());
+    }
+
+    // The lock after an operation that ran to its end.
+    if let Some(f) = done {
+        let terminal = matches!(
+            f.outcome,
+            Outcome::Finalized | Outcome::RolledBack | Outcome::Failed
+        ) && f.cause != Cause::LockHeld;
+        if terminal {
+            if let Some(b) = &held {
+                return Err(format!(
+                    "the run ended ({}, exit {}) but the lock is held for {}",
+                    f.outcome, f.exit_code, b.release
+                ));
+            }
+            if let Some(c) = &ix.current {
+                return Err(format!(
+                    "the run ended ({}) but the index still names {c} in progress",
+                    f.outcome
+                ));
+            }
+        }
+        if f.outcome == Outcome::Interrupted {
+            match &held {
+                Some(b) if b.release == f.release_id => {}
+                other => {
+                    return Err(format!(
+                        "interrupted release {} does not hold the lock ({other:?})",
+                        f.release_id
+                    ))
+                }
+            }
+        }
+        // An ended release's entry says how it ended.
+        if terminal && !f.release_id.is_empty() {
+            if let Some(r) = records.get(&f.release_id) {
+                let entry = history.iter().find(|e| e.id == f.release_id);
+                match entry {
+                    Some(e) if e.outcome.is_some() && e.outcome == r.outcome => {}
+                    other => {
+                        return Err(format!(
+                            "release {} ended {:?} but history says {:?}",
+                            f.release_id,
+                            r.outcome,
+                            other.map(|e| e.outcome)
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    let in_progress: BTreeSet<&str> = held
+        .as_ref()
+        .map(|b| b.release.as_str())
+        .into_iter()
+        .chain(ix.current.as_deref())
+        .collect();
+    let live_image = match &ix.live {
+        Some(s) if s.release.is_some() => image_of(plan, &s.version),
+        _ => fake::LIVE_IMAGE.to_string(),
+    };
+    let mut allowed = vec![live_image];
+    if !in_progress.is_empty() {
+        // A rollback in progress (of a release or of the finalized one) moves traffic to
+        // the standby colour.
+        allowed.push(match &ix.standby {
+            Some(s) if s.release.is_some() => image_of(plan, &s.version),
+            _ => fake::LIVE_IMAGE.to_string(),
+        });
+    }
+    for id in &in_progress {
+        if let Some(r) = records.get(*id) {
+            if r.phases.deploy.is_done() {
+                allowed.push(image_of(plan, &r.version));
+            }
+        }
+    }
+    let serving = world.with(|w| {
+        [
+            (ColourName::Blue, w.weights.blue, w.blue_service.clone()),
+            (ColourName::Green, w.weights.green, w.green_service.clone()),
+        ]
+        .into_iter()
+        .filter(|(_, share, _)| *share > 0)
+        .map(|(c, share, name)| {
+            let td = &w.services[&name].task_definition;
+            (
+                c,
+                share,
+                w.task_definitions.get(td).cloned().unwrap_or_default(),
+            )
+        })
+        .collect::<Vec<_>>()
+    });
+    allowed.dedup();
+    for (colour, share, image) in serving {
+        if !allowed.contains(&image) {
+            return Err(format!(
+                "{share}% of traffic goes to {} running {image}; the ledger allows {allowed:?}",
+                colour.name()
+            ));
+        }
+    }
+
+    // No release in progress: all traffic on the live colour, which runs the live version.
+    let idle = held.is_none() && ix.current.is_none();
+    if idle {
+        if status.current.is_some() {
+            return Err("status shows a release in progress while idle".into());
+        }
+        let live = ix.live_colour();
+        let (weights, service, image) = world.with(|w| {
+            let name = match live {
+                ColourName::Blue => w.blue_service.clone(),
+                ColourName::Green => w.green_service.clone(),
+            };
+            let s = w.services[&name].clone();
+            let image = w.task_definitions.get(&s.task_definition).cloned();
+            (w.weights, s, image)
+        });
+        let want_weights = match live {
+            ColourName::Blue => Weights::all_blue(),
+            ColourName::Green => Weights::green(100),
+        };
+        if weights != want_weights {
+            return Err(format!(
+                "idle, the index says {} is live, but the listener sends {weights:?}",
+                live.name()
+            ));
+        }
+        // A slot glidepath did not release (the version before the first release, recorded
+        // as "unknown") runs what the world started with.
+        let want_image = match &ix.live {
+            Some(s) if s.release.is_some() => image_of(plan, &s.version),
+            _ => fake::LIVE_IMAGE.to_string(),
+        };
+        if image.as_deref() != Some(want_image.as_str()) {
+            return Err(format!(
+                "idle, live {} runs {image:?}, the index says {want_image}",
+                live.name()
+            ));
+        }
+        if service.desired < 1 || service.running < 1 {
+            return Err(format!(
+                "idle, live {} runs {}/{} tasks",
+                live.name(),
+                service.running,
+                service.desired
+            ));
+        }
+    }
+
+    // History: each release once, newest first, in the order they started.
+    let ids: Vec<&str> = history.iter().map(|e| e.id.as_str()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    if unique.len() != ids.len() {
+        return Err(format!("history lists a release twice: {ids:?}"));
+    }
+    for id in &ids {
+        if !records.contains_key(*id) {
+            return Err(format!("history lists {id}, which has no record"));
+        }
+    }
+    let expected: Vec<&str> = t
+        .started
+        .iter()
+        .rev()
+        .map(String::as_str)
+        .filter(|id| unique.contains(id))
+        .collect();
+    if ids != expected {
+        return Err(format!(
+            "history is not newest first: {ids:?}, started {expected:?}"
+        ));
+    }
+    if strict.holds(Bug::SupersededHistory) {
+        for e in &history {
+            if e.outcome.is_none() && !in_progress.contains(e.id.as_str()) {
+                return Err(format!(
+                    "history shows {} in progress, but it is neither locked nor current (superseded or ended)",
+                    e.id
+                ));
+            }
+        }
+        if idle && !killed {
+            for (id, r) in &records {
+                match history.iter().find(|e| &e.id == id) {
+                    None => return Err(format!("release {id} started but history omits it")),
+                    Some(e) if r.outcome.is_some() && e.outcome != r.outcome => {
+                        return Err(format!(
+                            "release {id} ended {:?}, history says {:?}",
+                            r.outcome, e.outcome
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The known bug whose signature the world shows (ignoring the ones `strict` holds to).
+fn known_bug(world: &FakeWorld, plan: &Plan, strict: Strict) -> Option<Bug> {
+    let records = read_records(world);
+    let ix = read_index(world);
+    let held = read_lock(world);
+    let in_progress: BTreeSet<String> = held
+        .map(|b| b.release)
+        .into_iter()
+        .chain(ix.current.clone())
+        .collect();
+    let weights = world.with(|w| w.weights);
+    let serving: Vec<String> = world.with(|w| {
+        [
+            (weights.blue, &w.blue_service),
+            (weights.green, &w.green_service),
+        ]
+        .into_iter()
+        .filter(|(share, _)| *share > 0)
+        .filter_map(|(_, name)| w.task_definitions.get(&w.services[name].task_definition))
+        .cloned()
+        .collect()
+    });
+    let live_record = ix
+        .live
+        .as_ref()
+        .and_then(|s| s.release.as_ref())
+        .and_then(|id| records.get(id));
+    let current_started = ix
+        .current
+        .as_ref()
+        .and_then(|c| records.get(c))
+        .map(|r| r.started_at);
+    let signatures = [
+        (
+            Bug::SupersededTraffic,
+            records.values().any(|r| {
+                r.outcome.is_none()
+                    && !in_progress.contains(&r.id)
+                    && r.phases.shift.intent_at.is_some()
+            }),
+        ),
+        (
+            Bug::StaleStandby,
+            records.values().any(|r| {
+                matches!(r.outcome, Some(Outcome::RolledBack | Outcome::Failed))
+                    && !in_progress.contains(&r.id)
+                    && serving.contains(&image_of(plan, &r.version))
+            }),
+        ),
+        (
+            Bug::HalfFinalizedRollback,
+            live_record.is_some_and(|r| r.outcome == Some(Outcome::RolledBack)),
+        ),
+        (
+            Bug::InterruptedManualRollback,
+            live_record.is_some_and(|r| r.outcome == Some(Outcome::Finalized))
+                && ix.standby.as_ref().is_some_and(|s| {
+                    weights
+                        == match s.colour {
+                            ColourName::Blue => Weights::all_blue(),
+                            ColourName::Green => Weights::green(100),
+                        }
+                }),
+        ),
+        (
+            Bug::SupersededRevived,
+            read_lock(world).is_none()
+                && current_started.is_some_and(|at| records.values().any(|r| r.started_at > at)),
+        ),
+    ];
+    signatures
+        .into_iter()
+        .find(|(b, shows)| *shows && !strict.holds(*b))
+        .map(|(b, _)| b)
+}
+
+// --- running sequences ----------------------------------------------------------------------
+
+/// What the sequences exercised (so a generator change cannot quietly stop covering it).
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    sequences: u32,
+    ops: u32,
+    killed: u32,
+    finalized: u32,
+    rolled_back: u32,
+    failed: u32,
+    lock_refused: u32,
+    interrupted: u32,
+    ledger_approvals: u32,
+    smoke_runs: u32,
+    migrations: u32,
+    unlocks: u32,
+    /// Sequences stopped early by a known bug, per `BUGS` entry.
+    stopped_by: [u32; 6],
+}
+
+impl Stats {
+    fn add(&mut self, o: Stats) {
+        self.sequences += o.sequences;
+        self.ops += o.ops;
+        self.killed += o.killed;
+        self.finalized += o.finalized;
+        self.rolled_back += o.rolled_back;
+        self.failed += o.failed;
+        self.lock_refused += o.lock_refused;
+        self.interrupted += o.interrupted;
+        self.ledger_approvals += o.ledger_approvals;
+        self.smoke_runs += o.smoke_runs;
+        self.migrations += o.migrations;
+        self.unlocks += o.unlocks;
+        for (a, b) in self.stopped_by.iter_mut().zip(o.stopped_by) {
+            *a += b;
+        }
+    }
+}
+
+async fn run_sequence(seed: u64, strict: Strict) -> Result<Stats, String> {
+    let mut stats = Stats {
+        sequences: 1,
+        ..Stats::default()
+    };
+    let (ops, keep_green) = gen_sequence(seed);
+    let plan = seq_plan(keep_green);
+    let world = FakeWorld::for_plan(&plan);
+    let mut t = Tracker::default();
+    let mut log = vec![format!("rollback.green = {:?}", plan.rollback.green)];
+    for (i, op) in ops.iter().enumerate() {
+        let done = do_op(&world, &plan, op).await;
+        stats.ops += 1;
+        match (&done, op) {
+            (None, Op::UnlockForce) => stats.unlocks += 1,
+            (None, Op::Settle | Op::Approve) => {}
+            (None, _) => stats.killed += 1,
+            (Some(f), _) => match (f.outcome, f.cause) {
+                (_, Cause::LockHeld) => stats.lock_refused += 1,
+                (Outcome::Finalized, _) => stats.finalized += 1,
+                (Outcome::RolledBack, _) => stats.rolled_back += 1,
+                (Outcome::Interrupted, _) => stats.interrupted += 1,
+                _ => stats.failed += 1,
+            },
+        }
+        log.push(format!(
+            "{i:2}. {op} → {}",
+            done.as_ref().map_or(
+                if matches!(op, Op::UnlockForce | Op::Settle | Op::Approve) {
+                    "done".to_string()
+                } else {
+                    "KILLED".to_string()
+                },
+                |f| format!(
+                    "{} exit {} ({}): {}",
+                    f.outcome,
+                    f.exit_code,
+                    f.release_id,
+                    f.message.chars().take(160).collect::<String>()
+                )
+            )
+        ));
+        if let Err(e) = check(&world, &plan, op, done.as_ref(), &mut t, strict).await {
+            if let Some(bug) = known_bug(&world, &plan, strict) {
+                // A known bug broke the world; what follows would only repeat it.
+                let i = BUGS.iter().position(|b| *b == bug).unwrap_or(0);
+                stats.stopped_by[i] += 1;
+                break;
+            }
+            return Err(format!(
+                "seed {seed} (replay: GLIDEPATH_SEQUENCE_SEED={seed}): after op {i}: {e}\n{}",
+                log.join("\n")
+            ));
+        }
+        // Every op starts a second later (release ids carry the second).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stats.ledger_approvals = read_records(&world)
+        .values()
+        .filter(|r| !r.approvals.is_empty())
+        .count() as u32;
+    world.with(|w| {
+        stats.smoke_runs = w.smoke_runs.len() as u32;
+        stats.migrations = w.tasks.len() as u32;
+    });
+    Ok(stats)
+}
+
+/// The seeds to run: one (GLIDEPATH_SEQUENCE_SEED), or GLIDEPATH_SEQUENCES (default `n`).
+fn seeds(n: u64) -> Vec<u64> {
+    if let Some(s) = std::env::var("GLIDEPATH_SEQUENCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![s];
+    }
+    let n = std::env::var("GLIDEPATH_SEQUENCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(n);
+    let mut rng = Rng(0x676c_6964_6570_6174); // "glidepat"
+    (0..n).map(|_| rng.next()).collect()
+}
+
+async fn run_all(n: u64, strict: Strict) -> Stats {
+    let mut failures = vec![];
+    let mut total = Stats::default();
+    let seeds = seeds(n);
+    for &seed in &seeds {
+        match run_sequence(seed, strict).await {
+            Ok(s) => total.add(s),
+            Err(e) => {
+                failures.push(e);
+                if failures.len() >= 3 {
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!("{total:?}");
+    assert!(
+        failures.is_empty(),
+        "{} failing sequence(s) of {}:\n\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n\n")
+    );
+    total
+}
+
+/// The invariants that hold (200 sequences, ~30 s; `GLIDEPATH_SEQUENCES=5000` for more).
+#[tokio::test(start_paused = true)]
+async fn random_sequences_keep_the_invariants() {
+    let stats = run_all(200, ALL_BUT_KNOWN_BUGS).await;
+    if stats.sequences >= 100 {
+        // Every kind of operation and ending happened (a generator change that stops
+        // covering one fails here).
+        let s = stats;
+        for (what, n) in [
+            ("killed", s.killed),
+            ("finalized", s.finalized),
+            ("rolled back", s.rolled_back),
+            ("failed", s.failed),
+            ("refused: lock held", s.lock_refused),
+            ("interrupted (abort)", s.interrupted),
+            ("approved through the ledger", s.ledger_approvals),
+            ("smoke runs", s.smoke_runs),
+            ("unlock --force", s.unlocks),
+        ] {
+            assert!(n > 0, "no sequence {what}: {s:?}");
+        }
+    }
+}
+
+/// One known bug's test: its seed first, then the sampled sequences, holding the engine to
+/// that bug's invariant too.
+async fn bug_test(bug: Bug, seed: u64) {
+    let strict = Strict {
+        bugs: match bug {
+            Bug::SupersededHistory => &[Bug::SupersededHistory],
+            Bug::SupersededTraffic => &[Bug::SupersededTraffic],
+            Bug::StaleStandby => &[Bug::StaleStandby],
+            Bug::HalfFinalizedRollback => &[Bug::HalfFinalizedRollback],
+            Bug::InterruptedManualRollback => &[Bug::InterruptedManualRollback],
+            Bug::SupersededRevived => &[Bug::SupersededRevived],
+        },
+    };
+    run_sequence(seed, strict)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    run_all(300, strict).await;
+}
+
+/// BUG (seed 12778324340279079524): after `unlock --force`, the next release supersedes
+/// the unfinished one, but that one's history entry stays "in progress" (outcome none)
+/// forever; nothing closes it.
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: a release superseded after unlock --force stays in progress in history (seed 12778324340279079524)"]
+async fn superseded_releases_do_not_stay_in_progress_in_history() {
+    bug_test(Bug::SupersededHistory, 12_778_324_340_279_079_524).await;
+}
+
+/// BUG (seed 13080937219773320980): a release aborted with traffic split (blue 10 /
+/// green 90), then `unlock --force` and a new release that fails before moving traffic:
+/// nothing puts the abandoned split back, so idle the listener still sends 10% to the
+/// superseded release's version while the index says green is live. (A superseding
+/// release that does reach its deploy deploys over the colour that takes that 10%.)
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: unlock --force + new release leaves the superseded release's traffic split (seed 13080937219773320980)"]
+async fn a_superseding_release_puts_abandoned_traffic_back() {
+    bug_test(Bug::SupersededTraffic, 13_080_937_219_773_320_980).await;
+}
+
+/// BUG (seed 17656011849419013459, rollback.green = keep): a release that fails (or rolls
+/// back) after deploying to the standby colour leaves its own version running there, yet
+/// the index still calls that colour standby with the *previous* version. A manual
+/// `glidepath rollback` of the live release then sends all traffic to the failed version
+/// while the index says the older one is live.
+/// ROLLBACK-SEMANTICS: drives `run::rollback` of a finalized release; the invariant (traffic
+/// goes to the version the index names) should hold under the new semantics too.
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: manual rollback after a failed release sends traffic to the failed version on standby (seed 17656011849419013459)"]
+async fn rollback_goes_to_the_standby_version_the_index_names() {
+    bug_test(Bug::StaleStandby, 17_656_011_849_419_013_459).await;
+}
+
+/// BUG (seed 8848143985432716960): finalize writes the index (this release live) before
+/// the record. A release killed between the two is still in progress; a `glidepath
+/// rollback` of it moves traffic back to the old colour and records "rolled back", but
+/// leaves the index naming the rolled-back release live on the colour that no longer takes
+/// traffic — the next release then deploys over the colour serving users (seed
+/// 9869523627257897748 shows that: traffic to a colour with no tasks).
+/// ROLLBACK-SEMANTICS: `run::rollback` of a release in progress (not of a finalized one).
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: rollback of a release killed inside finalize leaves the index naming it live (seed 8848143985432716960)"]
+async fn a_rollback_after_a_half_done_finalize_does_not_leave_it_live() {
+    bug_test(Bug::HalfFinalizedRollback, 8_848_143_985_432_716_960).await;
+}
+
+/// BUG (seed 9066624875205301824): `glidepath rollback` of a finalized release, killed
+/// after it took the lock and moved traffic to the old colour but before the index swap;
+/// the next `glidepath rollback` (or `resume`) finds the finalized record, says "had
+/// already ended" (exit 0), releases the lock and leaves all traffic on the old colour while
+/// the index names the new one live.
+/// ROLLBACK-SEMANTICS: the other helper is changing rollback of a finalized release; re-check
+/// this seed after that merge.
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: a killed manual rollback of a finalized release is closed by resume with traffic on the old colour (seed 9066624875205301824)"]
+async fn a_killed_manual_rollback_is_finished_or_undone_by_resume() {
+    bug_test(Bug::InterruptedManualRollback, 9_066_624_875_205_301_824).await;
+}
+
+/// BUG (seed 5346892099511426457): release A is killed in progress (the index names it
+/// current), `unlock --force`, release B is killed right after taking the lock (before it
+/// names itself current), then `glidepath rollback` rolls B back: the lock goes, but the
+/// index still names A current — `status` shows the abandoned A in progress and `resume`
+/// would continue it.
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: rollback of a superseding release leaves the superseded one current in the index (seed 5346892099511426457)"]
+async fn a_superseded_release_does_not_become_current_again() {
+    bug_test(Bug::SupersededRevived, 5_346_892_099_511_426_457).await;
+}
+
+/// The sequence generator and the PRNG are deterministic (replays mean something).
+#[test]
+fn sequences_are_reproducible() {
+    let a: Vec<String> = gen_sequence(42).0.iter().map(|o| o.to_string()).collect();
+    let b: Vec<String> = gen_sequence(42).0.iter().map(|o| o.to_string()).collect();
+    assert_eq!(a, b);
+    assert!(a.len() >= 8);
+}
