@@ -2,6 +2,7 @@
 //! event stream and the operator's commands. Phases return `Err(Stop)` to leave the
 //! forward path; `run.rs` decides what each kind of stop means.
 
+use super::durable;
 use super::event::{ColourName, Command, Envelope, Event, Phase};
 use super::ledger::{Doc, EngineError, Record};
 use super::lock::Lock;
@@ -60,6 +61,9 @@ pub struct Ctx<'a> {
     pub early_approve: bool,
     /// Whose process this run is (its exit code depends on it, see `crate::exit`).
     pub process: crate::exit::Process,
+    /// The record as last reported to the views (None: nothing yet; a resumed run then
+    /// first reports what the record says happened), see [`Ctx::report`].
+    pub shown: Option<Record>,
 }
 
 impl<'a> Ctx<'a> {
@@ -83,6 +87,7 @@ impl<'a> Ctx<'a> {
             auto_approve,
             early_approve: false,
             process: crate::exit::Process::Release,
+            shown: None,
         }
     }
 
@@ -113,11 +118,25 @@ impl<'a> Ctx<'a> {
         self.record.value.target
     }
 
-    /// Write the record (compare-and-swap on its ETag).
+    /// Write the record (compare-and-swap on its ETag), then report what it now says.
     pub async fn save(&mut self) -> Result<(), Stop> {
         self.record.value.updated_at = Utc::now();
         self.record.save_merging(self.ports.state.as_ref()).await?;
+        self.report();
         Ok(())
+    }
+
+    /// Emit the durable events the record (as it is in memory) implies and the views have
+    /// not seen yet. [`Ctx::save`] does this; call it directly where a change must be told
+    /// at once and is written by the next save.
+    pub fn report(&mut self) {
+        report(
+            &self.events,
+            &self.release,
+            self.plan,
+            &mut self.shown,
+            &self.record.value,
+        );
     }
 
     /// Mark `phase`'s intent (before its first mutation) and save.
@@ -235,6 +254,20 @@ pub fn emit(events: &UnboundedSender<Envelope>, release: &str, event: Event) {
         release: release.to_string(),
         event,
     });
+}
+
+/// Emit [`durable::since`] from `shown` to `now`, and remember `now` as shown.
+pub fn report(
+    events: &UnboundedSender<Envelope>,
+    release: &str,
+    plan: &Plan,
+    shown: &mut Option<Record>,
+    now: &Record,
+) {
+    for e in durable::since(plan, shown.as_ref(), now) {
+        emit(events, release, e);
+    }
+    *shown = Some(now.clone());
 }
 
 pub fn command_name(c: Command) -> &'static str {

@@ -106,20 +106,95 @@ pub struct ShiftProgress {
     /// Since when the step's manual gate waits for the operator (for watchers).
     #[serde(default)]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// Until when it waits (`gates.approval_timeout` from `waiting_since`).
+    #[serde(default)]
+    pub waiting_until: Option<DateTime<Utc>>,
 }
 
-/// One gate decision, for `history` and post-mortems.
+/// What a gate decided.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateVerdict {
+    /// The step baked its whole time with healthy gates.
+    Passed,
+    Failed,
+    /// A manual gate was approved (by the operator, `glidepath approve` or `--auto-approve`).
+    Approved,
+    /// The operator skipped the rest of the bake.
+    Advanced,
+}
+
+/// How long a manual gate waited for its approval.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Waited {
+    pub since: DateTime<Utc>,
+    /// When `gates.approval_timeout` would have run out (None in records from before).
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One gate decision, for `history`, `glidepath watch` and post-mortems.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "GateRecordStored")]
 pub struct GateRecord {
     pub index: usize,
     pub weight: u8,
-    /// passed | failed | approved | advanced
-    pub verdict: String,
+    pub verdict: GateVerdict,
+    /// A failed gate's reason (the signal is apart, in `signal`); who approved a manual gate.
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
     /// The failing signal, for `failed` verdicts.
-    #[serde(default)]
     pub signal: Option<Signal>,
+    /// Where it was judged: `deploy` (before any user traffic: health wait, smoke test) or
+    /// `shift` (a traffic step).
+    pub phase: Phase,
+    /// An approved manual gate: how long it waited (None when it never had to wait).
+    pub waited: Option<Waited>,
+}
+
+/// A gate record as stored, old shapes included: records written before the verdict was
+/// typed joined a failure as `"<signal>: <reason>"` and had no `phase` (a gate at weight 0
+/// was the deploy's). The verdict strings are the enum's names, so they read unchanged.
+#[derive(Deserialize)]
+struct GateRecordStored {
+    index: usize,
+    weight: u8,
+    verdict: GateVerdict,
+    reason: Option<String>,
+    at: DateTime<Utc>,
+    #[serde(default)]
+    signal: Option<Signal>,
+    #[serde(default)]
+    phase: Option<Phase>,
+    #[serde(default)]
+    waited: Option<Waited>,
+}
+
+impl From<GateRecordStored> for GateRecord {
+    fn from(s: GateRecordStored) -> GateRecord {
+        let reason = match (s.signal, s.reason) {
+            (Some(signal), Some(r)) if s.phase.is_none() => {
+                let joined = format!("{signal}: ");
+                Some(r.strip_prefix(&joined).map(str::to_string).unwrap_or(r))
+            }
+            (_, r) => r,
+        };
+        let phase = s.phase.unwrap_or(if s.weight == 0 {
+            Phase::Deploy
+        } else {
+            Phase::Shift
+        });
+        GateRecord {
+            index: s.index,
+            weight: s.weight,
+            verdict: s.verdict,
+            reason,
+            at: s.at,
+            signal: s.signal,
+            phase,
+            waited: s.waited,
+        }
+    }
 }
 
 /// Listener forward weights as this release last set and read them back.
@@ -127,6 +202,15 @@ pub struct GateRecord {
 pub struct LedgerWeights {
     pub blue: u8,
     pub green: u8,
+}
+
+/// One change of the listener's weights this release made (and read back).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WeightsSet {
+    pub blue: u8,
+    pub green: u8,
+    /// The shift step (0-based) that set them; None for the rollback.
+    pub step: Option<usize>,
 }
 
 /// An approval of a manual gate recorded by `glidepath approve` (from any terminal); the
@@ -201,6 +285,13 @@ pub struct Record {
     pub rolled_back_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub rolled_back_by: Option<String>,
+    /// Every weight change, in order (`weights` is the last); what `weights_changed`
+    /// events are made of (see `durable`).
+    #[serde(default)]
+    pub weights_log: Vec<WeightsSet>,
+    /// Who took the release over with `glidepath resume` (or a rollback) last.
+    #[serde(default)]
+    pub resumed_by: Option<String>,
 }
 
 impl Record {
@@ -250,6 +341,8 @@ impl Record {
             approvals: Vec::new(),
             rolled_back_at: None,
             rolled_back_by: None,
+            weights_log: Vec::new(),
+            resumed_by: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! ledger, calls ports, emits events and obeys commands; it never draws.
 
 pub mod ctx;
+pub mod durable;
 pub mod event;
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -180,7 +180,9 @@ pub async fn rollback(
         Err(e) => return end_early(ports, &events, "", Cause::Unexpected, e.to_string()).await,
     };
     match found {
-        InProgress::Running(doc) => {
+        InProgress::Running(mut doc) => {
+            // Taken over, as by `resume`: the stop an earlier run recorded is over.
+            doc.value.interrupted = None;
             let r = &doc.value;
             started_as(&events, &r.id, plan, &r.version, r.live, &None, true, true);
             let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
@@ -412,6 +414,9 @@ pub struct Closing<'a> {
     pub lock: Option<Lock>,
     /// Whose process exits with the code (the record always gets the release's).
     pub process: Process,
+    /// The run's durable reporting: the plan and the record last reported (None: the
+    /// ending reports nothing from the record).
+    pub report: Option<(&'a Plan, &'a mut Option<Record>)>,
 }
 
 /// Record `ending`: the record, the index, the lock, `release_finished`, in that order.
@@ -424,6 +429,7 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
         mut record,
         lock,
         process,
+        report,
     } = c;
     let Ending {
         outcome,
@@ -477,6 +483,17 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
                 }
             }
         }
+    }
+    if let (Some((plan, shown)), Some(doc)) = (report, record.as_deref()) {
+        // What the record now says; an ending that writes nothing still closes the
+        // phases this run left open (in its events only: the ledger does not say so).
+        let mut now = doc.value.clone();
+        if ledger == LedgerFate::Untouched {
+            now.outcome = Some(outcome);
+            now.message = Some(message.clone());
+            now.finished_at = Some(Utc::now());
+        }
+        ctx::report(events, release_id, plan, shown, &now);
     }
     match lock_fate {
         LockFate::Keep => {}
@@ -554,6 +571,7 @@ async fn end_early(
         record: None,
         lock: None,
         process: Process::Release,
+        report: None,
     };
     end(c, Ending::refused(cause, message)).await
 }
@@ -570,6 +588,7 @@ async fn end_run(ctx: &mut Ctx<'_>, ending: Ending) -> Finished {
         lock: ctx.lock.take(),
         record: Some(&mut ctx.record),
         process: ctx.process,
+        report: Some((ctx.plan, &mut ctx.shown)),
     };
     end(c, ending).await
 }
@@ -669,6 +688,7 @@ async fn close_ended(
         record: Some(&mut doc),
         lock: None,
         process,
+        report: None,
     };
     end(c, ending).await
 }
@@ -699,11 +719,12 @@ async fn run_locked(mut ctx: Ctx<'_>) -> Finished {
 
 async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(), Finished> {
     let t0 = Instant::now();
-    ctx.emit(Event::PhaseStarted { phase: Phase::Lock });
     let store = ctx.ports.state.as_ref();
     let version = ctx.record.value.version.clone();
-    // The lock phase fails before the record is written: no record to touch.
+    // The lock phase fails before the record is written: no record to touch, so its
+    // events are this run's alone (on success the record's save reports them).
     let failed = |ctx: &Ctx<'_>, message: &str| {
+        ctx.emit(Event::PhaseStarted { phase: Phase::Lock });
         ctx.emit(Event::PhaseFinished {
             phase: Phase::Lock,
             status: PhaseStatus::Failed,
@@ -750,11 +771,20 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
     };
     ctx.lock = Some(lock);
     let now = Utc::now();
-    let lp = &mut ctx.rec().phases.lock;
-    lp.intent_at.get_or_insert(now);
-    lp.done_at = Some(now);
-    lp.status = Some(PhaseStatus::Done);
-    lp.detail = Some(format!("held by {holder}"));
+    // A release taken over keeps its first lock phase as recorded (watchers already
+    // reported it); who took it over is noted beside it.
+    let taken_over = ctx.record.value.phases.lock.is_done();
+    if taken_over {
+        if resuming {
+            ctx.rec().resumed_by = Some(holder.into());
+        }
+    } else {
+        let lp = &mut ctx.rec().phases.lock;
+        lp.intent_at.get_or_insert(now);
+        lp.done_at = Some(now);
+        lp.status = Some(PhaseStatus::Done);
+        lp.detail = Some(format!("held by {holder}"));
+    }
     if let Err(e) = ctx.record.save(store).await {
         let m = format!("cannot write the release record: {e}");
         failed(ctx, &m);
@@ -766,6 +796,7 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
             record: None,
             lock,
             process: ctx.process,
+            report: None,
         };
         let ending = Ending {
             lock: LockFate::Release,
@@ -773,15 +804,21 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
         };
         return Err(end(c, ending).await);
     }
-    ctx.emit(Event::LockAcquired {
-        holder: holder.into(),
-    });
-    ctx.emit(Event::PhaseFinished {
-        phase: Phase::Lock,
-        status: PhaseStatus::Done,
-        detail: Some(format!("held by {holder}")),
-        duration_ms: ms(t0),
-    });
+    ctx.report();
+    if taken_over && !resuming {
+        // A finalized release rolled back: its record's lock phase is history, this lock
+        // is this run's.
+        ctx.emit(Event::PhaseStarted { phase: Phase::Lock });
+        ctx.emit(Event::LockAcquired {
+            holder: holder.into(),
+        });
+        ctx.emit(Event::PhaseFinished {
+            phase: Phase::Lock,
+            status: PhaseStatus::Done,
+            detail: Some(format!("held by {holder}")),
+            duration_ms: ms(t0),
+        });
+    }
     Ok(())
 }
 
@@ -812,24 +849,18 @@ async fn forward(ctx: &mut Ctx<'_>) -> Result<(), (Phase, Stop)> {
     .await
     .map_err(|e| (Phase::Lock, Stop::from(e)))?;
 
+    // Phase events come from the record's saves (`durable`): its intent starts a phase, its
+    // done finishes it, and the ending closes a phase left open.
     for phase in Phase::ORDER.into_iter().skip(1) {
-        let pr = ctx.record.value.phases.get(phase).clone();
-        ctx.emit(Event::PhaseStarted { phase });
-        if pr.is_done() {
-            ctx.emit(Event::PhaseFinished {
-                phase,
-                status: pr.status.unwrap_or(PhaseStatus::Done),
-                detail: Some(format!(
-                    "done before this run{}",
-                    pr.detail.map(|d| format!(": {d}")).unwrap_or_default()
-                )),
-                duration_ms: 0,
-            });
+        if ctx.record.value.phases.get(phase).is_done() {
             continue;
         }
-        let t0 = Instant::now();
         let result = match ctx.tick().await {
-            Ok(()) => phases::run(phase, ctx).await,
+            // Started before anything it does is reported (preflight, progress, logs).
+            Ok(()) => match ctx.intent(phase).await {
+                Ok(()) => phases::run(phase, ctx).await,
+                Err(stop) => Err(stop),
+            },
             Err(stop) => Err(stop),
         };
         match result {
@@ -841,37 +872,16 @@ async fn forward(ctx: &mut Ctx<'_>) -> Result<(), (Phase, Stop)> {
                 p.status = Some(done.status);
                 p.detail = done.detail.clone();
                 ctx.save().await.map_err(|s| (phase, s))?;
-                ctx.emit(Event::PhaseFinished {
-                    phase,
-                    status: done.status,
-                    detail: done.detail,
-                    duration_ms: ms(t0),
-                });
             }
-            Err(stop) => {
-                ctx.emit(Event::PhaseFinished {
-                    phase,
-                    status: PhaseStatus::Failed,
-                    detail: Some(describe_stop(&stop)),
-                    duration_ms: ms(t0),
-                });
-                return Err((phase, stop));
-            }
+            Err(stop) => return Err((phase, stop)),
         }
     }
     Ok(())
 }
 
-/// Tell the views the rollback phase failed; returns what stopped it, for the message.
-fn rollback_failed(ctx: &Ctx, stop: &Stop, t0: Instant) -> String {
-    let detail = describe_stop(stop);
-    ctx.emit(Event::PhaseFinished {
-        phase: Phase::Rollback,
-        status: PhaseStatus::Failed,
-        detail: Some(detail.clone()),
-        duration_ms: ms(t0),
-    });
-    detail
+/// What stopped the rollback phase, for the message (the ending closes the phase).
+fn rollback_failed(stop: &Stop) -> String {
+    describe_stop(stop)
 }
 
 fn describe_stop(stop: &Stop) -> String {
@@ -960,13 +970,9 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
 
 /// The rollback phase; the ending says whether it completed.
 async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Cause) -> Ending {
-    let t0 = Instant::now();
     let r = ctx.rec();
     r.rollback_reason = Some(reason.clone());
     r.rollback_by_gate = by_gate;
-    ctx.emit(Event::PhaseStarted {
-        phase: Phase::Rollback,
-    });
     let result = match ctx.tick().await {
         Ok(()) => phases::rollback::run(ctx).await,
         Err(s) => Err(s),
@@ -985,12 +991,6 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
             p.done_at = Some(Utc::now());
             p.status = Some(PhaseStatus::Done);
             p.detail = done.detail.clone();
-            ctx.emit(Event::PhaseFinished {
-                phase: Phase::Rollback,
-                status: PhaseStatus::Done,
-                detail: done.detail,
-                duration_ms: ms(t0),
-            });
             Ending {
                 outcome: Outcome::RolledBack,
                 cause,
@@ -1000,7 +1000,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
             }
         }
         Err(stop) => {
-            let detail = rollback_failed(ctx, &stop, t0);
+            let detail = rollback_failed(&stop);
             Ending {
                 outcome: Outcome::Failed,
                 cause,
@@ -1152,13 +1152,14 @@ async fn rollback_finalized(
     );
     let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
     ctx.process = Process::Rollback;
+    // The finalized release was reported when it ran: this run tells only what it adds.
+    ctx.shown = Some(ctx.record.value.clone());
     if let Err(f) = lock_phase(&mut ctx, holder, false).await {
         return f;
     }
-    let t0 = Instant::now();
-    ctx.emit(Event::PhaseStarted {
-        phase: Phase::Rollback,
-    });
+    // Written with the outcome; reported now (a failure closes the phase, unrecorded).
+    ctx.rec().phases.rollback.intent_at = Some(Utc::now());
+    ctx.report();
     let back = shift::weights_for(standby.colour, 100);
     let moved = async {
         shift::set_weights(&ctx, back).await?;
@@ -1167,7 +1168,7 @@ async fn rollback_finalized(
     .await;
     let ending = match moved {
         Ok(detail) => {
-            shift::record_weights(&mut ctx, back);
+            shift::record_weights(&mut ctx, back, None);
             let r = ctx.rec();
             r.rollback_reason = Some(format!("{holder} rolled back the finalized release"));
             r.rolled_back_at = Some(Utc::now());
@@ -1175,12 +1176,6 @@ async fn rollback_finalized(
             r.phases.rollback.done_at = Some(Utc::now());
             r.phases.rollback.status = Some(PhaseStatus::Done);
             r.phases.rollback.detail = Some(detail.clone());
-            ctx.emit(Event::PhaseFinished {
-                phase: Phase::Rollback,
-                status: PhaseStatus::Done,
-                detail: Some(detail),
-                duration_ms: ms(t0),
-            });
             Ending {
                 outcome: Outcome::RolledBack,
                 cause: Cause::OperatorRollback,
@@ -1195,7 +1190,7 @@ async fn rollback_finalized(
             }
         }
         Err(stop) => {
-            let detail = rollback_failed(&ctx, &stop, t0);
+            let detail = rollback_failed(&stop);
             Ending {
                 outcome: Outcome::Failed,
                 cause: Cause::OperatorRollback,
@@ -1272,6 +1267,7 @@ async fn already_back(
         record: None,
         lock: None,
         process: Process::Rollback,
+        report: None,
     };
     let ending = Ending {
         outcome: latest.outcome.unwrap_or(Outcome::Failed),

@@ -1,26 +1,26 @@
 //! `glidepath watch`: follow a release that another glidepath is running, read-only.
 //!
-//! The watcher polls the release's ledger record (and the lock) and turns what changed
-//! into the same [`Event`]s the releasing process emits, so every view works unchanged.
-//! It shows only what the ledger records — phases (intent/done), steps, listener weights,
-//! gate verdicts, a manual gate waiting, the bake observed so far and the outcome — plus
-//! the migration task's status and log read live (read-only) from ECS and CloudWatch Logs.
-//! It does not repeat every health poll: those live only in the releasing process.
+//! The watcher polls the release's ledger record (and the lock). What changed between two
+//! records it read becomes events through [`durable::since`], the function the releasing
+//! run reports with, so watch says what run said, in the same order. Beside those it shows
+//! what only a watcher can: the bake observed so far (as last saved), approvals as
+//! notices, the migration task's status and log read live (read-only) from ECS and
+//! CloudWatch Logs, and a warning when the releasing process seems gone. Health polls live
+//! only in the releasing process.
 //!
 //! It never writes anything and never takes the lock. It ends when the record has an
 //! outcome, when the releasing run stopped on Abort (the record says so), or when the
 //! command channel closes / says Abort (the viewer quit).
 
 use super::ctx;
-use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
-use super::ledger::{self, EngineError, LedgerWeights, Record};
+use super::durable;
+use super::event::{Command, Envelope, Event, Outcome, Phase};
+use super::ledger::{self, EngineError, GateVerdict, Record};
 use super::lock::{self, LockBody};
 use super::phases::migrate::LOG_SOURCE;
-use super::phases::shift::weights_for;
-use super::ports::{Ports, TaskInfo, Weights};
-use crate::plan::{GateMode, Plan};
+use super::ports::{Ports, TaskInfo};
+use crate::plan::Plan;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -98,7 +98,6 @@ pub async fn watch(
                 follow
                     .update(&record, lock.as_ref(), Utc::now(), ports, &mut out)
                     .await;
-                follow.ending(&record, &mut out);
                 for ev in out {
                     if matches!(ev, Event::ReleaseStarted { .. }) {
                         // Stamped with the recorded start, so clocks show the release's age.
@@ -144,11 +143,6 @@ pub async fn watch(
             return stopped(Some(id));
         }
     }
-}
-
-/// Every phase a record can hold: the forward ones in order, then rollback.
-fn all_phases() -> Vec<Phase> {
-    Phase::ORDER.into_iter().chain([Phase::Rollback]).collect()
 }
 
 enum Current {
@@ -248,18 +242,11 @@ struct Follow<'p> {
     plan: &'p Plan,
     endpoint: Option<String>,
     id: String,
-    started: bool,
-    holder: Option<String>,
-    resumed_at: Option<DateTime<Utc>>,
-    phases_started: HashSet<Phase>,
-    phases_finished: HashSet<Phase>,
-    /// Steps announced with `step_started` (the next one to announce).
-    next_step: usize,
-    /// Steps whose weights were reported.
-    step_weights: HashSet<usize>,
-    weights: Option<LedgerWeights>,
-    gates_seen: usize,
-    waiting: Option<(usize, DateTime<Utc>)>,
+    /// The record last reported (durable events are what changed since).
+    shown: Option<Record>,
+    /// Gate records already told as a notice (approvals, advances).
+    noted: usize,
+    /// The bake last shown: (step, whole seconds).
     baked: Option<(usize, u64)>,
     lock_note: LockNote,
     task: TaskFollow,
@@ -289,16 +276,8 @@ impl<'p> Follow<'p> {
             plan,
             endpoint: req.endpoint.clone(),
             id: id.into(),
-            started: false,
-            holder: None,
-            resumed_at: None,
-            phases_started: HashSet::new(),
-            phases_finished: HashSet::new(),
-            next_step: 0,
-            step_weights: HashSet::new(),
-            weights: None,
-            gates_seen: 0,
-            waiting: None,
+            shown: None,
+            noted: 0,
             baked: None,
             lock_note: LockNote::Fine,
             task: TaskFollow::default(),
@@ -306,7 +285,8 @@ impl<'p> Follow<'p> {
         }
     }
 
-    /// Everything the record and the lock say that was not reported yet, in release order.
+    /// What the record and the lock say that was not reported yet: the durable events
+    /// (the same function the releasing run reports with), then what only watch shows.
     async fn update(
         &mut self,
         r: &Record,
@@ -316,336 +296,122 @@ impl<'p> Follow<'p> {
         out: &mut Vec<Event>,
     ) {
         let ours = lock.filter(|b| b.release == r.id);
-        self.header(r, ours, out);
-        for phase in Phase::ORDER {
-            let p = r.phases.get(phase);
-            if p.intent_at.is_none() && p.done_at.is_none() {
-                continue;
-            }
-            self.start(phase, out);
-            match phase {
-                Phase::Lock => self.holder(r, ours, out),
-                Phase::Migrate => self.migration(r, ports, out).await,
-                Phase::Shift => self.shift(r, out),
-                _ => {}
-            }
-            if p.is_done() {
-                let duration = match (p.intent_at, p.done_at) {
-                    (Some(a), Some(b)) => (b - a).num_milliseconds().max(0) as u64,
-                    _ => 0,
-                };
-                self.finish(
-                    phase,
-                    p.status.unwrap_or(PhaseStatus::Done),
-                    p.detail.clone(),
-                    duration,
-                    out,
-                );
-            }
+        if self.shown.is_none() {
+            self.header(r, ours, out);
         }
-        if r.phases.shift.intent_at.is_none() {
-            // Gates judged before any user traffic (deploy health, smoke test).
-            self.gates(r, out);
+        let mut told = durable::since(self.plan, self.shown.as_ref(), r);
+        if r.phases.migrate.intent_at.is_some() {
+            // Inside the migrate phase when this poll finishes it, as the run shows it.
+            let mut task = Vec::new();
+            self.migration(r, ports, &mut task).await;
+            let at = told
+                .iter()
+                .position(|e| {
+                    matches!(
+                        e,
+                        Event::PhaseFinished {
+                            phase: Phase::Migrate,
+                            ..
+                        }
+                    )
+                })
+                .unwrap_or(told.len());
+            told.splice(at..at, task);
         }
-        let rb = &r.phases.rollback;
-        if rb.intent_at.is_some() || rb.done_at.is_some() {
-            let why = format!(
-                "rolling back: {}",
-                r.rollback_reason
-                    .as_deref()
-                    .unwrap_or("(no reason recorded)")
-            );
-            self.close_open(Phase::ORDER.as_slice(), PhaseStatus::Failed, &why, out);
-            self.start(Phase::Rollback, out);
-            self.weights(r, out);
-            if rb.is_done() {
-                let duration = match (rb.intent_at, rb.done_at) {
-                    (Some(a), Some(b)) => (b - a).num_milliseconds().max(0) as u64,
-                    _ => 0,
-                };
-                self.finish(
-                    Phase::Rollback,
-                    rb.status.unwrap_or(PhaseStatus::Done),
-                    rb.detail.clone(),
-                    duration,
-                    out,
-                );
-            }
-        }
+        out.extend(told);
+        self.notes(r, out);
+        self.bake(r, out);
         if r.outcome.is_none() && r.interrupted.is_none() {
             self.lock_state(r, ours, lock, now, out);
         }
+        if let Some(end) = durable::finished(r) {
+            if let Event::ReleaseFinished {
+                outcome,
+                exit_code,
+                message,
+                ..
+            } = &end
+            {
+                self.done = Some(Watched {
+                    release_id: Some(self.id.clone()),
+                    outcome: Some(*outcome),
+                    exit_code: *exit_code,
+                    message: message.clone(),
+                });
+            }
+            out.push(end);
+        }
+        self.shown = Some(r.clone());
     }
 
     fn header(&mut self, r: &Record, lock: Option<&LockBody>, out: &mut Vec<Event>) {
-        let holder = lock.map_or(&r.holder, |b| &b.holder).clone();
-        if !self.started {
-            self.started = true;
-            out.push(Event::ReleaseStarted {
-                app: r.app.clone(),
-                environment: r.environment.clone(),
-                version: r.version.clone(),
-                production: self.plan.production,
-                live: r.live,
-                target: r.target,
-                endpoint: self.endpoint.clone(),
-                region: self.plan.region.clone(),
-                resumed: r.resumed_at.is_some(),
-                rollback: false,
-            });
-            out.push(Event::Notice {
-                message: format!(
-                    "watching release {} of {} by {holder} from the ledger (read-only; started {})",
-                    r.id,
-                    r.version,
-                    r.started_at.format("%H:%M:%SZ")
-                ),
-            });
-            self.resumed_at = r.resumed_at;
-        }
-    }
-
-    /// Who holds the release (again, after a resume by someone else).
-    fn holder(&mut self, r: &Record, lock: Option<&LockBody>, out: &mut Vec<Event>) {
-        let holder = lock.map_or(&r.holder, |b| &b.holder).clone();
-        if self.holder.as_deref() != Some(holder.as_str()) {
-            self.holder = Some(holder.clone());
-            out.push(Event::LockAcquired { holder });
-        }
-        if r.resumed_at != self.resumed_at {
-            self.resumed_at = r.resumed_at;
-            out.push(Event::Notice {
-                message: format!(
-                    "release {} was resumed by {}",
-                    r.id,
-                    self.holder.as_deref().unwrap_or("someone")
-                ),
-            });
-        }
-    }
-
-    fn start(&mut self, phase: Phase, out: &mut Vec<Event>) {
-        if self.phases_started.insert(phase) {
-            out.push(Event::PhaseStarted { phase });
-        }
-    }
-
-    fn finish(
-        &mut self,
-        phase: Phase,
-        status: PhaseStatus,
-        detail: Option<String>,
-        duration_ms: u64,
-        out: &mut Vec<Event>,
-    ) {
-        if self.phases_finished.insert(phase) {
-            out.push(Event::PhaseFinished {
-                phase,
-                status,
-                detail,
-                duration_ms,
-            });
-        }
-    }
-
-    /// Finish a phase that started and never recorded done (it failed, or was left).
-    fn close_open(
-        &mut self,
-        among: &[Phase],
-        status: PhaseStatus,
-        detail: &str,
-        out: &mut Vec<Event>,
-    ) {
-        for &phase in among {
-            if self.phases_started.contains(&phase) && !self.phases_finished.contains(&phase) {
-                self.finish(phase, status, Some(detail.into()), 0, out);
-            }
-        }
-    }
-
-    /// Steps, weights, gate verdicts, a waiting manual gate and the bake so far.
-    fn shift(&mut self, r: &Record, out: &mut Vec<Event>) {
-        self.gates(r, out);
-        let current = r.shift.step;
-        if r.shift.step_started_at.is_some() || current > 0 {
-            let through = if r.shift.step_started_at.is_some() {
-                current
-            } else {
-                current - 1
-            };
-            self.announce_through(through, r.target, out);
-        }
-        // Once rolling back, the record's weights are the rollback's.
-        if r.shift.step_started_at.is_some() && r.phases.rollback.intent_at.is_none() {
-            self.weights(r, out);
-            let bake = self
-                .plan
-                .steps
-                .get(current)
-                .map_or(0.0, |s| s.bake.as_secs_f64());
-            let baked = r.shift.baked_s.max(0.0).floor() as u64;
-            if baked > 0 && self.baked != Some((current, baked)) {
-                self.baked = Some((current, baked));
-                out.push(Event::Progress {
-                    phase: Phase::Shift,
-                    done: baked,
-                    total: bake.ceil() as u64,
-                    unit: "s".into(),
-                    message: Some(format!("step {} bake", current + 1)),
-                });
-            }
-            if let Some(since) = r.shift.waiting_since {
-                if self.waiting != Some((current, since)) {
-                    self.waiting = Some((current, since));
-                    let weight = self.plan.steps.get(current).map_or(0, |s| s.weight);
-                    out.push(Event::GateWaiting {
-                        index: current,
-                        weight,
-                        reason: format!(
-                            "manual gate at {weight}%: waiting for approval in the releasing terminal"
-                        ),
-                    });
-                }
-            }
-        }
-    }
-
-    /// `step_started` for every step up to `through` not announced yet.
-    fn announce_through(&mut self, through: usize, colour: ColourName, out: &mut Vec<Event>) {
-        while self.next_step <= through {
-            let index = self.next_step;
-            let Some(step) = self.plan.steps.get(index) else {
-                return;
-            };
-            out.push(Event::StepStarted {
-                index,
-                steps: self.plan.steps.len(),
-                weight: step.weight,
-                bake_s: step.bake.as_secs_f64(),
-                manual: step.gate == GateMode::Manual,
-                colour,
-            });
-            self.next_step += 1;
-        }
-    }
-
-    /// The weights of step `index`, once the ledger shows they were set.
-    fn step_weights(&mut self, r: &Record, index: usize, out: &mut Vec<Event>) {
-        let Some(step) = self.plan.steps.get(index) else {
-            return;
-        };
-        if self.step_weights.insert(index) {
-            let w = weights_for(r.target, step.weight);
-            self.weights = Some(LedgerWeights {
-                blue: w.blue,
-                green: w.green,
-            });
-            out.push(Event::WeightsChanged {
-                blue: w.blue,
-                green: w.green,
-            });
-        }
-    }
-
-    /// The listener weights the record holds, when they changed.
-    fn weights(&mut self, r: &Record, out: &mut Vec<Event>) {
-        let Some(w) = r.weights else { return };
-        if self.weights == Some(w) {
-            return;
-        }
-        if r.phases.rollback.intent_at.is_none() {
-            // During the shift, weights belong to the current step.
-            let current = r.shift.step;
-            let matches = self.plan.steps.get(current).is_some_and(|s| {
-                weights_for(r.target, s.weight)
-                    == (Weights {
-                        blue: w.blue,
-                        green: w.green,
-                    })
-            });
-            if !matches {
-                return; // the previous step's, saved before this step's were set
-            }
-            self.step_weights.insert(current);
-        }
-        self.weights = Some(w);
-        out.push(Event::WeightsChanged {
-            blue: w.blue,
-            green: w.green,
+        let holder = lock.map_or(&r.holder, |b| &b.holder);
+        out.push(Event::ReleaseStarted {
+            app: r.app.clone(),
+            environment: r.environment.clone(),
+            version: r.version.clone(),
+            production: self.plan.production,
+            live: r.live,
+            target: r.target,
+            endpoint: self.endpoint.clone(),
+            region: self.plan.region.clone(),
+            resumed: r.resumed_at.is_some(),
+            rollback: false,
+        });
+        out.push(Event::Notice {
+            message: format!(
+                "watching release {} of {} by {holder} from the ledger (read-only; started {})",
+                r.id,
+                r.version,
+                r.started_at.format("%H:%M:%SZ")
+            ),
         });
     }
 
-    /// Gate records not reported yet, in the order they were written.
-    fn gates(&mut self, r: &Record, out: &mut Vec<Event>) {
-        let shifting = r.phases.shift.intent_at.is_some();
-        while let Some(g) = r.gates.get(self.gates_seen) {
-            self.gates_seen += 1;
-            if shifting {
-                self.announce_through(g.index, r.target, out);
-            }
-            match g.verdict.as_str() {
-                "approved" => out.push(Event::Notice {
-                    message: format!("manual gate at {}% approved", g.weight),
+    /// Approvals and advances, as notices (what the releasing terminal says about them is
+    /// its own).
+    fn notes(&mut self, r: &Record, out: &mut Vec<Event>) {
+        for g in r.gates.iter().skip(self.noted) {
+            match g.verdict {
+                GateVerdict::Approved => out.push(Event::Notice {
+                    message: match &g.reason {
+                        Some(by) => format!("manual gate at {}% {by}", g.weight),
+                        None => format!("manual gate at {}% approved", g.weight),
+                    },
                 }),
-                "passed" | "advanced" => {
-                    self.step_weights(r, g.index, out);
-                    let bake = self
-                        .plan
-                        .steps
-                        .get(g.index)
-                        .map(|s| s.bake.as_secs_f64().ceil() as u64);
-                    if let Some(bake) = bake.filter(|b| *b > 0 && g.verdict == "passed") {
-                        // Passed (not advanced) means the whole bake was observed.
-                        self.baked = Some((g.index, bake));
-                        out.push(Event::Progress {
-                            phase: Phase::Shift,
-                            done: bake,
-                            total: bake,
-                            unit: "s".into(),
-                            message: Some(format!("step {} bake", g.index + 1)),
-                        });
-                    }
-                    if g.verdict == "advanced" {
-                        out.push(Event::Notice {
-                            message: format!(
-                                "step {} advanced by the operator before its bake ended",
-                                g.index + 1
-                            ),
-                        });
-                    }
-                    out.push(Event::GatePassed {
-                        index: g.index,
-                        weight: g.weight,
-                    });
-                }
-                "failed" => {
-                    if shifting {
-                        self.step_weights(r, g.index, out);
-                    }
-                    let reason = g.reason.clone().unwrap_or_default();
-                    match g.signal {
-                        Some(signal) => {
-                            // Stored as "<signal>: <reason>"; the event carries them apart.
-                            let prefix = format!("{signal}: ");
-                            let reason =
-                                reason.strip_prefix(&prefix).unwrap_or(&reason).to_string();
-                            out.push(Event::GateFailed {
-                                index: g.index,
-                                weight: g.weight,
-                                signal,
-                                reason,
-                            });
-                        }
-                        // Written before records named the signal.
-                        None => out.push(Event::Warning {
-                            message: format!("gate failed at {}%: {reason}", g.weight),
-                        }),
-                    }
-                }
-                other => out.push(Event::Notice {
-                    message: format!("gate at {}%: {other}", g.weight),
+                GateVerdict::Advanced => out.push(Event::Notice {
+                    message: format!(
+                        "step {} advanced by the operator before its bake ended",
+                        g.index + 1
+                    ),
                 }),
+                GateVerdict::Passed | GateVerdict::Failed => {}
             }
+        }
+        self.noted = r.gates.len();
+    }
+
+    /// The bake observed so far in the current step, as last saved (health polls live
+    /// only in the releasing process).
+    fn bake(&mut self, r: &Record, out: &mut Vec<Event>) {
+        let current = r.shift.step;
+        let rb = &r.phases.rollback;
+        if r.shift.step_started_at.is_none() || rb.intent_at.or(rb.done_at).is_some() {
+            return;
+        }
+        let Some(step) = self.plan.steps.get(current) else {
+            return;
+        };
+        let baked = r.shift.baked_s.max(0.0).floor() as u64;
+        if baked > 0 && self.baked != Some((current, baked)) {
+            self.baked = Some((current, baked));
+            out.push(Event::Progress {
+                phase: Phase::Shift,
+                done: baked,
+                total: step.bake.as_secs_f64().ceil() as u64,
+                unit: "s".into(),
+                message: Some(format!("step {} bake", current + 1)),
+            });
         }
     }
 
@@ -778,52 +544,5 @@ impl<'p> Follow<'p> {
             }
         }
         self.task.stopped = info.last_status == "STOPPED";
-    }
-
-    /// The outcome (or an Abort of the releasing run): close what is open, then finish.
-    fn ending(&mut self, r: &Record, out: &mut Vec<Event>) {
-        if let Some(outcome) = r.outcome {
-            let message = r.message.clone().unwrap_or_else(|| outcome.to_string());
-            let status = if outcome == Outcome::Finalized {
-                PhaseStatus::Done
-            } else {
-                PhaseStatus::Failed
-            };
-            self.close_open(&all_phases(), status, &message, out);
-            let exit_code = r.exit_code.unwrap_or(crate::exit::UNEXPECTED);
-            out.push(Event::ReleaseFinished {
-                outcome,
-                exit_code,
-                message: message.clone(),
-                snapshot_id: r.snapshot_id.clone(),
-            });
-            self.done = Some(Watched {
-                release_id: Some(self.id.clone()),
-                outcome: Some(outcome),
-                exit_code,
-                message,
-            });
-        } else if let Some(stop) = &r.interrupted {
-            self.close_open(
-                &all_phases(),
-                PhaseStatus::Failed,
-                "stopped by the operator",
-                out,
-            );
-            let exit_code =
-                crate::exit::code(Outcome::Interrupted, crate::exit::Cause::Interrupted);
-            out.push(Event::ReleaseFinished {
-                outcome: Outcome::Interrupted,
-                exit_code,
-                message: stop.message.clone(),
-                snapshot_id: r.snapshot_id.clone(),
-            });
-            self.done = Some(Watched {
-                release_id: Some(self.id.clone()),
-                outcome: Some(Outcome::Interrupted),
-                exit_code,
-                message: stop.message.clone(),
-            });
-        }
     }
 }

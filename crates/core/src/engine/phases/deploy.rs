@@ -15,7 +15,7 @@
 use super::{shift, Done};
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase};
-use crate::engine::ledger::GateRecord;
+use crate::engine::ledger::{GateRecord, GateVerdict};
 use crate::gate::Signal;
 use chrono::Utc;
 use std::time::Duration;
@@ -23,23 +23,20 @@ use tokio::time::Instant;
 
 pub const POLL: Duration = Duration::from_secs(1);
 
-/// A gate that failed before any user traffic (index 0, weight 0), as an event and in the
-/// record (the rollback's first save writes it).
+/// A gate that failed before any user traffic (index 0, weight 0), in the record and
+/// reported now (the rollback's first save writes it).
 fn gate_failed(ctx: &mut Ctx<'_>, signal: Signal, reason: &str) {
-    ctx.emit(Event::GateFailed {
-        index: 0,
-        weight: 0,
-        signal,
-        reason: reason.into(),
-    });
     ctx.rec().gates.push(GateRecord {
         index: 0,
         weight: 0,
-        verdict: "failed".into(),
+        verdict: GateVerdict::Failed,
         reason: Some(reason.into()),
         at: Utc::now(),
         signal: Some(signal),
+        phase: Phase::Deploy,
+        waited: None,
     });
+    ctx.report();
 }
 
 /// The new task definition, registered once and remembered in the ledger.

@@ -16,7 +16,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Rollback).await?;
     let (live, target) = (ctx.live(), ctx.target());
     set_weights(ctx, weights_for(live, 100)).await?;
-    record_weights(ctx, weights_for(live, 100));
+    record_weights(ctx, weights_for(live, 100), None);
     let capacity = scale_after(ctx, target).await?;
     Ok(Done::ok(format!(
         "traffic 100% {}; {capacity}",

@@ -19,7 +19,7 @@ use super::bake::{Bake, Input, Judge, Next, SequentialJudge, Step as BakeStep, T
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
-use crate::engine::ledger::{GateRecord, LedgerWeights};
+use crate::engine::ledger::{GateRecord, GateVerdict, LedgerWeights, Waited, WeightsSet};
 use crate::engine::ports::Weights;
 use crate::gate::{detect, HealthSample, SequentialGate};
 use crate::plan::{GateMode, JudgeMode, OnGateFail};
@@ -65,15 +65,9 @@ pub async fn set_weights(ctx: &Ctx<'_>, want: Weights) -> Result<(), Stop> {
             )));
         }
     }
-    ctx.emit(Event::WeightsChanged {
-        blue: want.blue,
-        green: want.green,
-    });
     Ok(())
 }
 
-/// Note weights that were set and read back in the record; the next save writes them (the
-/// record is what `glidepath watch` shows).
 /// Before step `index` moves weights to `want`: the target colour's registered targets
 /// are healthy (no more traffic to a colour with a sick target), and the listener still
 /// holds what this release last wrote (a hand-made change is not overwritten: stop and say).
@@ -125,11 +119,25 @@ async fn before_shift(ctx: &Ctx<'_>, index: usize, want: Weights) -> Result<(), 
     Ok(())
 }
 
-pub fn record_weights(ctx: &mut Ctx<'_>, w: Weights) {
-    ctx.rec().weights = Some(LedgerWeights {
+/// Note weights that were set and read back (by shift step `step`, or the rollback) in
+/// the record, and report them now; the next save writes them (the record is what
+/// `glidepath watch` shows). The same weights again for the same step (a resume) are not a
+/// change.
+pub fn record_weights(ctx: &mut Ctx<'_>, w: Weights, step: Option<usize>) {
+    let set = WeightsSet {
+        blue: w.blue,
+        green: w.green,
+        step,
+    };
+    let rec = ctx.rec();
+    rec.weights = Some(LedgerWeights {
         blue: w.blue,
         green: w.green,
     });
+    if rec.weights_log.last() != Some(&set) {
+        rec.weights_log.push(set);
+    }
+    ctx.report();
 }
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
@@ -147,16 +155,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             sh.step_started_at = Some(Utc::now());
             sh.baked_s = 0.0;
             sh.approved = false;
+            // Reports `step_started`.
             ctx.save().await?;
         }
-        ctx.emit(Event::StepStarted {
-            index,
-            steps: steps.len(),
-            weight: step.weight,
-            bake_s: step.bake.as_secs_f64(),
-            manual: step.gate == GateMode::Manual,
-            colour: target,
-        });
         if gates.sequential.mode == JudgeMode::Sequential {
             // No silent waits: say up front what this step's traffic lets the gate catch.
             ctx.emit(Event::Notice {
@@ -172,7 +173,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         }
         before_shift(ctx, index, weights_for(target, step.weight)).await?;
         set_weights(ctx, weights_for(target, step.weight)).await?;
-        record_weights(ctx, weights_for(target, step.weight));
+        record_weights(ctx, weights_for(target, step.weight), Some(index));
         let advanced = match gates.sequential.mode {
             JudgeMode::Threshold => {
                 let judge = ThresholdJudge::new(gates);
@@ -187,24 +188,27 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         if step.gate == GateMode::Manual && !ctx.record.value.shift.approved && !advanced {
             approve(ctx, index, step.weight).await?;
         }
-        ctx.emit(Event::GatePassed {
-            index,
-            weight: step.weight,
-        });
         let rec = ctx.rec();
         rec.gates.push(GateRecord {
             index,
             weight: step.weight,
-            verdict: if advanced { "advanced" } else { "passed" }.into(),
+            verdict: if advanced {
+                GateVerdict::Advanced
+            } else {
+                GateVerdict::Passed
+            },
             reason: None,
             at: Utc::now(),
             signal: None,
+            phase: Phase::Shift,
+            waited: None,
         });
         rec.shift.step = index + 1;
         rec.shift.step_started_at = None;
         rec.shift.baked_s = 0.0;
         rec.shift.approved = false;
         ctx.early_approve = false;
+        // Reports `gate_passed`.
         ctx.save().await?;
         ctx.tick().await?;
     }
@@ -310,23 +314,35 @@ async fn carry_out<J: Judge>(
     weight: u8,
     step: BakeStep,
 ) -> Result<Option<bool>, Stop> {
+    // A failed gate is reported from its record (`durable`), not as the bake says it.
     for e in step.events {
-        ctx.emit(e);
+        if !matches!(e, Event::GateFailed { .. }) {
+            ctx.emit(e);
+        }
     }
     if step.early_approve {
         ctx.early_approve = true;
     }
+    let failed = step.failed.is_some();
     if let Some((signal, reason)) = step.failed {
         ctx.rec().gates.push(GateRecord {
             index,
             weight,
-            verdict: "failed".into(),
-            reason: Some(format!("{signal}: {reason}")),
+            verdict: GateVerdict::Failed,
+            reason: Some(reason),
             at: Utc::now(),
             signal: Some(signal),
+            phase: Phase::Shift,
+            waited: None,
         });
     }
-    if step.save {
+    if failed {
+        // Said now, before what the failure leads to; a rollback's first save writes it,
+        // and a pause for the operator writes it before waiting.
+        ctx.report();
+    }
+    let asks = matches!(step.next, Next::AskOperator { .. });
+    if step.save || (failed && asks) {
         ctx.rec().shift.baked_s = state.baked().as_secs_f64();
         ctx.save().await?;
     }
@@ -406,25 +422,16 @@ async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop
         let (timeout, on_fail) = (gates.approval_timeout, gates.on_fail);
         let poll = gates.poll_interval.max(Duration::from_millis(100));
         let deadline = Instant::now() + timeout;
-        let deadline_utc =
-            Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
-        let then = match on_fail {
-            OnGateFail::Rollback => "rolls back",
-            OnGateFail::Pause => "stops here (traffic stays, lock kept)",
-        };
-        // In the ledger too, so `glidepath watch` can show the gate waiting.
-        ctx.rec().shift.waiting_since = Some(Utc::now());
+        let since = Utc::now();
+        let until = chrono::Duration::from_std(timeout)
+            .ok()
+            .and_then(|t| since.checked_add_signed(t));
+        // In the ledger, so `glidepath watch` shows the gate waiting; the save reports
+        // `gate_waiting` (how to approve, and until when).
+        let sh = &mut ctx.rec().shift;
+        sh.waiting_since = Some(since);
+        sh.waiting_until = until;
         ctx.save().await?;
-        ctx.emit(Event::GateWaiting {
-            index,
-            weight,
-            reason: format!(
-                "manual gate at {weight}%: approve to continue, from any terminal with `glidepath approve {} --step {step}`; \
-                 unapproved by {} the release {then} (gates.on_fail)",
-                ctx.plan.source.display(),
-                deadline_utc.format("%Y-%m-%d %H:%M:%SZ")
-            ),
-        });
         loop {
             if let Some(by) = ledger_approval(ctx, step) {
                 ctx.emit(Event::Notice {
@@ -468,14 +475,21 @@ async fn approve(ctx: &mut Ctx<'_>, index: usize, weight: u8) -> Result<(), Stop
     }
     let rec = ctx.rec();
     rec.shift.approved = true;
+    let waited = rec.shift.waiting_since.map(|since| Waited {
+        since,
+        until: rec.shift.waiting_until,
+    });
     rec.gates.push(GateRecord {
         index,
         weight,
-        verdict: "approved".into(),
+        verdict: GateVerdict::Approved,
         reason,
         at: Utc::now(),
         signal: None,
+        phase: Phase::Shift,
+        waited,
     });
     rec.shift.waiting_since = None;
+    rec.shift.waiting_until = None;
     ctx.save().await
 }
