@@ -27,4 +27,5 @@ mod tui_e2e;
 mod view_cockpit;
 mod view_text;
 mod watch;
+mod watch_drills;
 mod watch_stage;

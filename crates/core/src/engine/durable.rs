@@ -303,3 +303,510 @@ fn weights(w: &WeightsSet) -> Event {
         green: w.green,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::ColourName;
+    use crate::engine::ledger::{Interruption, LedgerWeights, Waited};
+    use crate::gate::Signal;
+    use chrono::TimeZone;
+
+    /// The example plan: steps 10 % (auto), 50 % (manual), 100 % (auto).
+    fn plan() -> Plan {
+        let text = include_str!("../../../../examples/rehearsal.toml");
+        match crate::plan::parse(text, std::path::Path::new("examples/rehearsal.toml")) {
+            Ok(p) => p,
+            Err(e) => panic!("example plan: {e}"),
+        }
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .expect("time")
+    }
+
+    /// A release record being written as the engine writes it: each call is one save.
+    struct Saves {
+        records: Vec<Record>,
+        clock: i64,
+    }
+
+    impl Saves {
+        fn new() -> Saves {
+            let r = Record::new(
+                "1.4.0-x",
+                "shop",
+                "rehearsal",
+                "1.4.0",
+                "digest",
+                "alice@ops-1",
+                ColourName::Blue,
+                None,
+                t(0),
+            );
+            Saves {
+                records: vec![r],
+                clock: 0,
+            }
+        }
+        fn save(&mut self, change: impl FnOnce(&mut Record, DateTime<Utc>)) -> &mut Saves {
+            self.clock += 2;
+            let mut r = self.records.last().expect("a record").clone();
+            change(&mut r, t(self.clock));
+            self.records.push(r);
+            self
+        }
+        fn last(&self) -> &Record {
+            self.records.last().expect("a record")
+        }
+        fn intent(&mut self, p: Phase) -> &mut Saves {
+            self.save(|r, now| r.phases.get_mut(p).intent_at = Some(now))
+        }
+        fn done(&mut self, p: Phase, detail: &str) -> &mut Saves {
+            let detail = detail.to_string();
+            self.save(|r, now| {
+                let pr = r.phases.get_mut(p);
+                pr.intent_at.get_or_insert(now);
+                pr.done_at = Some(now);
+                pr.status = Some(PhaseStatus::Done);
+                pr.detail = Some(detail);
+            })
+        }
+        /// Lock, snapshot, migrate, assets and deploy, each intent then done.
+        fn up_to_shift(&mut self) -> &mut Saves {
+            self.done(Phase::Lock, "held by alice@ops-1");
+            for p in [
+                Phase::Snapshot,
+                Phase::Migrate,
+                Phase::Assets,
+                Phase::Deploy,
+            ] {
+                self.intent(p).done(p, &format!("{p} ok"));
+            }
+            self.intent(Phase::Shift)
+        }
+        fn step(&mut self, index: usize, weight: u8) -> &mut Saves {
+            self.save(move |r, now| {
+                r.shift.step = index;
+                r.shift.step_started_at = Some(now);
+            })
+            .save(move |r, _| {
+                r.weights = Some(LedgerWeights {
+                    blue: 100 - weight,
+                    green: weight,
+                });
+                r.weights_log.push(WeightsSet {
+                    blue: 100 - weight,
+                    green: weight,
+                    step: Some(index),
+                });
+                r.shift.baked_s = 1.5;
+            })
+        }
+        fn gate(&mut self, index: usize, weight: u8, verdict: GateVerdict) -> &mut Saves {
+            self.save(move |r, now| {
+                let waited = r.shift.waiting_since.map(|since| Waited {
+                    since,
+                    until: r.shift.waiting_until,
+                });
+                r.gates.push(GateRecord {
+                    index,
+                    weight,
+                    verdict,
+                    reason: None,
+                    at: now,
+                    signal: None,
+                    phase: Phase::Shift,
+                    waited: if verdict == GateVerdict::Approved {
+                        waited
+                    } else {
+                        None
+                    },
+                });
+                r.shift.waiting_since = None;
+                r.shift.waiting_until = None;
+                if matches!(verdict, GateVerdict::Passed | GateVerdict::Advanced) {
+                    r.shift.step = index + 1;
+                    r.shift.step_started_at = None;
+                }
+            })
+        }
+        fn failed(&mut self, index: usize, weight: u8, phase: Phase) -> &mut Saves {
+            self.save(move |r, now| {
+                r.gates.push(GateRecord {
+                    index,
+                    weight,
+                    verdict: GateVerdict::Failed,
+                    reason: Some("green 30.0% 5xx".into()),
+                    at: now,
+                    signal: Some(Signal::ErrorRate),
+                    phase,
+                    waited: None,
+                });
+            })
+        }
+        fn rollback(&mut self) -> &mut Saves {
+            self.save(|r, now| {
+                r.rollback_reason = Some("5xx rate: green 30.0% 5xx".into());
+                r.phases.rollback.intent_at = Some(now);
+            })
+            .save(|r, _| {
+                r.weights = Some(LedgerWeights {
+                    blue: 100,
+                    green: 0,
+                });
+                r.weights_log.push(WeightsSet {
+                    blue: 100,
+                    green: 0,
+                    step: None,
+                });
+            })
+            .save(|r, now| {
+                let p = &mut r.phases.rollback;
+                p.done_at = Some(now);
+                p.status = Some(PhaseStatus::Done);
+                p.detail = Some("traffic 100% blue".into());
+            })
+        }
+        fn outcome(&mut self, outcome: Outcome, code: i32, message: &str) -> &mut Saves {
+            let message = message.to_string();
+            self.save(move |r, now| {
+                r.outcome = Some(outcome);
+                r.exit_code = Some(code);
+                r.message = Some(message);
+                r.finished_at = Some(now);
+            })
+        }
+    }
+
+    /// Reported save by save (the engine) and read at once (a watcher attaching late), or
+    /// every other save (a watcher polling slower than the saves): always the same events,
+    /// in the same order, and nothing said twice.
+    fn told_every_way(saves: &Saves) -> Vec<Event> {
+        let plan = plan();
+        let all = history(&plan, saves.last());
+        let mut engine = Vec::new();
+        let mut prev: Option<&Record> = None;
+        for r in &saves.records {
+            engine.extend(since(&plan, prev, r));
+            prev = Some(r);
+        }
+        assert_eq!(engine, all, "save by save");
+        assert_eq!(since(&plan, None, saves.last()), all, "at once");
+        let mut slow = Vec::new();
+        let mut prev: Option<&Record> = None;
+        for r in saves.records.iter().step_by(2).chain([saves.last()]) {
+            slow.extend(since(&plan, prev, r));
+            prev = Some(r);
+        }
+        assert_eq!(slow, all, "every other save");
+        all
+    }
+
+    fn kinds(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::PhaseStarted { phase } => format!("start {phase}"),
+                Event::PhaseFinished { phase, status, .. } => format!("finish {phase} {status:?}"),
+                Event::LockAcquired { holder } => format!("lock {holder}"),
+                Event::StepStarted { index, weight, .. } => format!("step {index} {weight}"),
+                Event::WeightsChanged { blue, green } => format!("weights {blue}/{green}"),
+                Event::GateWaiting { index, .. } => format!("waiting {index}"),
+                Event::GatePassed { index, .. } => format!("passed {index}"),
+                Event::GateFailed { index, signal, .. } => format!("failed {index} {signal:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_finalized_release_step_by_step() {
+        let mut s = Saves::new();
+        s.up_to_shift()
+            .step(0, 10)
+            .gate(0, 10, GateVerdict::Passed)
+            .step(1, 50)
+            .save(|r, now| {
+                r.shift.waiting_since = Some(now);
+                r.shift.waiting_until = Some(now + chrono::Duration::hours(1));
+            })
+            .gate(1, 50, GateVerdict::Approved)
+            .gate(1, 50, GateVerdict::Passed)
+            .step(2, 100)
+            .gate(2, 100, GateVerdict::Advanced)
+            .done(Phase::Shift, "3 steps; green has 100%")
+            .intent(Phase::Finalize)
+            .save(|r, now| {
+                r.outcome = Some(Outcome::Finalized);
+                r.exit_code = Some(0);
+                r.message = Some("1.4.0 is live on green".into());
+                r.finished_at = Some(now);
+                let p = &mut r.phases.finalize;
+                p.done_at = Some(now);
+                p.status = Some(PhaseStatus::Done);
+                p.detail = Some("1.4.0 live on green".into());
+            });
+        let events = told_every_way(&s);
+        let mut want: Vec<String> = ["start lock", "lock alice@ops-1", "finish lock Done"]
+            .map(String::from)
+            .to_vec();
+        for p in ["snapshot", "migrate", "assets", "deploy"] {
+            want.push(format!("start {p}"));
+            want.push(format!("finish {p} Done"));
+        }
+        want.extend(
+            [
+                "start shift",
+                "step 0 10",
+                "weights 90/10",
+                "passed 0",
+                "step 1 50",
+                "weights 50/50",
+                "waiting 1",
+                "passed 1",
+                "step 2 100",
+                "weights 0/100",
+                "passed 2",
+                "finish shift Done",
+                "start finalize",
+                "finish finalize Done",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(kinds(&events), want);
+        // Durations are the recorded done − intent.
+        assert!(events.contains(&Event::PhaseFinished {
+            phase: Phase::Snapshot,
+            status: PhaseStatus::Done,
+            detail: Some("snapshot ok".into()),
+            duration_ms: 2000,
+        }));
+        // The wait names how to approve and until when, from the record alone.
+        let waiting = events
+            .iter()
+            .find_map(|e| match e {
+                Event::GateWaiting { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .expect("a wait");
+        assert!(
+            waiting.contains("glidepath approve examples/rehearsal.toml --step 2")
+                && waiting.contains("unapproved by ")
+                && waiting.contains("rolls back"),
+            "{waiting}"
+        );
+        assert_eq!(
+            finished(s.last()),
+            Some(Event::ReleaseFinished {
+                outcome: Outcome::Finalized,
+                exit_code: 0,
+                message: "1.4.0 is live on green".into(),
+                snapshot_id: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_gate_rolls_back() {
+        let mut s = Saves::new();
+        s.up_to_shift()
+            .step(0, 10)
+            .gate(0, 10, GateVerdict::Passed)
+            .step(1, 50)
+            .failed(1, 50, Phase::Shift)
+            .rollback()
+            .outcome(Outcome::RolledBack, 3, "rolled back to blue: 5xx");
+        let events = told_every_way(&s);
+        let k = kinds(&events);
+        assert_eq!(
+            k[k.len() - 7..],
+            [
+                "step 1 50",
+                "weights 50/50",
+                "failed 1 ErrorRate",
+                "finish shift Failed",
+                "start rollback",
+                "weights 100/0",
+                "finish rollback Done",
+            ]
+        );
+        assert!(events.contains(&Event::GateFailed {
+            index: 1,
+            weight: 50,
+            signal: Signal::ErrorRate,
+            reason: "green 30.0% 5xx".into(),
+        }));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::PhaseFinished { phase: Phase::Shift, detail: Some(d), .. }
+                if d == "rolling back: 5xx rate: green 30.0% 5xx"
+        )));
+    }
+
+    #[test]
+    fn a_failed_smoke_test_fails_the_deploy_before_any_traffic() {
+        let mut s = Saves::new();
+        s.done(Phase::Lock, "held by alice@ops-1");
+        for p in [Phase::Snapshot, Phase::Migrate, Phase::Assets] {
+            s.intent(p).done(p, "ok");
+        }
+        s.intent(Phase::Deploy)
+            .failed(0, 0, Phase::Deploy)
+            .rollback()
+            .outcome(Outcome::RolledBack, 3, "rolled back to blue");
+        let k = kinds(&told_every_way(&s));
+        assert_eq!(
+            k[k.len() - 6..],
+            [
+                "start deploy",
+                "failed 0 ErrorRate",
+                "finish deploy Failed",
+                "start rollback",
+                "weights 100/0",
+                "finish rollback Done",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_migration_closes_its_phase_with_the_ending() {
+        let mut s = Saves::new();
+        s.done(Phase::Lock, "held by alice@ops-1")
+            .intent(Phase::Snapshot)
+            .done(Phase::Snapshot, "snap-1")
+            .intent(Phase::Migrate)
+            .outcome(Outcome::Failed, 5, "the migration exited 1");
+        let events = told_every_way(&s);
+        assert_eq!(
+            events.last(),
+            Some(&Event::PhaseFinished {
+                phase: Phase::Migrate,
+                status: PhaseStatus::Failed,
+                detail: Some("the migration exited 1".into()),
+                duration_ms: 2000,
+            })
+        );
+        assert!(matches!(
+            finished(s.last()),
+            Some(Event::ReleaseFinished {
+                outcome: Outcome::Failed,
+                exit_code: 5,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_interruption_ends_the_run_and_a_resume_takes_nothing_back() {
+        let mut s = Saves::new();
+        s.up_to_shift().step(0, 10).save(|r, now| {
+            r.interrupted = Some(Interruption {
+                at: now,
+                message: "stopped by the operator".into(),
+            })
+        });
+        let events = told_every_way(&s);
+        assert_eq!(kinds(&events[events.len() - 1..]), ["finish shift Failed"]);
+        assert!(matches!(
+            finished(s.last()),
+            Some(Event::ReleaseFinished {
+                outcome: Outcome::Interrupted,
+                exit_code: 1,
+                ..
+            })
+        ));
+        // `resume` clears the interruption and notes who took over: only that is new.
+        let plan = plan();
+        let before = s.last().clone();
+        s.save(|r, _| {
+            r.interrupted = None;
+            r.resumed_at = Some(t(100));
+            r.resumed_by = Some("bob@ops-2".into());
+        });
+        assert_eq!(
+            since(&plan, Some(&before), s.last()),
+            [Event::LockAcquired {
+                holder: "bob@ops-2".into()
+            }]
+        );
+        assert_eq!(finished(s.last()), None);
+        // Then the release goes on as if never stopped.
+        s.gate(0, 10, GateVerdict::Passed).step(1, 50);
+        let after = kinds(&since(&plan, Some(&before), s.last()));
+        assert_eq!(
+            after,
+            ["lock bob@ops-2", "passed 0", "step 1 50", "weights 50/50"]
+        );
+    }
+
+    #[test]
+    fn nothing_new_is_nothing_said() {
+        let mut s = Saves::new();
+        s.up_to_shift().step(0, 10);
+        let plan = plan();
+        let r = s.last().clone();
+        s.save(|r, _| r.shift.baked_s = 2.5);
+        assert!(since(&plan, Some(&r), s.last()).is_empty());
+        assert!(since(&plan, Some(&r), &r).is_empty());
+    }
+
+    /// A record as the binary before typed gate records wrote it: verdicts as strings, a
+    /// failure's signal joined into its reason, no phase, no weight log.
+    const OLD_RECORD: &str = r#"{
+      "id": "1.4.0-x", "app": "shop", "environment": "rehearsal", "version": "1.4.0",
+      "plan_digest": "d", "holder": "alice@ops-1", "live": "blue", "target": "green",
+      "live_version": null, "started_at": "2027-01-15T08:00:00Z",
+      "updated_at": "2027-01-15T08:01:00Z",
+      "phases": {
+        "lock": {"intent_at": "2027-01-15T08:00:00Z", "done_at": "2027-01-15T08:00:01Z", "status": "done", "detail": "held by alice@ops-1"},
+        "snapshot": {"intent_at": "2027-01-15T08:00:01Z", "done_at": "2027-01-15T08:00:03Z", "status": "done", "detail": "snap"},
+        "migrate": {"intent_at": null, "done_at": "2027-01-15T08:00:03Z", "status": "skipped", "detail": "no migration"},
+        "assets": {"intent_at": null, "done_at": "2027-01-15T08:00:03Z", "status": "skipped", "detail": null},
+        "deploy": {"intent_at": "2027-01-15T08:00:03Z", "done_at": "2027-01-15T08:00:10Z", "status": "done", "detail": "ok"},
+        "shift": {"intent_at": "2027-01-15T08:00:10Z", "done_at": null, "status": null, "detail": null},
+        "finalize": {"intent_at": null, "done_at": null, "status": null, "detail": null},
+        "rollback": {"intent_at": null, "done_at": null, "status": null, "detail": null}
+      },
+      "snapshot_id": "snap", "task_definition": "app:2", "started_by": null,
+      "task_arn": null, "task_exit_code": null, "desired": 2,
+      "shift": {"step": 1, "step_started_at": "2027-01-15T08:00:40Z", "baked_s": 3.0, "approved": false},
+      "gates": [
+        {"index": 0, "weight": 10, "verdict": "passed", "reason": null, "at": "2027-01-15T08:00:40Z"},
+        {"index": 1, "weight": 50, "verdict": "failed", "reason": "5xx rate: green 30.0% 5xx", "at": "2027-01-15T08:00:50Z", "signal": "error_rate"}
+      ],
+      "rollback_reason": null, "rollback_by_gate": false, "outcome": null,
+      "exit_code": null, "message": null, "finished_at": null,
+      "weights": {"blue": 50, "green": 50}
+    }"#;
+
+    #[test]
+    fn a_record_in_the_old_shape_reads_typed() {
+        let r: Record = serde_json::from_str(OLD_RECORD).expect("old record reads");
+        let failed = &r.gates[1];
+        assert_eq!(failed.verdict, GateVerdict::Failed);
+        assert_eq!(failed.signal, Some(Signal::ErrorRate));
+        assert_eq!(failed.reason.as_deref(), Some("green 30.0% 5xx"));
+        assert_eq!(failed.phase, Phase::Shift);
+        assert_eq!(r.gates[0].verdict, GateVerdict::Passed);
+        let k = kinds(&history(&plan(), &r));
+        // Its last weights stand for the step it is in; the shift is not finished.
+        assert_eq!(
+            k[k.len() - 5..],
+            [
+                "step 0 10",
+                "passed 0",
+                "step 1 50",
+                "weights 50/50",
+                "failed 1 ErrorRate",
+            ]
+        );
+        // A new record keeps its reason as written, whatever it starts with.
+        let mut g = r.gates[1].clone();
+        g.reason = Some("5xx rate: looks joined but is not".into());
+        let again: GateRecord = serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+        assert_eq!(again, g);
+    }
+}

@@ -1,0 +1,204 @@
+//! Watch says what run said: for every drill scenario of the stage, a release through the
+//! real binary in scripted JSON mode and, at the same time, `glidepath watch --output json`
+//! on the same ledger. The durable events (`engine::durable::KINDS`, plus the
+//! `release_started` header) of both must be the same, in the same order, field for field
+//! (`ts` aside: watch notices later).
+
+use crate::common;
+
+use glidepath::engine::durable;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+/// Every scenario file under localstack/scenarios has a test below.
+const SCENARIOS: [&str; 9] = [
+    "alarm-fires",
+    "green-5xx",
+    "green-5xx-alb",
+    "green-slow",
+    "green-unhealthy",
+    "happy",
+    "happy-alb",
+    "migration-fails",
+    "snapshot-slow",
+];
+
+#[test]
+fn every_stage_scenario_is_drilled() {
+    let dir = common::repo_root().join("localstack/scenarios");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .expect("scenarios dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".toml").map(String::from)
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, SCENARIOS, "add a test below for each new scenario");
+}
+
+/// examples/rehearsal.toml, made short for a drill: absolute assets dir (the plan lives
+/// in a temp dir), a quick deploy timeout and data wait, and for ALB-like scenarios the
+/// plan timing they need (as `drills::alb_plan`).
+fn drill_plan_text(scenario: &str) -> String {
+    let root = common::repo_root();
+    let mut text =
+        std::fs::read_to_string(root.join("examples/rehearsal.toml")).expect("rehearsal plan");
+    let mut set = |from: &str, to: &str| {
+        assert!(
+            text.contains(from),
+            "examples/rehearsal.toml has no `{from}`"
+        );
+        text = text.replacen(from, to, 1);
+    };
+    set(
+        "dir = \"../assets\"",
+        &format!("dir = {:?}", common::path_str(&root.join("assets"))),
+    );
+    set(
+        "timeout = \"2m\"                                       # green",
+        "timeout = \"15s\" # green",
+    );
+    set("max_wait = \"2m\"", "max_wait = \"20s\"");
+    if scenario.ends_with("-alb") {
+        set("poll_interval = \"1s\"", "poll_interval = \"2s\"");
+        set("max_blind = \"10s\"", "max_blind = \"20s\"");
+        set("metric_period = \"1s\"", "metric_period = \"5s\"");
+        set("metric_delay = \"1s\"", "metric_delay = \"9s\"");
+        set("weight_settle = \"1s\"", "weight_settle = \"3s\"");
+    }
+    text
+}
+
+fn glidepath(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glidepath"));
+    cmd.arg("--endpoint-url")
+        .arg(endpoint)
+        .args(args)
+        .current_dir(common::repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// The durable events of a JSON Lines stream, without `ts`.
+fn durable_events(out: &str, context: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}\n{context}")))
+        .filter(|v| {
+            let t = v["type"].as_str().unwrap_or_default();
+            t == "release_started" || durable::KINDS.contains(&t)
+        })
+        .map(|mut v| {
+            v.as_object_mut().expect("an object").remove("ts");
+            v
+        })
+        .collect()
+}
+
+async fn watch_says_what_run_said(scenario: &str) {
+    let seeded = common::seeded_stage(scenario, common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let (_dir, plan) = common::temp_file("drill.toml", &drill_plan_text(scenario));
+    let plan = common::path_str(&plan);
+
+    // Watch first, waiting for the release: it sees the release from its start.
+    let watcher = glidepath(&endpoint, &["watch", &plan, "--output", "json", "--wait"])
+        .spawn()
+        .expect("start glidepath watch");
+    let release = glidepath(
+        &endpoint,
+        &[
+            "release",
+            &plan,
+            "--version",
+            "drill",
+            "--non-interactive",
+            "--auto-approve",
+            "--output",
+            "json",
+        ],
+    )
+    .spawn()
+    .expect("start glidepath release");
+    let (release, watched) = tokio::task::spawn_blocking(move || {
+        (
+            release.wait_with_output().expect("release"),
+            watcher.wait_with_output().expect("watch"),
+        )
+    })
+    .await
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (run_out, watch_out) = (text(&release.stdout), text(&watched.stdout));
+    let context = format!(
+        "scenario {scenario}\nrelease exit {:?}\n{run_out}\n{}\nwatch exit {:?}\n{watch_out}\n{}\nstage:\n{}",
+        release.status.code(),
+        text(&release.stderr),
+        watched.status.code(),
+        text(&watched.stderr),
+        seeded.stage.stderr_text()
+    );
+    assert_eq!(
+        watched.status.code(),
+        release.status.code(),
+        "watch exits with the release's code\n{context}"
+    );
+    let ran = durable_events(&run_out, &context);
+    let saw = durable_events(&watch_out, &context);
+    assert!(
+        ran.last().is_some_and(|v| v["type"] == "release_finished")
+            && ran.iter().any(|v| v["type"] == "phase_finished"),
+        "{context}"
+    );
+    for (i, (r, w)) in ran.iter().zip(&saw).enumerate() {
+        assert_eq!(r, w, "durable event {i} differs\n{context}");
+    }
+    assert_eq!(ran.len(), saw.len(), "{context}");
+}
+
+#[tokio::test]
+async fn watch_drill_alarm_fires() {
+    watch_says_what_run_said("alarm-fires").await;
+}
+
+#[tokio::test]
+async fn watch_drill_green_5xx() {
+    watch_says_what_run_said("green-5xx").await;
+}
+
+#[tokio::test]
+async fn watch_drill_green_5xx_alb() {
+    watch_says_what_run_said("green-5xx-alb").await;
+}
+
+#[tokio::test]
+async fn watch_drill_green_slow() {
+    watch_says_what_run_said("green-slow").await;
+}
+
+#[tokio::test]
+async fn watch_drill_green_unhealthy() {
+    watch_says_what_run_said("green-unhealthy").await;
+}
+
+#[tokio::test]
+async fn watch_drill_happy() {
+    watch_says_what_run_said("happy").await;
+}
+
+#[tokio::test]
+async fn watch_drill_happy_alb() {
+    watch_says_what_run_said("happy-alb").await;
+}
+
+#[tokio::test]
+async fn watch_drill_migration_fails() {
+    watch_says_what_run_said("migration-fails").await;
+}
+
+#[tokio::test]
+async fn watch_drill_snapshot_slow() {
+    watch_says_what_run_said("snapshot-slow").await;
+}
