@@ -119,7 +119,9 @@ pub fn protected_versions(index: &Index) -> Vec<String> {
 /// has run yet.
 pub async fn read_index(s3c: &Client, state: &StateConfig) -> Result<Option<Index>, EngineError> {
     let store = S3State::new(s3c.clone(), &state.bucket, &state.prefix);
-    Ok(Doc::<Index>::load(&store, INDEX_KEY).await?.map(|d| d.value))
+    Ok(Doc::<Index>::load(&store, INDEX_KEY)
+        .await?
+        .map(|d| d.value))
 }
 
 /// `s3://bucket/prefix/ledger/index.json`, for messages.
