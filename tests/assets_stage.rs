@@ -79,3 +79,9 @@ async fn binary_prune_protects_ledger_versions() {
     let (_stage, env) = stage().await;
     body::binary_prune_protects_ledger_versions(&env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prune_refuses_an_unreadable_index() {
+    let (_stage, env) = stage().await;
+    body::binary_prune_refuses_an_unreadable_index(&env).await;
+}

@@ -166,7 +166,8 @@ fn publish_config(
     Ok(cfg)
 }
 
-async fn client(g: &Global, plan: Option<&Plan>) -> aws_sdk_s3::Client {
+/// Where to call S3: the flags first, then the plan, then the environment.
+fn target(g: &Global, plan: Option<&Plan>) -> Target {
     let region = g
         .region
         .clone()
@@ -174,15 +175,14 @@ async fn client(g: &Global, plan: Option<&Plan>) -> aws_sdk_s3::Client {
         .or_else(|| std::env::var("AWS_REGION").ok())
         .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
         .unwrap_or_else(|| "us-east-1".into());
-    let target = Target {
+    Target {
         region,
         endpoint_url: g
             .endpoint_url
             .clone()
             .or_else(|| plan.and_then(|p| p.endpoint_url.clone())),
         profile: g.profile.clone(),
-    };
-    s3(&sdk_config(&target).await)
+    }
 }
 
 async fn publish(
@@ -193,7 +193,7 @@ async fn publish(
     version: &str,
     concurrency: usize,
 ) -> CmdResult {
-    let s3c = client(g, plan).await;
+    let s3c = s3(&sdk_config(&target(g, plan)).await);
     let mut publisher = Publisher::new(s3c, cfg).with_options(PublishOptions {
         concurrency: concurrency.max(1),
         ..PublishOptions::default()
@@ -285,9 +285,10 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
         )));
     };
     let keep = keep.unwrap_or(cfg.retention) as usize;
-    let s3c = client(g, Some(plan)).await;
-    let protected = match protected_versions(&s3c, &plan.state).await {
-        Ok(Some(p)) => {
+    let s3c = s3(&sdk_config(&target(g, Some(plan))).await);
+    let protected = match prune::read_index(&s3c, &plan.state).await {
+        Ok(Some(index)) => {
+            let p = prune::protected_versions(&index);
             eprintln!(
                 "glidepath: protecting the live and standby versions from the ledger: {}",
                 if p.is_empty() {
@@ -300,9 +301,8 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
         }
         Ok(None) => {
             eprintln!(
-                "glidepath: no ledger index at s3://{}/{}; protecting the newest {keep} version(s) only",
-                plan.state.bucket,
-                ledger_index_key(&plan.state)
+                "glidepath: no ledger index at {}; protecting the newest {keep} version(s) only",
+                prune::index_location(&plan.state)
             );
             vec![]
         }
@@ -329,120 +329,9 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
     }
 }
 
-fn ledger_index_key(state: &crate::plan::StateConfig) -> String {
-    assets::layout::join(
-        &assets::layout::normalize_prefix(&state.prefix),
-        crate::engine::ledger::INDEX_KEY,
-    )
-}
-
-/// The live and standby releases' versions from the ledger index, or None when there is no
-/// index yet (no release has run). Reads `live` / `standby` (a version string or an object
-/// with a `version`) and `live_version` / `standby_version` at the top level.
-async fn protected_versions(
-    s3c: &aws_sdk_s3::Client,
-    state: &crate::plan::StateConfig,
-) -> Result<Option<Vec<String>>, String> {
-    let key = ledger_index_key(state);
-    let out = match s3c
-        .get_object()
-        .bucket(&state.bucket)
-        .key(&key)
-        .send()
-        .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            if status == Some(404) {
-                return Ok(None);
-            }
-            return Err(format!(
-                "GetObject s3://{}/{key}: {}",
-                state.bucket,
-                aws_sdk_s3::error::DisplayErrorContext(&e)
-            ));
-        }
-    };
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| format!("reading s3://{}/{key}: {e}", state.bucket))?
-        .into_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("s3://{}/{key} is not JSON: {e}", state.bucket))?;
-    Ok(Some(versions_in_index(&json)))
-}
-
-fn versions_in_index(json: &serde_json::Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for field in ["live", "standby"] {
-        match json.get(field) {
-            Some(serde_json::Value::String(v)) => out.push(v.clone()),
-            Some(obj) => {
-                if let Some(v) = obj.get("version").and_then(|v| v.as_str()) {
-                    out.push(v.to_string());
-                }
-            }
-            None => {}
-        }
-        if let Some(v) = json
-            .get(format!("{field}_version"))
-            .and_then(|v| v.as_str())
-        {
-            out.push(v.to_string());
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ledger_index_shapes() {
-        let j =
-            serde_json::json!({"live": {"version": "1.2.0", "colour": "blue"}, "standby": "1.1.0"});
-        assert_eq!(versions_in_index(&j), ["1.1.0", "1.2.0"]);
-        let j = serde_json::json!({"live_version": "3", "releases": []});
-        assert_eq!(versions_in_index(&j), ["3"]);
-        assert!(versions_in_index(&serde_json::json!({})).is_empty());
-    }
-
-    /// The index exactly as the engine writes it.
-    #[test]
-    fn reads_the_engines_index() {
-        use crate::engine::event::ColourName;
-        use crate::engine::ledger::{Index, Slot};
-        let index = Index {
-            live: Some(Slot {
-                version: "2.0.0".into(),
-                colour: ColourName::Green,
-                release: Some("r2".into()),
-            }),
-            standby: Some(Slot {
-                version: "1.9.0".into(),
-                colour: ColourName::Blue,
-                release: None,
-            }),
-            ..Index::default()
-        };
-        let json = serde_json::to_value(&index).unwrap();
-        assert_eq!(versions_in_index(&json), ["1.9.0", "2.0.0"]);
-        let key = ledger_index_key(&crate::plan::StateConfig {
-            bucket: "b".into(),
-            prefix: "/glidepath/shop/prod/".into(),
-            lease: Duration::from_secs(1),
-        });
-        assert_eq!(
-            key,
-            format!("glidepath/shop/prod/{}", crate::engine::ledger::INDEX_KEY)
-        );
-    }
 
     #[test]
     fn flags_alone_make_a_config_and_missing_flags_are_named() {

@@ -1118,3 +1118,36 @@ pub async fn binary_prune_protects_ledger_versions(env: &S3Env) {
         ["static/v1", "static/v2", "static/v4"]
     );
 }
+
+/// An index in a shape the engine does not write (here `live` without a `version`) is an
+/// error that removes nothing, not an empty list of protected versions.
+pub async fn binary_prune_refuses_an_unreadable_index(env: &S3Env) {
+    let assets = env.bucket("prune-odd").await;
+    let state = env.bucket("prune-odd-state").await;
+    let tree = site();
+    let plan_dir = plan_file(env, tree.path(), &assets, &state);
+    let plan = plan_dir.path().join("plan.toml");
+    let plan = plan.to_str().expect("utf-8 path");
+    for v in ["v1", "v2", "v3"] {
+        change(tree.path(), &["index.html"], v);
+        let (code, out, err) = run(glidepath(env, &["assets", "publish", plan, "--version", v]));
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let index = serde_json::json!({"live": {"ver": "v1"}, "releases": []});
+    env.s3
+        .put_object()
+        .bucket(&state)
+        .key("glidepath/shop/rehearsal/ledger/index.json")
+        .body(serde_json::to_vec(&index).expect("json").into())
+        .send()
+        .await
+        .expect("put index");
+    let before = env.listing(&assets, "").await;
+    let (code, out, err) = run(glidepath(env, &["assets", "prune", plan, "--keep", "1"]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("nothing was pruned") && err.contains("ledger/index.json"),
+        "says why and names the index: {err}"
+    );
+    assert_eq!(env.listing(&assets, "").await, before, "nothing removed");
+}

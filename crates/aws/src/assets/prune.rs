@@ -10,7 +10,9 @@ use super::layout;
 use super::manifest::Manifest;
 use super::s3::{self, classify, retry, s3_error, Retry, VersionInfo};
 use super::AssetsError;
-use crate::plan::AssetsConfig;
+use crate::engine::ledger::{Doc, EngineError, Index, INDEX_KEY};
+use crate::plan::{AssetsConfig, StateConfig};
+use crate::state::S3State;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
@@ -98,6 +100,34 @@ impl PruneReport {
             self.keep.join(", ")
         )
     }
+}
+
+/// The live and standby releases' versions in the ledger index, sorted, each once.
+pub fn protected_versions(index: &Index) -> Vec<String> {
+    let mut out: Vec<String> = [&index.live, &index.standby]
+        .into_iter()
+        .flatten()
+        .map(|s| s.version.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The ledger index under `[state]`, read with the engine's own types (so an index the
+/// engine would not understand is an error here too, not an empty list). None: no release
+/// has run yet.
+pub async fn read_index(s3c: &Client, state: &StateConfig) -> Result<Option<Index>, EngineError> {
+    let store = S3State::new(s3c.clone(), &state.bucket, &state.prefix);
+    Ok(Doc::<Index>::load(&store, INDEX_KEY)
+        .await?
+        .map(|d| d.value))
+}
+
+/// `s3://bucket/prefix/ledger/index.json`, for messages.
+pub fn index_location(state: &StateConfig) -> String {
+    let key = layout::join(&layout::normalize_prefix(&state.prefix), INDEX_KEY);
+    format!("s3://{}/{key}", state.bucket)
 }
 
 /// Prune under `cfg`'s bucket/prefix. `protected` versions are never removed.
@@ -225,6 +255,39 @@ mod tests {
     use super::*;
     use crate::assets::manifest::{Entry, FORMAT};
     use aws_sdk_s3::primitives::DateTime;
+
+    /// The index exactly as the engine writes it.
+    #[test]
+    fn protects_the_live_and_standby_versions_of_the_engines_index() {
+        use crate::engine::event::ColourName;
+        use crate::engine::ledger::Slot;
+        let mut index = Index {
+            live: Some(Slot {
+                version: "2.0.0".into(),
+                colour: ColourName::Green,
+                release: Some("r2".into()),
+            }),
+            standby: Some(Slot {
+                version: "1.9.0".into(),
+                colour: ColourName::Blue,
+                release: None,
+            }),
+            ..Index::default()
+        };
+        assert_eq!(protected_versions(&index), ["1.9.0", "2.0.0"]);
+        index.standby = index.live.clone();
+        assert_eq!(protected_versions(&index), ["2.0.0"]);
+        assert!(protected_versions(&Index::default()).is_empty());
+        let state = StateConfig {
+            bucket: "b".into(),
+            prefix: "/glidepath/shop/prod/".into(),
+            lease: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            index_location(&state),
+            format!("s3://b/glidepath/shop/prod/{INDEX_KEY}")
+        );
+    }
 
     fn v(name: &str, t: i64) -> VersionInfo {
         VersionInfo {
