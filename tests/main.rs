@@ -11,6 +11,7 @@ mod aws_adapters;
 mod drills;
 mod ending;
 mod engine;
+mod engine_live;
 mod gate_replay;
 mod gate_smoke;
 mod gate_stage;

@@ -201,6 +201,29 @@ pub struct Record {
     pub rolled_back_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub rolled_back_by: Option<String>,
+    /// The live colour before the migration (see `phases::live_watch`).
+    #[serde(default)]
+    pub live_baseline: Option<crate::gate::live::LiveBaseline>,
+    /// Set when the live colour was found unhealthy in its own terms during the shift.
+    #[serde(default)]
+    pub live_unhealthy: Option<String>,
+    /// The contract migration run on this (finalized) release's schema.
+    #[serde(default)]
+    pub contract: Option<ContractRecord>,
+}
+
+/// `glidepath contract` on a finalized release: exactly one task, recorded like the
+/// migration (intent with its `startedBy` first, the task, how it ended).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContractRecord {
+    pub started_by: String,
+    pub by: String,
+    pub intent_at: Option<DateTime<Utc>>,
+    pub task_arn: Option<String>,
+    pub exit_code: Option<i32>,
+    /// When the task exited 0: from then on the previous version's schema is gone.
+    pub done_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
 }
 
 impl Record {
@@ -250,6 +273,9 @@ impl Record {
             approvals: Vec::new(),
             rolled_back_at: None,
             rolled_back_by: None,
+            live_baseline: None,
+            live_unhealthy: None,
+            contract: None,
         }
     }
 
@@ -289,6 +315,9 @@ pub struct IndexEntry {
     pub rolled_back_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub rolled_back_by: Option<String>,
+    /// When the contract migration ran on this release (see [`ContractRecord`]).
+    #[serde(default)]
+    pub contracted_at: Option<DateTime<Utc>>,
 }
 
 impl IndexEntry {
@@ -305,6 +334,7 @@ impl IndexEntry {
             message: r.message.clone(),
             rolled_back_at: r.rolled_back_at,
             rolled_back_by: r.rolled_back_by.clone(),
+            contracted_at: r.contract.as_ref().and_then(|c| c.done_at),
         }
     }
 }
