@@ -19,6 +19,7 @@ mod localstack;
 mod operator_stage;
 mod plan_files;
 mod rehearse;
+mod schema_stage;
 mod release_stage;
 mod sequences;
 mod stage;
