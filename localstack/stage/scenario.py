@@ -35,6 +35,7 @@ class Fault:
     colour: str = "green"
     start_after_s: float = 0.0  # stage clock (scenario) or seconds after injection (control)
     when_weight_at_least: float | None = None  # the colour's listener weight, in percent
+    after_migration: bool | None = None  # True: only once a migration task exited 0
     duration_s: float | None = None  # None: until cleared
     error_rate: float | None = None  # target 5xx share of requests
     elb_error_rate: float | None = None  # ELB 5xx share of requests
@@ -202,7 +203,7 @@ def _blips(data: dict) -> Blips:
 
 FAULT_KEYS = {
     "kind", "colour", "start_after_s", "when_weight_at_least", "duration_s",
-    "error_rate", "elb_error_rate", "latency_ms", "alarm",
+    "error_rate", "elb_error_rate", "latency_ms", "alarm", "after_migration",
 }
 
 
@@ -222,6 +223,9 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
         raise ScenarioError(f"{where}: kind 'alarm' needs alarm = \"<alarm name>\"")
     if alarm is not None and not isinstance(alarm, str):
         raise ScenarioError(f"{where}.alarm must be a string")
+    after_migration = t.get("after_migration")
+    if after_migration is not None and not isinstance(after_migration, bool):
+        raise ScenarioError(f"{where}.after_migration must be true or false, got {after_migration!r}")
     fault = Fault(
         kind=kind,
         colour=colour,
@@ -232,6 +236,7 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
         elb_error_rate=_number(t, "elb_error_rate", where, None, 0.0, 1.0),
         latency_ms=_number(t, "latency_ms", where, None),
         alarm=alarm,
+        after_migration=after_migration or None,
     )
     # Each kind has a sensible default effect so a one-line fault does something visible.
     if kind == "5xx" and fault.error_rate is None:

@@ -5,7 +5,8 @@
 - RunTask tasks (migrations) run for migration.seconds, write the scenario's log lines to the
   task definition's awslogs group/stream, then stop with migration.exit_code.
 - RDS snapshots stay "creating" with rising PercentProgress for snapshot.seconds.
-- Faults switch on by stage clock or by the colour's listener weight; they bend target
+- Faults switch on by stage clock, by the colour's listener weight and/or once a migration
+  task exited 0 (a schema change that breaks the running version); they bend target
   health, the traffic metrics (traffic.py) and alarm states.
 
 Every method here runs under the world lock (the tick takes it; patched moto calls already
@@ -88,6 +89,7 @@ class Stagehand:
         self.thread = threading.Thread(target=self.run, name="stagehand", daemon=True)
         self.errors_seen: set[str] = set()
         self.last_prune = 0.0
+        self.migrated_at: float | None = None  # stage clock when a migration task first exited 0
 
     def clock(self) -> float:
         return time.monotonic() - self.t0
@@ -146,7 +148,8 @@ class Stagehand:
             if play.active_since is None:
                 due = clock >= play.armed_at + f.start_after_s
                 weighted = f.when_weight_at_least is None or self.colour_percent(f.colour) >= f.when_weight_at_least
-                if due and weighted:
+                migrated = not f.after_migration or self.migrated_at is not None
+                if due and weighted and migrated:
                     play.active_since = clock
             elif f.duration_s is not None and clock >= play.active_since + f.duration_s:
                 self.end_fault(play)
@@ -345,6 +348,13 @@ class Stagehand:
                 c.last_status = "STOPPED"
                 c.exitCode = sc.migration_exit_code
             play.done = True
+            self.migration_finished(clock, sc.migration_exit_code)
+
+    def migration_finished(self, clock: float, exit_code: int) -> None:
+        """A migration task stopped: faults with after_migration may start from now on."""
+        if exit_code == 0 and self.migrated_at is None:
+            self.migrated_at = clock
+            self.update_faults(clock)  # the very next request already meets the new schema
 
     def log_target(self, play: TaskPlay):
         """(logs backend, group, stream) from the container's awslogs config, or None."""
@@ -439,5 +449,6 @@ class Stagehand:
             "target_groups": groups,
             "services": services,
             "migration_tasks": tasks,
+            "migrated_at_s": None if self.migrated_at is None else round(self.migrated_at, 3),
             "snapshots_in_progress": snapshots,
         }

@@ -592,9 +592,28 @@ class ScenarioKeysTest(unittest.TestCase):
                              ("alb", 5, (3.0, 8.0), 2.0))
         self.assertEqual(load("green-5xx-alb").faults[0].error_rate, 0.022)
 
+    def test_a_fault_after_the_migration(self):
+        """migration-breaks-live: blue's 5xx start only once a migration task exited 0."""
+        from scenario import load
+        from stagehand import Stagehand
+        sc = load("migration-breaks-live")
+        (fault,) = sc.faults
+        self.assertEqual((fault.kind, fault.colour, fault.after_migration, fault.error_rate), ("5xx", "blue", True, 0.3))
+        hand = Stagehand(sc, TICK, threading.RLock())
+        hand.update_faults(100.0)
+        self.assertEqual(hand.active(), [], "not before any migration")
+        self.assertAlmostEqual(hand.effect("blue").error_rate, sc.blue.error_rate)
+        hand.migration_finished(101.0, 1)
+        self.assertEqual(hand.active(), [], "a failed migration changed nothing")
+        hand.migration_finished(102.0, 0)
+        self.assertEqual(hand.active(), [fault])
+        self.assertEqual(hand.effect("blue").error_rate, 0.3)
+        self.assertAlmostEqual(hand.effect("green").error_rate, sc.green.error_rate)
+
     def test_bad_values(self):
         from scenario import ScenarioError, parse
         for text, message in (
+            ("[[faults]]\nkind = \"5xx\"\nafter_migration = 1\n", "after_migration must be true or false"),
             ("[metrics]\nperiod_s = 2.5\n", "whole number"),
             ("[metrics]\npublish_delay_s = [5, 1]\n", "publish_delay_s"),
             ("[traffic]\nnoise = \"loud\"\n", "noise"),

@@ -19,6 +19,9 @@ pub const ROLLED_BACK: i32 = 3;
 pub const LOCKED: i32 = 4;
 /// 5: the migration failed; no traffic moved.
 pub const MIGRATION_FAILED: i32 = 5;
+/// 6: the migration broke the live colour (the running version); nothing was deployed and
+/// no traffic moved.
+pub const LIVE_BROKEN: i32 = 6;
 
 /// Why a release (or a rollback) ended the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,8 @@ pub enum Cause {
     LockHeld,
     /// The migration task failed.
     MigrationFailed,
+    /// The migration succeeded but the live colour degraded after it.
+    LiveBroken,
     /// `glidepath rollback` found traffic already where it would send it (never recorded).
     AlreadyBack,
 }
@@ -82,6 +87,7 @@ fn release_code(outcome: Outcome, cause: Cause) -> i32 {
         (Outcome::Failed, Cause::Usage) => USAGE,
         (Outcome::Failed, Cause::LockHeld) => LOCKED,
         (Outcome::Failed, Cause::MigrationFailed) => MIGRATION_FAILED,
+        (Outcome::Failed, Cause::LiveBroken) => LIVE_BROKEN,
         // Includes a rollback that did not complete, whatever asked for it.
         (Outcome::Failed, _) => UNEXPECTED,
     }
@@ -104,6 +110,7 @@ mod tests {
         assert_eq!(code(Failed, Usage), USAGE);
         assert_eq!(code(Failed, LockHeld), LOCKED);
         assert_eq!(code(Failed, MigrationFailed), MIGRATION_FAILED);
+        assert_eq!(code(Failed, LiveBroken), LIVE_BROKEN);
         assert_eq!(code(Failed, Unexpected), UNEXPECTED);
         // `glidepath rollback` succeeded when traffic is back, whatever ended the release.
         let rb = |o, c| code_for(Process::Rollback, o, c);

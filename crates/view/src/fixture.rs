@@ -207,7 +207,9 @@ pub fn sample_plan(production: bool) -> Plan {
             subnets: vec!["subnet-1".into()],
             security_groups: vec!["sg-1".into()],
             assign_public_ip: false,
+            watch: Duration::from_secs(180),
         }),
+        contract: None,
         assets: Some(AssetsConfig {
             dir: PathBuf::from("public"),
             bucket: "shop-assets".into(),

@@ -5,7 +5,7 @@
 //! progress so a snapshot does not print a hundred lines.
 
 use super::text;
-use crate::engine::event::{Envelope, Event, Outcome, Phase, PhaseStatus};
+use crate::engine::event::{Envelope, Event, LiveStage, Outcome, Phase, PhaseStatus};
 use std::collections::HashMap;
 
 /// How an event should catch the eye.
@@ -208,6 +208,28 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             }
             ("release", m)
         }
+        Event::LiveWatch {
+            colour,
+            stage,
+            verdict,
+            summary,
+            watched_s,
+            watch_s,
+            ..
+        } => {
+            let c = colour.name();
+            let m = match (stage, verdict) {
+                (_, crate::gate::Verdict::Fail { signal, reason }) => {
+                    format!("live colour {c} FAILED its own check ({signal}): {reason}")
+                }
+                (LiveStage::Baseline, _) => summary.clone(),
+                (LiveStage::Watch, _) => format!(
+                    "live colour {c} after the migration: {summary} (watched {watched_s:.0}s of {watch_s:.0}s)"
+                ),
+                (LiveStage::Shift, _) => format!("live colour {c}: {summary}"),
+            };
+            ("live", m)
+        }
     }
 }
 
@@ -230,6 +252,10 @@ pub fn severity(ev: &Event) -> Severity {
             _ => Severity::Quiet,
         },
         Event::GateFailed { .. } => Severity::Bad,
+        Event::LiveWatch { verdict, .. } => match verdict {
+            Verdict::Fail { .. } => Severity::Bad,
+            _ => Severity::Quiet,
+        },
         Event::GatePassed { .. } => Severity::Good,
         Event::GateWaiting { .. }
         | Event::Paused { .. }

@@ -249,6 +249,30 @@ pub enum Event {
         /// Snapshot to restore from in a disaster (printed on failure).
         snapshot_id: Option<String>,
     },
+    /// The live colour judged against itself: its baseline before the migration, the
+    /// watch after it, and (on failure only) during the shift.
+    LiveWatch {
+        colour: ColourName,
+        stage: LiveStage,
+        verdict: Verdict,
+        summary: String,
+        evidence: Vec<crate::gate::Evidence>,
+        /// Seconds of complete periods observed / `migration.watch` (0 during the shift).
+        watched_s: f64,
+        watch_s: f64,
+    },
+}
+
+/// Which look at the live colour a [`Event::LiveWatch`] is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveStage {
+    /// Before the migration: what the live colour looks like (its own yardstick).
+    Baseline,
+    /// After the migration, before anything is deployed.
+    Watch,
+    /// During the shift: the live colour is unhealthy in its own terms.
+    Shift,
 }
 
 /// What the operator (or the script) tells the engine.

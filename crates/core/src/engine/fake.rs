@@ -99,6 +99,12 @@ pub struct World {
     pub health_polls: u32,
     /// Someone sets the listener to these weights by hand at this health poll (1-based).
     pub hand_weights: Option<(u32, Weights)>,
+    /// Once a migration task exited 0, blue answers like this (a schema change that broke
+    /// the running version).
+    pub blue_after_migration: Option<ColourSample>,
+    /// Once green has at least this share, blue answers like this (the live colour breaks
+    /// during the shift).
+    pub blue_during_shift: Option<(u8, ColourSample)>,
     /// How long after its end a period's data becomes visible.
     pub publish_delay: Duration,
     /// Alarms that exist (the plan's, unless a test removes one).
@@ -227,6 +233,8 @@ impl FakeWorld {
                 healthy_sample: healthy_sample(),
                 health_polls: 0,
                 hand_weights: None,
+                blue_after_migration: None,
+                blue_during_shift: None,
                 publish_delay: plan.gates.metric_delay,
                 alarms: plan.gates.alarms.clone(),
                 plan_alarms: plan.gates.alarms.clone(),
@@ -721,10 +729,22 @@ impl Health for FakeWorld {
                     w.weights = weights;
                 }
             }
-            let sample = w
+            let mut sample = w
                 .health_script
                 .pop_front()
                 .unwrap_or_else(|| Ok(w.healthy_sample.clone()))?;
+            let migrated = w
+                .tasks
+                .iter()
+                .any(|t| t.info.last_status == "STOPPED" && t.info.exit_code == Some(0));
+            if let (true, Some(blue)) = (migrated, &w.blue_after_migration) {
+                sample.blue = blue.clone();
+            }
+            if let Some((at, blue)) = &w.blue_during_shift {
+                if w.weights.green >= *at {
+                    sample.blue = blue.clone();
+                }
+            }
             Ok(w.poll_with(sample))
         })
         .await

@@ -292,6 +292,29 @@ pub struct Record {
     /// Who took the release over with `glidepath resume` (or a rollback) last.
     #[serde(default)]
     pub resumed_by: Option<String>,
+    /// The live colour before the migration (see `phases::live_watch`).
+    #[serde(default)]
+    pub live_baseline: Option<crate::gate::live::LiveBaseline>,
+    /// Set when the live colour was found unhealthy in its own terms during the shift.
+    #[serde(default)]
+    pub live_unhealthy: Option<String>,
+    /// The contract migration run on this (finalized) release's schema.
+    #[serde(default)]
+    pub contract: Option<ContractRecord>,
+}
+
+/// `glidepath contract` on a finalized release: exactly one task, recorded like the
+/// migration (intent with its `startedBy` first, the task, how it ended).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContractRecord {
+    pub started_by: String,
+    pub by: String,
+    pub intent_at: Option<DateTime<Utc>>,
+    pub task_arn: Option<String>,
+    pub exit_code: Option<i32>,
+    /// When the task exited 0: from then on the previous version's schema is gone.
+    pub done_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
 }
 
 impl Record {
@@ -343,6 +366,9 @@ impl Record {
             rolled_back_by: None,
             weights_log: Vec::new(),
             resumed_by: None,
+            live_baseline: None,
+            live_unhealthy: None,
+            contract: None,
         }
     }
 
@@ -382,6 +408,9 @@ pub struct IndexEntry {
     pub rolled_back_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub rolled_back_by: Option<String>,
+    /// When the contract migration ran on this release (see [`ContractRecord`]).
+    #[serde(default)]
+    pub contracted_at: Option<DateTime<Utc>>,
 }
 
 impl IndexEntry {
@@ -398,6 +427,7 @@ impl IndexEntry {
             message: r.message.clone(),
             rolled_back_at: r.rolled_back_at,
             rolled_back_by: r.rolled_back_by.clone(),
+            contracted_at: r.contract.as_ref().and_then(|c| c.done_at),
         }
     }
 }

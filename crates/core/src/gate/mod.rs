@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 pub mod bake;
 pub mod detect;
 pub mod eprocess;
+pub mod live;
 pub mod replay;
 pub mod report;
 pub mod sequential;

@@ -42,6 +42,8 @@ pub struct Plan {
     pub database: DatabaseConfig,
     pub deploy: DeployConfig,
     pub migration: Option<MigrationConfig>,
+    /// The contract migration (`glidepath contract`), never run inside a release.
+    pub contract: Option<ContractConfig>,
     pub assets: Option<AssetsConfig>,
     pub steps: Vec<Step>,
     pub gates: GateConfig,
@@ -119,6 +121,19 @@ pub struct MigrationConfig {
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
     pub assign_public_ip: bool,
+    /// How long the live colour is watched after the migration (0: not watched).
+    #[serde(with = "secs")]
+    pub watch: Duration,
+}
+
+/// `[contract]`: a migration that drops what the previous version needed. It runs only by
+/// `glidepath contract`, once the latest release is finalized and has been live `after`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ContractConfig {
+    /// The task, as for the migration (`watch` is not used).
+    pub task: MigrationConfig,
+    #[serde(with = "secs")]
+    pub after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

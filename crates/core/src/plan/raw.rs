@@ -25,6 +25,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "database",
     "deploy",
     "migration",
+    "contract",
     "assets",
     "steps",
     "gates",
@@ -48,6 +49,7 @@ pub struct RawPlan {
     pub database: S<RawDatabase>,
     pub deploy: S<RawDeploy>,
     pub migration: Option<S<RawMigration>>,
+    pub contract: Option<S<RawContract>>,
     pub assets: Option<S<RawAssets>>,
     pub steps: S<Vec<S<RawStep>>>,
     pub gates: Option<S<RawGates>>,
@@ -107,6 +109,23 @@ pub struct RawMigration {
     #[serde(default)]
     pub security_groups: Vec<S<String>>,
     pub assign_public_ip: Option<bool>,
+    pub watch: Option<S<DurationText>>,
+}
+
+/// `[contract]`: the migration that removes what the old version still needed; the same
+/// shape as `[migration]` plus `after`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContract {
+    pub container: Option<S<String>>,
+    pub command: S<Vec<S<String>>>,
+    pub timeout: Option<S<DurationText>>,
+    #[serde(default)]
+    pub subnets: Vec<S<String>>,
+    #[serde(default)]
+    pub security_groups: Vec<S<String>>,
+    pub assign_public_ip: Option<bool>,
+    pub after: Option<S<DurationText>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,9 @@ pub mod defaults {
     pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1800);
     pub const DEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
     pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(900);
+    /// `migration.watch` when not given: this many metric periods.
+    pub const MIGRATION_WATCH_PERIODS: u32 = 3;
+    pub const CONTRACT_AFTER: Duration = Duration::from_secs(24 * 3600);
     pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
     pub const MAX_BLIND: Duration = Duration::from_secs(60);
@@ -290,25 +293,39 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
 
     let migration = raw.migration.as_ref().map(|m| {
         let m = m.get_ref();
-        MigrationConfig {
-            container: match &m.container {
-                Some(name) => c.check(name, |s| names::ecs_name(s, "container")),
-                None => deploy.container.clone(),
+        let task = task(
+            &mut c,
+            &deploy,
+            TaskKeys {
+                container: m.container.as_ref(),
+                command: &m.command,
+                timeout: m.timeout.as_ref(),
+                subnets: &m.subnets,
+                security_groups: &m.security_groups,
+                assign_public_ip: m.assign_public_ip,
             },
-            command: c.command(&m.command, "migration.command"),
-            timeout: c.positive(
-                m.timeout.as_ref(),
-                "migration.timeout",
-                defaults::MIGRATION_TIMEOUT,
-            ),
-            subnets: ids(&mut c, &m.subnets, "subnet-", "migration.subnets"),
-            security_groups: ids(
-                &mut c,
-                &m.security_groups,
-                "sg-",
-                "migration.security_groups",
-            ),
-            assign_public_ip: m.assign_public_ip.unwrap_or(false),
+            "migration",
+        );
+        (task, m.watch.as_ref())
+    });
+    let contract = raw.contract.as_ref().map(|t| {
+        let t = t.get_ref();
+        let task = task(
+            &mut c,
+            &deploy,
+            TaskKeys {
+                container: t.container.as_ref(),
+                command: &t.command,
+                timeout: t.timeout.as_ref(),
+                subnets: &t.subnets,
+                security_groups: &t.security_groups,
+                assign_public_ip: t.assign_public_ip,
+            },
+            "contract",
+        );
+        ContractConfig {
+            task,
+            after: c.duration(t.after.as_ref(), "contract.after", defaults::CONTRACT_AFTER),
         }
     });
 
@@ -327,6 +344,16 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         ),
         ..gates
     };
+
+    // The watch's default is counted in metric periods, so it needs the gates first.
+    let migration = migration.map(|(task, watch)| MigrationConfig {
+        watch: c.duration(
+            watch,
+            "migration.watch",
+            gates.metric_period * defaults::MIGRATION_WATCH_PERIODS,
+        ),
+        ..task
+    });
 
     let smoke = raw.smoke.as_ref().map(|s| {
         let s = s.get_ref();
@@ -369,12 +396,48 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         database,
         deploy,
         migration,
+        contract,
         assets,
         steps,
         gates,
         smoke,
         rollback,
     })
+}
+
+/// The keys a one-off task (`[migration]`, `[contract]`) has in common.
+struct TaskKeys<'a> {
+    container: Option<&'a S<String>>,
+    command: &'a S<Vec<S<String>>>,
+    timeout: Option<&'a S<DurationText>>,
+    subnets: &'a [S<String>],
+    security_groups: &'a [S<String>],
+    assign_public_ip: Option<bool>,
+}
+
+/// A one-off task under table `table` (`watch` is set by the caller).
+fn task(c: &mut Checker, deploy: &DeployConfig, k: TaskKeys<'_>, table: &str) -> MigrationConfig {
+    MigrationConfig {
+        container: match k.container {
+            Some(name) => c.check(name, |s| names::ecs_name(s, "container")),
+            None => deploy.container.clone(),
+        },
+        command: c.command(k.command, &format!("{table}.command")),
+        timeout: c.positive(
+            k.timeout,
+            &format!("{table}.timeout"),
+            defaults::MIGRATION_TIMEOUT,
+        ),
+        subnets: ids(c, k.subnets, "subnet-", &format!("{table}.subnets")),
+        security_groups: ids(
+            c,
+            k.security_groups,
+            "sg-",
+            &format!("{table}.security_groups"),
+        ),
+        assign_public_ip: k.assign_public_ip.unwrap_or(false),
+        watch: Duration::ZERO,
+    }
 }
 
 /// An S3 key prefix: no leading slash, no empty segments; a trailing slash is dropped.

@@ -12,9 +12,10 @@
 //! from the release id) → the task ARN goes to the ledger → tail its logs as `log` events
 //! until it is STOPPED → exit code 0 is done; anything else fails the release with exit
 //! code 5 and no traffic change. Resume follows the recorded or found task; it never starts
-//! a second one.
+//! a second one. Around the task, `live_watch` takes the live colour's baseline (right
+//! before `RunTask`) and watches it after a successful task, before anything is deployed.
 
-use super::{deploy, Done};
+use super::{deploy, live_watch, Done};
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase};
 use crate::engine::ids;
@@ -67,6 +68,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                 }
                 None => {
                     wait_for_other_migrations(ctx, &started_by, m.timeout).await?;
+                    live_watch::baseline(ctx).await?;
                     let spec = TaskSpec {
                         task_definition: task_definition.clone(),
                         container: m.container.clone(),
@@ -127,7 +129,13 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             }
         }
         if info.last_status == "STOPPED" {
-            return finish(ctx, &info);
+            let done = finish(ctx, &info)?;
+            // The task is done; before anything is deployed, did it break the live colour?
+            let watched = live_watch::watch(ctx).await?;
+            return Ok(Done::ok(format!(
+                "{}; {watched}",
+                done.detail.unwrap_or_default()
+            )));
         }
         if Instant::now() >= deadline {
             return Err(Stop::Fail {

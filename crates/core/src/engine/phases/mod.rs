@@ -7,6 +7,7 @@ pub mod assets;
 pub mod bake;
 pub mod deploy;
 pub mod finalize;
+pub mod live_watch;
 pub mod migrate;
 pub mod rollback;
 pub mod shift;

@@ -9,12 +9,21 @@
 use super::shift::{record_weights, set_weights, weights_for};
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
-use crate::engine::event::{ColourName, Phase};
+use crate::engine::event::{ColourName, Event, Phase};
 use crate::plan::GreenAfterRollback;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Rollback).await?;
     let (live, target) = (ctx.live(), ctx.target());
+    if let Some(why) = ctx.record.value.live_unhealthy.clone() {
+        // Still the right way back (the old version is the one that worked), but not silently.
+        ctx.emit(Event::Warning {
+            message: format!(
+                "rolling back to {} although it was found unhealthy during the shift: {why}",
+                live.name()
+            ),
+        });
+    }
     set_weights(ctx, weights_for(live, 100)).await?;
     record_weights(ctx, weights_for(live, 100), None);
     let capacity = scale_after(ctx, target).await?;

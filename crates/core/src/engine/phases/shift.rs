@@ -16,6 +16,7 @@
 //! recorded step with the bake observed so far.
 
 use super::bake::{Bake, Input, Judge, Next, SequentialJudge, Step as BakeStep, ThresholdJudge};
+use super::live_watch::LiveGuard;
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
@@ -149,6 +150,8 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     // One sequential gate for the whole release: its budget is shared by every step. A
     // resumed release starts a fresh one (the e-values are not in the ledger).
     let mut sequential = SequentialGate::new(gates, steps.len());
+    // The live colour in its own terms: a broken yardstick and rollback target is warned about.
+    let mut live = LiveGuard::new(ctx);
     for (index, step) in steps.iter().enumerate().skip(start) {
         if ctx.record.value.shift.step_started_at.is_none() {
             let sh = &mut ctx.rec().shift;
@@ -177,11 +180,11 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         let advanced = match gates.sequential.mode {
             JudgeMode::Threshold => {
                 let judge = ThresholdJudge::new(gates);
-                bake(ctx, index, step.weight, step.bake, judge).await?
+                bake(ctx, index, step.weight, step.bake, judge, &mut live).await?
             }
             JudgeMode::Sequential => {
                 let judge = SequentialJudge::new(gates, steps.len(), index, &mut sequential);
-                bake(ctx, index, step.weight, step.bake, judge).await?
+                bake(ctx, index, step.weight, step.bake, judge, &mut live).await?
             }
         };
 
@@ -228,6 +231,7 @@ async fn bake<J: Judge>(
     weight: u8,
     bake: Duration,
     judge: J,
+    live: &mut LiveGuard,
 ) -> Result<bool, Stop> {
     let (ports, plan) = (ctx.ports, ctx.plan);
     let gates = &plan.gates;
@@ -257,6 +261,7 @@ async fn bake<J: Judge>(
                 ctx.tick().await?;
                 match ports.health.poll().await {
                     Ok(p) => {
+                        live.on_poll(ctx, &p).await?;
                         // Target health and alarms first (they need no period), then each
                         // new period; the first one that ends the step wins.
                         let mut inputs = vec![Input::Polled {
