@@ -12,6 +12,7 @@ mod drills;
 mod ending;
 mod engine;
 mod gate_replay;
+mod gate_resume;
 mod gate_smoke;
 mod gate_stage;
 mod localstack;

@@ -106,6 +106,11 @@ pub struct ShiftProgress {
     /// Since when the step's manual gate waits for the operator (for watchers).
     #[serde(default)]
     pub waiting_since: Option<DateTime<Utc>>,
+    /// The sequential gate's evidence so far (`gate::sequential::GateState`), so a resumed
+    /// release carries on with it instead of starting afresh and spending its budget
+    /// again. Kept as plain JSON: a state this version cannot read only means fresh evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<serde_json::Value>,
 }
 
 /// One gate decision, for `history` and post-mortems.

@@ -629,7 +629,8 @@ impl SequentialGate {
         self.st.failed.as_ref()
     }
 
-    fn evidence(&self) -> Vec<Evidence> {
+    /// What the cockpit shows for each signal now.
+    pub fn evidence(&self) -> Vec<Evidence> {
         let t = &self.st.total;
         let new = rate(t.new_errors, t.new_requests).map_or("n/a".into(), pct);
         let live = rate(t.live_errors, t.live_requests).map_or("n/a".into(), pct);
@@ -1337,6 +1338,27 @@ mod tests {
             let rate = f64::from(rolled) / f64::from(runs);
             prop_assert!(rate <= bound, "false rollbacks {} > {}", rate, bound);
         }
+    }
+
+    /// A gate restored from its saved JSON judges the following periods exactly as the
+    /// one that never stopped; a state of another plan shape is refused.
+    #[test]
+    fn a_saved_state_carries_on_exactly() {
+        let s = sample(
+            colour(300.0, 6.0, 90.0, 200.0),
+            colour(2700.0, 20.0, 80.0, 160.0),
+        );
+        let mut g = SequentialGate::new(&cfg(), 3);
+        for _ in 0..4 {
+            g.observe(0, &s);
+        }
+        let json = serde_json::to_string(g.state()).unwrap();
+        let state: GateState = serde_json::from_str(&json).unwrap();
+        let mut r = SequentialGate::restored(&cfg(), 3, state.clone()).expect("fits");
+        for step in [0, 0, 1, 1] {
+            assert_eq!(g.observe(step, &s), r.observe(step, &s));
+        }
+        assert!(SequentialGate::restored(&cfg(), 5, state).is_err());
     }
 
     #[test]
