@@ -13,6 +13,7 @@ mod ending;
 mod engine;
 mod engine_live;
 mod gate_replay;
+mod gate_resume;
 mod gate_smoke;
 mod gate_stage;
 mod localstack;

@@ -7,11 +7,12 @@
 //! underflow.
 //!
 //! [`Restarts`] averages copies of a test started at each step boundary (a copy is 1
-//! before its start). The average is still a supermartingale starting at 1, so the
+//! before its start). The weighted average is still a supermartingale starting at 1, so the
 //! release keeps one budget, yet a fault that appears in a late step is judged mostly by
 //! the copy started at that step, not by one that has drifted down over earlier healthy
-//! steps. It dominates Bonferroni across steps: the copy of the current step alone crossing
-//! `steps/a` already crosses.
+//! steps.
+
+use serde::{Deserialize, Serialize};
 
 /// Log of the mean of `exp(v)` over `v`, computed without overflow.
 pub fn log_mean_exp(v: &[f64]) -> f64 {
@@ -25,47 +26,137 @@ pub fn log_mean_exp(v: &[f64]) -> f64 {
 
 /// One mixture test restarted at each step: `starts[j][k]` is the log likelihood ratio of
 /// grid point `k` accumulated since the start of step `j`.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Weights. Grid point `k` has prior weight `prior[k]`; step `j`'s copy has weight
+/// `copies[j]` (both sum to 1, so the e-value starts at 1 and stays a supermartingale).
+/// [`copy_weights`] gives the release-long copy half the weight: a fault present from the
+/// start (a bad build, the common case) then pays `ln 2` of evidence for the restarts
+/// instead of `ln steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Restarts {
-    steps: usize,
-    grid: usize,
+    copies: Vec<f64>,
+    prior: Vec<f64>,
     starts: Vec<Vec<f64>>,
 }
 
 impl Restarts {
-    /// A test over `grid` alternatives for a release of `steps` steps (at least 1).
-    pub fn new(steps: usize, grid: usize) -> Self {
+    /// A test over a grid with weights `prior` (normalised here) for a release whose step
+    /// copies have weights `copies` (at least one; normalised here).
+    pub fn new(copies: Vec<f64>, prior: Vec<f64>) -> Self {
         Restarts {
-            steps: steps.max(1),
-            grid,
+            copies: normalised(if copies.is_empty() { vec![1.0] } else { copies }),
+            prior: normalised(prior),
             starts: Vec::new(),
         }
     }
 
     /// Start the copies of every step up to and including `step` that have not started.
     pub fn start_through(&mut self, step: usize) {
-        while self.starts.len() <= step.min(self.steps - 1) {
-            self.starts.push(vec![0.0; self.grid]);
+        while self.starts.len() <= step.min(self.copies.len() - 1) {
+            self.starts.push(vec![0.0; self.prior.len()]);
         }
     }
 
     /// Add one period's log likelihood ratio, `log_factor(k)` for grid point `k`, to every
     /// running copy.
     pub fn add(&mut self, log_factor: impl Fn(usize) -> f64) {
-        let factors: Vec<f64> = (0..self.grid).map(log_factor).collect();
+        let factors: Vec<f64> = (0..self.prior.len()).map(log_factor).collect();
         for start in &mut self.starts {
             for (acc, f) in start.iter_mut().zip(&factors) {
-                *acc += f;
+                // Kept finite so the state can be saved as JSON; e^-1e6 is 0 all the same.
+                *acc = (*acc + f).clamp(-1e6, 1e6);
             }
         }
     }
 
-    /// The e-value now: the average over the release's steps of each step's copy.
+    /// The e-value now: the weighted average of each step's copy (1 before it starts).
     pub fn e_value(&self) -> f64 {
-        let not_started = (self.steps - self.starts.len()) as f64;
-        let started: f64 = self.starts.iter().map(|s| log_mean_exp(s).exp()).sum();
-        (started + not_started) / self.steps as f64
+        let mut e = 0.0;
+        for (j, w) in self.copies.iter().enumerate() {
+            e += w * match self.starts.get(j) {
+                Some(s) => log_weighted_mean_exp(s, &self.prior).exp(),
+                None => 1.0,
+            };
+        }
+        e
     }
+
+    /// One copy for the whole release, no restarts (for the lab's comparison).
+    pub fn release_long_only(&mut self) {
+        self.copies = vec![1.0];
+        self.starts.truncate(1);
+    }
+
+    /// Whether `other` is this test with the same weights (a saved state fits the plan).
+    pub fn same_shape(&self, other: &Restarts) -> bool {
+        self.copies == other.copies
+            && self.prior == other.prior
+            && other.starts.len() <= self.copies.len()
+            && other.starts.iter().all(|s| s.len() == self.prior.len())
+    }
+}
+
+/// Weights of the step copies of a release of `steps` steps: the copy started with the
+/// release gets `first` (equal weights when `first` is None), the later ones share the rest.
+pub fn copy_weights(steps: usize, first: Option<f64>) -> Vec<f64> {
+    let steps = steps.max(1);
+    match first {
+        Some(f) if steps > 1 && f > 0.0 && f < 1.0 => {
+            let rest = (1.0 - f) / (steps - 1) as f64;
+            std::iter::once(f)
+                .chain(std::iter::repeat(rest).take(steps - 1))
+                .collect()
+        }
+        _ => vec![1.0 / steps as f64; steps],
+    }
+}
+
+/// Prior weights over `grid` (increasing): uniform, or, given the effect size the plan is
+/// built to catch (`design`), half the mass spread uniformly and half on the two grid
+/// points around `design` (the nearest end when it is outside). A uniform grid of 9 costs
+/// up to `ln 9` of evidence at any one effect; this costs at most `ln 4` at the design.
+pub fn design_prior(grid: &[f64], design: Option<f64>) -> Vec<f64> {
+    let n = grid.len().max(1);
+    let mut w = vec![0.5 / n as f64; grid.len()];
+    let Some(d) = design.filter(|d| d.is_finite() && *d > 0.0) else {
+        return vec![1.0 / n as f64; grid.len()];
+    };
+    match grid.iter().position(|g| *g >= d) {
+        Some(0) => w[0] += 0.5,
+        None => w[n - 1] += 0.5,
+        Some(i) => {
+            w[i - 1] += 0.25;
+            w[i] += 0.25;
+        }
+    }
+    w
+}
+
+fn normalised(v: Vec<f64>) -> Vec<f64> {
+    let total: f64 = v.iter().filter(|x| x.is_finite() && **x > 0.0).sum();
+    if total <= 0.0 {
+        let n = v.len().max(1) as f64;
+        return vec![1.0 / n; v.len()];
+    }
+    v.iter()
+        .map(|x| {
+            if x.is_finite() && *x > 0.0 {
+                x / total
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Log of `Σ w_k e^{v_k}` (weights summing to 1), without overflow.
+pub fn log_weighted_mean_exp(v: &[f64], w: &[f64]) -> f64 {
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() || max == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    let sum: f64 = v.iter().zip(w).map(|(x, w)| w * (x - max).exp()).sum();
+    max + sum.ln()
 }
 
 /// Log likelihood ratio of `x` successes in `n` Bernoulli trials at `p1` against `p0`.
@@ -189,7 +280,7 @@ mod tests {
 
     #[test]
     fn restarts_are_one_before_they_start() {
-        let mut r = Restarts::new(4, 2);
+        let mut r = Restarts::new(copy_weights(4, None), vec![1.0, 1.0]);
         assert_eq!(r.e_value(), 1.0);
         r.start_through(0);
         r.add(|_| 2f64.ln());
@@ -200,6 +291,32 @@ mod tests {
         assert!((r.e_value() - (4.0 + 2.0 + 2.0) / 4.0).abs() < 1e-12);
         r.start_through(99);
         assert_eq!(r.starts.len(), 4, "never more copies than steps");
+    }
+
+    #[test]
+    fn the_release_long_copy_can_carry_half() {
+        assert_eq!(copy_weights(1, Some(0.5)), vec![1.0]);
+        assert_eq!(copy_weights(3, Some(0.5)), vec![0.5, 0.25, 0.25]);
+        let mut r = Restarts::new(copy_weights(3, Some(0.5)), vec![1.0]);
+        r.start_through(0);
+        r.add(|_| 4f64.ln());
+        // 0.5·4 + 0.25 + 0.25
+        assert!((r.e_value() - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn design_priors_sum_to_one_and_favour_the_design() {
+        let grid = [1.0, 2.0, 4.0, 8.0];
+        for d in [None, Some(0.5), Some(3.0), Some(100.0)] {
+            let w = design_prior(&grid, d);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{d:?}: {w:?}");
+        }
+        assert_eq!(
+            design_prior(&grid, Some(3.0)),
+            vec![0.125, 0.375, 0.375, 0.125]
+        );
+        assert_eq!(design_prior(&grid, Some(100.0))[3], 0.625);
+        assert_eq!(design_prior(&grid, None), vec![0.25; 4]);
     }
 
     #[test]

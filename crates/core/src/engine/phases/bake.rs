@@ -38,6 +38,10 @@ pub trait Judge: Send {
     fn on_no_data(&self, _waited: Duration) -> Option<OnNoData> {
         None
     }
+    /// The evidence to save in the ledger record (None: nothing outlives the step).
+    fn saved(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Today's threshold gate: every poll judges all of the step's samples so far.
@@ -103,6 +107,9 @@ impl Judge for SequentialJudge<'_> {
     }
     fn on_no_data(&self, waited: Duration) -> Option<OnNoData> {
         self.gate.no_data_action(waited)
+    }
+    fn saved(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.gate.state()).ok()
     }
 }
 
@@ -255,6 +262,11 @@ impl<J: Judge> Bake<J> {
     /// Observed bake so far.
     pub fn baked(&self) -> Duration {
         self.clock.baked()
+    }
+
+    /// The gate's evidence to save with the observed bake.
+    pub fn saved_gate(&self) -> Option<serde_json::Value> {
+        self.judge.saved()
     }
 
     /// Before waiting for the next poll: has the step passed, or should the operator hear

@@ -22,6 +22,7 @@ use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{ColourName, Command, Event, Phase};
 use crate::engine::ledger::{GateRecord, GateVerdict, LedgerWeights, Waited, WeightsSet};
 use crate::engine::ports::Weights;
+use crate::gate::sequential::GateState;
 use crate::gate::{detect, HealthSample, SequentialGate};
 use crate::plan::{GateMode, JudgeMode, OnGateFail};
 use chrono::Utc;
@@ -148,8 +149,8 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     let start = ctx.record.value.shift.step;
     let gates = &ctx.plan.gates;
     // One sequential gate for the whole release: its budget is shared by every step. A
-    // resumed release starts a fresh one (the e-values are not in the ledger).
-    let mut sequential = SequentialGate::new(gates, steps.len());
+    // resumed release carries on with the evidence saved in the record.
+    let mut sequential = restore_gate(ctx, steps.len());
     // The live colour in its own terms: a broken yardstick and rollback target is warned about.
     let mut live = LiveGuard::new(ctx);
     for (index, step) in steps.iter().enumerate().skip(start) {
@@ -207,6 +208,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             waited: None,
         });
         rec.shift.step = index + 1;
+        rec.shift.gate = saved_gate(&sequential, gates.sequential.mode);
         rec.shift.step_started_at = None;
         rec.shift.baked_s = 0.0;
         rec.shift.approved = false;
@@ -304,7 +306,7 @@ async fn bake<J: Judge>(
             }
         }
         if dirty {
-            ctx.rec().shift.baked_s = state.baked().as_secs_f64();
+            note_bake(ctx, &state);
             ctx.save().await?;
         }
     }
@@ -348,7 +350,7 @@ async fn carry_out<J: Judge>(
     }
     let asks = matches!(step.next, Next::AskOperator { .. });
     if step.save || (failed && asks) {
-        ctx.rec().shift.baked_s = state.baked().as_secs_f64();
+        note_bake(ctx, state);
         ctx.save().await?;
     }
     match step.next {
@@ -362,6 +364,55 @@ async fn carry_out<J: Judge>(
             wait_after_failed_gate(ctx, &reason).await?;
             state.carry_on(Instant::now());
             Ok(None)
+        }
+    }
+}
+
+/// The observed bake and the gate's evidence, for the next save.
+fn note_bake<J: Judge>(ctx: &mut Ctx<'_>, state: &Bake<J>) {
+    let gate = state.saved_gate();
+    let shift = &mut ctx.rec().shift;
+    shift.baked_s = state.baked().as_secs_f64();
+    if gate.is_some() {
+        shift.gate = gate;
+    }
+}
+
+fn saved_gate(gate: &SequentialGate, mode: JudgeMode) -> Option<serde_json::Value> {
+    (mode == JudgeMode::Sequential)
+        .then(|| serde_json::to_value(gate.state()).ok())
+        .flatten()
+}
+
+/// The release's sequential gate: the evidence saved in the record when there is some that
+/// fits this plan, else a fresh gate (an older record, or a plan whose gates changed: said).
+fn restore_gate(ctx: &mut Ctx<'_>, steps: usize) -> SequentialGate {
+    let gates = &ctx.plan.gates;
+    let Some(saved) = ctx.record.value.shift.gate.clone() else {
+        return SequentialGate::new(gates, steps);
+    };
+    let restored = serde_json::from_value::<GateState>(saved)
+        .map_err(|_| SequentialGate::new(gates, steps))
+        .and_then(|state| SequentialGate::restored(gates, steps, state));
+    match restored {
+        Ok(gate) => {
+            let e = gate.evidence();
+            ctx.emit(Event::Notice {
+                message: format!(
+                    "the gate carries on with this release's evidence so far: {}",
+                    e.iter()
+                        .map(|e| e.summary.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            });
+            gate
+        }
+        Err(fresh) => {
+            ctx.emit(Event::Notice {
+                message: "the gate evidence saved by the interrupted run does not fit this plan's gates; the gate starts afresh".into(),
+            });
+            fresh
         }
     }
 }
