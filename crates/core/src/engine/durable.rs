@@ -217,10 +217,8 @@ fn steps(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
             gate(plan, g, out);
         }
         let approved = gates.iter().any(|g| g.verdict == GateVerdict::Approved);
-        if index == current && !approved {
-            if r.shift.waiting_since.is_some() {
-                out.push(waiting(plan, index, step.weight, r.shift.waiting_until));
-            }
+        if index == current && !approved && r.shift.waiting_since.is_some() {
+            out.push(waiting(plan, index, step.weight, r.shift.waiting_until));
         }
     }
 }
