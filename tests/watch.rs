@@ -469,3 +469,117 @@ async fn a_watcher_attaching_mid_release_reports_what_was_done_first() {
     // release_started carries the recorded start, before the watcher attached.
     assert!(events[0].ts < events[1].ts, "{s}");
 }
+
+/// A release left in progress by the binary before typed gate records (verdicts as strings,
+/// a failure's signal joined into its reason, no weight log) is still watched and resumed:
+/// the watcher reports the failure typed, and `resume` finishes it.
+#[tokio::test(start_paused = true)]
+async fn a_release_recorded_in_the_old_shape_is_watched_and_resumed() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let release_ports = world.ports(true);
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (cmd, crx) = unbounded_channel::<Command>();
+    let engine = run::release(&plan, &release_ports, req("1.4.0"), tx, crx);
+    let operator = async move {
+        while let Some(env) = rx.recv().await {
+            if matches!(env.event, Event::StepStarted { index: 1, .. }) {
+                let _ = cmd.send(Command::Abort);
+            }
+        }
+    };
+    let (f, ()) = tokio::join!(engine, operator);
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+
+    // Rewrite the record as the old binary wrote it, with a failure at step 1 that an
+    // operator chose to bake on from (`on_fail = "pause"`).
+    let key = glidepath::engine::ledger::record_key(&f.release_id);
+    world.with(|w| {
+        let (body, _) = w.objects.get_mut(&key).expect("record");
+        let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("weights_log");
+        o.remove("resumed_by");
+        o["shift"].as_object_mut().unwrap().remove("waiting_until");
+        let mut gates = o["gates"].as_array().unwrap().clone();
+        for g in &mut gates {
+            let g = g.as_object_mut().unwrap();
+            g.remove("phase");
+            g.remove("waited");
+        }
+        let at = gates[0]["at"].clone();
+        gates.push(serde_json::json!({
+            "index": 1, "weight": 50, "verdict": "failed", "at": at,
+            "reason": "5xx rate: green 30.0% 5xx vs blue 0.2%", "signal": "error_rate"
+        }));
+        o.insert("gates".into(), gates.into());
+        *body = serde_json::to_vec(&v).unwrap();
+    });
+
+    let watch_ports = world.ports(true);
+    let (wtx, wrx) = unbounded_channel();
+    let (_wcmd, wcrx) = unbounded_channel::<Command>();
+    let w = watch::watch(&plan, &watch_ports, watch_req(), wtx, wcrx).await;
+    let events = drain(wrx);
+    let s = story(&events);
+    assert_eq!(w.outcome, Some(Outcome::Interrupted), "{s}");
+    assert_well_formed(&events);
+    let failed: Vec<(Signal, String)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::GateFailed { signal, reason, .. } => Some((*signal, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(
+            Signal::ErrorRate,
+            "green 30.0% 5xx vs blue 0.2%".to_string()
+        )],
+        "{s}"
+    );
+    assert_eq!(
+        weights(&events),
+        vec![(50, 50)],
+        "the last weights recorded: {s}"
+    );
+
+    let resume_ports = world.ports(true);
+    let (rtx, rrx) = unbounded_channel();
+    let (_rcmd, rcrx) = unbounded_channel::<Command>();
+    let rreq = run::ResumeRequest {
+        auto_approve: true,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    };
+    let done = run::resume(&plan, &resume_ports, rreq, rtx, rcrx).await;
+    let events = drain(rrx);
+    assert_eq!(
+        done.exit_code,
+        exit::OK,
+        "{}\n{}",
+        done.message,
+        story(&events)
+    );
+    assert_well_formed(&events);
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.event,
+            Event::LockAcquired { holder } if holder == "bob@ops-2"
+        )),
+        "{}",
+        story(&events)
+    );
+    // Written back typed: the failure keeps its reason apart from its signal.
+    let r: glidepath::engine::ledger::Record =
+        world.with(|w| serde_json::from_slice(&w.objects[&key].0).unwrap());
+    let g = r
+        .gates
+        .iter()
+        .find(|g| g.verdict == glidepath::engine::ledger::GateVerdict::Failed)
+        .expect("the old failure");
+    assert_eq!(g.reason.as_deref(), Some("green 30.0% 5xx vs blue 0.2%"));
+    assert_eq!(g.phase, Phase::Shift);
+    assert_eq!(r.outcome, Some(Outcome::Finalized));
+}

@@ -83,9 +83,14 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
         };
         out.push(Event::PhaseStarted { phase });
         match phase {
-            Phase::Lock if p.is_done() => out.push(Event::LockAcquired {
-                holder: r.holder.clone(),
-            }),
+            Phase::Lock if p.is_done() => {
+                out.push(Event::LockAcquired {
+                    holder: r.holder.clone(),
+                });
+                if let Some(by) = &r.resumed_by {
+                    out.push(Event::LockAcquired { holder: by.clone() });
+                }
+            }
             Phase::Deploy => {
                 for g in r.gates.iter().filter(|g| g.phase == Phase::Deploy) {
                     gate(plan, g, &mut out);
@@ -95,11 +100,6 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
             _ => {}
         }
         finish(phase, p, started, forward_end.as_ref(), &mut out);
-        if phase == Phase::Lock && p.is_done() {
-            if let Some(by) = &r.resumed_by {
-                out.push(Event::LockAcquired { holder: by.clone() });
-            }
-        }
     }
     if let Some(started) = rolling_back {
         out.push(Event::PhaseStarted {
@@ -217,10 +217,8 @@ fn steps(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
             gate(plan, g, out);
         }
         let approved = gates.iter().any(|g| g.verdict == GateVerdict::Approved);
-        if index == current && !approved {
-            if r.shift.waiting_since.is_some() {
-                out.push(waiting(plan, index, step.weight, r.shift.waiting_until));
-            }
+        if index == current && !approved && r.shift.waiting_since.is_some() {
+            out.push(waiting(plan, index, step.weight, r.shift.waiting_until));
         }
     }
 }
