@@ -82,7 +82,11 @@ async fn a_migration_that_breaks_the_live_colour_stops_before_any_deploy_with_ex
         "{}",
         f.message
     );
-    assert!(f.message.contains("live colour (blue, shop-blue)"), "{}", f.message);
+    assert!(
+        f.message.contains("live colour (blue, shop-blue)"),
+        "{}",
+        f.message
+    );
     assert!(seen.iter().all(|w| *w == Weights::all_blue()), "{seen:?}");
     // Nothing deployed: green runs what it ran before.
     let green_after = ports.fleet.service(&plan.green.service).await.unwrap();
