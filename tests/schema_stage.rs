@@ -177,10 +177,14 @@ async fn contract_refuses_until_finalized_and_after_then_runs_one_task_and_rollb
 
     // While the release runs, the contract refuses: it is not finalized.
     let during = async {
-        common::wait_for("the release in progress", Duration::from_secs(60), || async {
-            let st = run::status(&plan, &ports).await.ok()?;
-            st.current.filter(|r| r.phases.migrate.is_done())
-        })
+        common::wait_for(
+            "the release in progress",
+            Duration::from_secs(60),
+            || async {
+                let st = run::status(&plan, &ports).await.ok()?;
+                st.current.filter(|r| r.phases.migrate.is_done())
+            },
+        )
         .await;
         contract(&plan, &ports).await.0
     };
