@@ -249,6 +249,7 @@ async fn a_live_colour_that_breaks_during_the_shift_is_warned_about_in_every_vie
         })
         .collect();
     assert_eq!(warnings.len(), 1, "warned once:\n{story}");
+    assert!(story.contains("live colour blue FAILED its own check"), "{story}");
     assert!(
         warnings[0].contains("live colour (blue)"),
         "{}",
