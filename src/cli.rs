@@ -15,7 +15,8 @@ release lock, snapshots the RDS database, runs exactly one migration task, publi
 versioned static assets, deploys the idle colour, shifts ALB traffic step by step behind \
 health gates, and rolls back to the live colour on a bad signal.\n\nExit codes: 0 success, \
 1 unexpected error, 2 usage or plan error, 3 rolled back by a gate, 4 lock held by someone \
-else, 5 migration failed (no traffic moved)."
+else, 5 migration failed (no traffic moved), 6 the migration broke the live version (nothing \
+deployed, no traffic moved)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -57,6 +58,9 @@ pub enum Cmd {
     Resume(commands::release::ResumeArgs),
     /// Send all traffic back to the live colour (release in progress or the last finalized one).
     Rollback(commands::release::RollbackArgs),
+    /// Run the plan's [contract] migration once the latest release is finalized and has
+    /// been live for `contract.after` (after it, rollback to the version before is refused).
+    Contract(commands::contract::ContractArgs),
     /// Show the current release and lock from the ledger.
     Status(commands::release::StatusArgs),
     /// List past releases from the ledger.
@@ -117,6 +121,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Release(a) => commands::release::release(g, a).await,
         Cmd::Resume(a) => commands::release::resume(g, a).await,
         Cmd::Rollback(a) => commands::release::rollback(g, a).await,
+        Cmd::Contract(a) => commands::contract::run(g, a).await,
         Cmd::Status(a) => commands::release::status(g, a).await,
         Cmd::History(a) => commands::release::history(g, a).await,
         Cmd::Watch(a) => commands::release::watch(g, a).await,

@@ -249,6 +249,7 @@ async fn a_live_colour_that_breaks_during_the_shift_is_warned_about_in_every_vie
         })
         .collect();
     assert_eq!(warnings.len(), 1, "warned once:\n{story}");
+    assert!(story.contains("live colour blue FAILED its own check"), "{story}");
     assert!(
         warnings[0].contains("live colour (blue)"),
         "{}",
@@ -306,5 +307,98 @@ async fn a_rollback_to_a_live_colour_found_unhealthy_says_so() {
         )),
         "{}",
         text(&events)
+    );
+}
+
+/// Run a release with an operator: `react` sees each event and may answer with a command.
+async fn release_with_operator(
+    world: &FakeWorld,
+    plan: &Plan,
+    version: &str,
+    mut react: impl FnMut(&Event) -> Option<glidepath::engine::event::Command>,
+) -> (Finished, Vec<Event>) {
+    let ports = world.ports(true);
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (ctx, crx) = unbounded_channel();
+    let engine = run::release(plan, &ports, common::release_request(version), tx, crx);
+    let operator = async move {
+        let mut seen = vec![];
+        while let Some(env) = rx.recv().await {
+            if let Some(c) = react(&env.event) {
+                let _ = ctx.send(c);
+            }
+            seen.push(env.event);
+        }
+        seen
+    };
+    tokio::join!(engine, operator)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_stopped_during_the_watch_resumes_it_against_the_recorded_baseline() {
+    use glidepath::engine::event::Command;
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let w2 = world.clone();
+    let (f, _) = release_with_operator(&world, &plan, "1.4.0", |e| {
+        matches!(
+            e,
+            Event::LiveWatch {
+                stage: LiveStage::Watch,
+                ..
+            }
+        )
+        .then(|| {
+            // The break shows only after the stop: the resumed run must be the one to see it.
+            w2.with(|w| w.blue_after_migration = Some(blue(|c| c.errors_5xx = 30.0)));
+            Command::Abort
+        })
+    })
+    .await;
+    assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+    let baseline = record(&world, &f.release_id)
+        .live_baseline
+        .expect("recorded");
+
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel();
+    let req = run::ResumeRequest {
+        auto_approve: false,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    };
+    let again = run::resume(&plan, &ports, req, tx, crx).await;
+    let events = drain(rx);
+    assert_stopped_before_deploy(&world, &again, &events);
+    let r = record(&world, &again.release_id);
+    assert_eq!(r.live_baseline, Some(baseline), "the same baseline");
+    assert!(!text(&events).contains("no baseline"), "{}", text(&events));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_without_metrics_says_so_and_goes_on() {
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    let w2 = world.clone();
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |e| {
+        if matches!(e, Event::Task { status, .. } if status == "STOPPED") {
+            // Health cannot be read for the whole watch (and its grace).
+            w2.with(|w| {
+                w.transient.insert("health.poll".into(), 3);
+            });
+        }
+        None
+    })
+    .await;
+    let story = text(&events);
+    assert_eq!(f.exit_code, exit::OK, "{}\n{story}", f.message);
+    assert!(
+        story.contains("cannot read the live colour's health after the migration"),
+        "{story}"
+    );
+    assert!(
+        story.contains("was watched for only 0s of the 3s migration.watch"),
+        "{story}"
     );
 }

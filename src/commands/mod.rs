@@ -1,6 +1,7 @@
 //! One module per command family: its clap arguments and its body.
 
 pub mod assets;
+pub mod contract;
 pub mod gate;
 pub mod plan;
 pub mod rehearse;

@@ -174,12 +174,20 @@ pub fn describe(p: &Plan) -> String {
                 &mut o,
                 "migrate",
                 format!(
-                    "run exactly one task on cluster {} from the new task definition (image {}), container {}: `{}`; {net}; must exit 0 within {}",
+                    "run exactly one task on cluster {} from the new task definition (image {}), container {}: `{}`; {net}; must exit 0 within {}; {}",
                     p.cluster,
                     p.deploy.image.replace("{version}", "V"),
                     m.container,
                     shell_words(&m.command),
-                    d(m.timeout)
+                    d(m.timeout),
+                    if m.watch.is_zero() {
+                        "the live colour is not watched after it (migration.watch = 0s)".to_string()
+                    } else {
+                        format!(
+                            "the live colour is compared with itself before the task and for {} after it; if it degraded the release stops before deploying (exit 6)",
+                            d(m.watch)
+                        )
+                    }
                 ),
             );
         }
@@ -311,6 +319,15 @@ pub fn describe(p: &Plan) -> String {
         o,
         "\nOn rollback: all traffic back to the live colour first (read back), then {green}, then the ledger."
     );
+    if let Some(c) = &p.contract {
+        let _ = writeln!(
+            o,
+            "Never in a release: `glidepath contract` runs one task `{}` (container {}) once the latest release is finalized and has been live for {}; rollback to the version before it is refused from then on.",
+            shell_words(&c.task.command),
+            c.task.container,
+            d(c.after)
+        );
+    }
     o
 }
 

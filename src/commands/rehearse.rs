@@ -231,6 +231,7 @@ pub fn outcome(code: i32) -> &'static str {
         crate::exit::ROLLED_BACK => "rolled back by a gate",
         crate::exit::LOCKED => "lock held by someone else",
         crate::exit::MIGRATION_FAILED => "migration failed, no traffic moved",
+        crate::exit::LIVE_BROKEN => "the migration broke the live version, nothing deployed",
         crate::exit::USAGE => "refused (usage or plan error)",
         _ => "failed",
     }

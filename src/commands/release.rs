@@ -401,12 +401,12 @@ async fn open(g: &Global, path: &std::path::Path) -> Result<(Ports, Plan), CliEr
     connect(g, &load_plan(path)?).await
 }
 
-fn load_plan(path: &std::path::Path) -> Result<Plan, CliError> {
+pub(crate) fn load_plan(path: &std::path::Path) -> Result<Plan, CliError> {
     crate::plan::load(path).map_err(CliError::usage)
 }
 
 /// Production plans need the environment name typed (terminal) or `--confirm <env>`.
-fn confirm_production(
+pub(crate) fn confirm_production(
     plan: &Plan,
     confirm: &Option<String>,
     terminal: bool,
@@ -533,7 +533,7 @@ pub fn holder_name(given: &Option<String>) -> String {
 }
 
 /// SDK configuration and every port for `plan`.
-async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), CliError> {
+pub(crate) async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), CliError> {
     // Production plans refuse emulator endpoints (and vice versa), before any call.
     crate::plan::check_endpoint(plan, endpoint(g, plan).as_deref()).map_err(CliError::usage)?;
     let config = sdk_config_for(g, plan).await;
@@ -674,7 +674,7 @@ pub fn history_text(h: &[IndexEntry]) -> String {
     let mut out = String::new();
     for e in h {
         out.push_str(&format!(
-            "{:<32} {:<12} {:>5} → {:<5}  {:<11} {}  {}{}\n",
+            "{:<32} {:<12} {:>5} → {:<5}  {:<11} {}  {}{}{}\n",
             e.id,
             e.version,
             e.live.name(),
@@ -686,7 +686,10 @@ pub fn history_text(h: &[IndexEntry]) -> String {
             match rolled_back_text(e) {
                 t if t.is_empty() => String::new(),
                 t => format!("  rolled back{t}"),
-            }
+            },
+            e.contracted_at
+                .map(|t| format!("  contracted at {}", t.format("%Y-%m-%d %H:%M:%SZ")))
+                .unwrap_or_default()
         ));
     }
     out

@@ -312,6 +312,9 @@ pub struct Record {
 /// migration (intent with its `startedBy` first, the task, how it ended).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContractRecord {
+    /// 0 for the first run; a failed attempt is followed by a new one with its own task.
+    #[serde(default)]
+    pub attempt: u32,
     pub started_by: String,
     pub by: String,
     pub intent_at: Option<DateTime<Utc>>,

@@ -1,6 +1,7 @@
 //! The release engine: the only place that decides. It runs the phases over the
 //! ledger, calls ports, emits events and obeys commands; it never draws.
 
+pub mod contract;
 pub mod ctx;
 pub mod durable;
 pub mod event;

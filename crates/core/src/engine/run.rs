@@ -1092,6 +1092,10 @@ async fn rollback_finalized(
         }
         Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     };
+    // After a contract the version before this release cannot run on the schema.
+    if let Some(why) = super::contract::blocks_rollback(&doc.value) {
+        return refuse(&id, Cause::Usage, why).await;
+    }
     let old = match standby.colour {
         ColourName::Blue => &plan.blue,
         ColourName::Green => &plan.green,

@@ -88,8 +88,29 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         }
     };
 
+    let info = follow(ctx, task, &m.container, m.timeout, "migration").await?;
+    let done = finish(ctx, &info)?;
+    // The task is done; before anything is deployed, did it break the live colour?
+    let watched = live_watch::watch(ctx).await?;
+    Ok(Done::ok(format!(
+        "{}; {watched}",
+        done.detail.unwrap_or_default()
+    )))
+}
+
+/// Follow `task` until it is STOPPED, tailing its logs as `log` events; a task still
+/// running after `timeout` fails with `Cause::MigrationFailed` (glidepath never stops it).
+/// `table` names the plan table the task comes from (`migration`, `contract`).
+pub(crate) async fn follow(
+    ctx: &mut Ctx<'_>,
+    task: TaskInfo,
+    container: &str,
+    timeout: Duration,
+    table: &str,
+) -> Result<TaskInfo, Stop> {
+    let ports = ctx.ports;
     let arn = task.arn.clone();
-    let deadline = Instant::now() + m.timeout;
+    let deadline = Instant::now() + timeout;
     let mut last_status = String::new();
     let mut cursor: Option<String> = None;
     let mut log_warned = false;
@@ -111,7 +132,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                 Ok((lines, next)) => {
                     for line in lines {
                         ctx.emit(Event::Log {
-                            source: LOG_SOURCE.into(),
+                            source: table.into(),
                             line,
                         });
                     }
@@ -121,7 +142,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                     log_warned = true;
                     ctx.emit(Event::Warning {
                         message: format!(
-                            "cannot read the migration's logs ({e}); still waiting for the task"
+                            "cannot read the {table} task's logs ({e}); still waiting for the task"
                         ),
                     });
                 }
@@ -129,30 +150,22 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             }
         }
         if info.last_status == "STOPPED" {
-            let done = finish(ctx, &info)?;
-            // The task is done; before anything is deployed, did it break the live colour?
-            let watched = live_watch::watch(ctx).await?;
-            return Ok(Done::ok(format!(
-                "{}; {watched}",
-                done.detail.unwrap_or_default()
-            )));
+            return Ok(info);
         }
         if Instant::now() >= deadline {
             return Err(Stop::Fail {
                 cause: crate::exit::Cause::MigrationFailed,
                 message: format!(
-                    "migration task {arn} is still {} after {}s ([migration].timeout); glidepath did not stop it and moved no traffic. \
-                     Check the task, stop it if it hangs, then start the release again",
+                    "{table} task {arn} is still {} after {}s ([{table}].timeout); glidepath did not stop it and moved no traffic. \
+                     Check the task, stop it if it hangs, then start again",
                     info.last_status,
-                    m.timeout.as_secs()
+                    timeout.as_secs()
                 ),
             });
         }
         ctx.tick().await?;
         ctx.sleep(POLL).await?;
-        info = ctx
-            .call(|| ports.tasks.describe(&arn, &m.container))
-            .await?;
+        info = ctx.call(|| ports.tasks.describe(&arn, container)).await?;
     }
 }
 
@@ -173,7 +186,7 @@ fn age(t: &ActiveTask) -> String {
 
 /// At most one migration task per app and environment: wait (up to `timeout`) until no
 /// task of another release of this plan is still running; refuse (exit 4) after that.
-async fn wait_for_other_migrations(
+pub(crate) async fn wait_for_other_migrations(
     ctx: &mut Ctx<'_>,
     ours: &str,
     timeout: Duration,
@@ -237,7 +250,7 @@ async fn wait_for_other_migrations(
 }
 
 /// Of the tasks found by `startedBy`, follow a running one, else the latest stopped one.
-fn pick(mut found: Vec<TaskInfo>) -> Option<TaskInfo> {
+pub(crate) fn pick(mut found: Vec<TaskInfo>) -> Option<TaskInfo> {
     if let Some(i) = found.iter().position(|t| t.last_status != "STOPPED") {
         return Some(found.swap_remove(i));
     }
