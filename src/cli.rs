@@ -117,7 +117,7 @@ async fn run(cli: Cli) -> CmdResult {
     let g = &cli.global;
     match &cli.command {
         Cmd::Plan(c) => commands::plan::run(g, c).await,
-        Cmd::Rehearse(a) => commands::from_code(commands::rehearse::run(g, a).await),
+        Cmd::Rehearse(a) => commands::rehearse::run(g, a).await,
         Cmd::Release(a) => commands::release::release(g, a).await,
         Cmd::Resume(a) => commands::release::resume(g, a).await,
         Cmd::Rollback(a) => commands::release::rollback(g, a).await,

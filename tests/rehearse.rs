@@ -31,6 +31,11 @@ async fn rehearse_refuses_production_plans_before_starting_anything() {
     let done = rehearse(&global(), plan, &args("happy")).await;
     assert_eq!(done.exit_code, 2);
     assert_eq!(done.stage_pid, None, "no stage for a production plan");
+    let message = done.error.and_then(|e| e.message).unwrap_or_default();
+    assert!(
+        message.starts_with("glidepath: refusing to rehearse"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -39,6 +44,14 @@ async fn rehearse_with_an_unknown_scenario_exits_2() {
     let done = rehearse(&global(), common::rehearsal_plan(), &args("no-such-drill")).await;
     assert_eq!(done.exit_code, 2);
     assert_eq!(done.stage_pid, None);
+    // Returned for the edge to print, not printed here.
+    let error = done.error.expect("an error to print");
+    assert_eq!(error.code, 2);
+    let message = error.message.unwrap_or_default();
+    assert!(
+        message.contains("unknown scenario 'no-such-drill'"),
+        "{message}"
+    );
 }
 
 /// Whatever the release does (the engine may not even be built), the stage was seeded with

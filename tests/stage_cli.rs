@@ -345,3 +345,43 @@ fn rehearse_cli_json_keeps_stdout_pure_event_lines() {
         "{err}"
     );
 }
+
+/// Failing commands print their error once, at the edge, with the exit code it implies.
+#[test]
+fn failing_commands_print_one_error_and_pick_the_exit_code() {
+    let home = StateHome::new();
+
+    let missing = home.glidepath(&["rehearse", "no/such/plan.toml", "--non-interactive"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", show(&missing));
+    let err = text(&missing.stderr);
+    assert!(
+        err.starts_with("glidepath: no/such/plan.toml: error: cannot read the plan file: "),
+        "{err}"
+    );
+    assert_eq!(err.matches("cannot read the plan file").count(), 1, "{err}");
+    assert!(text(&missing.stdout).is_empty(), "{}", show(&missing));
+
+    let unknown = home.glidepath(&["rehearse", "--scenario", "nope", "--non-interactive"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", show(&unknown));
+    let err = text(&unknown.stderr);
+    assert_eq!(err.matches("unknown scenario 'nope'").count(), 1, "{err}");
+    assert!(err.starts_with("glidepath: "), "{err}");
+
+    // Port 9 (discard) on loopback: nothing listens there, as when no stage was started.
+    let down = home.glidepath(&[
+        "status",
+        "examples/rehearsal.toml",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(down.status.code(), Some(1), "{}", show(&down));
+    let err = text(&down.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("glidepath: "), "{err}");
+    assert!(
+        err.contains(
+            "nothing answers at http://127.0.0.1:9: start the stage with `glidepath stage up`"
+        ),
+        "{err}"
+    );
+}

@@ -6,7 +6,7 @@
 
 use crate::cli::Global;
 use crate::commands::release::{self, Drive};
-use crate::commands::OutputFormat;
+use crate::commands::{self, CliError, CmdResult, OutputFormat};
 use crate::plan::Plan;
 use crate::rehearse::emulator_sdk_config;
 use crate::rehearse::seed;
@@ -67,20 +67,17 @@ pub struct Rehearsal {
     pub stage_state: Option<Value>,
     /// The closing report as printed.
     pub report: String,
+    /// What went wrong, for the edge to print once (None when the report and the
+    /// release's own events told the story).
+    pub error: Option<CliError>,
 }
 
-pub async fn run(g: &Global, a: &RehearseArgs) -> i32 {
+pub async fn run(g: &Global, a: &RehearseArgs) -> CmdResult {
     let path = a
         .plan
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PLAN));
-    let plan = match crate::plan::load(&path) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("glidepath: {e}");
-            return crate::exit::USAGE;
-        }
-    };
+    let plan = crate::plan::load(&path).map_err(CliError::usage)?;
     let done = rehearse(g, plan, a).await;
     if !done.report.is_empty() {
         if a.output == OutputFormat::Json {
@@ -90,20 +87,21 @@ pub async fn run(g: &Global, a: &RehearseArgs) -> i32 {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), done.report.as_bytes());
         }
     }
-    done.exit_code
+    match done.error {
+        Some(e) => Err(e),
+        None => commands::from_code(done.exit_code),
+    }
 }
 
 /// Rehearse `plan` on a fresh stage: start it with the scenario, seed the plan's world,
-/// drive the release against it, report, stop it. Errors are printed to stderr here.
+/// drive the release against it, report, stop it. Errors are returned, not printed.
 pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal {
-    let failed = |code: i32, msg: &dyn std::fmt::Display| {
-        eprintln!("glidepath: {msg}");
-        Rehearsal {
-            exit_code: code,
-            stage_pid: None,
-            stage_state: None,
-            report: String::new(),
-        }
+    let failed = |code: i32, msg: &dyn std::fmt::Display| Rehearsal {
+        exit_code: code,
+        stage_pid: None,
+        stage_state: None,
+        report: String::new(),
+        error: Some(CliError::new(code, msg)),
     };
     if plan.production {
         return failed(
@@ -174,11 +172,8 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         holder: None,
     };
     let releasing = Instant::now();
-    // The drill report follows, so a refusal is printed here rather than at the edge.
-    let code = release::drive(&staged, &plan, drive)
-        .await
-        .err()
-        .map_or(crate::exit::OK, |e| e.report());
+    let error = release::drive(&staged, &plan, drive).await.err();
+    let code = error.as_ref().map_or(crate::exit::OK, |e| e.code);
     let release_time = releasing.elapsed();
     let mut events = Vec::new();
     while let Ok(e) = tapped.try_recv() {
@@ -209,6 +204,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         stage_pid: Some(pid),
         stage_state: state,
         report,
+        error,
     }
 }
 

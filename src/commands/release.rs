@@ -212,7 +212,7 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
     match result {
         Ok(v) => {
             match output {
-                OutputFormat::Json => print_json(&v),
+                OutputFormat::Json => print_json(&v)?,
                 OutputFormat::Text => print!("{}", text(&v)),
             }
             Ok(())
@@ -538,12 +538,18 @@ pub(crate) async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), Cl
     crate::plan::check_endpoint(plan, endpoint(g, plan).as_deref()).map_err(CliError::usage)?;
     let config = sdk_config_for(g, plan).await;
     ports_for(&config, plan).await.map_err(|e| {
-        let code = if e.is_transient() {
-            crate::exit::UNEXPECTED
-        } else {
-            crate::exit::USAGE
-        };
-        CliError::new(code, e)
+        if !e.is_transient() {
+            return CliError::usage(e);
+        }
+        match endpoint(g, plan) {
+            // The usual cause on this machine: no stage was started, or it was stopped.
+            Some(url) if crate::rehearse::is_loopback_endpoint(&url) => {
+                CliError::unexpected(format_args!(
+                    "{e}; nothing answers at {url}: start the stage with `glidepath stage up`"
+                ))
+            }
+            _ => CliError::unexpected(e),
+        }
     })
 }
 
@@ -591,11 +597,11 @@ pub async fn ports_for(config: &SdkConfig, plan: &Plan) -> Result<(Ports, Plan),
     Ok((ports, plan))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("glidepath: cannot format the answer as JSON: {e}"),
-    }
+fn print_json<T: serde::Serialize>(v: &T) -> CmdResult {
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| CliError::unexpected(format!("cannot format the answer as JSON: {e}")))?;
+    println!("{s}");
+    Ok(())
 }
 
 fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {

@@ -103,6 +103,10 @@ const TRANSIENT_CODES: &[&str] = &[
     "EC2ThrottledException",
     "RequestTimeout",
     "RequestTimeoutException",
+    // S3: the clock was off; the SDK corrects its skew, so the next attempt is signed right.
+    "RequestTimeTooSkewed",
+    // S3: a conflicting operation on the same bucket or key is still in progress.
+    "OperationAborted",
     "InternalError",
     "InternalFailure",
     "InternalServerError",
@@ -161,22 +165,30 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// Classify an SDK error for the engine. `operation` names the call (e.g.
-/// `"ecs:RunTask"`), `resource` the thing it was about (used for NotFound).
-pub(crate) fn classify<E>(
-    operation: &str,
-    resource: &str,
-    err: SdkError<E, HttpResponse>,
-) -> PortError
+/// What a failed SDK call means, before it becomes a port's or the asset publisher's error.
+/// The message names AWS's code and the HTTP status (and the resource, when given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fail {
+    /// HTTP 412: a conditional write (`If-None-Match`, `If-Match`) found another object.
+    Precondition,
+    /// 404 or a "no such thing" code (NoSuchBucket too: the message says which).
+    NotFound(String),
+    /// Throttling (SlowDown included), 5xx, timeouts, connection trouble: retry with backoff.
+    Transient(String),
+    /// Permissions, validation, configuration: retrying cannot help.
+    Fatal(String),
+}
+
+/// The one classifier of SDK errors. `resource` (e.g. `"DB snapshot shop-db-r1"`) is added
+/// to the message when the caller's own message does not already name it.
+pub(crate) fn judge<E>(err: &SdkError<E, HttpResponse>, resource: Option<&str>) -> Fail
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let operation = operation.to_string();
-    match &err {
-        SdkError::TimeoutError(_) => PortError::Transient {
-            operation,
-            message: format!("timed out talking to AWS about {resource}"),
-        },
+    let about = resource.map(|r| format!(" about {r}")).unwrap_or_default();
+    let st = status(err).unwrap_or(0);
+    match err {
+        SdkError::TimeoutError(_) => Fail::Transient(format!("timed out talking to AWS{about}")),
         SdkError::DispatchFailure(d) => {
             let transient = d.is_io()
                 || d.is_timeout()
@@ -188,59 +200,81 @@ where
                             | ErrorKind::ThrottlingError
                     )
                 );
-            let message = format!("request about {resource} not sent: {}", chain(&err));
+            let message = format!("request{about} not sent: {}", chain(err));
             if transient {
-                PortError::Transient { operation, message }
+                Fail::Transient(message)
             } else {
                 // e.g. no credentials, a malformed endpoint URL: retrying cannot help.
-                PortError::Fatal { operation, message }
+                Fail::Fatal(message)
             }
         }
-        SdkError::ConstructionFailure(_) => PortError::Fatal {
-            operation,
-            message: format!(
-                "could not build the request about {resource}: {}",
-                chain(&err)
-            ),
-        },
+        SdkError::ConstructionFailure(_) => Fail::Fatal(format!(
+            "could not build the request{about}: {}",
+            chain(err)
+        )),
         SdkError::ResponseError(_) => {
-            let st = status(&err).unwrap_or(0);
-            let message = format!(
-                "unreadable answer (HTTP {st}) about {resource}: {}",
-                chain(&err)
-            );
-            if st >= 500 || st == 429 || st == 0 {
-                PortError::Transient { operation, message }
-            } else {
-                PortError::Fatal { operation, message }
+            let message = format!("unreadable answer (HTTP {st}){about}: {}", chain(err));
+            match st {
+                412 => Fail::Precondition,
+                404 => Fail::NotFound(message),
+                // A 4xx we could not read is still a refusal; anything else (no status, a
+                // 2xx cut off mid-body, 5xx) is the connection or the service having trouble.
+                400..=499 if st != 429 => Fail::Fatal(message),
+                _ => Fail::Transient(message),
             }
         }
         SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("").to_string();
-            let st = status(&err).unwrap_or(0);
-            let text = se.err().message().unwrap_or("").to_string();
+            let code = se.err().code().unwrap_or("");
+            let text = se.err().message().unwrap_or("");
+            let at = resource.map(|r| format!(", {r}")).unwrap_or_default();
             let message = match (code.is_empty(), text.is_empty()) {
-                (false, false) => format!("{code}: {text} (HTTP {st}, {resource})"),
-                (false, true) => format!("{code} (HTTP {st}, {resource})"),
-                (true, false) => format!("{text} (HTTP {st}, {resource})"),
-                (true, true) => format!("HTTP {st} about {resource}"),
+                (false, false) => format!("{code}: {text} (HTTP {st}{at})"),
+                (false, true) => format!("{code} (HTTP {st}{at})"),
+                (true, false) => format!("{text} (HTTP {st}{at})"),
+                (true, true) => format!("HTTP {st}{about}"),
             };
-            if TRANSIENT_CODES.contains(&code.as_str()) || st >= 500 || st == 429 {
-                PortError::Transient { operation, message }
-            } else if NOT_FOUND_CODES.contains(&code.as_str()) || st == 404 {
-                PortError::NotFound {
-                    operation,
-                    resource: resource.to_string(),
-                }
+            if st == 412 || code == "PreconditionFailed" {
+                Fail::Precondition
+            } else if TRANSIENT_CODES.contains(&code) || st >= 500 || st == 429 {
+                Fail::Transient(message)
+            } else if NOT_FOUND_CODES.contains(&code) || st == 404 {
+                Fail::NotFound(message)
             } else {
-                PortError::Fatal { operation, message }
+                Fail::Fatal(message)
             }
         }
         // `SdkError` is non-exhaustive.
-        _ => PortError::Fatal {
+        _ => Fail::Fatal(format!(
+            "{}{}",
+            resource.map(|r| format!("{r}: ")).unwrap_or_default(),
+            chain(err)
+        )),
+    }
+}
+
+/// Classify an SDK error for the engine. `operation` names the call (e.g.
+/// `"ecs:RunTask"`), `resource` the thing it was about (used for NotFound).
+pub(crate) fn classify<E>(
+    operation: &str,
+    resource: &str,
+    err: SdkError<E, HttpResponse>,
+) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let operation = operation.to_string();
+    match judge(&err, Some(resource)) {
+        Fail::Transient(message) => PortError::Transient { operation, message },
+        Fail::NotFound(_) => PortError::NotFound {
             operation,
-            message: format!("{resource}: {}", chain(&err)),
+            resource: resource.to_string(),
         },
+        // Adapters that write conditionally look for 412 before classifying.
+        Fail::Precondition => PortError::Fatal {
+            operation,
+            message: format!("precondition failed (HTTP 412, {resource})"),
+        },
+        Fail::Fatal(message) => PortError::Fatal { operation, message },
     }
 }
 
@@ -282,6 +316,50 @@ mod tests {
         assert!(classify("op", "r", service("ServiceUnavailable", 503)).is_transient());
         assert!(classify("op", "r", service("Whatever", 502)).is_transient());
         assert!(classify("op", "r", service("", 429)).is_transient());
+    }
+
+    /// S3's own ways of saying "slow down" or "try again", some with a 4xx status.
+    #[test]
+    fn s3_throttling_and_timeouts_are_transient() {
+        for (code, status) in [
+            ("SlowDown", 503),
+            ("", 503),
+            ("RequestTimeout", 400),
+            ("RequestTimeTooSkewed", 403),
+            ("OperationAborted", 409),
+            ("ConditionalRequestConflict", 409),
+            ("BandwidthLimitExceeded", 400),
+            ("InternalError", 500),
+        ] {
+            assert!(
+                matches!(judge(&service(code, status), None), Fail::Transient(_)),
+                "{code} {status}"
+            );
+            assert!(
+                classify("s3:PutObject", "s3://b/k", service(code, status)).is_transient(),
+                "{code} {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn s3_preconditions_and_missing_keys_and_buckets_are_told_apart() {
+        assert_eq!(
+            judge(&service("PreconditionFailed", 412), None),
+            Fail::Precondition
+        );
+        match judge(&service("NoSuchBucket", 404), None) {
+            Fail::NotFound(m) => assert!(m.starts_with("NoSuchBucket: detail (HTTP 404"), "{m}"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        assert!(matches!(
+            judge(&service("NoSuchKey", 404), None),
+            Fail::NotFound(_)
+        ));
+        match judge(&service("AccessDenied", 403), None) {
+            Fail::Fatal(m) => assert_eq!(m, "AccessDenied: detail (HTTP 403)"),
+            other => panic!("expected Fatal, got {other:?}"),
+        }
     }
 
     #[test]
@@ -327,8 +405,11 @@ mod tests {
         );
         let timeout: SdkError<Svc, HttpResponse> = SdkError::timeout_error("slow");
         assert!(classify("op", "r", timeout).is_transient());
-        let creds: SdkError<Svc, HttpResponse> =
-            SdkError::dispatch_failure(ConnectorError::other("no credentials".into(), None));
-        assert!(!classify("op", "r", creds).is_transient());
+        let creds = || -> SdkError<Svc, HttpResponse> {
+            SdkError::dispatch_failure(ConnectorError::other("no credentials".into(), None))
+        };
+        assert!(!classify("op", "r", creds()).is_transient());
+        // The asset publisher's S3 calls get the same answer: no retrying without credentials.
+        assert!(matches!(judge(&creds(), None), Fail::Fatal(_)));
     }
 }

@@ -138,7 +138,7 @@ pub async fn prune(
     protected: &[String],
     dry_run: bool,
 ) -> Result<PruneReport, AssetsError> {
-    let policy = Retry::default();
+    let policy = s3::RETRY;
     let bucket = cfg.bucket.as_str();
     let prefix = layout::normalize_prefix(&cfg.prefix);
     let prefix = prefix.as_str();

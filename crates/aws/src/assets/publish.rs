@@ -52,7 +52,7 @@ impl Default for PublishOptions {
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             in_memory_max: 1024 * 1024,
-            retry: Retry::default(),
+            retry: s3::RETRY,
         }
     }
 }

@@ -5,146 +5,72 @@ use super::hash::Digest;
 use super::layout;
 use super::manifest::Manifest;
 use super::AssetsError;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::{StreamExt, TryStreamExt};
 use std::future::Future;
-use std::time::Duration;
 
-/// How a failed S3 call should be handled.
-#[derive(Debug)]
-pub(crate) enum Fail {
-    /// 412: `If-None-Match: *` found an existing object.
-    Precondition,
-    /// 404 / NoSuchKey (NoSuchBucket too: the message says which).
-    NotFound(String),
-    /// Throttling, 5xx, timeouts, connection trouble.
-    Transient(String),
-    Fatal(String),
-}
+use crate::engine::retry::{self as backoff, Backoff, Retryable};
+pub(crate) use crate::errors::Fail;
 
-const TRANSIENT_CODES: &[&str] = &[
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "InternalError",
-    "ServiceUnavailable",
-    // A concurrent conditional write to the same key: retrying settles it.
-    "ConditionalRequestConflict",
-    "OperationAborted",
-];
-
+/// The one classifier (`errors.rs`), without a resource: [`s3_error`] names the object.
 pub(crate) fn classify<E>(err: &SdkError<E, HttpResponse>) -> Fail
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match err {
-        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
-            let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
-            let code = err.code().unwrap_or("");
-            if status == 412 || code == "PreconditionFailed" {
-                Fail::Precondition
-            } else if status == 404 || matches!(code, "NoSuchKey" | "NotFound") {
-                Fail::NotFound(describe(err, status))
-            } else if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code) {
-                Fail::Transient(describe(err, status))
-            } else if matches!(err, SdkError::ResponseError(_)) {
-                // The connection broke mid-response.
-                Fail::Transient(describe(err, status))
-            } else {
-                Fail::Fatal(describe(err, status))
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            Fail::Transient(DisplayErrorContext(err).to_string())
-        }
-        _ => Fail::Fatal(DisplayErrorContext(err).to_string()),
-    }
-}
-
-fn describe<E>(err: &SdkError<E, HttpResponse>, status: u16) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match (err.code(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m} (HTTP {status})"),
-        (Some(c), None) => format!("{c} (HTTP {status})"),
-        _ => format!("HTTP {status}: {}", DisplayErrorContext(err)),
-    }
+    crate::errors::judge(err, None)
 }
 
 /// Retry budget for one object operation (on top of the SDK client's own retries).
-#[derive(Debug, Clone)]
-pub struct Retry {
-    pub attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
+pub type Retry = Backoff;
 
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 5,
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-        }
+/// The engine's schedule, with jitter: dozens of uploads in flight are throttled together
+/// and should not all come back at the same moment.
+pub const RETRY: Retry = Backoff {
+    jitter: true,
+    ..Backoff::STANDARD
+};
+
+impl Retryable for AssetsError {
+    fn is_transient(&self) -> bool {
+        AssetsError::is_transient(self)
     }
-}
 
-impl Retry {
-    /// Exponential backoff with jitter (0.5×..1.0× of the step), capped.
-    fn delay(&self, attempt: u32) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let jitter = 0.5 + f64::from(nanos % 1000) / 2000.0;
-        step.mul_f64(jitter)
-    }
-}
-
-/// Run `op` until it succeeds, fails for good, or the budget is spent.
-pub(crate) async fn retry<T, F, Fut>(policy: &Retry, mut op: F) -> Result<T, AssetsError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AssetsError>>,
-{
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Err(e) if e.is_transient() && attempt < policy.attempts => {
-                tracing::debug!(attempt, error = %e, "transient S3 failure; backing off");
-                tokio::time::sleep(policy.delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(AssetsError::S3 {
+    fn gave_up(self, attempts: u32) -> Self {
+        match self {
+            AssetsError::S3 {
                 operation,
                 bucket,
                 key,
                 message,
                 transient: true,
                 ..
-            }) => {
-                return Err(AssetsError::S3 {
-                    operation,
-                    bucket,
-                    key,
-                    message,
-                    transient: true,
-                    attempts: attempt,
-                })
-            }
-            other => return other,
+            } => AssetsError::S3 {
+                operation,
+                bucket,
+                key,
+                message,
+                transient: true,
+                attempts,
+            },
+            other => other,
         }
     }
+}
+
+/// Run `op` until it succeeds, fails for good, or the budget is spent.
+pub(crate) async fn retry<T, F, Fut>(policy: &Retry, op: F) -> Result<T, AssetsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AssetsError>>,
+{
+    backoff::with(policy, op, |attempt, e, _| {
+        tracing::debug!(attempt, error = %e, "transient S3 failure; backing off");
+    })
+    .await
 }
 
 pub(crate) fn s3_error(
@@ -412,6 +338,7 @@ pub(crate) fn copy_source(bucket: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn copy_source_is_percent_encoded() {
@@ -420,23 +347,20 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let r = Retry {
-            attempts: 5,
-            base: Duration::from_millis(100),
-            max: Duration::from_millis(300),
-        };
-        assert!(r.delay(1) <= Duration::from_millis(200));
-        assert!(r.delay(1) >= Duration::from_millis(100));
-        assert!(r.delay(10) <= Duration::from_millis(300));
+    fn backoff_is_the_engines_with_jitter() {
+        assert_eq!(RETRY.attempts, Backoff::STANDARD.attempts);
+        assert!(RETRY.delay(1) <= Backoff::STANDARD.delay(1));
+        assert!(RETRY.delay(1) >= Backoff::STANDARD.delay(1) / 2);
+        assert!(RETRY.delay(30) <= Backoff::STANDARD.max);
     }
 
     #[tokio::test]
     async fn retry_gives_up_after_the_budget_and_says_so() {
         let r = Retry {
             attempts: 3,
-            base: Duration::from_millis(1),
+            first: Duration::from_millis(1),
             max: Duration::from_millis(2),
+            jitter: true,
         };
         let calls = std::sync::atomic::AtomicU32::new(0);
         let err = retry(&r, || async {

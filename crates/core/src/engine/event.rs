@@ -113,6 +113,12 @@ impl ColourName {
     }
 }
 
+impl std::fmt::Display for ColourName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The JSON Lines envelope: every line has `type`, `ts` and `release`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Envelope {

@@ -77,6 +77,17 @@ pub enum Verdict {
     },
 }
 
+/// How people read a verdict: `pass`, `not enough data (…)`, `fail: 5xx rate: …`.
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Pass => f.write_str("pass"),
+            Verdict::NotEnoughData { reason } => write!(f, "not enough data ({reason})"),
+            Verdict::Fail { signal, reason } => write!(f, "fail: {signal}: {reason}"),
+        }
+    }
+}
+
 /// Which signal failed a gate.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +183,26 @@ pub fn judge(samples: &[HealthSample], cfg: &crate::plan::GateConfig) -> Verdict
 mod tests {
     use super::*;
     use crate::engine::event::ColourName::{Blue, Green};
+
+    /// One spelling for people everywhere: never the Debug names (`RolledBack`, `Fail {`).
+    #[test]
+    fn outcomes_verdicts_and_colours_display_as_words() {
+        use crate::engine::event::Outcome;
+        assert_eq!(Outcome::RolledBack.to_string(), "rolled back");
+        assert_eq!(Outcome::Finalized.to_string(), "finalized");
+        assert_eq!(Blue.to_string(), "blue");
+        assert_eq!(Green.to_string(), "green");
+        assert_eq!(Verdict::Pass.to_string(), "pass");
+        let wait = Verdict::NotEnoughData {
+            reason: "12 requests".into(),
+        };
+        assert_eq!(wait.to_string(), "not enough data (12 requests)");
+        let fail = Verdict::Fail {
+            signal: Signal::ErrorRate,
+            reason: "green 31.0% > blue 0.2%".into(),
+        };
+        assert_eq!(fail.to_string(), "fail: 5xx rate: green 31.0% > blue 0.2%");
+    }
 
     #[test]
     fn real_colours_swap_words_not_names() {

@@ -332,11 +332,7 @@ pub fn render_text(r: &ReplayReport, plan_name: &str) -> String {
                 "FAIL at period {} (line {}): {}: {}",
                 f.period, f.line, f.signal, f.reason
             ),
-            (None, Some(Verdict::Pass)) => "pass".into(),
-            (None, Some(Verdict::NotEnoughData { reason })) => {
-                format!("not enough data yet ({reason})")
-            }
-            (None, Some(Verdict::Fail { signal, reason })) => format!("fail: {signal}: {reason}"),
+            (None, Some(v)) => v.to_string(),
             (None, None) => "no period judged".into(),
         };
         let _ = writeln!(

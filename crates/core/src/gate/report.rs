@@ -48,7 +48,7 @@ pub fn drill_report(events: &[Envelope]) -> String {
     }) {
         let _ = writeln!(
             out,
-            "  outcome: {outcome:?} (exit {code}) at +{:.1}s: {message}",
+            "  outcome: {outcome} (exit {code}) at +{:.1}s: {message}",
             at(ts)
         );
     }
@@ -271,7 +271,7 @@ mod tests {
         let r = drill_report(&events);
         let want = "\
 drill report for release r7
-  outcome: RolledBack (exit 3) at +14.0s: rolled back
+  outcome: rolled back (exit 3) at +14.0s: rolled back
   health polls: 3 (1 blind)
   green first took traffic (10%): +10.0s
   gate failed: 5xx rate at step 1 (green 10%): green 5xx 32.5% > blue 0.0% + margin 1.0% (floor 2.0%) over 40 requests
