@@ -68,6 +68,11 @@ fn snapshot_gate_failed_rolling_back() {
     let s = screen(&c, 120, 34);
     assert!(s.contains("ROLLING BACK"), "{s}");
     assert!(s.contains("31.0%"), "{s}");
+    // The evidence that failed the gate, next to its threshold.
+    assert!(
+        s.contains(" evidence 5xx 410 / 222 needed · p95 0.38 / 222 needed"),
+        "{s}"
+    );
     insta::assert_snapshot!("gate_failed_rolling_back", s);
 }
 

@@ -45,6 +45,19 @@ fn lines_read_like_the_examples() {
     );
 }
 
+/// The evidence line shows each signal's statistic next to where it fails the gate.
+#[test]
+fn evidence_lines_show_the_statistic_and_its_threshold() {
+    let line = lines::format(&one(Event::GateEvidence {
+        evidence: view_support::evidence(14.2, 0.31, 12),
+    }));
+    assert_eq!(
+        line,
+        "12:04:05 evidence  5xx 14 / 222 needed (new 0.30 % vs live 0.20 %, 12 periods) · \
+         latency 0.31 / 222 needed (new/live p95 ×1.07 latest, tolerance ×1.1, 12 periods)"
+    );
+}
+
 #[test]
 fn every_event_of_a_release_is_one_line() {
     for stage in [Stage::GateFailedRollingBack, Stage::Finalized] {

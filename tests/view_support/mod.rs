@@ -2,7 +2,7 @@
 //! release, so every snapshot shows a state the engine can really reach.
 
 use glidepath::engine::event::{ColourName, Event, Outcome, Phase, PhaseStatus};
-use glidepath::gate::{ColourSample, Signal, Verdict};
+use glidepath::gate::{ColourSample, Evidence, Signal, Verdict};
 use glidepath::plan::Plan;
 use glidepath::view::fixture::{sample, sample_plan, Script};
 use glidepath::view::tui::app::Cockpit;
@@ -51,7 +51,39 @@ fn healthy_polls(s: &mut Script, weight: u8, n: usize, bake_s: f64) {
             ((i + 1) as f64 * 10.0).min(bake_s),
             bake_s,
         );
+        // A healthy release: the evidence drifts down, far from where it fails the gate
+        // (two decimals, so the JSON round trip is exact).
+        let drift = 0.75f64.powi(i as i32 + 1);
+        let cents = |x: f64| (x * 100.0).round() / 100.0;
+        s.push(Event::GateEvidence {
+            evidence: evidence(cents(1.5 * drift), cents(0.5 * drift), i as u32 + 1),
+        });
     }
+}
+
+/// The sequential gate's evidence with alpha 0.01 (thresholds 1/(0.01·0.45)).
+pub fn evidence(errors: f64, latency: f64, periods: u32) -> Vec<Evidence> {
+    let threshold = 1.0 / (0.01 * 0.45);
+    vec![
+        Evidence {
+            signal: Signal::ErrorRate,
+            statistic: errors,
+            threshold,
+            periods,
+            summary: format!(
+                "5xx e-value {errors:.2} of 222 (new 0.30 % vs live 0.20 %, {periods} periods)"
+            ),
+        },
+        Evidence {
+            signal: Signal::Latency,
+            statistic: latency,
+            threshold,
+            periods,
+            summary: format!(
+                "latency e-value {latency:.2} of 222 (new/live p95 ×1.07 latest, tolerance ×1.1, {periods} periods)"
+            ),
+        },
+    ]
 }
 
 /// The events of one release up to `stage`, for `plan`.
@@ -189,6 +221,10 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
                 40.0,
                 60.0,
             );
+            let errors = if i == 0 { 31.0 } else { 410.0 };
+            s.push(Event::GateEvidence {
+                evidence: evidence(errors, 0.375, 4 + i as u32),
+            });
         }
         s.push(Event::GateFailed {
             index: 0,

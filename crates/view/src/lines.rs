@@ -99,7 +99,11 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             "evidence",
             evidence
                 .iter()
-                .map(|e| e.summary.clone())
+                .map(|e| {
+                    // The summary's detail (rates, latest ratio, periods) after the numbers.
+                    let detail = e.summary.find(" (").map_or("", |i| &e.summary[i..]);
+                    format!("{}{detail}", text::evidence(e, "latency"))
+                })
                 .collect::<Vec<_>>()
                 .join(" · "),
         ),

@@ -1,7 +1,7 @@
 //! Small text helpers shared by the line printer and the cockpit, so both say the same
 //! thing the same way.
 
-use crate::gate::{ColourSample, Signal, Verdict};
+use crate::gate::{ColourSample, Evidence, Signal, Verdict};
 
 /// `0.4s`, `12s`, `3m05s`, `1h02m`.
 pub fn duration_ms(ms: u64) -> String {
@@ -94,6 +94,36 @@ pub fn verdict(v: &Verdict) -> String {
         Verdict::Pass => "pass".into(),
         Verdict::NotEnoughData { reason } => format!("not enough data ({reason})"),
         Verdict::Fail { signal, reason } => format!("FAIL {}", signal_reason(*signal, reason)),
+    }
+}
+
+/// One signal's evidence against where it fails the gate: `5xx 14 / 222 needed`
+/// (`latency` names the plan's latency statistic, e.g. `p95`).
+pub fn evidence(e: &Evidence, latency: &str) -> String {
+    let name = match e.signal {
+        Signal::ErrorRate => "5xx",
+        Signal::Latency => latency,
+        other => return format!("{other} {}", number(e.statistic)),
+    };
+    format!(
+        "{name} {} / {} needed",
+        number(e.statistic),
+        number(e.threshold)
+    )
+}
+
+/// A statistic in a few digits: `0.31`, `14`, `2.4e5`.
+pub fn number(x: f64) -> String {
+    if !x.is_finite() {
+        "—".into()
+    } else if x >= 1e5 {
+        format!("{x:.1e}")
+    } else if x >= 10.0 {
+        format!("{x:.0}")
+    } else if x >= 0.01 {
+        format!("{x:.2}")
+    } else {
+        "<0.01".into()
     }
 }
 

@@ -2,7 +2,11 @@
 //! waits"): an operator who knows a +1 point 5xx fault needs 12 minutes at this traffic is
 //! not left wondering why the bake goes on.
 
-use super::sequential::{requests_to_detect, time_to_detect, DESIGN_ERROR_INCREASE};
+use super::sequential::{
+    latency_requests_to_detect, latency_time_to_detect, requests_to_detect, time_to_detect,
+    DESIGN_ERROR_INCREASE, DESIGN_LATENCY_FACTOR,
+};
+use crate::plan::LatencyStat;
 use crate::plan::SequentialConfig;
 use std::time::Duration;
 
@@ -20,10 +24,12 @@ pub struct Traffic {
 const SMALL_INCREASE: f64 = 0.01;
 
 /// One line for the start of step `index` (0-based) at `weight` % to `colour`: at the
-/// traffic the colour will see, how soon +2 and +1 points of 5xx would be caught; without
-/// a traffic estimate (first step, resumed release), how many requests that takes.
+/// traffic the colour will see, how soon +2 and +1 points of 5xx and a ×2 slowdown of the
+/// plan's latency statistic `stat` would be caught; without a traffic estimate (first
+/// step, resumed release), how many requests that takes.
 pub fn step_notice(
     cfg: &SequentialConfig,
+    stat: LatencyStat,
     steps: usize,
     index: usize,
     weight: u8,
@@ -57,8 +63,27 @@ pub fn step_notice(
                 Some(d) => format!("{small} needs about {d}"),
                 None => format!("{small} cannot be caught (error_tolerance_abs)"),
             };
+            let live = (weight < 100).then(|| t.rps * (1.0 - share));
+            let slow_part = match latency_time_to_detect(
+                rps,
+                live,
+                DESIGN_LATENCY_FACTOR,
+                stat,
+                cfg,
+                steps,
+            ) {
+                Some(d) => format!(
+                    "a ×{DESIGN_LATENCY_FACTOR} slower {} within about {}",
+                    stat_name(stat),
+                    about(d + cfg.metric_delay)
+                ),
+                None => format!(
+                    "a ×{DESIGN_LATENCY_FACTOR} slower {} cannot be caught with this latency_tolerance",
+                    stat_name(stat)
+                ),
+            };
             format!(
-                "{head}: at ~{} req/s on {colour}, {big_part}; {small_part}",
+                "{head}: at ~{} req/s on {colour}, {big_part}; {small_part}; {slow_part}",
                 rate(rps)
             )
         }
@@ -75,8 +100,27 @@ pub fn step_notice(
                 Some(n) => format!("{small} after about {}", count(n)),
                 None => format!("{small} cannot be caught (error_tolerance_abs)"),
             };
-            format!("{head}: no traffic measured yet; {big_part}, {small_part}")
+            let slow_part =
+                match latency_requests_to_detect(DESIGN_LATENCY_FACTOR, stat, cfg, steps) {
+                    Some(n) => format!(
+                        "a ×{DESIGN_LATENCY_FACTOR} slower {} after at least {}",
+                        stat_name(stat),
+                        count(n)
+                    ),
+                    None => format!(
+                        "a ×{DESIGN_LATENCY_FACTOR} slower {} cannot be caught with this latency_tolerance",
+                        stat_name(stat)
+                    ),
+                };
+            format!("{head}: no traffic measured yet; {big_part}, {small_part}; {slow_part}")
         }
+    }
+}
+
+fn stat_name(stat: LatencyStat) -> &'static str {
+    match stat {
+        LatencyStat::P95 => "p95",
+        LatencyStat::Average => "average latency",
     }
 }
 
@@ -140,7 +184,7 @@ mod tests {
             rps: 40.0,
             live_rate: 0.001,
         };
-        let m = step_notice(&cfg(), 3, 1, 50, "green", Some(t));
+        let m = step_notice(&cfg(), LatencyStat::P95, 3, 1, 50, "green", Some(t));
         assert!(
             m.starts_with(
                 "step 2 at 50%: at ~20 req/s on green, +2 points of 5xx is caught within about "
@@ -150,7 +194,15 @@ mod tests {
         assert!(m.contains("; +1 point needs about "), "{m}");
         assert!(!m.contains('\n'));
         // Less traffic: slower, never faster.
-        let slow = step_notice(&cfg(), 3, 1, 50, "green", Some(Traffic { rps: 0.4, ..t }));
+        let slow = step_notice(
+            &cfg(),
+            LatencyStat::P95,
+            3,
+            1,
+            50,
+            "green",
+            Some(Traffic { rps: 0.4, ..t }),
+        );
         assert!(slow.contains("at ~0.20 req/s"), "{slow}");
         let secs = |s: &str| -> f64 {
             let i = s.find("within about ").expect("within") + "within about ".len();
@@ -171,19 +223,19 @@ mod tests {
             rps: 1000.0,
             live_rate: 0.0,
         });
-        let quick = step_notice(&cfg(), 3, 0, 100, "blue", t);
+        let quick = step_notice(&cfg(), LatencyStat::P95, 3, 0, 100, "blue", t);
         let late = SequentialConfig {
             metric_delay: Duration::from_secs(120),
             ..cfg()
         };
-        let m = step_notice(&late, 3, 0, 100, "blue", t);
+        let m = step_notice(&late, LatencyStat::P95, 3, 0, 100, "blue", t);
         assert!(quick.contains("within about 60 s"), "{quick}");
         assert!(m.contains("within about 3 min"), "{m}");
     }
 
     #[test]
     fn without_traffic_it_says_the_requests_needed() {
-        let m = step_notice(&cfg(), 3, 0, 10, "green", None);
+        let m = step_notice(&cfg(), LatencyStat::P95, 3, 0, 10, "green", None);
         assert!(m.starts_with("step 1 at 10%: no traffic measured yet; +2 points of 5xx is caught once green has served about "), "{m}");
         assert!(m.contains(" requests, +1 point after about "), "{m}");
         // Next to an equal live colour a request is worth half: more of them are needed.
@@ -195,7 +247,7 @@ mod tests {
                 .and_then(|x| x.parse().ok())
                 .expect("count")
         };
-        let half = step_notice(&cfg(), 3, 1, 50, "green", None);
+        let half = step_notice(&cfg(), LatencyStat::P95, 3, 1, 50, "green", None);
         assert!(n(&half) > 1.5 * n(&m), "{m} / {half}");
     }
 
@@ -205,13 +257,34 @@ mod tests {
             error_tolerance_abs: 0.05,
             ..cfg()
         };
-        let m = step_notice(&wide, 3, 0, 10, "green", None);
+        let m = step_notice(&wide, LatencyStat::P95, 3, 0, 10, "green", None);
         assert!(m.contains("+2 points of 5xx cannot be caught"), "{m}");
-        let m = step_notice(&cfg(), 3, 0, 0, "green", None);
+        let m = step_notice(&cfg(), LatencyStat::P95, 3, 0, 0, "green", None);
         assert_eq!(
             m,
             "step 1 at 0%: green serves nothing, so the gate cannot see its faults here"
         );
+    }
+
+    #[test]
+    fn latency_is_priced_too() {
+        let t = Traffic {
+            rps: 40.0,
+            live_rate: 0.001,
+        };
+        let m = step_notice(&cfg(), LatencyStat::P95, 3, 1, 50, "green", Some(t));
+        assert!(m.contains("; a ×2 slower p95 within about "), "{m}");
+        let m = step_notice(&cfg(), LatencyStat::Average, 3, 0, 10, "green", None);
+        assert!(
+            m.contains("; a ×2 slower average latency after at least "),
+            "{m}"
+        );
+        let tight = SequentialConfig {
+            latency_tolerance: 2.5,
+            ..cfg()
+        };
+        let m = step_notice(&tight, LatencyStat::P95, 3, 1, 50, "green", Some(t));
+        assert!(m.contains("×2 slower p95 cannot be caught"), "{m}");
     }
 
     #[test]

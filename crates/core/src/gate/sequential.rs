@@ -456,12 +456,7 @@ impl SequentialGate {
 
     /// Variance of one period's log latency statistic from `n` requests of shape `s`.
     fn model_variance(&self, s: f64, n: f64) -> f64 {
-        let n = n.max(1.0);
-        let v = match self.stat {
-            LatencyStat::P95 => P95_VARIANCE * s * s / n,
-            LatencyStat::Average => (s * s).exp_m1() / n,
-        };
-        SPREAD_INFLATION * SPREAD_INFLATION * v
+        stat_variance(self.stat, s, n)
     }
 
     /// An upper confidence bound of the live colour's log latency level, and the spread of
@@ -748,6 +743,57 @@ pub fn latency_info_to_detect(factor: f64, cfg: &SequentialConfig, steps: usize)
             (g > 0.0 && *w > 0.0).then(|| samples_for(g, mu * mu, base - w.ln()))
         })
         .reduce(f64::min)
+}
+
+/// Variance of one period's log latency statistic from `n` requests of log-normal shape
+/// `s`, with the safety factor.
+fn stat_variance(stat: LatencyStat, s: f64, n: f64) -> f64 {
+    let n = n.max(1.0);
+    let v = match stat {
+        LatencyStat::P95 => P95_VARIANCE * s * s / n,
+        LatencyStat::Average => (s * s).exp_m1() / n,
+    };
+    SPREAD_INFLATION * SPREAD_INFLATION * v
+}
+
+/// How long until a slowdown of `factor` is expected to be caught when the new colour
+/// serves `rps_new` requests a second next to a live colour serving `rps_live` (None: the
+/// live colour is idle and the gate compares with its past), in whole metric periods
+/// (the metric delay comes on top). Assumes a wide latency spread (the gate's default
+/// shape) since the notice comes before any period of the step.
+pub fn latency_time_to_detect(
+    rps_new: f64,
+    rps_live: Option<f64>,
+    factor: f64,
+    stat: LatencyStat,
+    cfg: &SequentialConfig,
+    steps: usize,
+) -> Option<Duration> {
+    if rps_new.is_nan() || rps_new <= 0.0 {
+        return None;
+    }
+    let need = latency_info_to_detect(factor, cfg, steps)?;
+    let period = cfg.metric_period.as_secs_f64().max(1e-3);
+    let var = |rps: f64| stat_variance(stat, DEFAULT_SHAPE, rps * period);
+    let per_period = 1.0
+        / (var(rps_new)
+            + rps_live.filter(|r| *r > 0.0).map_or(0.0, var)
+            + 2.0 * LOG_LATENCY_FLOOR.powi(2));
+    let periods = (need / per_period).ceil().max(1.0);
+    Some(Duration::from_secs_f64(periods * period))
+}
+
+/// Requests the new colour needs before a slowdown of `factor` is expected to be caught
+/// (ignoring the live colour's own noise: a lower bound), at the gate's default shape.
+pub fn latency_requests_to_detect(
+    factor: f64,
+    stat: LatencyStat,
+    cfg: &SequentialConfig,
+    steps: usize,
+) -> Option<f64> {
+    let need = latency_info_to_detect(factor, cfg, steps)?;
+    // One request's information is 1/(variance of one request's statistic).
+    Some(need * stat_variance(stat, DEFAULT_SHAPE, 1.0))
 }
 
 /// How long until a 5xx increase of `increase` (absolute share) over `live_rate` is

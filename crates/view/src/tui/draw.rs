@@ -23,7 +23,7 @@ pub fn draw(c: &Cockpit, f: &mut Frame) {
         let top_h = (c.timeline.height() + 2).max(7);
         let [top, mid, bottom] = Layout::vertical([
             Constraint::Length(top_h),
-            Constraint::Length(7),
+            Constraint::Length(health::height(&c.health)),
             Constraint::Min(3),
         ])
         .areas(body);

@@ -167,6 +167,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             ctx.emit(Event::Notice {
                 message: detect::step_notice(
                     &gates.sequential,
+                    gates.latency_stat,
                     steps.len(),
                     index,
                     step.weight,

@@ -3,7 +3,7 @@
 
 use super::{block, truncate, Theme};
 use crate::engine::event::{ColourName, Envelope, Event, Outcome};
-use crate::gate::{AlarmState, ColourSample, Verdict};
+use crate::gate::{AlarmState, ColourSample, Evidence, Verdict};
 use crate::plan::LatencyStat;
 use crate::text;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -53,6 +53,8 @@ pub struct HealthState {
     pub green: ColourHistory,
     pub alarms: Vec<AlarmState>,
     pub verdict: Option<Verdict>,
+    /// The sequential gate's latest evidence per signal (empty for the threshold gate).
+    pub evidence: Vec<Evidence>,
     pub live: ColourName,
     finalized: bool,
     poll_s: f64,
@@ -68,6 +70,7 @@ impl HealthState {
             green: ColourHistory::default(),
             alarms: Vec::new(),
             verdict: None,
+            evidence: Vec::new(),
             live: ColourName::Blue,
             finalized: false,
             poll_s: if poll_s > 0.0 { poll_s } else { 1.0 },
@@ -95,6 +98,7 @@ impl HealthState {
                 self.alarms = sample.alarms.clone();
                 self.verdict = Some(verdict.clone());
             }
+            Event::GateEvidence { evidence } => self.evidence = evidence.clone(),
             _ => {}
         }
     }
@@ -115,9 +119,23 @@ struct Scale {
     lat: f64,
 }
 
+/// Rows the pane needs: the colour panes, the verdict, and the evidence when there is some.
+pub fn height(s: &HealthState) -> u16 {
+    if s.evidence.is_empty() {
+        7
+    } else {
+        8
+    }
+}
+
 pub fn render(s: &HealthState, focused: bool, theme: Theme, f: &mut Frame, area: Rect) {
-    let [panes, verdict] =
-        Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let evidence_h = u16::from(!s.evidence.is_empty() && area.height >= 8);
+    let [panes, verdict, evidence] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(1),
+        Constraint::Length(evidence_h),
+    ])
+    .areas(area);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(panes);
     // Sparkline width: the inner width minus borders and the label/value columns.
@@ -169,6 +187,64 @@ pub fn render(s: &HealthState, focused: bool, theme: Theme, f: &mut Frame, area:
         Paragraph::new(verdict_line(s, verdict.width as usize, theme)),
         verdict,
     );
+    if evidence_h > 0 {
+        f.render_widget(
+            Paragraph::new(evidence_line(s, evidence.width as usize, theme)),
+            evidence,
+        );
+    }
+}
+
+/// Each signal's statistic next to the threshold where it fails the gate, so an operator
+/// sees how close a release is to a rollback, not only pass or fail.
+fn evidence_line(s: &HealthState, width: usize, theme: Theme) -> Line<'static> {
+    let latency = match s.stat {
+        LatencyStat::P95 => "p95",
+        LatencyStat::Average => "avg",
+    };
+    let mut spans = vec![Span::styled(" evidence ", theme.label())];
+    for (i, e) in s.evidence.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", theme.quiet()));
+        }
+        let style = if e.statistic >= e.threshold {
+            theme.bad()
+        } else if e.statistic >= e.threshold.sqrt() {
+            // Half way there on the log scale the e-value lives on.
+            theme.attention()
+        } else {
+            theme.plain()
+        };
+        spans.push(Span::styled(text::evidence(e, latency), style));
+    }
+    spans.push(Span::styled(
+        format!(
+            "  ({} periods)",
+            s.evidence.iter().map(|e| e.periods).max().unwrap_or(0)
+        ),
+        theme.quiet(),
+    ));
+    clip(spans, width)
+}
+
+/// Keep a line within `width`; ratatui clips, but say it was cut.
+fn clip(spans: Vec<Span<'static>>, width: usize) -> Line<'static> {
+    let total: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    if total > width && width > 1 {
+        let mut out = Vec::new();
+        let mut used = 0;
+        for sp in spans {
+            let n = sp.content.chars().count();
+            if used + n >= width {
+                out.push(Span::styled(truncate(&sp.content, width - used), sp.style));
+                break;
+            }
+            used += n;
+            out.push(sp);
+        }
+        return Line::from(out);
+    }
+    Line::from(spans)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -324,21 +400,5 @@ fn verdict_line(s: &HealthState, width: usize, theme: Theme) -> Line<'static> {
             spans.push(Span::styled(format!("{} {}", a.name, a.state), style));
         }
     }
-    // Keep the line within the pane; ratatui clips, but say it was cut.
-    let total: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    if total > width && width > 1 {
-        let mut out = Vec::new();
-        let mut used = 0;
-        for sp in spans {
-            let n = sp.content.chars().count();
-            if used + n >= width {
-                out.push(Span::styled(truncate(&sp.content, width - used), sp.style));
-                break;
-            }
-            used += n;
-            out.push(sp);
-        }
-        return Line::from(out);
-    }
-    Line::from(spans)
+    clip(spans, width)
 }
