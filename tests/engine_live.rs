@@ -167,8 +167,20 @@ async fn the_same_break_with_the_watch_off_passes_the_gates_and_finalizes() {
     assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, text(&events));
     assert_eq!(f.outcome, Outcome::Finalized);
     assert!(deploys(&world) > 0);
-    assert!(!events.iter().any(|e| matches!(e, Event::LiveWatch { .. })));
+    assert!(!events.iter().any(|e| matches!(
+        e,
+        Event::LiveWatch {
+            stage: LiveStage::Baseline | LiveStage::Watch,
+            ..
+        }
+    )));
     assert!(text(&events).contains("migration.watch = 0s"));
+    // Without a baseline the shift still notices a catastrophic live colour, and says so.
+    assert!(
+        text(&events).contains("unhealthy in its own terms"),
+        "{}",
+        text(&events)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,7 +261,10 @@ async fn a_live_colour_that_breaks_during_the_shift_is_warned_about_in_every_vie
         })
         .collect();
     assert_eq!(warnings.len(), 1, "warned once:\n{story}");
-    assert!(story.contains("live colour blue FAILED its own check"), "{story}");
+    assert!(
+        story.contains("live colour blue FAILED its own check"),
+        "{story}"
+    );
     assert!(
         warnings[0].contains("live colour (blue)"),
         "{}",

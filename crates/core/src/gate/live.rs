@@ -120,9 +120,21 @@ pub struct LiveJudge {
     recent: Vec<(f64, f64)>,
     last_latency_ratio: Option<f64>,
     failed: Option<Verdict>,
+    /// No baseline to compare with: only the catastrophic 5xx rate and targets that are
+    /// unhealthy (or none healthy) speak.
+    guard_rails_only: bool,
 }
 
 impl LiveJudge {
+    /// A judge without a baseline (no migration watch): the live colour is judged only by
+    /// the guard rails that need none.
+    pub fn guard_rails_only(gates: &GateConfig) -> LiveJudge {
+        LiveJudge {
+            guard_rails_only: true,
+            ..LiveJudge::new(gates, LiveBaseline::default())
+        }
+    }
+
     pub fn new(gates: &GateConfig, baseline: LiveBaseline) -> LiveJudge {
         let cfg = &gates.sequential;
         let rate_bound = rate_upper_bound(
@@ -151,6 +163,7 @@ impl LiveJudge {
             recent: Vec::new(),
             last_latency_ratio: None,
             failed: None,
+            guard_rails_only: false,
         }
     }
 
@@ -227,6 +240,9 @@ impl LiveJudge {
             .or_else(|| self.alarms(alarms))
             .or_else(|| self.catastrophic())
             .or_else(|| {
+                if self.guard_rails_only {
+                    return None;
+                }
                 evidence
                     .iter()
                     .find(|e| e.statistic >= e.threshold)
@@ -285,7 +301,7 @@ impl LiveJudge {
 
     fn targets(&self, c: &ColourSample) -> Option<Verdict> {
         let b = &self.baseline;
-        let none_healthy = c.healthy == 0 && b.healthy > 0;
+        let none_healthy = c.healthy == 0 && (b.healthy > 0 || self.guard_rails_only);
         (none_healthy || c.unhealthy > b.unhealthy).then(|| Verdict::Fail {
             signal: Signal::TargetHealth,
             reason: format!(
@@ -548,6 +564,38 @@ mod tests {
         b.set_instant(&up, &[alarm("ALARM")]);
         let mut j = LiveJudge::new(&g, b);
         assert_eq!(j.check_instant(&up, &[alarm("ALARM")]), None);
+    }
+
+    #[test]
+    fn guard_rails_alone_judge_only_what_needs_no_baseline() {
+        let g = gates();
+        let mut rng = Rng::new(5);
+        let mut j = LiveJudge::guard_rails_only(&g);
+        // 5 % is no catastrophe (20 %): nothing to say without a baseline.
+        for _ in 0..30 {
+            assert_eq!(
+                j.observe(&period(&mut rng, 200.0, 0.05, 80.0), &[]).verdict,
+                Verdict::Pass
+            );
+        }
+        let v = j.observe(&period(&mut rng, 200.0, 0.5, 80.0), &[]).verdict;
+        assert!(
+            matches!(
+                v,
+                Verdict::Fail {
+                    signal: Signal::ErrorRate,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let mut j = LiveJudge::guard_rails_only(&g);
+        let none = ColourSample {
+            healthy: 0,
+            unhealthy: 0,
+            ..ColourSample::default()
+        };
+        assert!(j.check_instant(&none, &[]).is_some());
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!   version, with the snapshot and the command that restores it to a new database.
 //!
 //! During the shift a [`LiveGuard`] judges the live colour's periods against the same
-//! baseline: when the live colour is broken in its own terms the gate's comparison with it
+//! baseline (without one, only by the guard rails that need none: a catastrophic 5xx rate,
+//! no healthy target; alarms are left out, since they may be the new colour's): when the live colour is broken in its own terms the gate's comparison with it
 //! means little and a rollback would send everyone to it, so it warns (once) in every view
 //! and records it; `phases::rollback` repeats the warning when it sends traffic there.
 //! Polls here never advance a step's bake (the bake ignores periods from before its
@@ -293,15 +294,15 @@ pub struct LiveGuard {
 }
 
 impl LiveGuard {
-    /// A guard against the recorded baseline; inert without one (no migration watch).
+    /// A guard against the recorded baseline; without one (no migration watch) only the
+    /// guard rails that need no baseline (catastrophic 5xx, no healthy target) judge.
     pub fn new(ctx: &Ctx<'_>) -> LiveGuard {
+        let gates = &ctx.plan.gates;
         LiveGuard {
-            judge: ctx
-                .record
-                .value
-                .live_baseline
-                .clone()
-                .map(|b| LiveJudge::new(&ctx.plan.gates, b)),
+            judge: Some(match ctx.record.value.live_baseline.clone() {
+                Some(b) => LiveJudge::new(gates, b),
+                None => LiveJudge::guard_rails_only(gates),
+            }),
             told: ctx.record.value.live_unhealthy.is_some(),
         }
     }
@@ -315,7 +316,8 @@ impl LiveGuard {
             return Ok(());
         }
         let now = live_of(ctx, &p.now);
-        let mut failed = judge.check_instant(&now, &p.now.alarms);
+        // Alarms name no colour: during the shift one may be the new colour's doing.
+        let mut failed = judge.check_instant(&now, &[]);
         for ps in &p.periods {
             if failed.is_some() {
                 break;
@@ -327,7 +329,7 @@ impl LiveGuard {
                 c.latency_avg_ms = None;
                 c.latency_p95_ms = None;
             }
-            let j = judge.observe(&c, &p.now.alarms);
+            let j = judge.observe(&c, &[]);
             if matches!(j.verdict, Verdict::Fail { .. }) {
                 failed = Some(j.verdict);
             }
