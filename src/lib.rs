@@ -12,7 +12,7 @@
 
 pub use glidepath_aws as aws;
 pub use glidepath_aws::assets;
-pub use glidepath_core::{engine, exit, gate, plan};
+pub use glidepath_core::{drill, engine, exit, gate, plan};
 pub use glidepath_view as view;
 
 pub mod cli;
