@@ -1,6 +1,8 @@
 //! Health samples and gate verdicts: pure functions over what a poll observed.
 //!
-//! The engine feeds samples in and acts on verdicts; nothing here calls AWS.
+//! The engine feeds samples in and acts on verdicts; nothing here calls AWS, and nothing
+//! here imports `engine` (the colours and the smoke port are defined here, the engine
+//! re-exports them), so the gates can be read and tested on their own.
 
 use serde::{Deserialize, Serialize};
 
