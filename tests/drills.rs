@@ -5,10 +5,11 @@
 
 use crate::common;
 
+use glidepath::drill::drill_report;
 use glidepath::engine::event::{Command, Envelope, Event, Outcome};
 use glidepath::engine::ports::Weights;
 use glidepath::engine::run::{release, Finished, ReleaseRequest};
-use glidepath::gate::{drill_report, Signal};
+use glidepath::gate::Signal;
 use glidepath::plan::{GateMode, Plan, Step};
 use serde_json::json;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 
 use crate::cli::Global;
 use crate::commands::{CliError, CmdResult, OutputFormat};
-use crate::gate::replay;
+use crate::drill::replay;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Subcommand)]

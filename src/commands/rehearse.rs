@@ -197,7 +197,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
     });
     // A drill is about the gates: say which one caught what, and how fast.
     if code == crate::exit::ROLLED_BACK && !events.is_empty() {
-        report.push_str(&crate::gate::drill_report(&events));
+        report.push_str(&crate::drill::drill_report(&events));
     }
     Rehearsal {
         exit_code: code,

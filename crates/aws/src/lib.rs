@@ -1,6 +1,10 @@
-//! glidepath's AWS adapters: one per engine port, the asset publisher's S3 side, the
+//! glidepath's AWS adapters: one per engine port, the asset publisher's S3 side (publish,
+//! prune, and the ledger index prune protects, read with core's typed `Index`), the
 //! rehearsal seeder and client construction. This crate is the only one that depends on
 //! aws-sdk-*; the core sees AWS only through its ports.
+//!
+//! Every SDK error goes through one classifier (`errors.rs`: transient, not found,
+//! precondition, fatal), and every retry loop uses core's one policy (`engine::retry`).
 
 pub mod assets;
 pub mod client;

@@ -87,37 +87,8 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ColourName {
-    Blue,
-    Green,
-}
-
-impl ColourName {
-    /// For serde defaults.
-    pub fn green() -> ColourName {
-        ColourName::Green
-    }
-    pub fn other(self) -> ColourName {
-        match self {
-            ColourName::Blue => ColourName::Green,
-            ColourName::Green => ColourName::Blue,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            ColourName::Blue => "blue",
-            ColourName::Green => "green",
-        }
-    }
-}
-
-impl std::fmt::Display for ColourName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+// Colours are the gates' vocabulary too; the type lives there so `gate` needs no `engine`.
+pub use crate::gate::ColourName;
 
 /// The JSON Lines envelope: every line has `type`, `ts` and `release`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -249,17 +249,8 @@ pub trait Health: Send + Sync {
     async fn preflight(&self) -> PortResult<Preflight>;
 }
 
-/// The smoke test runs a local command, not an AWS call; a port so engine tests can fake it.
-#[async_trait]
-pub trait Smoke: Send + Sync {
-    /// Ok(()) on exit 0, Err(reason) otherwise.
-    async fn run(
-        &self,
-        command: &[String],
-        env: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<(), String>;
-}
+/// The smoke test port lives with the gate that runs it (`gate::smoke`).
+pub use crate::gate::smoke::Smoke;
 
 /// Publishing the release's static assets (the assets module implements it).
 #[async_trait]

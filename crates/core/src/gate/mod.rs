@@ -1,6 +1,8 @@
 //! Health samples and gate verdicts: pure functions over what a poll observed.
 //!
-//! The engine feeds samples in and acts on verdicts; nothing here calls AWS.
+//! The engine feeds samples in and acts on verdicts; nothing here calls AWS, and nothing
+//! here imports `engine` (the colours and the smoke port are defined here, the engine
+//! re-exports them), so the gates can be read and tested on their own.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,8 +10,6 @@ pub mod bake;
 pub mod detect;
 pub mod eprocess;
 pub mod live;
-pub mod replay;
-pub mod report;
 pub mod sequential;
 pub mod sim;
 pub mod smoke;
@@ -17,7 +17,6 @@ pub mod stats;
 pub mod verdict;
 
 pub use bake::BakeClock;
-pub use report::drill_report;
 pub use sequential::{Evidence, Judgement, SequentialGate};
 pub use smoke::CommandSmoke;
 
@@ -60,6 +59,39 @@ pub struct HealthSample {
     pub blue: ColourSample,
     pub green: ColourSample,
     pub alarms: Vec<AlarmState>,
+}
+
+/// Blue or green: a colour of the listener's two target groups.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ColourName {
+    Blue,
+    Green,
+}
+
+impl ColourName {
+    /// For serde defaults.
+    pub fn green() -> ColourName {
+        ColourName::Green
+    }
+    pub fn other(self) -> ColourName {
+        match self {
+            ColourName::Blue => ColourName::Green,
+            ColourName::Green => ColourName::Blue,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ColourName::Blue => "blue",
+            ColourName::Green => "green",
+        }
+    }
+}
+
+impl std::fmt::Display for ColourName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The gate's judgement of the samples so far.
@@ -116,8 +148,8 @@ impl std::fmt::Display for Signal {
 /// `text` built from an oriented sample (`green` = the colour being released, `blue` = the
 /// live one) with the colours named as on the listener, for a release whose `target` is
 /// `blue`: the words swap. Only free-standing words: `shop-green-5xx`, `app/green` stay.
-pub fn real_colours(text: &str, target: crate::engine::event::ColourName) -> String {
-    if target == crate::engine::event::ColourName::Green {
+pub fn real_colours(text: &str, target: ColourName) -> String {
+    if target == ColourName::Green {
         return text.to_string();
     }
     // Inside a name (alarm, service, ARN) a colour word is part of the name.
@@ -151,7 +183,7 @@ pub fn real_colours(text: &str, target: crate::engine::event::ColourName) -> Str
 }
 
 /// [`real_colours`] over a verdict's reason.
-pub fn verdict_in_real_colours(v: Verdict, target: crate::engine::event::ColourName) -> Verdict {
+pub fn verdict_in_real_colours(v: Verdict, target: ColourName) -> Verdict {
     match v {
         Verdict::Pass => Verdict::Pass,
         Verdict::NotEnoughData { reason } => Verdict::NotEnoughData {
@@ -181,15 +213,12 @@ pub fn judge(samples: &[HealthSample], cfg: &crate::plan::GateConfig) -> Verdict
 
 #[cfg(test)]
 mod tests {
+    use super::ColourName::{Blue, Green};
     use super::*;
-    use crate::engine::event::ColourName::{Blue, Green};
 
     /// One spelling for people everywhere: never the Debug names (`RolledBack`, `Fail {`).
     #[test]
     fn outcomes_verdicts_and_colours_display_as_words() {
-        use crate::engine::event::Outcome;
-        assert_eq!(Outcome::RolledBack.to_string(), "rolled back");
-        assert_eq!(Outcome::Finalized.to_string(), "finalized");
         assert_eq!(Blue.to_string(), "blue");
         assert_eq!(Green.to_string(), "green");
         assert_eq!(Verdict::Pass.to_string(), "pass");

@@ -5,7 +5,6 @@
 //! It runs in its own process group so a timeout kills everything it started, not only
 //! the first process. A failure reports the exit code and the last lines of output.
 
-use crate::engine::ports::Smoke;
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -13,6 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+/// The smoke test runs a local command, not an AWS call; a port so engine tests can fake it.
+#[async_trait]
+pub trait Smoke: Send + Sync {
+    /// Ok(()) on exit 0, Err(reason) otherwise.
+    async fn run(
+        &self,
+        command: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<(), String>;
+}
 
 /// Lines of output kept for the failure message.
 pub const TAIL_LINES: usize = 20;

@@ -9,9 +9,9 @@
 //! the first failure: the release would have rolled back there, so later periods are
 //! traffic it would never have seen.
 
-use super::sequential::{Evidence, SequentialGate};
-use super::{HealthSample, Signal, Verdict};
 use crate::engine::event::{ColourName, Envelope, Event, Outcome};
+use crate::gate::sequential::{Evidence, SequentialGate};
+use crate::gate::{HealthSample, Signal, Verdict};
 use crate::plan::{JudgeMode, Plan};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -231,7 +231,7 @@ pub fn replay(plan: &Plan, text: &str) -> Result<ReplayReport, ReplayError> {
                     }
                     Gate::Threshold(samples) => {
                         samples.push(s);
-                        (super::judge(samples, gates), Vec::new())
+                        (crate::gate::judge(samples, gates), Vec::new())
                     }
                 };
                 if let Verdict::Fail { signal, reason } = &verdict {
