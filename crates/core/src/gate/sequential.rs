@@ -35,8 +35,14 @@
 //!
 //! Across steps, each test is restarted at every step boundary and the copies averaged
 //! ([`Restarts`]): one budget for the release, yet a late fault is judged by a fresh copy.
-//! Across signals, the budget is split (a Bonferroni split, so the signals need not be
-//! independent).
+//! The copy that runs for the whole release weighs half (a fault present from the start,
+//! the common case, pays `ln 2` for the restarts, not `ln steps`). Each test mixes a grid
+//! of effect sizes; the absolute 5xx and latency mixtures put half their weight next to
+//! the fault the gate is built to catch (`DESIGN_*`). Across signals, the budget is split
+//! (a Bonferroni split, so the signals need not be independent).
+//!
+//! The evidence ([`GateState`]) is saved in the ledger record with the observed bake, so a
+//! resumed release carries on with it rather than starting afresh.
 //!
 //! "Enough data": the last step before 100 % (the last fair comparison) may not pass until
 //! the new colour has served enough next to the live one that +2 points of 5xx and a ×2
