@@ -117,7 +117,7 @@ fn timing(name: &'static str, file: &str) -> Timing {
             std::process::exit(2);
         }
     };
-    let period_s = plan.gates.sequential.metric_period.as_secs_f64().max(1.0);
+    let period_s = plan.gates.metric_period.as_secs_f64().max(1.0);
     let steps = plan
         .steps
         .iter()

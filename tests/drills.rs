@@ -306,8 +306,6 @@ fn alb_plan(bakes: &[(u8, u64)]) -> Plan {
     g.metric_period = Duration::from_secs(5);
     g.metric_delay = Duration::from_secs(9);
     g.weight_settle = Duration::from_secs(3);
-    g.sequential.metric_period = g.metric_period;
-    g.sequential.metric_delay = g.metric_delay;
     plan
 }
 

@@ -251,8 +251,6 @@ pub fn rehearsal_plan() -> Plan {
             confidence: 0.95,
             // As examples/rehearsal.toml: per-second periods, and a rehearsal goes on.
             sequential: glidepath::plan::SequentialConfig {
-                metric_period: s(1),
-                metric_delay: s(1),
                 max_wait: s(120),
                 on_no_data: glidepath::plan::OnNoData::Proceed,
                 ..glidepath::plan::SequentialConfig::default()

@@ -109,11 +109,13 @@ pub struct ShiftProgress {
     /// Until when it waits (`gates.approval_timeout` from `waiting_since`).
     #[serde(default)]
     pub waiting_until: Option<DateTime<Utc>>,
-    /// The sequential gate's evidence so far (`gate::sequential::GateState`), so a resumed
-    /// release carries on with it instead of starting afresh and spending its budget
-    /// again. Kept as plain JSON: a state this version cannot read only means fresh evidence.
+    /// The sequential gate's evidence so far (`gate::sequential::GateState` as JSON text),
+    /// so a resumed release carries on with it instead of starting afresh and spending its
+    /// budget again. Text, not nested JSON: the record is compared exactly after a
+    /// re-read (approvals merge), and parsed floats do not always come back bit for bit; a
+    /// state this version cannot read only means fresh evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<serde_json::Value>,
+    pub gate: Option<String>,
 }
 
 /// What a gate decided.

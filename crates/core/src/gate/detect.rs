@@ -6,8 +6,7 @@ use super::sequential::{
     latency_requests_to_detect, latency_time_to_detect, requests_to_detect, time_to_detect,
     DESIGN_ERROR_INCREASE, DESIGN_LATENCY_FACTOR,
 };
-use crate::plan::LatencyStat;
-use crate::plan::SequentialConfig;
+use crate::plan::{GateConfig, LatencyStat};
 use std::time::Duration;
 
 /// Traffic seen so far in the release (both colours).
@@ -25,17 +24,18 @@ const SMALL_INCREASE: f64 = 0.01;
 
 /// One line for the start of step `index` (0-based) at `weight` % to `colour`: at the
 /// traffic the colour will see, how soon +2 and +1 points of 5xx and a ×2 slowdown of the
-/// plan's latency statistic `stat` would be caught; without a traffic estimate (first
-/// step, resumed release), how many requests that takes.
+/// plan's latency statistic would be caught; without a traffic estimate (first step,
+/// resumed release), how many requests that takes.
 pub fn step_notice(
-    cfg: &SequentialConfig,
-    stat: LatencyStat,
+    gates: &GateConfig,
     steps: usize,
     index: usize,
     weight: u8,
     colour: &str,
     traffic: Option<Traffic>,
 ) -> String {
+    let (cfg, stat) = (&gates.sequential, gates.latency_stat);
+    let (period, delay) = (gates.metric_period, gates.metric_delay);
     let head = format!("step {} at {weight}%", index + 1);
     let big = points(DESIGN_ERROR_INCREASE);
     let small = points(SMALL_INCREASE);
@@ -52,8 +52,8 @@ pub fn step_notice(
         Some(t) => {
             let rps = t.rps * share;
             let when = |inc: f64| {
-                time_to_detect(rps * worth, live_rate, inc, cfg, steps)
-                    .map(|d| about(d + cfg.metric_delay))
+                time_to_detect(rps * worth, live_rate, inc, cfg, steps, period)
+                    .map(|d| about(d + delay))
             };
             let big_part = match when(DESIGN_ERROR_INCREASE) {
                 Some(d) => format!("{big} of 5xx is caught within about {d}"),
@@ -63,7 +63,7 @@ pub fn step_notice(
                 Some(d) => format!("{small} needs about {d}"),
                 None => format!("{small} cannot be caught (error_tolerance_abs)"),
             };
-            let live = (weight < 100).then(|| t.rps * (1.0 - share));
+            let live = (weight < 100).then_some(t.rps * (1.0 - share));
             let slow_part = match latency_time_to_detect(
                 rps,
                 live,
@@ -71,11 +71,12 @@ pub fn step_notice(
                 stat,
                 cfg,
                 steps,
+                period,
             ) {
                 Some(d) => format!(
                     "a ×{DESIGN_LATENCY_FACTOR} slower {} within about {}",
                     stat_name(stat),
-                    about(d + cfg.metric_delay)
+                    about(d + delay)
                 ),
                 None => format!(
                     "a ×{DESIGN_LATENCY_FACTOR} slower {} cannot be caught with this latency_tolerance",
@@ -170,11 +171,30 @@ fn about(d: Duration) -> String {
 mod tests {
     use super::*;
 
-    fn cfg() -> SequentialConfig {
-        SequentialConfig {
+    use crate::plan::{OnGateFail, SequentialConfig};
+
+    fn cfg() -> GateConfig {
+        with(SequentialConfig::default())
+    }
+
+    fn with(sequential: SequentialConfig) -> GateConfig {
+        GateConfig {
+            poll_interval: Duration::from_secs(30),
+            max_blind: Duration::from_secs(300),
+            min_requests: 50,
+            error_rate_floor: 0.01,
+            error_rate_margin: 0.005,
+            latency_factor: 1.5,
+            latency_stat: LatencyStat::P95,
+            alarms: vec![],
+            on_fail: OnGateFail::Rollback,
+            statistical: false,
+            confidence: 0.95,
             metric_period: Duration::from_secs(60),
             metric_delay: Duration::ZERO,
-            ..SequentialConfig::default()
+            weight_settle: Duration::from_secs(10),
+            sequential,
+            approval_timeout: Duration::from_secs(3600),
         }
     }
 
@@ -184,7 +204,7 @@ mod tests {
             rps: 40.0,
             live_rate: 0.001,
         };
-        let m = step_notice(&cfg(), LatencyStat::P95, 3, 1, 50, "green", Some(t));
+        let m = step_notice(&cfg(), 3, 1, 50, "green", Some(t));
         assert!(
             m.starts_with(
                 "step 2 at 50%: at ~20 req/s on green, +2 points of 5xx is caught within about "
@@ -194,15 +214,7 @@ mod tests {
         assert!(m.contains("; +1 point needs about "), "{m}");
         assert!(!m.contains('\n'));
         // Less traffic: slower, never faster.
-        let slow = step_notice(
-            &cfg(),
-            LatencyStat::P95,
-            3,
-            1,
-            50,
-            "green",
-            Some(Traffic { rps: 0.4, ..t }),
-        );
+        let slow = step_notice(&cfg(), 3, 1, 50, "green", Some(Traffic { rps: 0.4, ..t }));
         assert!(slow.contains("at ~0.20 req/s"), "{slow}");
         let secs = |s: &str| -> f64 {
             let i = s.find("within about ").expect("within") + "within about ".len();
@@ -223,19 +235,19 @@ mod tests {
             rps: 1000.0,
             live_rate: 0.0,
         });
-        let quick = step_notice(&cfg(), LatencyStat::P95, 3, 0, 100, "blue", t);
-        let late = SequentialConfig {
+        let quick = step_notice(&cfg(), 3, 0, 100, "blue", t);
+        let late = GateConfig {
             metric_delay: Duration::from_secs(120),
             ..cfg()
         };
-        let m = step_notice(&late, LatencyStat::P95, 3, 0, 100, "blue", t);
+        let m = step_notice(&late, 3, 0, 100, "blue", t);
         assert!(quick.contains("within about 60 s"), "{quick}");
         assert!(m.contains("within about 3 min"), "{m}");
     }
 
     #[test]
     fn without_traffic_it_says_the_requests_needed() {
-        let m = step_notice(&cfg(), LatencyStat::P95, 3, 0, 10, "green", None);
+        let m = step_notice(&cfg(), 3, 0, 10, "green", None);
         assert!(m.starts_with("step 1 at 10%: no traffic measured yet; +2 points of 5xx is caught once green has served about "), "{m}");
         assert!(m.contains(" requests, +1 point after about "), "{m}");
         // Next to an equal live colour a request is worth half: more of them are needed.
@@ -247,19 +259,19 @@ mod tests {
                 .and_then(|x| x.parse().ok())
                 .expect("count")
         };
-        let half = step_notice(&cfg(), LatencyStat::P95, 3, 1, 50, "green", None);
+        let half = step_notice(&cfg(), 3, 1, 50, "green", None);
         assert!(n(&half) > 1.5 * n(&m), "{m} / {half}");
     }
 
     #[test]
     fn undetectable_faults_and_idle_steps_are_said_plainly() {
-        let wide = SequentialConfig {
+        let wide = with(SequentialConfig {
             error_tolerance_abs: 0.05,
-            ..cfg()
-        };
-        let m = step_notice(&wide, LatencyStat::P95, 3, 0, 10, "green", None);
+            ..SequentialConfig::default()
+        });
+        let m = step_notice(&wide, 3, 0, 10, "green", None);
         assert!(m.contains("+2 points of 5xx cannot be caught"), "{m}");
-        let m = step_notice(&cfg(), LatencyStat::P95, 3, 0, 0, "green", None);
+        let m = step_notice(&cfg(), 3, 0, 0, "green", None);
         assert_eq!(
             m,
             "step 1 at 0%: green serves nothing, so the gate cannot see its faults here"
@@ -272,18 +284,22 @@ mod tests {
             rps: 40.0,
             live_rate: 0.001,
         };
-        let m = step_notice(&cfg(), LatencyStat::P95, 3, 1, 50, "green", Some(t));
+        let m = step_notice(&cfg(), 3, 1, 50, "green", Some(t));
         assert!(m.contains("; a ×2 slower p95 within about "), "{m}");
-        let m = step_notice(&cfg(), LatencyStat::Average, 3, 0, 10, "green", None);
+        let avg = GateConfig {
+            latency_stat: LatencyStat::Average,
+            ..cfg()
+        };
+        let m = step_notice(&avg, 3, 0, 10, "green", None);
         assert!(
             m.contains("; a ×2 slower average latency after at least "),
             "{m}"
         );
-        let tight = SequentialConfig {
+        let tight = with(SequentialConfig {
             latency_tolerance: 2.5,
-            ..cfg()
-        };
-        let m = step_notice(&tight, LatencyStat::P95, 3, 1, 50, "green", Some(t));
+            ..SequentialConfig::default()
+        });
+        let m = step_notice(&tight, 3, 1, 50, "green", Some(t));
         assert!(m.contains("×2 slower p95 cannot be caught"), "{m}");
     }
 

@@ -104,7 +104,7 @@ pub fn copy_weights(steps: usize, first: Option<f64>) -> Vec<f64> {
         Some(f) if steps > 1 && f > 0.0 && f < 1.0 => {
             let rest = (1.0 - f) / (steps - 1) as f64;
             std::iter::once(f)
-                .chain(std::iter::repeat(rest).take(steps - 1))
+                .chain(std::iter::repeat_n(rest, steps - 1))
                 .collect()
         }
         _ => vec![1.0 / steps as f64; steps],

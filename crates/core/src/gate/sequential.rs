@@ -35,8 +35,14 @@
 //!
 //! Across steps, each test is restarted at every step boundary and the copies averaged
 //! ([`Restarts`]): one budget for the release, yet a late fault is judged by a fresh copy.
-//! Across signals, the budget is split (a Bonferroni split, so the signals need not be
-//! independent).
+//! The copy that runs for the whole release weighs half (a fault present from the start,
+//! the common case, pays `ln 2` for the restarts, not `ln steps`). Each test mixes a grid
+//! of effect sizes; the absolute 5xx and latency mixtures put half their weight next to
+//! the fault the gate is built to catch (`DESIGN_*`). Across signals, the budget is split
+//! (a Bonferroni split, so the signals need not be independent).
+//!
+//! The evidence ([`GateState`]) is saved in the ledger record with the observed bake, so a
+//! resumed release carries on with it rather than starting afresh.
 //!
 //! "Enough data": the last step before 100 % (the last fair comparison) may not pass until
 //! the new colour has served enough next to the live one that +2 points of 5xx and a ×2
@@ -177,6 +183,8 @@ impl Tuning {
 #[derive(Debug, Clone)]
 pub struct SequentialGate {
     cfg: SequentialConfig,
+    /// The plan's metric period (one observation).
+    period: Duration,
     stat: LatencyStat,
     min_requests: f64,
     steps: usize,
@@ -204,6 +212,7 @@ impl SequentialGate {
         let lat_design = Some(DESIGN_LATENCY_FACTOR.ln() - seq.latency_tolerance.ln());
         let mut g = SequentialGate {
             cfg: seq.clone(),
+            period: cfg.metric_period,
             stat: cfg.latency_stat,
             min_requests: cfg.min_requests as f64,
             steps,
@@ -237,19 +246,18 @@ impl SequentialGate {
         &self.st
     }
 
-    /// A gate that carries on from a saved `state`. A state that does not fit this plan's
-    /// gate (other steps or tolerances) is not used: Err holds a fresh gate.
-    pub fn restored(cfg: &GateConfig, steps: usize, state: GateState) -> Result<Self, Self> {
+    /// A gate that carries on from a saved `state`; None when the state does not fit this
+    /// plan's gate (other steps or tolerances).
+    pub fn restored(cfg: &GateConfig, steps: usize, state: GateState) -> Option<Self> {
         let mut g = Self::new(cfg, steps);
         let fits = g.st.relative.same_shape(&state.relative)
             && g.st.absolute.same_shape(&state.absolute)
             && g.st.latency.same_shape(&state.latency)
             && state.step < g.steps;
-        if !fits {
-            return Err(g);
-        }
-        g.st = state;
-        Ok(g)
+        fits.then(|| {
+            g.st = state;
+            g
+        })
     }
 
     /// The same gate with one e-process per signal for the whole release instead of one
@@ -611,7 +619,7 @@ impl SequentialGate {
     /// far; None before any traffic. Late corrections count as periods, so the rate errs low.
     pub fn traffic(&self) -> Option<super::detect::Traffic> {
         let t = &self.st.total;
-        let secs = f64::from(self.st.periods) * self.cfg.metric_period.as_secs_f64();
+        let secs = f64::from(self.st.periods) * self.period.as_secs_f64();
         let requests = t.new_requests + t.live_requests;
         (secs > 0.0 && requests > 0.0).then(|| super::detect::Traffic {
             rps: requests / secs,
@@ -758,8 +766,8 @@ fn stat_variance(stat: LatencyStat, s: f64, n: f64) -> f64 {
 
 /// How long until a slowdown of `factor` is expected to be caught when the new colour
 /// serves `rps_new` requests a second next to a live colour serving `rps_live` (None: the
-/// live colour is idle and the gate compares with its past), in whole metric periods
-/// (the metric delay comes on top). Assumes a wide latency spread (the gate's default
+/// live colour is idle and the gate compares with its past), in whole metric periods of
+/// `period` (the metric delay comes on top). Assumes a wide latency spread (the gate's default
 /// shape) since the notice comes before any period of the step.
 pub fn latency_time_to_detect(
     rps_new: f64,
@@ -768,12 +776,13 @@ pub fn latency_time_to_detect(
     stat: LatencyStat,
     cfg: &SequentialConfig,
     steps: usize,
+    period: Duration,
 ) -> Option<Duration> {
     if rps_new.is_nan() || rps_new <= 0.0 {
         return None;
     }
     let need = latency_info_to_detect(factor, cfg, steps)?;
-    let period = cfg.metric_period.as_secs_f64().max(1e-3);
+    let period = period.as_secs_f64().max(1e-3);
     let var = |rps: f64| stat_variance(stat, DEFAULT_SHAPE, rps * period);
     let per_period = 1.0
         / (var(rps_new)
@@ -798,7 +807,7 @@ pub fn latency_requests_to_detect(
 
 /// How long until a 5xx increase of `increase` (absolute share) over `live_rate` is
 /// expected to be detected when the new colour serves `rps_new` requests a second, in
-/// whole metric periods (the metric delay comes on top). For notices such as "at 0.5 req/s
+/// whole metric periods of `period` (the metric delay comes on top). For notices such as "at 0.5 req/s
 /// a +1 point 5xx fault needs about 12 min".
 pub fn time_to_detect(
     rps_new: f64,
@@ -806,12 +815,13 @@ pub fn time_to_detect(
     increase: f64,
     cfg: &SequentialConfig,
     steps: usize,
+    period: Duration,
 ) -> Option<Duration> {
     if rps_new.is_nan() || rps_new <= 0.0 {
         return None;
     }
     let n = requests_to_detect(live_rate, increase, cfg, steps)?;
-    let period = cfg.metric_period.as_secs_f64().max(1e-3);
+    let period = period.as_secs_f64().max(1e-3);
     let periods = (n / (rps_new * period)).ceil().max(1.0);
     Some(Duration::from_secs_f64(periods * period))
 }
@@ -1175,10 +1185,11 @@ mod tests {
     #[test]
     fn detection_time_scales_with_traffic() {
         let c = SequentialConfig::default();
-        let slow = time_to_detect(0.5, 0.001, 0.01, &c, 4).unwrap();
-        let fast = time_to_detect(50.0, 0.001, 0.01, &c, 4).unwrap();
+        let minute = Duration::from_secs(60);
+        let slow = time_to_detect(0.5, 0.001, 0.01, &c, 4, minute).unwrap();
+        let fast = time_to_detect(50.0, 0.001, 0.01, &c, 4, minute).unwrap();
         assert!(slow > fast * 10, "{slow:?} vs {fast:?}");
-        assert_eq!(time_to_detect(0.0, 0.001, 0.01, &c, 4), None);
+        assert_eq!(time_to_detect(0.0, 0.001, 0.01, &c, 4, minute), None);
         // Inside the tolerance: never detectable.
         assert_eq!(requests_to_detect(0.01, 0.001, &c, 4), None);
     }
@@ -1404,14 +1415,14 @@ mod tests {
         for step in [0, 0, 1, 1] {
             assert_eq!(g.observe(step, &s), r.observe(step, &s));
         }
-        assert!(SequentialGate::restored(&cfg(), 5, state).is_err());
+        assert!(SequentialGate::restored(&cfg(), 5, state).is_none());
     }
 
     #[test]
     fn traffic_is_both_colours_per_second_over_the_periods_seen() {
         let mut g = SequentialGate::new(&cfg(), 3);
         assert_eq!(g.traffic(), None);
-        let period = g.cfg.metric_period.as_secs_f64();
+        let period = g.period.as_secs_f64();
         let mut s = healthy(100.0, 500.0);
         s.blue.errors_5xx = 3.0;
         g.observe(0, &s);

@@ -271,12 +271,6 @@ pub struct SequentialConfig {
     pub catastrophic_error_rate: f64,
     /// … over at least this many of its requests.
     pub catastrophic_min_requests: u64,
-    /// Length of one metric period (one observation of the gate).
-    #[serde(with = "secs")]
-    pub metric_period: Duration,
-    /// How old a period must be before its metrics are complete.
-    #[serde(with = "secs")]
-    pub metric_delay: Duration,
     /// How long a step may wait past its bake for enough data.
     #[serde(with = "secs")]
     pub max_wait: Duration,
@@ -294,8 +288,6 @@ impl Default for SequentialConfig {
             latency_tolerance: d::LATENCY_TOLERANCE,
             catastrophic_error_rate: d::CATASTROPHIC_ERROR_RATE,
             catastrophic_min_requests: d::CATASTROPHIC_MIN_REQUESTS,
-            metric_period: d::METRIC_PERIOD,
-            metric_delay: Duration::ZERO,
             max_wait: d::MAX_WAIT,
             on_no_data: OnNoData::Pause,
         }

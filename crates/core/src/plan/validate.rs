@@ -340,7 +340,7 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
             &mut c,
             raw.gates.as_ref().map(|g| g.get_ref()),
             production,
-            (gates.metric_period, gates.metric_delay),
+            gates.metric_period,
         ),
         ..gates
     };
@@ -911,14 +911,10 @@ fn sequential(
     c: &mut Checker,
     g: Option<&super::raw::RawGates>,
     production: bool,
-    // Parsed once with the other `[gates]` keys; the gate needs them too.
-    (metric_period, metric_delay): (Duration, Duration),
+    // Parsed once with the other `[gates]` keys (they stay there): checked against production.
+    metric_period: Duration,
 ) -> SequentialConfig {
-    let base = SequentialConfig {
-        metric_period,
-        metric_delay,
-        ..SequentialConfig::default()
-    };
+    let base = SequentialConfig::default();
     let Some(g) = g else { return base };
     let alpha = match &g.alpha {
         None => base.alpha,
@@ -1009,8 +1005,6 @@ fn sequential(
         ),
         catastrophic_error_rate,
         catastrophic_min_requests,
-        metric_period,
-        metric_delay,
         max_wait: c.duration(g.max_wait.as_ref(), "gates.max_wait", base.max_wait),
         on_no_data: c.choice(
             g.on_no_data.as_ref(),

@@ -39,7 +39,7 @@ pub trait Judge: Send {
         None
     }
     /// The evidence to save in the ledger record (None: nothing outlives the step).
-    fn saved(&self) -> Option<serde_json::Value> {
+    fn saved(&self) -> Option<String> {
         None
     }
 }
@@ -108,8 +108,8 @@ impl Judge for SequentialJudge<'_> {
     fn on_no_data(&self, waited: Duration) -> Option<OnNoData> {
         self.gate.no_data_action(waited)
     }
-    fn saved(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self.gate.state()).ok()
+    fn saved(&self) -> Option<String> {
+        serde_json::to_string(self.gate.state()).ok()
     }
 }
 
@@ -265,7 +265,7 @@ impl<J: Judge> Bake<J> {
     }
 
     /// The gate's evidence to save with the observed bake.
-    pub fn saved_gate(&self) -> Option<serde_json::Value> {
+    pub fn saved_gate(&self) -> Option<String> {
         self.judge.saved()
     }
 

@@ -166,8 +166,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             // No silent waits: say up front what this step's traffic lets the gate catch.
             ctx.emit(Event::Notice {
                 message: detect::step_notice(
-                    &gates.sequential,
-                    gates.latency_stat,
+                    gates,
                     steps.len(),
                     index,
                     step.weight,
@@ -379,9 +378,9 @@ fn note_bake<J: Judge>(ctx: &mut Ctx<'_>, state: &Bake<J>) {
     }
 }
 
-fn saved_gate(gate: &SequentialGate, mode: JudgeMode) -> Option<serde_json::Value> {
+fn saved_gate(gate: &SequentialGate, mode: JudgeMode) -> Option<String> {
     (mode == JudgeMode::Sequential)
-        .then(|| serde_json::to_value(gate.state()).ok())
+        .then(|| serde_json::to_string(gate.state()).ok())
         .flatten()
 }
 
@@ -392,11 +391,11 @@ fn restore_gate(ctx: &mut Ctx<'_>, steps: usize) -> SequentialGate {
     let Some(saved) = ctx.record.value.shift.gate.clone() else {
         return SequentialGate::new(gates, steps);
     };
-    let restored = serde_json::from_value::<GateState>(saved)
-        .map_err(|_| SequentialGate::new(gates, steps))
+    let restored = serde_json::from_str::<GateState>(&saved)
+        .ok()
         .and_then(|state| SequentialGate::restored(gates, steps, state));
     match restored {
-        Ok(gate) => {
+        Some(gate) => {
             let e = gate.evidence();
             ctx.emit(Event::Notice {
                 message: format!(
@@ -409,11 +408,11 @@ fn restore_gate(ctx: &mut Ctx<'_>, steps: usize) -> SequentialGate {
             });
             gate
         }
-        Err(fresh) => {
+        None => {
             ctx.emit(Event::Notice {
                 message: "the gate evidence saved by the interrupted run does not fit this plan's gates; the gate starts afresh".into(),
             });
-            fresh
+            SequentialGate::new(gates, steps)
         }
     }
 }
