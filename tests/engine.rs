@@ -1139,11 +1139,14 @@ async fn rollback_during_a_release_ends_it_rolled_back_both_ways() {
         );
         assert!(r.rolled_back_at.is_some());
         let ix = index(&world);
+        assert_eq!(ix.live, ix_before.live, "no swap");
+        // [rollback].green = keep: the standby colour runs the rolled-back version now.
+        let sb = ix.standby.expect("standby");
         assert_eq!(
-            (ix.live, ix.standby),
-            (ix_before.live, ix_before.standby),
-            "no swap"
+            (sb.colour, sb.version.as_str(), sb.release.as_deref()),
+            (live.other(), "1.5.0", Some(f.release_id.as_str()))
         );
+        assert!(sb.unusable.is_some(), "{sb:?}");
         assert!(!lock_held(&world));
 
         let n = world.with(|w| w.weight_history.len());

@@ -201,6 +201,9 @@ pub struct Record {
     pub rolled_back_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub rolled_back_by: Option<String>,
+    /// The release that took the lock after this one's was broken and closed this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 impl Record {
@@ -250,12 +253,26 @@ impl Record {
             approvals: Vec::new(),
             rolled_back_at: None,
             rolled_back_by: None,
+            superseded_by: None,
         }
     }
 
     /// The recorded approval of step `step` (1-based), if any.
     pub fn approval(&self, step: usize) -> Option<&Approval> {
         self.approvals.iter().find(|a| a.step == step)
+    }
+
+    /// A `glidepath rollback` of this finalized release recorded its intent and did not
+    /// finish: traffic may be on either colour until `resume` or `rollback` completes it.
+    pub fn undoing_finalize(&self) -> bool {
+        self.outcome == Some(Outcome::Finalized)
+            && self.phases.rollback.intent_at.is_some()
+            && !self.phases.rollback.is_done()
+    }
+
+    /// Nobody has finished with it: no outcome yet, or a rollback of it half done.
+    pub fn unfinished(&self) -> bool {
+        self.outcome.is_none() || self.undoing_finalize()
     }
 
     /// The first forward phase not done yet (None: every phase is done).
@@ -272,6 +289,10 @@ pub struct Slot {
     pub version: String,
     pub colour: ColourName,
     pub release: Option<String>,
+    /// Why traffic must not go back to this slot (a standby colour that a release which
+    /// did not finalize redeployed); `glidepath rollback` refuses with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -318,6 +339,10 @@ pub struct Index {
     pub current: Option<String>,
     /// Newest first.
     pub releases: Vec<IndexEntry>,
+    /// Releases whose lock `unlock --force` broke while another one was current: nobody
+    /// drives them; the next lock holder closes them as superseded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abandoned: Vec<String>,
 }
 
 impl Index {
@@ -326,14 +351,86 @@ impl Index {
         self.live.as_ref().map_or(ColourName::Blue, |s| s.colour)
     }
 
-    /// Insert or replace `r`'s entry, newest first, bounded.
+    /// Insert or replace `r`'s entry, newest first (by start), bounded.
     pub fn upsert(&mut self, r: &Record) {
         let entry = IndexEntry::of(r);
         match self.releases.iter_mut().find(|e| e.id == r.id) {
             Some(e) => *e = entry,
-            None => self.releases.insert(0, entry),
+            None => {
+                // A release closed late (superseded) still lands where it started.
+                let at = self
+                    .releases
+                    .iter()
+                    .position(|e| e.started_at <= r.started_at)
+                    .unwrap_or(self.releases.len());
+                self.releases.insert(at, entry);
+            }
         }
         self.releases.truncate(INDEX_KEEP);
+    }
+
+    /// `r` finalized: its colour is live and the colour that was live is standby. Done
+    /// once: a repeat (resume, or the record written before the index) changes nothing.
+    pub fn finalize(&mut self, r: &Record) {
+        let already = self
+            .live
+            .as_ref()
+            .is_some_and(|s| s.release.as_deref() == Some(r.id.as_str()));
+        if !already {
+            let old = self.live.take().unwrap_or_else(|| Slot {
+                version: r.live_version.clone().unwrap_or_else(|| "unknown".into()),
+                colour: r.live,
+                release: None,
+                unusable: None,
+            });
+            self.standby = Some(old);
+            self.live = Some(Slot {
+                version: r.version.clone(),
+                colour: r.target,
+                release: Some(r.id.clone()),
+                unusable: None,
+            });
+        }
+    }
+
+    /// The index after `r` ended (its record already says how): not current any more,
+    /// its entry upserted, and `live` / `standby` naming what runs on each colour:
+    /// - finalized: its colour live ([`Index::finalize`]);
+    /// - otherwise `live` never names it (a finalized release rolled back by hand, or an
+    ///   older finalize that wrote the index first): live and standby swap back;
+    /// - otherwise, if it deployed to the standby colour, that colour no longer runs the
+    ///   standby version: the slot names what it deployed, marked unusable.
+    pub fn record_end(&mut self, r: &Record) {
+        if self.current.as_deref() == Some(r.id.as_str()) {
+            self.current = None;
+        }
+        self.abandoned.retain(|a| *a != r.id);
+        let names_r = |s: &Option<Slot>| {
+            s.as_ref()
+                .is_some_and(|s| s.release.as_deref() == Some(r.id.as_str()))
+        };
+        match r.outcome {
+            Some(Outcome::Finalized) => self.finalize(r),
+            Some(_) if names_r(&self.live) => std::mem::swap(&mut self.live, &mut self.standby),
+            Some(_) if r.phases.deploy.intent_at.is_some() && r.target != self.live_colour() => {
+                if !names_r(&self.standby) {
+                    self.standby = Some(Slot {
+                        version: r.version.clone(),
+                        colour: r.target,
+                        release: Some(r.id.clone()),
+                        unusable: Some(format!(
+                            "release {} ({}) {} after deploying to {}, which no longer runs the version that was live before it",
+                            r.id,
+                            r.version,
+                            r.outcome.map_or("ended".into(), |o| o.to_string()),
+                            r.target.name()
+                        )),
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.upsert(r);
     }
 }
 

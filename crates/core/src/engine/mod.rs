@@ -14,6 +14,7 @@ pub mod ports;
 pub mod preflight;
 pub mod retry;
 pub mod run;
+pub mod supersede;
 pub mod watch;
 
 pub use event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};

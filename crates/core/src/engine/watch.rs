@@ -501,8 +501,11 @@ impl<'p> Follow<'p> {
                     out.push(Event::GateWaiting {
                         index: current,
                         weight,
+                        // Approvals go through the ledger: any terminal (or CI) can give one.
                         reason: format!(
-                            "manual gate at {weight}%: waiting for approval in the releasing terminal"
+                            "manual gate at {weight}%: approve from any terminal with `glidepath approve {} --step {}`",
+                            self.plan.source.display(),
+                            current + 1
                         ),
                     });
                 }
