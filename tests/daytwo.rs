@@ -137,7 +137,9 @@ async fn rollback(
 
 async fn unlock_force(world: &FakeWorld, plan: &Plan) {
     let ports = world.ports(true);
-    let r = run::unlock(plan, &ports, true).await.expect("unlock");
+    let r = run::unlock(plan, &ports, true, "ops@test")
+        .await
+        .expect("unlock");
     assert!(r.broken, "{}", r.message);
 }
 
@@ -446,4 +448,132 @@ async fn a_superseded_release_does_not_become_current_again() {
     let again = resume(&world, &plan).await;
     assert_eq!(again.exit_code, 2, "nothing to resume: {}", again.message);
     idle_and_consistent(&world);
+}
+
+// --- the append-only operations log -----------------------------------------------------
+
+/// Releases, an approval, a forced unlock, a rollback and a resume with nothing to do: each
+/// is one entry of the operations log, in order, with who and how it left its release; an
+/// entry is created once and never written again.
+#[tokio::test(start_paused = true)]
+async fn every_operation_is_logged_once_in_order_and_never_rewritten() {
+    use glidepath::engine::oplog::{self, OpKind};
+    let plan = common::engine_plan();
+    let world = FakeWorld::for_plan(&plan);
+    let ports = world.ports(true);
+    let first = release(&world, &plan, "1.1.0", None, never).await.unwrap();
+    let ops_object = |w: &FakeWorld| {
+        w.with(|w| {
+            w.objects
+                .iter()
+                .filter(|(k, _)| k.starts_with(oplog::OPS_PREFIX))
+                .map(|(k, (b, _))| (k.clone(), b.clone()))
+                .collect::<Vec<_>>()
+        })
+    };
+    let after_first = ops_object(&world);
+    assert_eq!(after_first.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let aborted = release(&world, &plan, "1.2.0", None, at_first_split)
+        .await
+        .unwrap();
+    ledger::record_approval(&world, &aborted.release_id, 2, "carol@ops-3")
+        .await
+        .unwrap();
+    unlock_force(&world, &plan).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let third = release(&world, &plan, "1.3.0", None, never).await.unwrap();
+    let back = rollback(&world, &plan, None).await.unwrap();
+    let nothing = resume(&world, &plan).await;
+
+    let ops = run::operations(&plan, &ports).await.unwrap();
+    let got: Vec<(OpKind, &str, Option<&str>, Option<Outcome>, i32)> = ops
+        .iter()
+        .map(|o| {
+            (
+                o.kind,
+                o.by.as_str(),
+                o.release.as_deref(),
+                o.outcome,
+                o.exit_code,
+            )
+        })
+        .collect();
+    let want = vec![
+        (
+            OpKind::Release,
+            "alice@ops-1",
+            Some(first.release_id.as_str()),
+            Some(Outcome::Finalized),
+            0,
+        ),
+        (
+            OpKind::Release,
+            "alice@ops-1",
+            Some(aborted.release_id.as_str()),
+            Some(Outcome::Interrupted),
+            aborted.exit_code,
+        ),
+        (
+            OpKind::Approve,
+            "carol@ops-3",
+            Some(aborted.release_id.as_str()),
+            None,
+            0,
+        ),
+        (
+            OpKind::Unlock,
+            "ops@test",
+            Some(aborted.release_id.as_str()),
+            None,
+            0,
+        ),
+        (
+            OpKind::Release,
+            "alice@ops-1",
+            Some(third.release_id.as_str()),
+            Some(Outcome::Finalized),
+            0,
+        ),
+        (
+            OpKind::Rollback,
+            "dave@ops-4",
+            Some(third.release_id.as_str()),
+            Some(Outcome::RolledBack),
+            back.exit_code,
+        ),
+        (OpKind::Resume, "bob@ops-2", None, None, nothing.exit_code),
+    ];
+    assert_eq!(got, want, "{ops:#?}");
+    assert_eq!((back.exit_code, nothing.exit_code), (0, 2));
+    // Append-only: the first entry is byte for byte what it was; no entry was ever
+    // written over (only If-None-Match creates) or deleted.
+    let now = ops_object(&world);
+    assert!(
+        now.contains(&after_first[0]),
+        "the first entry is unchanged"
+    );
+    world.with(|w| {
+        let rewrites: Vec<&String> = w
+            .calls
+            .iter()
+            .filter(|c| c.contains(oplog::OPS_PREFIX))
+            .filter(|c| {
+                !c.starts_with("state.put_if_absent")
+                    && !c.starts_with("state.get")
+                    && !c.starts_with("state.list")
+            })
+            .collect();
+        assert!(rewrites.is_empty(), "{rewrites:?}");
+    });
+    let text = glidepath::commands::release::operations_text(&ops);
+    assert_eq!(text.lines().count(), 7, "{text}");
+    assert!(
+        text.lines().nth(3).unwrap().contains("unlock --force"),
+        "{text}"
+    );
+    assert!(
+        text.lines().nth(5).unwrap().contains("rolled back"),
+        "{text}"
+    );
 }

@@ -137,7 +137,9 @@ async fn supersede_after_forced_unlock(first: usize) {
     let a = release_aborted_at_the_split(&plan, &ports, "1.5.0").await;
     let split = probe.traffic.weights().await.expect("weights");
     assert_ne!(split, all_on(live), "A left traffic split");
-    let report = run::unlock(&plan, &ports, true).await.expect("unlock");
+    let report = run::unlock(&plan, &ports, true, "ops@test")
+        .await
+        .expect("unlock");
     assert!(report.broken, "{}", report.message);
 
     let (b, events, at_deploy) = release_watching_the_deploy(&plan, &ports, &probe, "1.6.0").await;

@@ -412,7 +412,9 @@ async fn do_op(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
         }
         Op::UnlockForce => {
             let ports = world.ports(true);
-            run::unlock(plan, &ports, true).await.expect("unlock");
+            run::unlock(plan, &ports, true, "ops@test")
+                .await
+                .expect("unlock");
             None
         }
         Op::Settle => {

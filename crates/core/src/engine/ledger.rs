@@ -577,7 +577,9 @@ pub async fn record_approval(
         let mut doc = load_record(store, release)
             .await?
             .ok_or_else(|| EngineError::Refused(format!("release {release} has no record")))?;
-        if doc.value.approval(step).is_some() {
+        if let Some(a) = doc.value.approval(step) {
+            let message = format!("step {step} was already approved by {} at {}", a.by, a.at);
+            log_approval(store, release, by, message).await?;
             return Ok(doc.value);
         }
         doc.value.approvals.push(Approval {
@@ -586,12 +588,33 @@ pub async fn record_approval(
             at: Utc::now(),
         });
         match doc.save(store).await {
-            Ok(()) => return Ok(doc.value),
+            Ok(()) => {
+                log_approval(store, release, by, format!("approved step {step}")).await?;
+                return Ok(doc.value);
+            }
             Err(EngineError::Conflict { .. }) => continue,
             Err(e) => return Err(e),
         }
     }
     Err(EngineError::Conflict { key })
+}
+
+async fn log_approval(
+    store: &dyn StateStore,
+    release: &str,
+    by: &str,
+    message: String,
+) -> Result<(), EngineError> {
+    let entry = super::oplog::OpEntry {
+        at: Utc::now(),
+        kind: super::oplog::OpKind::Approve,
+        by: by.into(),
+        release: Some(release.into()),
+        outcome: None,
+        exit_code: crate::exit::OK,
+        message,
+    };
+    super::oplog::append(store, &entry).await
 }
 
 /// Read-modify-write the index, re-reading on a conflict (releases are serialized by the

@@ -8,6 +8,7 @@ pub mod fake;
 pub mod ids;
 pub mod ledger;
 pub mod lock;
+pub mod oplog;
 pub mod periods;
 pub mod phases;
 pub mod ports;

@@ -18,6 +18,7 @@ use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseSt
 use super::ids;
 use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
+use super::oplog::{self, OpEntry, OpKind};
 use super::phases::{self, shift};
 use super::ports::{Ports, StateStore};
 use super::supersede;
@@ -51,6 +52,18 @@ pub struct ResumeRequest {
 /// Start a new release of `req.version`. Events go to `events` (the channel closes when
 /// this returns); `commands` carries the operator's Approve/Pause/Rollback/Abort.
 pub async fn release(
+    plan: &Plan,
+    ports: &Ports,
+    req: ReleaseRequest,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
+    let by = req.holder.clone();
+    let f = release_run(plan, ports, req, events, commands).await;
+    log_op(ports, OpKind::Release, &by, f).await
+}
+
+async fn release_run(
     plan: &Plan,
     ports: &Ports,
     req: ReleaseRequest,
@@ -112,6 +125,18 @@ pub async fn resume(
     events: UnboundedSender<Envelope>,
     commands: UnboundedReceiver<Command>,
 ) -> Finished {
+    let by = req.holder.clone();
+    let f = resume_run(plan, ports, req, events, commands).await;
+    log_op(ports, OpKind::Resume, &by, f).await
+}
+
+async fn resume_run(
+    plan: &Plan,
+    ports: &Ports,
+    req: ResumeRequest,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
     let found = match in_progress(plan, ports, &req.holder).await {
         Ok(f) => f,
         Err(e) => return end_early(ports, &events, "", Cause::Unexpected, e.to_string()).await,
@@ -164,6 +189,39 @@ pub async fn resume(
 /// progress this is its rollback phase; for the last finalized release (while the old
 /// colour still runs) weights go back to the old colour and the index swaps back.
 pub async fn rollback(
+    plan: &Plan,
+    ports: &Ports,
+    holder: &str,
+    events: UnboundedSender<Envelope>,
+) -> Finished {
+    let f = rollback_run(plan, ports, holder, events).await;
+    log_op(ports, OpKind::Rollback, holder, f).await
+}
+
+/// Append the operation that ended as `f` to the operations log. A failed write is noted
+/// in the message (the run's own events are over by now); it never changes the outcome.
+async fn log_op(ports: &Ports, kind: OpKind, by: &str, mut f: Finished) -> Finished {
+    let entry = OpEntry {
+        at: Utc::now(),
+        kind,
+        by: by.to_string(),
+        release: Some(f.release_id.clone()).filter(|r| !r.is_empty()),
+        outcome: match f.cause {
+            // Refused before it touched anything: the release's outcome is not this run's.
+            Cause::LockHeld | Cause::Usage | Cause::AlreadyBack => None,
+            _ => Some(f.outcome),
+        },
+        exit_code: f.exit_code,
+        message: f.message.clone(),
+    };
+    if let Err(e) = oplog::append(ports.state.as_ref(), &entry).await {
+        f.message
+            .push_str(&format!("; the operations log could not be written: {e}"));
+    }
+    f
+}
+
+async fn rollback_run(
     plan: &Plan,
     ports: &Ports,
     holder: &str,
@@ -287,19 +345,41 @@ pub async fn status(plan: &Plan, ports: &Ports) -> Result<Status, EngineError> {
     })
 }
 
+/// Every operation (release, resume, rollback, forced unlock, approval), oldest first,
+/// from the append-only operations log.
+pub async fn operations(_plan: &Plan, ports: &Ports) -> Result<Vec<OpEntry>, EngineError> {
+    oplog::list(ports.state.as_ref()).await
+}
+
 /// Past releases, newest first (from the index).
 pub async fn history(_plan: &Plan, ports: &Ports) -> Result<Vec<IndexEntry>, EngineError> {
     Ok(ledger::load_index(ports.state.as_ref()).await?.releases)
 }
 
-/// Show who holds the lock; with `force`, break it. The broken lock's release, if it has
-/// a record and did not end, stays findable: it becomes the index's `current` (so `resume`
-/// continues it and the next release supersedes it), or, when another release is current
-/// already, is listed as abandoned for the next lock holder to close.
-pub async fn unlock(_plan: &Plan, ports: &Ports, force: bool) -> Result<UnlockReport, EngineError> {
+/// Show who holds the lock; with `force`, break it (`by` is logged as having done so). The
+/// broken lock's release, if it has a record and did not end, stays findable: it becomes
+/// the index's `current` (so `resume` continues it and the next release supersedes it),
+/// or, when another release is current already, is listed as abandoned for the next lock
+/// holder to close.
+pub async fn unlock(
+    _plan: &Plan,
+    ports: &Ports,
+    force: bool,
+    by: &str,
+) -> Result<UnlockReport, EngineError> {
     let store = ports.state.as_ref();
     let report = lock::unlock(store, force).await?;
     if let (true, Some(b)) = (report.broken, &report.lock) {
+        let entry = OpEntry {
+            at: Utc::now(),
+            kind: OpKind::Unlock,
+            by: by.to_string(),
+            release: Some(b.release.clone()),
+            outcome: None,
+            exit_code: crate::exit::OK,
+            message: report.message.clone(),
+        };
+        oplog::append(store, &entry).await?;
         let unfinished = ledger::load_record(store, &b.release)
             .await?
             .is_some_and(|d| d.value.unfinished());
