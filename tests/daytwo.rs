@@ -487,7 +487,9 @@ async fn every_operation_is_logged_once_in_order_and_never_rewritten() {
     let nothing = resume(&world, &plan).await;
 
     let ops = run::operations(&plan, &ports).await.unwrap();
-    let got: Vec<(OpKind, &str, Option<&str>, Option<Outcome>, i32)> = ops
+    // kind, by, release, outcome, exit code
+    type Line<'a> = (OpKind, &'a str, Option<&'a str>, Option<Outcome>, i32);
+    let got: Vec<Line> = ops
         .iter()
         .map(|o| {
             (

@@ -643,12 +643,16 @@ fn print_json<T: serde::Serialize>(v: &T) {
 fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {
     s.as_ref().map_or("(none recorded)".into(), |s| {
         format!(
-            "{} on {}{}",
+            "{} on {}{}{}",
             s.version,
             s.colour.name(),
             s.release
                 .as_ref()
                 .map(|r| format!(" (release {r})"))
+                .unwrap_or_default(),
+            s.unusable
+                .as_ref()
+                .map(|why| format!(" — UNUSABLE for a rollback: {why}"))
                 .unwrap_or_default()
         )
     })

@@ -412,21 +412,24 @@ impl Index {
         match r.outcome {
             Some(Outcome::Finalized) => self.finalize(r),
             Some(_) if names_r(&self.live) => std::mem::swap(&mut self.live, &mut self.standby),
-            Some(_) if r.phases.deploy.intent_at.is_some() && r.target != self.live_colour() => {
-                if !names_r(&self.standby) {
-                    self.standby = Some(Slot {
-                        version: r.version.clone(),
-                        colour: r.target,
-                        release: Some(r.id.clone()),
-                        unusable: Some(format!(
-                            "release {} ({}) {} after deploying to {}, which no longer runs the version that was live before it",
-                            r.id,
-                            r.version,
-                            r.outcome.map_or("ended".into(), |o| o.to_string()),
-                            r.target.name()
-                        )),
-                    });
-                }
+            // Already named (a repeat of this ending): nothing to do.
+            Some(_)
+                if r.phases.deploy.intent_at.is_some()
+                    && r.target != self.live_colour()
+                    && !names_r(&self.standby) =>
+            {
+                self.standby = Some(Slot {
+                    version: r.version.clone(),
+                    colour: r.target,
+                    release: Some(r.id.clone()),
+                    unusable: Some(format!(
+                        "release {} ({}) {} after deploying to {}, which no longer runs the version that was live before it",
+                        r.id,
+                        r.version,
+                        r.outcome.map_or("ended".into(), |o| o.to_string()),
+                        r.target.name()
+                    )),
+                });
             }
             _ => {}
         }
