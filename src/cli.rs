@@ -63,8 +63,8 @@ pub enum Cmd {
     Contract(commands::contract::ContractArgs),
     /// Show the current release and lock from the ledger.
     Status(commands::release::StatusArgs),
-    /// List past releases from the ledger.
-    History(commands::release::StatusArgs),
+    /// List past releases from the ledger (`--operations`: every operation, in order).
+    History(commands::release::HistoryArgs),
     /// Attach read-only to a release in progress (from another terminal).
     Watch(commands::release::WatchArgs),
     /// Approve a manual gate of the release in progress, from any terminal.

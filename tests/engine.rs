@@ -895,9 +895,9 @@ async fn lock_held_by_someone_else_exits_4_naming_them() {
     );
 
     // unlock shows the holder, and --force breaks it.
-    let report = run::unlock(&plan, &ports, false).await.unwrap();
+    let report = run::unlock(&plan, &ports, false, "ops@test").await.unwrap();
     assert!(!report.broken && report.message.contains("carol@ops-9"));
-    let report = run::unlock(&plan, &ports, true).await.unwrap();
+    let report = run::unlock(&plan, &ports, true, "ops@test").await.unwrap();
     assert!(report.broken);
     let (f, _) = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, 0, "{}", f.message);
@@ -1068,11 +1068,20 @@ async fn rollback_of_the_latest_finalized_release(versions: &[&str]) {
             again.message
         );
     }
-    assert_eq!(
-        world.with(|w| w.objects.clone()),
-        records_before,
-        "ledger untouched"
-    );
+    // Records, index and lock untouched; the operations log gained this rollback.
+    let ops = glidepath::engine::oplog::OPS_PREFIX;
+    let (after, logged): (Vec<_>, Vec<_>) = world.with(|w| {
+        w.objects
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| !k.starts_with(ops))
+    });
+    let before: Vec<_> = records_before
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(ops))
+        .collect();
+    assert_eq!(after, before, "ledger untouched");
+    assert_eq!(logged.len(), done.len() + 2, "one log entry per operation");
     for f in &done[..done.len() - 1] {
         assert_eq!(
             record(&world, &f.release_id).outcome,
@@ -1141,11 +1150,14 @@ async fn rollback_during_a_release_ends_it_rolled_back_both_ways() {
         );
         assert!(r.rolled_back_at.is_some());
         let ix = index(&world);
+        assert_eq!(ix.live, ix_before.live, "no swap");
+        // [rollback].green = keep: the standby colour runs the rolled-back version now.
+        let sb = ix.standby.expect("standby");
         assert_eq!(
-            (ix.live, ix.standby),
-            (ix_before.live, ix_before.standby),
-            "no swap"
+            (sb.colour, sb.version.as_str(), sb.release.as_deref()),
+            (live.other(), "1.5.0", Some(f.release_id.as_str()))
         );
+        assert!(sb.unusable.is_some(), "{sb:?}");
         assert!(!lock_held(&world));
 
         let n = world.with(|w| w.weight_history.len());

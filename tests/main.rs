@@ -8,6 +8,8 @@ mod view_support;
 mod assets_localstack;
 mod assets_stage;
 mod aws_adapters;
+mod daytwo;
+mod daytwo_stage;
 mod drills;
 mod ending;
 mod engine;

@@ -448,7 +448,9 @@ async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one() {
     assert_eq!(a_task.len(), 1, "{a_task:?}");
 
     let (b_ports, _) = ports_for(&config, &seeded_plan).await.expect("ports");
-    let report = run::unlock(&plan, &b_ports, true).await.expect("unlock");
+    let report = run::unlock(&plan, &b_ports, true, "ops@test")
+        .await
+        .expect("unlock");
     assert!(report.broken);
 
     let done = AtomicBool::new(false);

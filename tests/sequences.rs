@@ -13,15 +13,19 @@
 //! leaves the lock free and nothing current, an interrupted one keeps the lock; history
 //! lists each release once, newest first, in start order, with the outcome it ended with.
 //!
-//! Known engine bugs are [`Bug`]s: the default test stops a sequence at a known bug's
-//! signature (counted in the printed stats); each bug has an `#[ignore]`d test with a
-//! pinned seed that holds the engine to it.
+//! Also: every record without an outcome is locked, current or abandoned (a superseded
+//! release is closed as such); `live` only ever names a finalized release; the index never
+//! names a release current once a newer one has ended; idle, no manual rollback is left
+//! half done and the standby slot (unless marked unusable) names the version its colour
+//! runs. Six engine bugs the sequences found are pinned by their seeds (the tests after
+//! [`random_sequences_keep_the_invariants`]).
 //!
 //! Seeded (splitmix64): `GLIDEPATH_SEQUENCES=5000` runs more sequences,
 //! `GLIDEPATH_SEQUENCE_SEED=N` replays one (in every test of this module). A failure prints
 //! the seed and the operations. Pinned seeds depend on the generator and on the engine:
-//! after a behaviour change (e.g. rollback semantics) re-find one with
-//! `GLIDEPATH_SEQUENCES=2000 cargo nextest run --test main sequences::NAME --run-ignored all`.
+//! after a behaviour change a pinned seed may stop reaching its situation; re-find one by
+//! reverting the fix and running `GLIDEPATH_SEQUENCES=2000 cargo nextest run --test main
+//! sequences::random_sequences_keep_the_invariants`.
 
 use crate::common;
 
@@ -408,7 +412,9 @@ async fn do_op(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
         }
         Op::UnlockForce => {
             let ports = world.ports(true);
-            run::unlock(plan, &ports, true).await.expect("unlock");
+            run::unlock(plan, &ports, true, "ops@test")
+                .await
+                .expect("unlock");
             None
         }
         Op::Settle => {
@@ -427,56 +433,6 @@ async fn do_op(world: &FakeWorld, plan: &Plan, op: &Op) -> Option<Finished> {
 
 // --- invariants -----------------------------------------------------------------------------
 
-/// Known engine bugs (each pinned by an `#[ignore]`d test below). A sequence whose check
-/// fails with a known bug's signature in the world stops there and counts as "stopped by
-/// that bug" instead of failing — unless the bug is `strict` (its own test). The history
-/// one is a check of its own, off by default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Bug {
-    /// A release superseded after `unlock --force` stays "in progress" in history.
-    SupersededHistory,
-    /// A release superseded after `unlock --force` leaves its traffic split behind (and the
-    /// superseding release deploys over the colour that takes it).
-    SupersededTraffic,
-    /// A manual rollback of a finalized release sends traffic to a standby colour that a
-    /// later failed release redeployed with its own (failed) version.
-    StaleStandby,
-    /// A rollback of a release killed inside finalize (index written, record not) leaves
-    /// the index naming the rolled-back release live.
-    HalfFinalizedRollback,
-    /// A manual rollback of a finalized release killed after moving traffic: `resume`
-    /// then calls it "already ended" and releases the lock with traffic on the old colour
-    /// and the index naming the new one live.
-    InterruptedManualRollback,
-    /// After `unlock --force`, a release that dies before it names itself current in the
-    /// index and is then rolled back leaves the superseded release current again: `status`
-    /// shows it in progress and `resume` would continue the abandoned release.
-    SupersededRevived,
-}
-
-const BUGS: [Bug; 6] = [
-    Bug::SupersededHistory,
-    Bug::SupersededTraffic,
-    Bug::StaleStandby,
-    Bug::HalfFinalizedRollback,
-    Bug::InterruptedManualRollback,
-    Bug::SupersededRevived,
-];
-
-/// Which invariants to hold the engine to: everything, plus the known bugs listed.
-#[derive(Clone, Copy)]
-struct Strict {
-    bugs: &'static [Bug],
-}
-
-impl Strict {
-    fn holds(&self, b: Bug) -> bool {
-        self.bugs.contains(&b)
-    }
-}
-
-const ALL_BUT_KNOWN_BUGS: Strict = Strict { bugs: &[] };
-
 /// What the test remembers across operations.
 #[derive(Default)]
 struct Tracker {
@@ -492,7 +448,6 @@ async fn check(
     op: &Op,
     done: Option<&Finished>,
     t: &mut Tracker,
-    strict: Strict,
 ) -> Result<(), String> {
     let killed = matches!(
         op,
@@ -637,12 +592,46 @@ async fn check(
         }
     }
 
+    // Abandoned: a lock `unlock --force` broke while another release was current; the
+    // next lock holder closes it.
     let in_progress: BTreeSet<&str> = held
         .as_ref()
         .map(|b| b.release.as_str())
         .into_iter()
         .chain(ix.current.as_deref())
+        .chain(ix.abandoned.iter().map(String::as_str))
         .collect();
+
+    // Nobody leaves a release open: one without an outcome is locked, current or abandoned.
+    for (id, r) in &records {
+        if r.outcome.is_none() && !in_progress.contains(id.as_str()) {
+            return Err(format!(
+                "release {id} has no outcome but is neither locked, current nor abandoned"
+            ));
+        }
+    }
+    // `live` only ever names a finalized release.
+    if let Some(id) = ix.live.as_ref().and_then(|s| s.release.as_ref()) {
+        let outcome = records.get(id).and_then(|r| r.outcome);
+        if outcome != Some(Outcome::Finalized) {
+            return Err(format!(
+                "the index names {id} live, but it is {outcome:?}, not finalized"
+            ));
+        }
+    }
+    // A release that started before one that has ended is never current again.
+    if let Some(c) = ix.current.as_ref().and_then(|c| records.get(c)) {
+        if let Some(newer) = records
+            .values()
+            .find(|r| r.started_at > c.started_at && r.outcome.is_some())
+        {
+            return Err(format!(
+                "the index names {} current, but the newer release {} has already ended",
+                c.id, newer.id
+            ));
+        }
+    }
+
     let live_image = match &ix.live {
         Some(s) if s.release.is_some() => image_of(plan, &s.version),
         _ => fake::LIVE_IMAGE.to_string(),
@@ -736,6 +725,35 @@ async fn check(
                 service.desired
             ));
         }
+        if let Some(r) = records.values().find(|r| r.undoing_finalize()) {
+            return Err(format!(
+                "idle, but the manual rollback of {} is half done",
+                r.id
+            ));
+        }
+        // The standby slot names what its colour runs, or says it cannot be used.
+        if let Some(sb) = ix.standby.as_ref().filter(|s| s.unusable.is_none()) {
+            let want = match &sb.release {
+                Some(_) => image_of(plan, &sb.version),
+                None => fake::LIVE_IMAGE.to_string(),
+            };
+            let runs = world.with(|w| {
+                let name = match sb.colour {
+                    ColourName::Blue => &w.blue_service,
+                    ColourName::Green => &w.green_service,
+                };
+                w.task_definitions
+                    .get(&w.services[name].task_definition)
+                    .cloned()
+            });
+            if runs.as_deref() != Some(want.as_str()) {
+                return Err(format!(
+                    "idle, the standby {} runs {runs:?}, but the index names {} there",
+                    sb.colour.name(),
+                    sb.version
+                ));
+            }
+        }
     }
 
     // History: each release once, newest first, in the order they started.
@@ -761,7 +779,7 @@ async fn check(
             "history is not newest first: {ids:?}, started {expected:?}"
         ));
     }
-    if strict.holds(Bug::SupersededHistory) {
+    {
         for e in &history {
             if e.outcome.is_none() && !in_progress.contains(e.id.as_str()) {
                 return Err(format!(
@@ -788,82 +806,6 @@ async fn check(
     Ok(())
 }
 
-/// The known bug whose signature the world shows (ignoring the ones `strict` holds to).
-fn known_bug(world: &FakeWorld, plan: &Plan, strict: Strict) -> Option<Bug> {
-    let records = read_records(world);
-    let ix = read_index(world);
-    let held = read_lock(world);
-    let in_progress: BTreeSet<String> = held
-        .map(|b| b.release)
-        .into_iter()
-        .chain(ix.current.clone())
-        .collect();
-    let weights = world.with(|w| w.weights);
-    let serving: Vec<String> = world.with(|w| {
-        [
-            (weights.blue, &w.blue_service),
-            (weights.green, &w.green_service),
-        ]
-        .into_iter()
-        .filter(|(share, _)| *share > 0)
-        .filter_map(|(_, name)| w.task_definitions.get(&w.services[name].task_definition))
-        .cloned()
-        .collect()
-    });
-    let live_record = ix
-        .live
-        .as_ref()
-        .and_then(|s| s.release.as_ref())
-        .and_then(|id| records.get(id));
-    let current_started = ix
-        .current
-        .as_ref()
-        .and_then(|c| records.get(c))
-        .map(|r| r.started_at);
-    let signatures = [
-        (
-            Bug::SupersededTraffic,
-            records.values().any(|r| {
-                r.outcome.is_none()
-                    && !in_progress.contains(&r.id)
-                    && r.phases.shift.intent_at.is_some()
-            }),
-        ),
-        (
-            Bug::StaleStandby,
-            records.values().any(|r| {
-                matches!(r.outcome, Some(Outcome::RolledBack | Outcome::Failed))
-                    && !in_progress.contains(&r.id)
-                    && serving.contains(&image_of(plan, &r.version))
-            }),
-        ),
-        (
-            Bug::HalfFinalizedRollback,
-            live_record.is_some_and(|r| r.outcome == Some(Outcome::RolledBack)),
-        ),
-        (
-            Bug::InterruptedManualRollback,
-            live_record.is_some_and(|r| r.outcome == Some(Outcome::Finalized))
-                && ix.standby.as_ref().is_some_and(|s| {
-                    weights
-                        == match s.colour {
-                            ColourName::Blue => Weights::all_blue(),
-                            ColourName::Green => Weights::green(100),
-                        }
-                }),
-        ),
-        (
-            Bug::SupersededRevived,
-            read_lock(world).is_none()
-                && current_started.is_some_and(|at| records.values().any(|r| r.started_at > at)),
-        ),
-    ];
-    signatures
-        .into_iter()
-        .find(|(b, shows)| *shows && !strict.holds(*b))
-        .map(|(b, _)| b)
-}
-
 // --- running sequences ----------------------------------------------------------------------
 
 /// What the sequences exercised (so a generator change cannot quietly stop covering it).
@@ -881,8 +823,6 @@ struct Stats {
     smoke_runs: u32,
     migrations: u32,
     unlocks: u32,
-    /// Sequences stopped early by a known bug, per `BUGS` entry.
-    stopped_by: [u32; 6],
 }
 
 impl Stats {
@@ -899,13 +839,10 @@ impl Stats {
         self.smoke_runs += o.smoke_runs;
         self.migrations += o.migrations;
         self.unlocks += o.unlocks;
-        for (a, b) in self.stopped_by.iter_mut().zip(o.stopped_by) {
-            *a += b;
-        }
     }
 }
 
-async fn run_sequence(seed: u64, strict: Strict) -> Result<Stats, String> {
+async fn run_sequence(seed: u64) -> Result<Stats, String> {
     let mut stats = Stats {
         sequences: 1,
         ..Stats::default()
@@ -947,13 +884,7 @@ async fn run_sequence(seed: u64, strict: Strict) -> Result<Stats, String> {
                 )
             )
         ));
-        if let Err(e) = check(&world, &plan, op, done.as_ref(), &mut t, strict).await {
-            if let Some(bug) = known_bug(&world, &plan, strict) {
-                // A known bug broke the world; what follows would only repeat it.
-                let i = BUGS.iter().position(|b| *b == bug).unwrap_or(0);
-                stats.stopped_by[i] += 1;
-                break;
-            }
+        if let Err(e) = check(&world, &plan, op, done.as_ref(), &mut t).await {
             return Err(format!(
                 "seed {seed} (replay: GLIDEPATH_SEQUENCE_SEED={seed}): after op {i}: {e}\n{}",
                 log.join("\n")
@@ -989,12 +920,12 @@ fn seeds(n: u64) -> Vec<u64> {
     (0..n).map(|_| rng.next()).collect()
 }
 
-async fn run_all(n: u64, strict: Strict) -> Stats {
+async fn run_all(n: u64) -> Stats {
     let mut failures = vec![];
     let mut total = Stats::default();
     let seeds = seeds(n);
     for &seed in &seeds {
-        match run_sequence(seed, strict).await {
+        match run_sequence(seed).await {
             Ok(s) => total.add(s),
             Err(e) => {
                 failures.push(e);
@@ -1018,7 +949,7 @@ async fn run_all(n: u64, strict: Strict) -> Stats {
 /// The invariants that hold (200 sequences, ~30 s; `GLIDEPATH_SEQUENCES=5000` for more).
 #[tokio::test(start_paused = true)]
 async fn random_sequences_keep_the_invariants() {
-    let stats = run_all(200, ALL_BUT_KNOWN_BUGS).await;
+    let stats = run_all(200).await;
     if stats.sequences >= 100 {
         // Every kind of operation and ending happened (a generator change that stops
         // covering one fails here).
@@ -1039,93 +970,59 @@ async fn random_sequences_keep_the_invariants() {
     }
 }
 
-/// One known bug's test: its seed first, then the sampled sequences, holding the engine to
-/// that bug's invariant too.
-async fn bug_test(bug: Bug, seed: u64) {
-    let strict = Strict {
-        bugs: match bug {
-            Bug::SupersededHistory => &[Bug::SupersededHistory],
-            Bug::SupersededTraffic => &[Bug::SupersededTraffic],
-            Bug::StaleStandby => &[Bug::StaleStandby],
-            Bug::HalfFinalizedRollback => &[Bug::HalfFinalizedRollback],
-            Bug::InterruptedManualRollback => &[Bug::InterruptedManualRollback],
-            Bug::SupersededRevived => &[Bug::SupersededRevived],
-        },
-    };
-    run_sequence(seed, strict)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    run_all(300, strict).await;
+/// A pinned seed that once broke the engine: it must keep every invariant.
+async fn pinned(seed: u64) {
+    run_sequence(seed).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// BUG (seed 12778324340279079524): after `unlock --force`, the next release supersedes
-/// the unfinished one, but that one's history entry stays "in progress" (outcome none)
-/// forever; nothing closes it.
+/// Was a bug (seed 12778324340279079524): after `unlock --force`, the next release
+/// superseded the unfinished one, but that one's history entry stayed "in progress"
+/// forever. Now the lock holder closes it as superseded.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a release superseded after unlock --force stays in progress in history (seed 12778324340279079524)"]
 async fn superseded_releases_do_not_stay_in_progress_in_history() {
-    bug_test(Bug::SupersededHistory, 12_778_324_340_279_079_524).await;
+    pinned(12_778_324_340_279_079_524).await;
 }
 
-/// BUG (seed 13080937219773320980): a release aborted with traffic split (blue 10 /
-/// green 90), then `unlock --force` and a new release that fails before moving traffic:
-/// nothing puts the abandoned split back, so idle the listener still sends 10% to the
-/// superseded release's version while the index says green is live. (A superseding
-/// release that does reach its deploy deploys over the colour that takes that 10%.)
+/// Was a bug (seed 13080937219773320980): a release aborted with traffic split, then
+/// `unlock --force` and a new release that failed before moving traffic: nothing put the
+/// abandoned split back. Now the superseding release restores it before anything else.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: unlock --force + new release leaves the superseded release's traffic split (seed 13080937219773320980)"]
 async fn a_superseding_release_puts_abandoned_traffic_back() {
-    bug_test(Bug::SupersededTraffic, 13_080_937_219_773_320_980).await;
+    pinned(13_080_937_219_773_320_980).await;
 }
 
-/// BUG (seed 17656011849419013459, rollback.green = keep): a release that fails (or rolls
-/// back) after deploying to the standby colour leaves its own version running there, yet
-/// the index still calls that colour standby with the *previous* version. A manual
-/// `glidepath rollback` of the live release then sends all traffic to the failed version
-/// while the index says the older one is live.
-/// ROLLBACK-SEMANTICS: drives `run::rollback` of a finalized release; the invariant (traffic
-/// goes to the version the index names) should hold under the new semantics too.
+/// Was a bug (seed 17656011849419013459, rollback.green = keep): a release that failed
+/// after deploying to the standby colour left its version there while the index still
+/// named the previous one; a manual rollback then sent traffic to the failed version. Now
+/// the standby slot names what runs there (marked unusable) and rollback refuses.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: manual rollback after a failed release sends traffic to the failed version on standby (seed 17656011849419013459)"]
 async fn rollback_goes_to_the_standby_version_the_index_names() {
-    bug_test(Bug::StaleStandby, 17_656_011_849_419_013_459).await;
+    pinned(17_656_011_849_419_013_459).await;
 }
 
-/// BUG (seed 8848143985432716960): finalize writes the index (this release live) before
-/// the record. A release killed between the two is still in progress; a `glidepath
-/// rollback` of it moves traffic back to the old colour and records "rolled back", but
-/// leaves the index naming the rolled-back release live on the colour that no longer takes
-/// traffic — the next release then deploys over the colour serving users (seed
-/// 9869523627257897748 shows that: traffic to a colour with no tasks).
-/// ROLLBACK-SEMANTICS: `run::rollback` of a release in progress (not of a finalized one).
+/// Was a bug (seed 8848143985432716960): finalize wrote the index before the record; a
+/// rollback after a kill between the two left the index naming the rolled-back release
+/// live. Now the record goes first and whoever finds it brings the index in line.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: rollback of a release killed inside finalize leaves the index naming it live (seed 8848143985432716960)"]
 async fn a_rollback_after_a_half_done_finalize_does_not_leave_it_live() {
-    bug_test(Bug::HalfFinalizedRollback, 8_848_143_985_432_716_960).await;
+    pinned(8_848_143_985_432_716_960).await;
 }
 
-/// BUG (seed 9066624875205301824): `glidepath rollback` of a finalized release, killed
-/// after it took the lock and moved traffic to the old colour but before the index swap;
-/// the next `glidepath rollback` (or `resume`) finds the finalized record, says "had
-/// already ended" (exit 0), releases the lock and leaves all traffic on the old colour while
-/// the index names the new one live.
-/// ROLLBACK-SEMANTICS: the other helper is changing rollback of a finalized release; re-check
-/// this seed after that merge.
+/// Was a bug (seed 9066624875205301824): a `glidepath rollback` of a finalized release,
+/// killed after moving traffic, was closed by `resume` as "already ended" with traffic on
+/// the old colour and the index naming the new one live. Now the rollback records its
+/// intent first and `resume` / `rollback` finish it.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a killed manual rollback of a finalized release is closed by resume with traffic on the old colour (seed 9066624875205301824)"]
 async fn a_killed_manual_rollback_is_finished_or_undone_by_resume() {
-    bug_test(Bug::InterruptedManualRollback, 9_066_624_875_205_301_824).await;
+    pinned(9_066_624_875_205_301_824).await;
 }
 
-/// BUG (seed 5346892099511426457): release A is killed in progress (the index names it
-/// current), `unlock --force`, release B is killed right after taking the lock (before it
-/// names itself current), then `glidepath rollback` rolls B back: the lock goes, but the
-/// index still names A current — `status` shows the abandoned A in progress and `resume`
-/// would continue it.
+/// Was a bug (seed 5346892099511426457): A killed in progress, `unlock --force`, B killed
+/// right after taking the lock, `glidepath rollback` of B: the index still named A
+/// current. Now whoever holds the lock closes A first.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: rollback of a superseding release leaves the superseded one current in the index (seed 5346892099511426457)"]
 async fn a_superseded_release_does_not_become_current_again() {
-    bug_test(Bug::SupersededRevived, 5_346_892_099_511_426_457).await;
+    pinned(5_346_892_099_511_426_457).await;
 }
 
 /// The sequence generator and the PRNG are deterministic (replays mean something).

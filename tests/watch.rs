@@ -197,6 +197,14 @@ async fn watcher_follows_a_release_to_finalized() {
             )
         })
         .unwrap_or_else(|| panic!("the manual gate is seen waiting:\n{s}"));
+    // A watcher is told how to approve from where it is, not sent to the releasing terminal.
+    match &events[waiting].event {
+        Event::GateWaiting { reason, .. } => assert!(
+            reason.contains("glidepath approve") && reason.contains("--step 2"),
+            "{reason}"
+        ),
+        _ => unreachable!(),
+    }
     let passed = events
         .iter()
         .position(|e| matches!(e.event, Event::GatePassed { index: 1, .. }))

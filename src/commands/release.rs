@@ -86,6 +86,17 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    pub plan: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Every operation (release, resume, rollback, forced unlock, approval) from the
+    /// append-only operations log, oldest first, instead of the releases.
+    #[arg(long)]
+    pub operations: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     pub plan: PathBuf,
     /// Print events instead of opening the cockpit; implied without a terminal.
@@ -121,6 +132,9 @@ pub struct UnlockArgs {
     /// Required: breaking a lock can let two releases collide.
     #[arg(long)]
     pub force: bool,
+    /// Who breaks it, for the operations log (default `user@host`).
+    #[arg(long, env = "GLIDEPATH_HOLDER", value_name = "NAME")]
+    pub holder: Option<String>,
 }
 
 pub async fn release(g: &Global, a: &ReleaseArgs) -> CmdResult {
@@ -196,11 +210,39 @@ pub async fn status(g: &Global, a: &StatusArgs) -> CmdResult {
     answer(run::status(&plan, &ports).await, a.output, status_text)
 }
 
-pub async fn history(g: &Global, a: &StatusArgs) -> CmdResult {
+pub async fn history(g: &Global, a: &HistoryArgs) -> CmdResult {
     let (ports, plan) = open(g, &a.plan).await?;
+    if a.operations {
+        return answer(
+            run::operations(&plan, &ports).await,
+            a.output,
+            |o: &Vec<_>| operations_text(o),
+        );
+    }
     answer(run::history(&plan, &ports).await, a.output, |h: &Vec<_>| {
         history_text(h)
     })
+}
+
+/// One line per operation, oldest first: when, what, who, on which release, how it left it.
+pub fn operations_text(ops: &[crate::engine::oplog::OpEntry]) -> String {
+    if ops.is_empty() {
+        return "no operations recorded yet\n".into();
+    }
+    let mut out = String::new();
+    for o in ops {
+        out.push_str(&format!(
+            "{}  {:<14} {:<20} {:<32} {:<11} exit {}  {}\n",
+            o.at.format("%Y-%m-%d %H:%M:%SZ"),
+            o.kind.word(),
+            o.by,
+            o.release.as_deref().unwrap_or("-"),
+            o.outcome.map_or("-".to_string(), |x| x.to_string()),
+            o.exit_code,
+            o.message
+        ));
+    }
+    out
 }
 
 /// Print a ledger answer as text or JSON; a ledger that cannot be read exits 1.
@@ -265,7 +307,7 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
 
 pub async fn unlock(g: &Global, a: &UnlockArgs) -> CmdResult {
     let (ports, plan) = open(g, &a.plan).await?;
-    match run::unlock(&plan, &ports, a.force).await {
+    match run::unlock(&plan, &ports, a.force, &holder_name(&a.holder)).await {
         Ok(r) => {
             println!("{}", r.message);
             if r.lock.is_some() && !r.broken {
@@ -607,12 +649,16 @@ fn print_json<T: serde::Serialize>(v: &T) -> CmdResult {
 fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {
     s.as_ref().map_or("(none recorded)".into(), |s| {
         format!(
-            "{} on {}{}",
+            "{} on {}{}{}",
             s.version,
             s.colour.name(),
             s.release
                 .as_ref()
                 .map(|r| format!(" (release {r})"))
+                .unwrap_or_default(),
+            s.unusable
+                .as_ref()
+                .map(|why| format!(" — UNUSABLE for a rollback: {why}"))
                 .unwrap_or_default()
         )
     })

@@ -81,6 +81,7 @@ fn release_code(outcome: Outcome, cause: Cause) -> i32 {
     match (outcome, cause) {
         (Outcome::Finalized, _) => OK,
         (Outcome::Interrupted, _) => UNEXPECTED,
+        (Outcome::Superseded, _) => UNEXPECTED,
         (Outcome::RolledBack, Cause::GateFailed | Cause::OperatorRollback) => ROLLED_BACK,
         // Rolled back because of an error, not a decision: scripts must not read it as a gate.
         (Outcome::RolledBack, _) => UNEXPECTED,

@@ -206,6 +206,7 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
                 Outcome::RolledBack => format!("ROLLED BACK (exit {exit_code}): {message}"),
                 Outcome::Failed => format!("FAILED (exit {exit_code}): {message}"),
                 Outcome::Interrupted => format!("interrupted (exit {exit_code}): {message}"),
+                Outcome::Superseded => format!("SUPERSEDED (exit {exit_code}): {message}"),
             };
             if let (Some(snap), false) = (snapshot_id, *outcome == Outcome::Finalized) {
                 m.push_str(&format!("; restore point: snapshot {snap}"));
@@ -248,7 +249,7 @@ pub fn severity(ev: &Event) -> Severity {
         },
         Event::ReleaseFinished { outcome, .. } => match outcome {
             Outcome::Finalized => Severity::Good,
-            Outcome::Interrupted => Severity::Attention,
+            Outcome::Interrupted | Outcome::Superseded => Severity::Attention,
             Outcome::RolledBack | Outcome::Failed => Severity::Bad,
         },
         Event::Health { verdict, .. } => match verdict {

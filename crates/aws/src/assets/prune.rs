@@ -266,11 +266,13 @@ mod tests {
                 version: "2.0.0".into(),
                 colour: ColourName::Green,
                 release: Some("r2".into()),
+                unusable: None,
             }),
             standby: Some(Slot {
                 version: "1.9.0".into(),
                 colour: ColourName::Blue,
                 release: None,
+                unusable: None,
             }),
             ..Index::default()
         };

@@ -66,6 +66,7 @@ pub async fn contract(
                 record: None,
                 lock: None,
                 process: Process::Release,
+                report: None,
             };
             run::end(c, Ending::refused(cause, message)).await
         }
@@ -161,6 +162,7 @@ pub async fn contract(
             record: None,
             lock: None,
             process: Process::Release,
+            report: None,
         };
         return run::end(c, ending).await;
     }
@@ -236,6 +238,7 @@ pub async fn contract(
         record: None,
         lock: ctx.lock.take(),
         process: Process::Release,
+        report: None,
     };
     run::end(c, ending).await
 }

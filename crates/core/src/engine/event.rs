@@ -67,6 +67,9 @@ pub enum Outcome {
     Failed,
     /// The operator quit or aborted; traffic stays where it is, `resume` continues.
     Interrupted,
+    /// Left unfinished, its lock broken (`unlock --force`); the next release closed it
+    /// and put its traffic back.
+    Superseded,
 }
 
 impl Outcome {
@@ -77,6 +80,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled back",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Superseded => "superseded",
         }
     }
 }

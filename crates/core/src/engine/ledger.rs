@@ -308,6 +308,9 @@ pub struct Record {
     /// The contract migration run on this (finalized) release's schema.
     #[serde(default)]
     pub contract: Option<ContractRecord>,
+    /// The release that took the lock after this one's was broken and closed this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 /// `glidepath contract` on a finalized release: exactly one task, recorded like the
@@ -379,12 +382,26 @@ impl Record {
             live_baseline: None,
             live_unhealthy: None,
             contract: None,
+            superseded_by: None,
         }
     }
 
     /// The recorded approval of step `step` (1-based), if any.
     pub fn approval(&self, step: usize) -> Option<&Approval> {
         self.approvals.iter().find(|a| a.step == step)
+    }
+
+    /// A `glidepath rollback` of this finalized release recorded its intent and did not
+    /// finish: traffic may be on either colour until `resume` or `rollback` completes it.
+    pub fn undoing_finalize(&self) -> bool {
+        self.outcome == Some(Outcome::Finalized)
+            && self.phases.rollback.intent_at.is_some()
+            && !self.phases.rollback.is_done()
+    }
+
+    /// Nobody has finished with it: no outcome yet, or a rollback of it half done.
+    pub fn unfinished(&self) -> bool {
+        self.outcome.is_none() || self.undoing_finalize()
     }
 
     /// The first forward phase not done yet (None: every phase is done).
@@ -401,6 +418,10 @@ pub struct Slot {
     pub version: String,
     pub colour: ColourName,
     pub release: Option<String>,
+    /// Why traffic must not go back to this slot (a standby colour that a release which
+    /// did not finalize redeployed); `glidepath rollback` refuses with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -451,6 +472,10 @@ pub struct Index {
     pub current: Option<String>,
     /// Newest first.
     pub releases: Vec<IndexEntry>,
+    /// Releases whose lock `unlock --force` broke while another one was current: nobody
+    /// drives them; the next lock holder closes them as superseded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abandoned: Vec<String>,
 }
 
 impl Index {
@@ -459,14 +484,89 @@ impl Index {
         self.live.as_ref().map_or(ColourName::Blue, |s| s.colour)
     }
 
-    /// Insert or replace `r`'s entry, newest first, bounded.
+    /// Insert or replace `r`'s entry, newest first (by start), bounded.
     pub fn upsert(&mut self, r: &Record) {
         let entry = IndexEntry::of(r);
         match self.releases.iter_mut().find(|e| e.id == r.id) {
             Some(e) => *e = entry,
-            None => self.releases.insert(0, entry),
+            None => {
+                // A release closed late (superseded) still lands where it started.
+                let at = self
+                    .releases
+                    .iter()
+                    .position(|e| e.started_at <= r.started_at)
+                    .unwrap_or(self.releases.len());
+                self.releases.insert(at, entry);
+            }
         }
         self.releases.truncate(INDEX_KEEP);
+    }
+
+    /// `r` finalized: its colour is live and the colour that was live is standby. Done
+    /// once: a repeat (resume, or the record written before the index) changes nothing.
+    pub fn finalize(&mut self, r: &Record) {
+        let already = self
+            .live
+            .as_ref()
+            .is_some_and(|s| s.release.as_deref() == Some(r.id.as_str()));
+        if !already {
+            let old = self.live.take().unwrap_or_else(|| Slot {
+                version: r.live_version.clone().unwrap_or_else(|| "unknown".into()),
+                colour: r.live,
+                release: None,
+                unusable: None,
+            });
+            self.standby = Some(old);
+            self.live = Some(Slot {
+                version: r.version.clone(),
+                colour: r.target,
+                release: Some(r.id.clone()),
+                unusable: None,
+            });
+        }
+    }
+
+    /// The index after `r` ended (its record already says how): not current any more,
+    /// its entry upserted, and `live` / `standby` naming what runs on each colour:
+    /// - finalized: its colour live ([`Index::finalize`]);
+    /// - otherwise `live` never names it (a finalized release rolled back by hand, or an
+    ///   older finalize that wrote the index first): live and standby swap back;
+    /// - otherwise, if it deployed to the standby colour, that colour no longer runs the
+    ///   standby version: the slot names what it deployed, marked unusable.
+    pub fn record_end(&mut self, r: &Record) {
+        if self.current.as_deref() == Some(r.id.as_str()) {
+            self.current = None;
+        }
+        self.abandoned.retain(|a| *a != r.id);
+        let names_r = |s: &Option<Slot>| {
+            s.as_ref()
+                .is_some_and(|s| s.release.as_deref() == Some(r.id.as_str()))
+        };
+        match r.outcome {
+            Some(Outcome::Finalized) => self.finalize(r),
+            Some(_) if names_r(&self.live) => std::mem::swap(&mut self.live, &mut self.standby),
+            // Already named (a repeat of this ending): nothing to do.
+            Some(_)
+                if r.phases.deploy.intent_at.is_some()
+                    && r.target != self.live_colour()
+                    && !names_r(&self.standby) =>
+            {
+                self.standby = Some(Slot {
+                    version: r.version.clone(),
+                    colour: r.target,
+                    release: Some(r.id.clone()),
+                    unusable: Some(format!(
+                        "release {} ({}) {} after deploying to {}, which no longer runs the version that was live before it",
+                        r.id,
+                        r.version,
+                        r.outcome.map_or("ended".into(), |o| o.to_string()),
+                        r.target.name()
+                    )),
+                });
+            }
+            _ => {}
+        }
+        self.upsert(r);
     }
 }
 
@@ -613,7 +713,9 @@ pub async fn record_approval(
         let mut doc = load_record(store, release)
             .await?
             .ok_or_else(|| EngineError::Refused(format!("release {release} has no record")))?;
-        if doc.value.approval(step).is_some() {
+        if let Some(a) = doc.value.approval(step) {
+            let message = format!("step {step} was already approved by {} at {}", a.by, a.at);
+            log_approval(store, release, by, message).await?;
             return Ok(doc.value);
         }
         doc.value.approvals.push(Approval {
@@ -622,12 +724,33 @@ pub async fn record_approval(
             at: Utc::now(),
         });
         match doc.save(store).await {
-            Ok(()) => return Ok(doc.value),
+            Ok(()) => {
+                log_approval(store, release, by, format!("approved step {step}")).await?;
+                return Ok(doc.value);
+            }
             Err(EngineError::Conflict { .. }) => continue,
             Err(e) => return Err(e),
         }
     }
     Err(EngineError::Conflict { key })
+}
+
+async fn log_approval(
+    store: &dyn StateStore,
+    release: &str,
+    by: &str,
+    message: String,
+) -> Result<(), EngineError> {
+    let entry = super::oplog::OpEntry {
+        at: Utc::now(),
+        kind: super::oplog::OpKind::Approve,
+        by: by.into(),
+        release: Some(release.into()),
+        outcome: None,
+        exit_code: crate::exit::OK,
+        message,
+    };
+    super::oplog::append(store, &entry).await
 }
 
 /// Read-modify-write the index, re-reading on a conflict (releases are serialized by the

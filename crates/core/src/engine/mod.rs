@@ -10,12 +10,14 @@ pub mod fake;
 pub mod ids;
 pub mod ledger;
 pub mod lock;
+pub mod oplog;
 pub mod periods;
 pub mod phases;
 pub mod ports;
 pub mod preflight;
 pub mod retry;
 pub mod run;
+pub mod supersede;
 pub mod watch;
 
 pub use event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};

@@ -18,8 +18,10 @@ use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseSt
 use super::ids;
 use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
+use super::oplog::{self, OpEntry, OpKind};
 use super::phases::{self, shift};
 use super::ports::{Ports, StateStore};
+use super::supersede;
 use crate::exit::{Cause, Process};
 use crate::plan::Plan;
 use chrono::Utc;
@@ -50,6 +52,18 @@ pub struct ResumeRequest {
 /// Start a new release of `req.version`. Events go to `events` (the channel closes when
 /// this returns); `commands` carries the operator's Approve/Pause/Rollback/Abort.
 pub async fn release(
+    plan: &Plan,
+    ports: &Ports,
+    req: ReleaseRequest,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
+    let by = req.holder.clone();
+    let f = release_run(plan, ports, req, events, commands).await;
+    log_op(ports, OpKind::Release, &by, f).await
+}
+
+async fn release_run(
     plan: &Plan,
     ports: &Ports,
     req: ReleaseRequest,
@@ -95,17 +109,9 @@ pub async fn release(
         now,
     );
     let doc = Doc::fresh(&ledger::record_key(&id), record);
-    let superseded = index.current.clone();
     let mut ctx = Ctx::new(plan, ports, events, commands, doc, req.auto_approve);
     if let Err(f) = lock_phase(&mut ctx, &req.holder, false).await {
         return f;
-    }
-    if let Some(other) = superseded {
-        ctx.emit(Event::Warning {
-            message: format!(
-                "release {other} was left unfinished and its lock is gone (broken by hand?); this release supersedes it"
-            ),
-        });
     }
     run_locked(ctx).await
 }
@@ -113,6 +119,18 @@ pub async fn release(
 /// Continue the release recorded in the ledger from the phase it was in; completed
 /// mutations are never repeated. A changed plan is a warning, not a refusal.
 pub async fn resume(
+    plan: &Plan,
+    ports: &Ports,
+    req: ResumeRequest,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
+    let by = req.holder.clone();
+    let f = resume_run(plan, ports, req, events, commands).await;
+    log_op(ports, OpKind::Resume, &by, f).await
+}
+
+async fn resume_run(
     plan: &Plan,
     ports: &Ports,
     req: ResumeRequest,
@@ -127,6 +145,9 @@ pub async fn resume(
         InProgress::Nothing(why) => return end_early(ports, &events, "", Cause::Usage, why).await,
         InProgress::Ended(doc) => {
             return close_ended(plan, ports, doc, &events, Process::Release).await
+        }
+        InProgress::UndoingFinalized(doc) => {
+            return continue_undo(plan, ports, &req.holder, doc, events, commands).await
         }
         InProgress::Running(doc) => doc,
     };
@@ -173,6 +194,39 @@ pub async fn rollback(
     holder: &str,
     events: UnboundedSender<Envelope>,
 ) -> Finished {
+    let f = rollback_run(plan, ports, holder, events).await;
+    log_op(ports, OpKind::Rollback, holder, f).await
+}
+
+/// Append the operation that ended as `f` to the operations log. A failed write is noted
+/// in the message (the run's own events are over by now); it never changes the outcome.
+async fn log_op(ports: &Ports, kind: OpKind, by: &str, mut f: Finished) -> Finished {
+    let entry = OpEntry {
+        at: Utc::now(),
+        kind,
+        by: by.to_string(),
+        release: Some(f.release_id.clone()).filter(|r| !r.is_empty()),
+        outcome: match f.cause {
+            // Refused before it touched anything: the release's outcome is not this run's.
+            Cause::LockHeld | Cause::Usage | Cause::AlreadyBack => None,
+            _ => Some(f.outcome),
+        },
+        exit_code: f.exit_code,
+        message: f.message.clone(),
+    };
+    if let Err(e) = oplog::append(ports.state.as_ref(), &entry).await {
+        f.message
+            .push_str(&format!("; the operations log could not be written: {e}"));
+    }
+    f
+}
+
+async fn rollback_run(
+    plan: &Plan,
+    ports: &Ports,
+    holder: &str,
+    events: UnboundedSender<Envelope>,
+) -> Finished {
     // No operator commands during a manual rollback: the channel is closed at once.
     let (_, commands) = tokio::sync::mpsc::unbounded_channel();
     let found = match in_progress(plan, ports, holder).await {
@@ -203,8 +257,23 @@ pub async fn rollback(
         }
         // Finalized, but its lock outlived it (a crash before the unlock): the lock names
         // no run any more; clear it and roll the release back like any finalized one.
+        InProgress::UndoingFinalized(doc) => {
+            continue_undo(plan, ports, holder, doc, events, commands).await
+        }
         InProgress::Ended(doc) if doc.value.outcome == Some(Outcome::Finalized) => {
             let store = ports.state.as_ref();
+            // Finalize writes the record before the index: a kill between them leaves the
+            // index behind the record. Bring it in line before reading it.
+            if let Err(e) = index_ended(store, &doc.value).await {
+                return end_early(
+                    ports,
+                    &events,
+                    &doc.value.id,
+                    Cause::Unexpected,
+                    e.to_string(),
+                )
+                .await;
+            }
             let left =
                 matches!(lock::read(store).await, Ok(Some((b, _))) if b.release == doc.value.id);
             if left {
@@ -278,14 +347,56 @@ pub async fn status(plan: &Plan, ports: &Ports) -> Result<Status, EngineError> {
     })
 }
 
+/// Every operation (release, resume, rollback, forced unlock, approval), oldest first,
+/// from the append-only operations log.
+pub async fn operations(_plan: &Plan, ports: &Ports) -> Result<Vec<OpEntry>, EngineError> {
+    oplog::list(ports.state.as_ref()).await
+}
+
 /// Past releases, newest first (from the index).
 pub async fn history(_plan: &Plan, ports: &Ports) -> Result<Vec<IndexEntry>, EngineError> {
     Ok(ledger::load_index(ports.state.as_ref()).await?.releases)
 }
 
-/// Show who holds the lock; with `force`, break it.
-pub async fn unlock(_plan: &Plan, ports: &Ports, force: bool) -> Result<UnlockReport, EngineError> {
-    lock::unlock(ports.state.as_ref(), force).await
+/// Show who holds the lock; with `force`, break it (`by` is logged as having done so). The
+/// broken lock's release, if it has a record and did not end, stays findable: it becomes
+/// the index's `current` (so `resume` continues it and the next release supersedes it),
+/// or, when another release is current already, is listed as abandoned for the next lock
+/// holder to close.
+pub async fn unlock(
+    _plan: &Plan,
+    ports: &Ports,
+    force: bool,
+    by: &str,
+) -> Result<UnlockReport, EngineError> {
+    let store = ports.state.as_ref();
+    let report = lock::unlock(store, force).await?;
+    if let (true, Some(b)) = (report.broken, &report.lock) {
+        let entry = OpEntry {
+            at: Utc::now(),
+            kind: OpKind::Unlock,
+            by: by.to_string(),
+            release: Some(b.release.clone()),
+            outcome: None,
+            exit_code: crate::exit::OK,
+            message: report.message.clone(),
+        };
+        oplog::append(store, &entry).await?;
+        let unfinished = ledger::load_record(store, &b.release)
+            .await?
+            .is_some_and(|d| d.value.unfinished());
+        if unfinished {
+            ledger::update_index(store, |ix| match &ix.current {
+                None => ix.current = Some(b.release.clone()),
+                Some(c) if *c != b.release && !ix.abandoned.contains(&b.release) => {
+                    ix.abandoned.push(b.release.clone())
+                }
+                Some(_) => {}
+            })
+            .await?;
+        }
+    }
+    Ok(report)
 }
 
 // --- internals -------------------------------------------------------------------------
@@ -364,8 +475,9 @@ pub enum LedgerFate {
     /// The record already holds its outcome (finalize wrote it, or an earlier run did):
     /// bring the index in line. Its recorded exit code stands.
     Recorded,
-    /// A finalized release rolled back by hand: write the outcome and swap live/standby
-    /// back. Traffic has already moved, so a failed record write does not stop the swap.
+    /// A finalized release rolled back by hand: swap live/standby back in the index, then
+    /// write the outcome (and the index entry). Traffic has already moved, so a failed
+    /// record write does not stop the swap.
     CloseAndSwap,
 }
 
@@ -462,12 +574,20 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
                 r.exit_code = Some(crate::exit::code(outcome, cause));
                 r.message = Some(message.clone());
                 r.finished_at = Some(Utc::now());
+                // Traffic is already back: the index says so first, so that a kill before
+                // the record leaves `live` naming where traffic is (the record still shows
+                // the rollback's intent, and `resume` finishes it).
+                if swap {
+                    if let Err(e) = index_ended(store, &doc.value).await {
+                        message.push_str(&format!("; the index could not be updated: {e}"));
+                    }
+                }
                 if let Err(e) = save(store, doc).await {
                     message.push_str(&format!("; recording it failed: {e}"));
                     recorded = swap;
                 }
                 if recorded {
-                    if let Err(e) = index_ended(store, &doc.value, swap).await {
+                    if let Err(e) = index_ended(store, &doc.value).await {
                         message.push_str(&format!("; the index could not be updated: {e}"));
                         recorded = swap;
                     }
@@ -478,7 +598,7 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
                     Some(code) if process == Process::Release => exit_code = code,
                     _ => {}
                 }
-                if let Err(e) = index_ended(store, &doc.value, false).await {
+                if let Err(e) = index_ended(store, &doc.value).await {
                     message.push_str(&format!("; the index could not be updated: {e}"));
                 }
             }
@@ -540,19 +660,10 @@ async fn save(store: &dyn StateStore, doc: &mut Doc<Record>) -> Result<(), Engin
     doc.save(store).await
 }
 
-/// The index after `r` ended: not current any more, its entry upserted, and with `swap`
-/// live/standby exchanged back (once: only while `r` is the live release).
-async fn index_ended(store: &dyn StateStore, r: &Record, swap: bool) -> Result<(), EngineError> {
-    ledger::update_index(store, |ix| {
-        if ix.current.as_deref() == Some(r.id.as_str()) {
-            ix.current = None;
-        }
-        if swap && ix.live.as_ref().and_then(|s| s.release.as_deref()) == Some(r.id.as_str()) {
-            std::mem::swap(&mut ix.live, &mut ix.standby);
-        }
-        ix.upsert(r);
-    })
-    .await?;
+/// The index after `r` ended ([`Index::record_end`]: not current any more, its entry
+/// upserted, live/standby naming what runs on each colour).
+async fn index_ended(store: &dyn StateStore, r: &Record) -> Result<(), EngineError> {
+    ledger::update_index(store, |ix| ix.record_end(r)).await?;
     Ok(())
 }
 
@@ -595,6 +706,8 @@ async fn end_run(ctx: &mut Ctx<'_>, ending: Ending) -> Finished {
 
 enum InProgress {
     Running(Doc<Record>),
+    /// A finalized release whose `glidepath rollback` was cut short: finish it.
+    UndoingFinalized(Doc<Record>),
     /// The release named by the lock had already ended (a crash before the lock went).
     Ended(Doc<Record>),
     Nothing(String),
@@ -624,6 +737,7 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
         )));
     };
     match ledger::load_record(store, &id).await? {
+        Some(doc) if doc.value.undoing_finalize() => Ok(InProgress::UndoingFinalized(doc)),
         Some(doc) if doc.value.outcome.is_some() => Ok(InProgress::Ended(doc)),
         Some(doc) => Ok(InProgress::Running(doc)),
         None => match held.filter(|b| b.release == id) {
@@ -818,6 +932,20 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
             detail: Some(format!("held by {holder}")),
             duration_ms: ms(t0),
         });
+    }
+    // Whoever holds the lock first closes a release whose lock was broken.
+    if let Err(stop) = supersede::close_superseded(ctx).await {
+        let ending = Ending {
+            outcome: Outcome::Failed,
+            cause: Cause::Unexpected,
+            message: format!(
+                "could not close the release this one supersedes: {}; nothing of this release ran",
+                describe_stop(&stop)
+            ),
+            ledger: LedgerFate::Close,
+            lock: LockFate::Release,
+        };
+        return Err(end_run(ctx, ending).await);
     }
     Ok(())
 }
@@ -1079,6 +1207,21 @@ async fn rollback_finalized(
         )
         .await;
     }
+    if let Some(why) = &standby.unusable {
+        return refuse(
+            &latest.id,
+            Cause::Usage,
+            format!(
+                "nothing safe to roll back to: {why}. Release version {} again instead",
+                index
+                    .releases
+                    .iter()
+                    .find(|e| e.outcome == Some(Outcome::Finalized) && e.id != latest.id)
+                    .map_or("you want live".to_string(), |e| e.version.clone())
+            ),
+        )
+        .await;
+    }
     let id = latest.id.clone();
     let doc = match ledger::load_record(store, &id).await {
         Ok(Some(d)) => d,
@@ -1161,33 +1304,85 @@ async fn rollback_finalized(
     if let Err(f) = lock_phase(&mut ctx, holder, false).await {
         return f;
     }
-    // Written with the outcome; reported now (a failure closes the phase, unrecorded).
-    ctx.rec().phases.rollback.intent_at = Some(Utc::now());
-    ctx.report();
-    let back = shift::weights_for(standby.colour, 100);
+    // The intent goes first: a run killed after moving traffic is then finished by
+    // `resume` or `rollback` (see `continue_undo`) instead of being taken for finalized.
+    ctx.rec().rollback_reason = Some(format!("{holder} rolled back the finalized release"));
+    ctx.rec().rolled_back_by = Some(holder.to_string());
+    if let Err(stop) = ctx.intent(Phase::Rollback).await {
+        let ending = Ending {
+            outcome: Outcome::Failed,
+            cause: Cause::OperatorRollback,
+            message: format!(
+                "the rollback did not start: {}; nothing moved",
+                describe_stop(&stop)
+            ),
+            ledger: LedgerFate::Untouched,
+            lock: LockFate::Release,
+        };
+        return end_run(&mut ctx, ending).await;
+    }
+    undo_finalized(&mut ctx).await
+}
+
+/// `resume` or `rollback` found a finalized release whose manual rollback was cut short:
+/// take its lock over and finish that rollback (every step compares first).
+async fn continue_undo(
+    plan: &Plan,
+    ports: &Ports,
+    holder: &str,
+    doc: Doc<Record>,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
+    let r = &doc.value;
+    started_as(&events, &r.id, plan, &r.version, r.live, &None, true, true);
+    let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
+    ctx.process = Process::Rollback;
+    if let Err(f) = lock_phase(&mut ctx, holder, true).await {
+        return f;
+    }
+    // A superseding run (holding the lock before this one) may have undone it meanwhile.
+    if !ctx.record.value.undoing_finalize() {
+        return close_ended(plan, ports, ctx.record.clone(), &events, Process::Rollback).await;
+    }
+    undo_finalized(&mut ctx).await
+}
+
+/// Traffic of the finalized release in `ctx` back to the colour that was live before it,
+/// then capacity, then the record and the index (live/standby swapped back).
+async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
+    let (back_to, from) = (ctx.live(), ctx.target());
+    let back = shift::weights_for(back_to, 100);
     let moved = async {
-        shift::set_weights(&ctx, back).await?;
-        phases::rollback::scale_after(&ctx, live.colour).await
+        shift::set_weights(ctx, back).await?;
+        phases::rollback::scale_after(ctx, from).await
     }
     .await;
+    let by = ctx
+        .record
+        .value
+        .rolled_back_by
+        .clone()
+        .unwrap_or_else(|| "the operator".into());
     let ending = match moved {
         Ok(detail) => {
-            shift::record_weights(&mut ctx, back, None);
+            shift::record_weights(ctx, back, None);
             let r = ctx.rec();
-            r.rollback_reason = Some(format!("{holder} rolled back the finalized release"));
             r.rolled_back_at = Some(Utc::now());
-            r.rolled_back_by = Some(holder.to_string());
             r.phases.rollback.done_at = Some(Utc::now());
             r.phases.rollback.status = Some(PhaseStatus::Done);
             r.phases.rollback.detail = Some(detail.clone());
+            let version = r
+                .live_version
+                .clone()
+                .unwrap_or_else(|| "the previous version".into());
             Ending {
                 outcome: Outcome::RolledBack,
                 cause: Cause::OperatorRollback,
                 message: format!(
-                    "rolled back to {} ({} on {}); {holder} asked for it",
-                    standby.version,
-                    standby.colour.name(),
-                    old.service
+                    "rolled back to {version} ({} on {}); {by} asked for it",
+                    back_to.name(),
+                    ctx.colour(back_to).service
                 ),
                 ledger: LedgerFate::CloseAndSwap,
                 lock: LockFate::Release,
@@ -1195,17 +1390,21 @@ async fn rollback_finalized(
         }
         Err(stop) => {
             let detail = rollback_failed(&stop);
+            let plan_path = ctx.plan.source.display().to_string();
             Ending {
                 outcome: Outcome::Failed,
                 cause: Cause::OperatorRollback,
-                message: format!("the rollback did not complete: {detail}"),
-                // The release stays finalized; nothing here to resume.
+                message: format!(
+                    "the rollback did not complete: {detail}. The lock is kept: `glidepath rollback {plan_path}` finishes it"
+                ),
+                // The release stays finalized with the rollback's intent recorded: the
+                // next `rollback` or `resume` finishes it.
                 ledger: LedgerFate::Untouched,
-                lock: LockFate::Release,
+                lock: LockFate::Keep,
             }
         }
     };
-    end_run(&mut ctx, ending).await
+    end_run(ctx, ending).await
 }
 
 /// The latest release did not leave traffic on its colour (rolled back, or it stopped

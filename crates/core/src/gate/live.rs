@@ -144,7 +144,7 @@ impl LiveJudge {
         );
         let latency_reference = reference(&baseline.log_latency, cfg.alpha);
         let started = |grid: usize| {
-            let mut r = Restarts::new(1, grid);
+            let mut r = Restarts::new(vec![1.0], vec![1.0; grid]);
             r.start_through(0);
             r
         };

@@ -1,9 +1,13 @@
 //! Finalize: the record says the target colour is live.
 //!
-//! Contract: intent in the ledger → the index's `live` becomes the target colour with this
-//! version and `standby` the colour that was live (skipped when the index already names
-//! this release live, so a resumed finalize never swaps twice) → the record says
-//! finalized (written by the caller, with *done*) → the lock is released (by the caller).
+//! Contract: intent in the ledger → the record says finalized (saved) → the index's
+//! `live` becomes the target colour with this version and `standby` the colour that was
+//! live ([`ledger::Index::finalize`], skipped when the index already names this release live, so a
+//! resumed finalize never swaps twice) → the lock is released (by the caller). The record
+//! goes first so that every kill point has one answer: before it, the release is still in
+//! progress and the index untouched (resume redoes finalize, rollback rolls it back); after
+//! it, the release is finalized and whoever finds it (resume, rollback) brings the index
+//! in line from the record.
 //! Then, best effort, old asset versions are pruned to `[assets].retention` exactly as
 //! `glidepath assets prune` does, never the live or standby version (read from the index
 //! just written); a failure is a warning, the release is finalized either way.
@@ -11,43 +15,21 @@
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Outcome, Phase};
-use crate::engine::ledger::{self, Slot};
+use crate::engine::ledger;
 use crate::exit::Cause;
 use chrono::Utc;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Finalize).await?;
-    // The index gets the finalized record first; the caller writes the record itself.
     let mut rec = ctx.record.value.clone();
     rec.outcome = Some(Outcome::Finalized);
     rec.cause = Some(Cause::Done);
     rec.exit_code = Some(crate::exit::code(Outcome::Finalized, Cause::Done));
     rec.finished_at = Some(Utc::now());
     rec.message = Some(format!("{} is live on {}", rec.version, rec.target.name()));
-    let index = ledger::update_index(ctx.ports.state.as_ref(), |ix| {
-        let already = ix
-            .live
-            .as_ref()
-            .is_some_and(|s| s.release.as_deref() == Some(rec.id.as_str()));
-        if !already {
-            let old = ix.live.take().unwrap_or_else(|| Slot {
-                version: rec.live_version.clone().unwrap_or_else(|| "unknown".into()),
-                colour: rec.live,
-                release: None,
-            });
-            ix.standby = Some(old);
-            ix.live = Some(Slot {
-                version: rec.version.clone(),
-                colour: rec.target,
-                release: Some(rec.id.clone()),
-            });
-        }
-        if ix.current.as_deref() == Some(rec.id.as_str()) {
-            ix.current = None;
-        }
-        ix.upsert(&rec);
-    })
-    .await?;
+    *ctx.rec() = rec.clone();
+    ctx.save().await?;
+    let index = ledger::update_index(ctx.ports.state.as_ref(), |ix| ix.record_end(&rec)).await?;
     let mut detail = format!(
         "{} live on {}; {} on standby",
         rec.version,
@@ -62,7 +44,6 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     if let Some(pruned) = prune_assets(ctx, &protected).await {
         detail.push_str(&format!("; assets: {pruned}"));
     }
-    *ctx.rec() = rec;
     Ok(Done::ok(detail))
 }
 

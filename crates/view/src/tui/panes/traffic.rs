@@ -55,7 +55,7 @@ pub struct TrafficState {
     pub blind: Option<(String, f64)>,
     pub shifting: bool,
     pub rolling_back: bool,
-    /// `glidepath watch`: approval happens in the releasing terminal.
+    /// `glidepath watch`: no key approves here; the reason says how to (`glidepath approve`).
     pub watch_only: bool,
 }
 
@@ -308,7 +308,7 @@ fn gate_line(s: &TrafficState, width: usize, theme: Theme) -> Line<'static> {
             ("manual (approval after the bake)".into(), theme.plain())
         }
         GateState::Waiting { reason } if s.watch_only => (
-            format!("WAITING FOR APPROVAL in the releasing terminal · {reason}"),
+            format!("WAITING FOR APPROVAL · {reason}"),
             theme.attention(),
         ),
         GateState::Waiting { reason } => (
