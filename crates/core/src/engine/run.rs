@@ -992,6 +992,8 @@ async fn forward(ctx: &mut Ctx<'_>) -> Result<(), (Phase, Stop)> {
             Err(stop) => Err(stop),
         };
         match result {
+            // Finalize records its own done with the outcome, in one save.
+            Ok(_) if ctx.record.value.phases.get(phase).is_done() => {}
             Ok(done) => {
                 let p = ctx.rec().phases.get_mut(phase);
                 let now = Utc::now();

@@ -1,49 +1,63 @@
 //! Finalize: the record says the target colour is live.
 //!
-//! Contract: intent in the ledger → the record says finalized (saved) → the index's
-//! `live` becomes the target colour with this version and `standby` the colour that was
-//! live ([`ledger::Index::finalize`], skipped when the index already names this release live, so a
-//! resumed finalize never swaps twice) → the lock is released (by the caller). The record
-//! goes first so that every kill point has one answer: before it, the release is still in
-//! progress and the index untouched (resume redoes finalize, rollback rolls it back); after
-//! it, the release is finalized and whoever finds it (resume, rollback) brings the index
-//! in line from the record.
-//! Then, best effort, old asset versions are pruned to `[assets].retention` exactly as
-//! `glidepath assets prune` does, never the live or standby version (read from the index
-//! just written); a failure is a warning, the release is finalized either way.
+//! Contract: intent in the ledger → best effort, old asset versions are pruned to
+//! `[assets].retention` exactly as `glidepath assets prune` does, never this version nor
+//! the one live before it (the new standby); a failure is a warning → the record says
+//! finalized, with the phase done, in one save → the index's `live` becomes the target
+//! colour with this version and `standby` the colour that was live
+//! ([`ledger::Index::finalize`], skipped when the index already names this release live,
+//! so a resumed finalize never swaps twice) → the lock is released (by the caller). The
+//! record goes before the index so that every kill point has one answer: before it, the
+//! release is still in progress and the index untouched (resume redoes finalize, rollback
+//! rolls it back); after it, the release is finalized and whoever finds it (resume,
+//! rollback) brings the index in line from the record.
 
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
-use crate::engine::event::{Event, Outcome, Phase};
+use crate::engine::event::{Event, Outcome, Phase, PhaseStatus};
 use crate::engine::ledger;
 use crate::exit::Cause;
 use chrono::Utc;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Finalize).await?;
-    let mut rec = ctx.record.value.clone();
-    rec.outcome = Some(Outcome::Finalized);
-    rec.cause = Some(Cause::Done);
-    rec.exit_code = Some(crate::exit::code(Outcome::Finalized, Cause::Done));
-    rec.finished_at = Some(Utc::now());
-    rec.message = Some(format!("{} is live on {}", rec.version, rec.target.name()));
-    *ctx.rec() = rec.clone();
-    ctx.save().await?;
-    let index = ledger::update_index(ctx.ports.state.as_ref(), |ix| ix.record_end(&rec)).await?;
+    // What retention keeps is known before the index changes: this version and the one
+    // live now (it becomes standby). Pruning first lets the phase's done, with its
+    // detail, go into the same save as the outcome: that one write decides "finalized",
+    // and the phase is reported finished once, with what it did.
+    let before = ledger::load_index(ctx.ports.state.as_ref()).await?;
+    let rec = &ctx.record.value;
+    let old_live = before
+        .live
+        .as_ref()
+        .map(|s| s.version.clone())
+        .or_else(|| rec.live_version.clone());
+    let protected: Vec<String> = std::iter::once(rec.version.clone())
+        .chain(old_live)
+        .collect();
     let mut detail = format!(
         "{} live on {}; {} on standby",
         rec.version,
         rec.target.name(),
         rec.live.name()
     );
-    let protected: Vec<String> = [&index.live, &index.standby]
-        .into_iter()
-        .flatten()
-        .map(|s| s.version.clone())
-        .collect();
     if let Some(pruned) = prune_assets(ctx, &protected).await {
         detail.push_str(&format!("; assets: {pruned}"));
     }
+    let now = Utc::now();
+    let rec = ctx.rec();
+    rec.outcome = Some(Outcome::Finalized);
+    rec.cause = Some(Cause::Done);
+    rec.exit_code = Some(crate::exit::code(Outcome::Finalized, Cause::Done));
+    rec.finished_at = Some(now);
+    rec.message = Some(format!("{} is live on {}", rec.version, rec.target.name()));
+    let p = &mut rec.phases.finalize;
+    p.done_at = Some(now);
+    p.status = Some(PhaseStatus::Done);
+    p.detail = Some(detail.clone());
+    let rec = rec.clone();
+    ctx.save().await?;
+    ledger::update_index(ctx.ports.state.as_ref(), |ix| ix.record_end(&rec)).await?;
     Ok(Done::ok(detail))
 }
 
