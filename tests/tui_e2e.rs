@@ -162,7 +162,7 @@ fn watch_in_a_second_terminal_follows_the_rehearsal_read_only() {
     let s = watch.wait_for("(watching, read-only)", PHASE);
     assert!(s.contains("REHEARSAL"), "{s}");
     let s = watch.wait_for("WAITING FOR APPROVAL ·", PHASE);
-    assert!(!s.contains("releasing terminal"), "{s}");
+    assert!(!s.contains("APPROVAL in the releasing terminal"), "{s}");
     assert!(s.contains("50%"), "{s}");
     assert!(s.contains("exit 0"), "the migration is shown:\n{s}");
     // Keys that steer a release do nothing here.

@@ -1060,7 +1060,7 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
             ledger: LedgerFate::Interruption,
             lock: LockFate::Keep,
         },
-        // Finalize may have written the index but not the record: `resume` redoes it.
+        // Finalize may have written the record but not the index: `resume` finishes it.
         Stop::Fail { cause, message } if phase == Phase::Finalize => Ending::refused(
             cause,
             format!(
