@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::process::{Command, Stdio};
 
 /// Every scenario file under localstack/scenarios has a test below.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "alarm-fires",
     "green-5xx",
     "green-5xx-alb",
@@ -19,6 +19,7 @@ const SCENARIOS: [&str; 9] = [
     "green-unhealthy",
     "happy",
     "happy-alb",
+    "migration-breaks-live",
     "migration-fails",
     "snapshot-slow",
 ];
@@ -191,6 +192,11 @@ async fn watch_drill_happy() {
 #[tokio::test]
 async fn watch_drill_happy_alb() {
     watch_says_what_run_said("happy-alb").await;
+}
+
+#[tokio::test]
+async fn watch_drill_migration_breaks_live() {
+    watch_says_what_run_said("migration-breaks-live").await;
 }
 
 #[tokio::test]

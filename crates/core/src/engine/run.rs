@@ -59,7 +59,7 @@ pub async fn release(
     commands: UnboundedReceiver<Command>,
 ) -> Finished {
     let by = req.holder.clone();
-    let f = release_run(plan, ports, req, events, commands).await;
+    let f = Box::pin(release_run(plan, ports, req, events, commands)).await;
     log_op(ports, OpKind::Release, &by, f).await
 }
 
@@ -126,7 +126,7 @@ pub async fn resume(
     commands: UnboundedReceiver<Command>,
 ) -> Finished {
     let by = req.holder.clone();
-    let f = resume_run(plan, ports, req, events, commands).await;
+    let f = Box::pin(resume_run(plan, ports, req, events, commands)).await;
     log_op(ports, OpKind::Resume, &by, f).await
 }
 
@@ -147,7 +147,15 @@ async fn resume_run(
             return close_ended(plan, ports, doc, &events, Process::Release).await
         }
         InProgress::UndoingFinalized(doc) => {
-            return continue_undo(plan, ports, &req.holder, doc, events, commands).await
+            return Box::pin(continue_undo(
+                plan,
+                ports,
+                &req.holder,
+                doc,
+                events,
+                commands,
+            ))
+            .await
         }
         InProgress::Running(doc) => doc,
     };
@@ -194,7 +202,7 @@ pub async fn rollback(
     holder: &str,
     events: UnboundedSender<Envelope>,
 ) -> Finished {
-    let f = rollback_run(plan, ports, holder, events).await;
+    let f = Box::pin(rollback_run(plan, ports, holder, events)).await;
     log_op(ports, OpKind::Rollback, holder, f).await
 }
 
@@ -258,7 +266,7 @@ async fn rollback_run(
         // Finalized, but its lock outlived it (a crash before the unlock): the lock names
         // no run any more; clear it and roll the release back like any finalized one.
         InProgress::UndoingFinalized(doc) => {
-            continue_undo(plan, ports, holder, doc, events, commands).await
+            Box::pin(continue_undo(plan, ports, holder, doc, events, commands)).await
         }
         InProgress::Ended(doc) if doc.value.outcome == Some(Outcome::Finalized) => {
             let store = ports.state.as_ref();
@@ -285,10 +293,12 @@ async fn rollback_run(
                     return end_early(ports, &events, &doc.value.id, Cause::Unexpected, m).await;
                 }
             }
-            rollback_finalized(plan, ports, holder, events, commands).await
+            Box::pin(rollback_finalized(plan, ports, holder, events, commands)).await
         }
         InProgress::Ended(doc) => close_ended(plan, ports, doc, &events, Process::Rollback).await,
-        InProgress::Nothing(_) => rollback_finalized(plan, ports, holder, events, commands).await,
+        InProgress::Nothing(_) => {
+            Box::pin(rollback_finalized(plan, ports, holder, events, commands)).await
+        }
     }
 }
 

@@ -21,20 +21,20 @@ use chrono::Utc;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Finalize).await?;
-    // What retention keeps is known before the index changes: this version and the one
-    // live now (it becomes standby). Pruning first lets the phase's done, with its
+    // What retention keeps is the index as this release leaves it (this version live, the
+    // one live now on standby), known before the index changes. Pruning first lets the phase's done, with its
     // detail, go into the same save as the outcome: that one write decides "finalized",
     // and the phase is reported finished once, with what it did.
-    let before = ledger::load_index(ctx.ports.state.as_ref()).await?;
-    let rec = &ctx.record.value;
-    let old_live = before
-        .live
-        .as_ref()
+    let mut after = ledger::load_index(ctx.ports.state.as_ref()).await?;
+    let mut finalized = ctx.record.value.clone();
+    finalized.outcome = Some(Outcome::Finalized);
+    after.record_end(&finalized);
+    let protected: Vec<String> = [&after.live, &after.standby]
+        .into_iter()
+        .flatten()
         .map(|s| s.version.clone())
-        .or_else(|| rec.live_version.clone());
-    let protected: Vec<String> = std::iter::once(rec.version.clone())
-        .chain(old_live)
         .collect();
+    let rec = &ctx.record.value;
     let mut detail = format!(
         "{} live on {}; {} on standby",
         rec.version,
