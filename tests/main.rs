@@ -28,6 +28,7 @@ mod schema_stage;
 mod sequences;
 mod stage;
 mod stage_cli;
+mod stage_sequences;
 mod timing;
 mod tui_e2e;
 mod view_cockpit;
