@@ -30,7 +30,7 @@ use aws_sdk_ecs::types::DesiredStatus;
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{ColourName, Outcome};
 use glidepath::engine::ids;
-use glidepath::engine::ports::Ports;
+use glidepath::engine::ports::{Ports, Weights};
 use glidepath::engine::run;
 use glidepath::plan::Plan;
 use std::collections::{BTreeMap, BTreeSet};
@@ -601,6 +601,7 @@ async fn check(w: &World, expect: &Expect) -> Result<(), String> {
 
 struct SeqResult {
     ops_run: usize,
+    ops: String,
     violation: Option<String>,
 }
 
@@ -629,14 +630,23 @@ async fn run_sequence(seed: u64, len: usize) -> SeqResult {
             );
             return SeqResult {
                 ops_run: i + 1,
+                ops: summary(&ops[..=i]),
                 violation: Some(msg),
             };
         }
     }
     SeqResult {
         ops_run: ops.len(),
+        ops: summary(&ops),
         violation: None,
     }
+}
+
+fn summary(ops: &[Op]) -> String {
+    ops.iter()
+        .map(Op::to_string)
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -674,10 +684,11 @@ async fn stage_sequences_keep_the_invariants() {
         let r = run_sequence(seed, length(seed)).await;
         ops += r.ops_run;
         println!(
-            "stage-sequence seed={seed} ops={} violations={} seconds={}",
+            "stage-sequence seed={seed} ops={} violations={} seconds={} [{}]",
             r.ops_run,
             usize::from(r.violation.is_some()),
-            started.elapsed().as_secs()
+            started.elapsed().as_secs(),
+            r.ops
         );
         if let Some(v) = r.violation {
             println!("{v}");
@@ -690,4 +701,27 @@ async fn stage_sequences_keep_the_invariants() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The checker can fail: a fresh world passes, and traffic moved off the live colour by
+/// hand (as a lost weight write would leave it) is reported.
+#[tokio::test]
+async fn check_reports_traffic_off_the_live_colour() {
+    let w = World::start().await;
+    // The stagehand starts the seeded tasks within a few ticks.
+    common::wait_for(
+        "a fresh world keeps the invariants",
+        Duration::from_secs(30),
+        || async { check(&w, &Expect::Nothing).await.ok() },
+    )
+    .await;
+    w.ports
+        .traffic
+        .set_weights(Weights::green(50))
+        .await
+        .expect("set weights");
+    let err = check(&w, &Expect::Nothing)
+        .await
+        .expect_err("half the traffic on the idle colour");
+    assert!(err.contains("but the index says blue is live"), "{err}");
 }
