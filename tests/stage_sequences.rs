@@ -675,28 +675,51 @@ fn length(seed: u64) -> usize {
     4 + (Rng(seed ^ 0xA5A5).next() % 3) as usize
 }
 
+/// How many sequences run at once (`GLIDEPATH_STAGE_SEQUENCE_JOBS`, default 1): each has
+/// its own stage, and mostly waits on bakes.
+fn jobs() -> usize {
+    std::env::var("GLIDEPATH_STAGE_SEQUENCE_JOBS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&j| j > 0)
+        .unwrap_or(1)
+}
+
 #[tokio::test]
 async fn stage_sequences_keep_the_invariants() {
+    use futures::StreamExt;
     let seeds = seeds(1);
-    let (mut ops, mut failures) = (0, vec![]);
-    for &seed in &seeds {
-        let started = Instant::now();
-        let r = run_sequence(seed, length(seed)).await;
-        ops += r.ops_run;
-        println!(
-            "stage-sequence seed={seed} ops={} violations={} seconds={} [{}]",
-            r.ops_run,
-            usize::from(r.violation.is_some()),
-            started.elapsed().as_secs(),
-            r.ops
-        );
-        if let Some(v) = r.violation {
-            println!("{v}");
-            failures.push(v);
-        }
-    }
+    let results: Vec<(u64, SeqResult)> = futures::stream::iter(seeds.iter().copied())
+        .map(|seed| async move {
+            let started = Instant::now();
+            let r = run_sequence(seed, length(seed)).await;
+            println!(
+                "stage-sequence seed={seed} ops={} violations={} seconds={} [{}]",
+                r.ops_run,
+                usize::from(r.violation.is_some()),
+                started.elapsed().as_secs(),
+                r.ops
+            );
+            if let Some(v) = &r.violation {
+                println!("{v}");
+            }
+            (seed, r)
+        })
+        .buffer_unordered(jobs())
+        .collect()
+        .await;
+    let ops: usize = results.iter().map(|(_, r)| r.ops_run).sum();
+    let failures: Vec<&str> = results
+        .iter()
+        .filter_map(|(_, r)| r.violation.as_deref())
+        .collect();
+    let failed_seeds: Vec<u64> = results
+        .iter()
+        .filter(|(_, r)| r.violation.is_some())
+        .map(|(s, _)| *s)
+        .collect();
     println!(
-        "stage-sequences summary: sequences={} ops={ops} violations={}",
+        "stage-sequences summary: sequences={} ops={ops} violations={} failed_seeds={failed_seeds:?}",
         seeds.len(),
         failures.len()
     );
