@@ -133,7 +133,11 @@ struct Ran {
 
 impl World {
     async fn start() -> World {
-        let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+        // The plan the binary runs, so the seeded image follows its `deploy.image` pattern
+        // and the ledger can name the version live before the first release.
+        let file = glidepath::plan::load(&common::repo_root().join(PLAN_FILE))
+            .unwrap_or_else(|e| panic!("{PLAN_FILE}: {}", e.message));
+        let seeded = common::seeded_stage("happy", file).await;
         let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
             .await
             .expect("ports");
