@@ -2,7 +2,7 @@
 
 use crate::view_support;
 
-use glidepath::engine::event::{Envelope, Event, Phase};
+use glidepath::engine::event::{Envelope, Event, Phase, Unit};
 use glidepath::gate::Signal;
 use glidepath::view::fixture::Script;
 use glidepath::view::OutputFormat;
@@ -22,7 +22,7 @@ fn lines_read_like_the_examples() {
             phase: Phase::Snapshot,
             done: 45,
             total: 100,
-            unit: "%".into(),
+            unit: Unit::Percent,
             message: Some("creating shop-db-1-4-0-…".into()),
         })),
         "12:04:05 snapshot  creating shop-db-1-4-0-… 45%"
@@ -80,7 +80,7 @@ fn progress_prints_per_tenth_and_at_the_end() {
             phase: Phase::Snapshot,
             done: pct,
             total: 100,
-            unit: "%".into(),
+            unit: Unit::Percent,
             message: None,
         });
     }

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use glidepath::engine::event::{Command, Envelope, Event, Outcome, Phase, PhaseStatus};
+use glidepath::engine::event::{Command, Envelope, Event, Outcome, Phase, PhaseStatus, Unit};
 use glidepath::engine::fake::FakeWorld;
 use glidepath::engine::run::{self, Finished, ReleaseRequest};
 use glidepath::engine::watch::{self, WatchRequest, Watched};
@@ -222,7 +222,7 @@ async fn watcher_follows_a_release_to_finalized() {
     assert!(
         events.iter().any(|e| matches!(
             &e.event,
-            Event::Progress { phase: Phase::Shift, unit, total: 30, .. } if unit == "s"
+            Event::Progress { phase: Phase::Shift, unit, total: 30, .. } if *unit == Unit::Seconds
         )),
         "{s}"
     );

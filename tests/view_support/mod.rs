@@ -1,7 +1,7 @@
 //! Recorded release event sequences for the view tests: each scenario is the prefix of one
 //! release, so every snapshot shows a state the engine can really reach.
 
-use glidepath::engine::event::{ColourName, Event, Outcome, Phase, PhaseStatus};
+use glidepath::engine::event::{ColourName, Event, Outcome, Phase, PhaseStatus, Unit};
 use glidepath::gate::{ColourSample, Evidence, Signal, Verdict};
 use glidepath::plan::Plan;
 use glidepath::view::fixture::{sample, sample_plan, Script};
@@ -103,7 +103,7 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
             phase: Phase::Snapshot,
             done: pct,
             total: 100,
-            unit: "%".into(),
+            unit: Unit::Percent,
             message: Some("creating shop-db-1-4-0-20250603".into()),
         });
     }
@@ -171,7 +171,7 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
         phase: Phase::Assets,
         done: 40,
         total: 40,
-        unit: "files".into(),
+        unit: Unit::Files,
         message: None,
     });
     s.wait(3.0);

@@ -91,7 +91,7 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             message,
         } => (
             phase.name(),
-            text::progress(*done, *total, unit, message.as_deref()),
+            text::progress(*done, *total, *unit, message.as_deref()),
         ),
         Event::Log { source, line } => ("log", format!("{source} | {line}")),
         // The statistic next to where it would fail, per signal: the evidence, not a verdict.
@@ -297,7 +297,7 @@ impl Printer {
                 ..
             } => {
                 // Print a phase's progress at each 10% step and at completion only.
-                let decile = text::progress_percent(*done, *total, unit).map(|p| p / 10);
+                let decile = text::progress_percent(*done, *total, *unit).map(|p| p / 10);
                 let complete = *total > 0 && done >= total;
                 let seen = self.last_progress.get(phase);
                 let fresh = match (seen, decile) {

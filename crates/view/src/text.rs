@@ -1,6 +1,7 @@
 //! Small text helpers shared by the line printer and the cockpit, so both say the same
 //! thing the same way.
 
+use crate::engine::event::Unit;
 use crate::gate::{ColourSample, Evidence, Signal, Verdict};
 
 /// `0.4s`, `12s`, `3m05s`, `1h02m`.
@@ -33,33 +34,10 @@ pub fn percent(done: u64, total: u64) -> u64 {
     (done.min(total) * 100).checked_div(total).unwrap_or(0)
 }
 
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// `creating snap-1 45%`, `12/40 files (30%)`, `1.0 MiB/4.0 MiB (25%)`.
-pub fn progress(done: u64, total: u64, unit: &str, message: Option<&str>) -> String {
+/// `creating snap-1 45%`, `12/40 files (30%)`, `3 tasks`.
+pub fn progress(done: u64, total: u64, unit: Unit, message: Option<&str>) -> String {
     let amount = match unit {
-        "%" | "percent" => format!("{done}%"),
-        "bytes" | "B" if total > 0 => {
-            format!(
-                "{}/{} ({}%)",
-                bytes(done),
-                bytes(total),
-                percent(done, total)
-            )
-        }
+        Unit::Percent => format!("{done}%"),
         _ if total > 0 => format!("{done}/{total} {unit} ({}%)", percent(done, total)),
         _ => format!("{done} {unit}"),
     };
@@ -70,9 +48,9 @@ pub fn progress(done: u64, total: u64, unit: &str, message: Option<&str>) -> Str
 }
 
 /// Percent complete of a progress report, whatever its unit.
-pub fn progress_percent(done: u64, total: u64, unit: &str) -> Option<u64> {
+pub fn progress_percent(done: u64, total: u64, unit: Unit) -> Option<u64> {
     match unit {
-        "%" | "percent" => Some(done.min(100)),
+        Unit::Percent => Some(done.min(100)),
         _ if total > 0 => Some(percent(done, total)),
         _ => None,
     }
@@ -181,16 +159,13 @@ mod tests {
     #[test]
     fn progress_by_unit() {
         assert_eq!(
-            progress(45, 100, "%", Some("creating snap")),
+            progress(45, 100, Unit::Percent, Some("creating snap")),
             "creating snap 45%"
         );
-        assert_eq!(progress(12, 40, "files", None), "12/40 files (30%)");
-        assert_eq!(
-            progress(1 << 20, 4 << 20, "bytes", None),
-            "1.0 MiB/4.0 MiB (25%)"
-        );
-        assert_eq!(progress(3, 0, "tasks", None), "3 tasks");
-        assert_eq!(progress_percent(3, 0, "tasks"), None);
+        assert_eq!(progress(12, 40, Unit::Files, None), "12/40 files (30%)");
+        assert_eq!(progress(3, 0, Unit::Tasks, None), "3 tasks");
+        assert_eq!(progress_percent(3, 0, Unit::Tasks), None);
+        assert_eq!(progress(12, 30, Unit::Seconds, None), "12/30 s (40%)");
     }
 
     #[test]

@@ -59,6 +59,33 @@ pub enum PhaseStatus {
     Skipped,
 }
 
+/// What a `progress` event counts. Typed, so a view that reacts to one kind (the bake
+/// seconds `glidepath watch` reports) cannot drift from the writer; in JSON it is the
+/// unit's symbol.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Unit {
+    #[serde(rename = "%")]
+    Percent,
+    #[serde(rename = "files")]
+    Files,
+    #[serde(rename = "tasks")]
+    Tasks,
+    /// Observed bake seconds of the current step.
+    #[serde(rename = "s")]
+    Seconds,
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unit::Percent => "%",
+            Unit::Files => "files",
+            Unit::Tasks => "tasks",
+            Unit::Seconds => "s",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -141,7 +168,7 @@ pub enum Event {
         phase: Phase,
         done: u64,
         total: u64,
-        unit: String,
+        unit: Unit,
         message: Option<String>,
     },
     /// One line of the migration task's log (or another task's).

@@ -14,7 +14,7 @@
 
 use super::ctx;
 use super::durable;
-use super::event::{Command, Envelope, Event, Outcome, Phase};
+use super::event::{Command, Envelope, Event, Outcome, Phase, Unit};
 use super::ledger::{self, EngineError, GateVerdict, Record};
 use super::lock::{self, LockBody};
 use super::phases::migrate::LOG_SOURCE;
@@ -409,7 +409,7 @@ impl<'p> Follow<'p> {
                 phase: Phase::Shift,
                 done: baked,
                 total: step.bake.as_secs_f64().ceil() as u64,
-                unit: "s".into(),
+                unit: Unit::Seconds,
                 message: Some(format!("step {} bake", current + 1)),
             });
         }

@@ -7,7 +7,7 @@
 
 use super::Done;
 use crate::engine::ctx::{self, Ctx, Stop};
-use crate::engine::event::{Event, Phase};
+use crate::engine::event::{Event, Phase, Unit};
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     if ctx.plan.assets.is_none() {
@@ -29,7 +29,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                 phase: Phase::Assets,
                 done,
                 total,
-                unit: "files".into(),
+                unit: Unit::Files,
                 message: None,
             },
         )

@@ -14,7 +14,7 @@
 
 use super::{shift, Done};
 use crate::engine::ctx::{Ctx, Stop};
-use crate::engine::event::{Event, Phase};
+use crate::engine::event::{Event, Phase, Unit};
 use crate::engine::ledger::{GateRecord, GateVerdict};
 use crate::gate::Signal;
 use chrono::Utc;
@@ -143,7 +143,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                 phase: Phase::Deploy,
                 done: u64::from(counts.healthy).min(desired.max(0) as u64),
                 total: desired.max(0) as u64,
-                unit: "tasks".into(),
+                unit: Unit::Tasks,
                 message: Some(line.clone()),
             });
             last = line;

@@ -9,7 +9,7 @@
 
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
-use crate::engine::event::{Event, Phase};
+use crate::engine::event::{Event, Phase, Unit};
 use crate::engine::ids;
 use crate::engine::ports::SnapshotStatus;
 use std::time::Duration;
@@ -63,7 +63,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                     phase: Phase::Snapshot,
                     done: 100,
                     total: 100,
-                    unit: "%".into(),
+                    unit: Unit::Percent,
                     message: Some(format!("{id} available")),
                 });
                 return Ok(Done::ok(id));
@@ -82,7 +82,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                         phase: Phase::Snapshot,
                         done: percent.into(),
                         total: 100,
-                        unit: "%".into(),
+                        unit: Unit::Percent,
                         message: Some(format!("creating {id}")),
                     });
                 }

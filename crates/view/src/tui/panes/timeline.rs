@@ -1,7 +1,7 @@
 //! Phase timeline: each phase's state and duration; long phases show a gauge.
 
 use super::{bar, block, truncate, Theme};
-use crate::engine::event::{Envelope, Event, Phase, PhaseStatus};
+use crate::engine::event::{Envelope, Event, Phase, PhaseStatus, Unit};
 use crate::text;
 use chrono::{DateTime, Utc};
 use ratatui::layout::Rect;
@@ -22,7 +22,7 @@ pub enum PhaseState {
 pub struct Progress {
     pub done: u64,
     pub total: u64,
-    pub unit: String,
+    pub unit: Unit,
     pub message: Option<String>,
 }
 
@@ -116,7 +116,7 @@ impl TimelineState {
                 self.row(*phase).progress = Some(Progress {
                     done: *done,
                     total: *total,
-                    unit: unit.clone(),
+                    unit: *unit,
                     message: message.clone(),
                 });
             }
@@ -170,14 +170,14 @@ fn row_line(r: &PhaseRow, now: DateTime<Utc>, width: usize, theme: Theme) -> Lin
     let pct = r
         .progress
         .as_ref()
-        .and_then(|p| text::progress_percent(p.done, p.total, &p.unit));
+        .and_then(|p| text::progress_percent(p.done, p.total, p.unit));
     let middle = match (r.state, pct) {
         (PhaseState::Running, Some(pct)) if middle_w >= 8 => {
             let w = middle_w - 5;
             format!("{} {pct:>3}%", bar((pct as usize * w) / 100, w))
         }
         (PhaseState::Running, None) => match &r.progress {
-            Some(p) => truncate(&text::progress(p.done, p.total, &p.unit, None), middle_w),
+            Some(p) => truncate(&text::progress(p.done, p.total, p.unit, None), middle_w),
             None => truncate(word, middle_w),
         },
         _ => {

@@ -2,7 +2,7 @@
 //! countdown and the gate's state.
 
 use super::{block, truncate, Theme};
-use crate::engine::event::{ColourName, Envelope, Event, Phase};
+use crate::engine::event::{ColourName, Envelope, Event, Phase, Unit};
 use crate::gate::Signal;
 use crate::plan::{GateMode, Step};
 use crate::text;
@@ -172,7 +172,7 @@ impl TrafficState {
                 total,
                 unit,
                 ..
-            } if unit == "s" => {
+            } if *unit == Unit::Seconds => {
                 self.baked_s = *done as f64;
                 self.bake_s = *total as f64;
             }
