@@ -44,10 +44,11 @@ use tokio::sync::mpsc::unbounded_channel;
 
 // --- a seeded PRNG ------------------------------------------------------------------------
 
-struct Rng(u64);
+/// Also drives the stage sequences (`stage_sequences`).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         // splitmix64
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -55,7 +56,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
     /// True with `percent` % probability.

@@ -42,23 +42,8 @@ const PLAN_FILE: &str = "examples/rehearsal.toml";
 /// Longer than any one release of the rehearsal plan on the stage (about half a minute).
 const OP_TIMEOUT: Duration = Duration::from_secs(300);
 
-// --- a seeded PRNG ------------------------------------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+// The seeded PRNG of the in-memory sequences, so a seed means the same draws in both.
+use crate::sequences::Rng;
 
 // --- operations -----------------------------------------------------------------------------
 
