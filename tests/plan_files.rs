@@ -193,7 +193,7 @@ fn production_example_has_the_production_shape() {
     assert_eq!(p.database.kind, plan::DatabaseKind::Cluster);
     assert!(p.traffic.rule_arn.is_some() && p.traffic.test_listener.is_some() && p.smoke.is_some());
     let weights: Vec<u8> = p.steps.iter().map(|s| s.weight).collect();
-    assert_eq!(weights, [1, 10, 50, 100]);
+    assert_eq!(weights, [10, 25, 50, 100]);
     assert_eq!(
         p.steps[2].gate,
         plan::GateMode::Manual,
@@ -375,7 +375,7 @@ fn plan_show_tells_what_a_release_does_in_order() {
     assert_eq!(json["app"], "shop");
     assert_eq!(json["production"], true);
     assert_eq!(json["database"]["kind"], "cluster");
-    assert_eq!(json["steps"][0]["weight"], 1);
+    assert_eq!(json["steps"][0]["weight"], 10);
     assert_eq!(json["steps"][3]["bake"], 1800.0);
 }
 
