@@ -60,7 +60,7 @@ fn drill_plan_text(scenario: &str) -> String {
         "timeout = \"2m\"                                       # green",
         "timeout = \"15s\" # green",
     );
-    set("max_wait = \"2m\"", "max_wait = \"20s\"");
+    set("max_wait = \"4m\"", "max_wait = \"20s\"");
     if scenario.ends_with("-alb") {
         set("poll_interval = \"1s\"", "poll_interval = \"2s\"");
         set("max_blind = \"10s\"", "max_blind = \"20s\"");
