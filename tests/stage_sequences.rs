@@ -64,8 +64,10 @@ const APPROVAL_SLACK: Duration = Duration::from_secs(3);
 /// Who runs the operations (and so holds the lock and signs the operations log).
 const HOLDER: &str = "seq@stage";
 
-// The seeded PRNG of the in-memory sequences, so a seed means the same draws in both.
-use crate::sequences::Rng;
+// The seeded PRNG and the operations-log check of the in-memory sequences, so a seed means
+// the same draws in both and the log is judged by one rule.
+use crate::sequences::{check_operations_log, LoggedOp, Rng};
+use glidepath::engine::oplog::{OpEntry, OpKind};
 
 // --- operations -----------------------------------------------------------------------------
 
@@ -200,18 +202,6 @@ struct World {
     seen: BTreeMap<&'static str, usize>,
     /// Command lines run and how they ended, for failure messages.
     log: Vec<String>,
-}
-
-/// One operation `history --operations` should list.
-#[derive(Debug, Clone)]
-struct LoggedOp {
-    kind: &'static str,
-    /// Its exit code (None: killed, so unknown).
-    exit_code: Option<i32>,
-    /// The release it acted on starts with this (a release's version and `-`).
-    release_prefix: Option<String>,
-    /// A killed run logs itself only if it got to its end before the kill.
-    optional: bool,
 }
 
 /// What to do to the process while it runs.
@@ -547,10 +537,10 @@ impl World {
         }
         let ran = self.run(&args, action).await;
         if let Some(code) = ran.approve_code {
-            self.logged("approve", code, false, None);
+            self.logged(OpKind::Approve, code, false, None);
         }
         self.logged(
-            "release",
+            OpKind::Release,
             ran.code,
             ran.killed || ran.code.is_none(),
             Some(format!("{version}-")),
@@ -566,7 +556,12 @@ impl World {
             _ => vec!["rollback", &plan],
         };
         let ran = self.run(&args, Action::Nothing).await;
-        self.logged(kind, ran.code, ran.killed, None);
+        let op = if kind == "resume" {
+            OpKind::Resume
+        } else {
+            OpKind::Rollback
+        };
+        self.logged(op, ran.code, ran.killed, None);
         ran
     }
 
@@ -576,13 +571,14 @@ impl World {
 
     fn logged(
         &mut self,
-        kind: &'static str,
+        kind: OpKind,
         exit_code: Option<i32>,
         optional: bool,
         release_prefix: Option<String>,
     ) {
         self.ops_log.push(LoggedOp {
             kind,
+            by: HOLDER.into(),
             exit_code,
             release_prefix,
             optional,
@@ -862,7 +858,7 @@ async fn apply(w: &mut World, op: &Op) -> Result<Expect, String> {
             let ran = w.run(&["unlock", &plan, "--force"], Action::Nothing).await;
             // An entry only when there was a lock to break.
             if broken.is_some() {
-                w.logged("unlock", ran.code, ran.killed, None);
+                w.logged(OpKind::Unlock, ran.code, ran.killed, None);
             }
             expect_exit("unlock --force", &ran, &[0])?;
             let ran = w.release(Action::Nothing).await;
@@ -1139,72 +1135,9 @@ async fn check_operations(w: &World) -> Result<(), String> {
     let listed = w
         .cli_json(&["history", &w.plan_file, "--operations"])
         .await?;
-    let listed = listed
-        .as_array()
-        .ok_or("history --operations --output json is not an array")?;
-    let show = || {
-        let l: Vec<String> = listed
-            .iter()
-            .map(|o| format!("{} exit {} {}", o["kind"], o["exit_code"], o["release"]))
-            .collect();
-        format!("listed: {l:?}\nran: {:?}", w.ops_log)
-    };
-    let mut want = w.ops_log.iter();
-    let mut last_at = String::new();
-    for (i, o) in listed.iter().enumerate() {
-        let kind = o["kind"].as_str().unwrap_or_default();
-        let code = o["exit_code"].as_i64();
-        let release = o["release"].as_str();
-        let at = o["at"].as_str().unwrap_or_default().to_string();
-        // RFC 3339 in UTC with a fixed format: text order is time order.
-        if at < last_at {
-            return Err(format!(
-                "history --operations: entry {i} ({at}) is older than the one before\n{}",
-                show()
-            ));
-        }
-        last_at = at;
-        if o["by"] != HOLDER {
-            return Err(format!(
-                "history --operations: entry {i} is signed {}, not {HOLDER}",
-                o["by"]
-            ));
-        }
-        loop {
-            let Some(next) = want.next() else {
-                return Err(format!(
-                    "history --operations: entry {i} ({kind}) is more than ran\n{}",
-                    show()
-                ));
-            };
-            let same = next.kind == kind
-                && next.exit_code.is_none_or(|c| Some(i64::from(c)) == code)
-                && next
-                    .release_prefix
-                    .as_ref()
-                    .is_none_or(|p| release.is_some_and(|r| r.starts_with(p.as_str())));
-            if same {
-                break;
-            }
-            if !next.optional {
-                return Err(format!(
-                    "history --operations: entry {i} is {kind} exit {code:?}, expected {} exit {:?}\n{}",
-                    next.kind,
-                    next.exit_code,
-                    show()
-                ));
-            }
-        }
-    }
-    if let Some(missing) = want.find(|o| !o.optional) {
-        return Err(format!(
-            "history --operations omits {} (exit {:?})\n{}",
-            missing.kind,
-            missing.exit_code,
-            show()
-        ));
-    }
-    Ok(())
+    let listed: Vec<OpEntry> = serde_json::from_value(listed)
+        .map_err(|e| format!("history --operations --output json: {e}"))?;
+    check_operations_log(&listed, &w.ops_log)
 }
 
 // --- the sequences ---------------------------------------------------------------------------
@@ -1408,11 +1341,14 @@ async fn checks_report_a_smoke_test_of_the_wrong_version_and_a_missing_operation
         .await
         .expect_err("green does not run 9.9.9");
     assert!(err.contains("reached green"), "{err}");
-    w.logged("rollback", Some(0), false, None);
+    w.logged(OpKind::Rollback, Some(0), false, None);
     let err = check(&w, &Expect::Nothing)
         .await
         .expect_err("a rollback that is not in the log");
-    assert!(err.contains("history --operations omits rollback"), "{err}");
+    assert!(
+        err.contains("the operations log does not list every operation"),
+        "{err}"
+    );
 }
 
 /// Found by seed 1464270857 (`release killed; resume | rollback`); the kill plays no part.
