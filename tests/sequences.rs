@@ -11,7 +11,10 @@
 //! tasks; at most one migration task not stopped, none started while another ran, at most
 //! one per release; the smoke test reached the version being released; a run that ended
 //! leaves the lock free and nothing current, an interrupted one keeps the lock; history
-//! lists each release once, newest first, in start order, with the outcome it ended with.
+//! lists each release once, newest first, in start order, with the outcome it ended with;
+//! the operations log lists every operation that ran once, in order, with who ran it and
+//! its exit code (a killed run's own entry may be missing; [`check_operations_log`], which
+//! the stage sequences use too).
 //!
 //! Also: every record without an outcome is locked, current or abandoned (a superseded
 //! release is closed as such); `live` only ever names a finalized release; the index never
