@@ -11,7 +11,10 @@
 //! tasks; at most one migration task not stopped, none started while another ran, at most
 //! one per release; the smoke test reached the version being released; a run that ended
 //! leaves the lock free and nothing current, an interrupted one keeps the lock; history
-//! lists each release once, newest first, in start order, with the outcome it ended with.
+//! lists each release once, newest first, in start order, with the outcome it ended with;
+//! the operations log lists every operation that ran once, in order, with who ran it and
+//! its exit code (a killed run's own entry may be missing; [`check_operations_log`], which
+//! the stage sequences use too).
 //!
 //! Also: every record without an outcome is locked, current or abandoned (a superseded
 //! release is closed as such); `live` only ever names a finalized release; the index never
@@ -33,6 +36,7 @@ use glidepath::engine::event::{ColourName, Command, Envelope, Outcome};
 use glidepath::engine::fake::{self, CrashMode, FakeWorld};
 use glidepath::engine::ledger::{self, Index, Record};
 use glidepath::engine::lock::{self, LockBody};
+use glidepath::engine::oplog::{OpEntry, OpKind};
 use glidepath::engine::ports::Weights;
 use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
 use glidepath::exit::Cause;
@@ -63,6 +67,80 @@ impl Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
+}
+
+// --- the operations log (also judged by `stage_sequences`) ----------------------------------
+
+/// An operation that ran, as the operations log (`history --operations`) must list it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoggedOp {
+    pub(crate) kind: OpKind,
+    pub(crate) by: String,
+    /// Its exit code (None: killed, so unknown).
+    pub(crate) exit_code: Option<i32>,
+    /// The release it acted on starts with this (a release's version and `-`).
+    pub(crate) release_prefix: Option<String>,
+    /// A run killed (or cut short) may have logged itself before it died, or not.
+    pub(crate) optional: bool,
+}
+
+/// The operations log lists every operation that ran once, oldest first, each with its
+/// kind, who ran it and its exit code; nothing else.
+pub(crate) fn check_operations_log(listed: &[OpEntry], ran: &[LoggedOp]) -> Result<(), String> {
+    let show = || {
+        let l: Vec<String> = listed
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} by {} exit {} {:?}",
+                    o.kind.word(),
+                    o.by,
+                    o.exit_code,
+                    o.release
+                )
+            })
+            .collect();
+        format!("listed: {l:?}\nran: {ran:?}")
+    };
+    if let Some(w) = listed.windows(2).find(|w| w[1].at < w[0].at) {
+        return Err(format!(
+            "the operations log is not oldest first: {} after {}\n{}",
+            w[1].at,
+            w[0].at,
+            show()
+        ));
+    }
+    // The log must be `ran` with some optional runs left out: a subsequence match, trying
+    // both ways for an optional run (a killed resume and the next resume look alike).
+    let same = |o: &OpEntry, r: &LoggedOp| {
+        r.kind == o.kind
+            && r.by == o.by
+            && r.exit_code.is_none_or(|c| c == o.exit_code)
+            && r.release_prefix.as_ref().is_none_or(|p| {
+                o.release
+                    .as_deref()
+                    .is_some_and(|x| x.starts_with(p.as_str()))
+            })
+    };
+    // fits[i][j]: listed[i..] is ran[j..] without some optional runs (computed backwards).
+    let (n, m) = (listed.len(), ran.len());
+    let mut fits = vec![vec![false; m + 1]; n + 1];
+    for j in (0..=m).rev() {
+        fits[n][j] = ran[j..].iter().all(|r| r.optional);
+    }
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            fits[i][j] = (same(&listed[i], &ran[j]) && fits[i + 1][j + 1])
+                || (ran[j].optional && fits[i][j + 1]);
+        }
+    }
+    if !fits[0][0] {
+        return Err(format!(
+            "the operations log does not list every operation that ran once, in order\n{}",
+            show()
+        ));
+    }
+    Ok(())
 }
 
 // --- operations -----------------------------------------------------------------------------
@@ -843,6 +921,53 @@ impl Stats {
     }
 }
 
+/// What `op` adds to the operations log. `acts`: an approval had a release to approve, an
+/// unlock a lock to break.
+fn logged(op: &Op, done: Option<&Finished>, acts: bool) -> Vec<LoggedOp> {
+    let run = |kind, by: &str, prefix: Option<String>| LoggedOp {
+        kind,
+        by: by.into(),
+        exit_code: done.map(|f| f.exit_code),
+        release_prefix: prefix,
+        optional: done.is_none(),
+    };
+    match op {
+        Op::Release {
+            version,
+            ledger_approval,
+            ..
+        } => {
+            // The approver in the ledger acts only if the release reached its manual gate.
+            let approval = ledger_approval.then(|| LoggedOp {
+                kind: OpKind::Approve,
+                by: "carol@ops-3".into(),
+                exit_code: Some(0),
+                release_prefix: Some(format!("{version}-")),
+                optional: true,
+            });
+            let release = run(OpKind::Release, "alice@ops-1", Some(format!("{version}-")));
+            approval.into_iter().chain([release]).collect()
+        }
+        Op::Resume { .. } => vec![run(OpKind::Resume, "bob@ops-2", None)],
+        Op::Rollback { .. } => vec![run(OpKind::Rollback, "dave@ops-4", None)],
+        Op::Approve if acts => vec![LoggedOp {
+            kind: OpKind::Approve,
+            by: "erin@ops-5".into(),
+            exit_code: Some(0),
+            release_prefix: None,
+            optional: false,
+        }],
+        Op::UnlockForce if acts => vec![LoggedOp {
+            kind: OpKind::Unlock,
+            by: "ops@test".into(),
+            exit_code: Some(0),
+            release_prefix: None,
+            optional: false,
+        }],
+        Op::Approve | Op::UnlockForce | Op::Settle => vec![],
+    }
+}
+
 async fn run_sequence(seed: u64) -> Result<Stats, String> {
     let mut stats = Stats {
         sequences: 1,
@@ -853,8 +978,18 @@ async fn run_sequence(seed: u64) -> Result<Stats, String> {
     let world = FakeWorld::for_plan(&plan);
     let mut t = Tracker::default();
     let mut log = vec![format!("rollback.green = {:?}", plan.rollback.green)];
+    let mut oplog: Vec<LoggedOp> = vec![];
     for (i, op) in ops.iter().enumerate() {
+        // Decided before the operation: whether an approval or an unlock has anything to act on.
+        let acts = match op {
+            Op::Approve => read_index(&world)
+                .current
+                .is_some_and(|id| read_records(&world).contains_key(&id)),
+            Op::UnlockForce => read_lock(&world).is_some(),
+            _ => false,
+        };
         let done = do_op(&world, &plan, op).await;
+        oplog.extend(logged(op, done.as_ref(), acts));
         stats.ops += 1;
         match (&done, op) {
             (None, Op::UnlockForce) => stats.unlocks += 1,
@@ -885,7 +1020,14 @@ async fn run_sequence(seed: u64) -> Result<Stats, String> {
                 )
             )
         ));
-        if let Err(e) = check(&world, &plan, op, done.as_ref(), &mut t).await {
+        let checked = match check(&world, &plan, op, done.as_ref(), &mut t).await {
+            Ok(()) => run::operations(&plan, &world.ports(true))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|listed| check_operations_log(&listed, &oplog)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
             return Err(format!(
                 "seed {seed} (replay: GLIDEPATH_SEQUENCE_SEED={seed}): after op {i}: {e}\n{}",
                 log.join("\n")
@@ -1027,6 +1169,52 @@ async fn a_superseded_release_does_not_become_current_again() {
 }
 
 /// The sequence generator and the PRNG are deterministic (replays mean something).
+/// The operations-log check: a killed run's entry may be there or not (even next to a
+/// run of the same kind), but an operation listed twice, left out or out of order is not.
+#[test]
+fn operations_log_check_tells_a_missing_repeated_or_reordered_operation() {
+    let at = chrono::Utc::now();
+    let entry = |s: i64, kind, exit_code| OpEntry {
+        at: at + chrono::Duration::seconds(s),
+        kind,
+        by: "bob@ops-2".into(),
+        release: Some("1.1.0-20261127T000000Z".into()),
+        outcome: None,
+        exit_code,
+        message: String::new(),
+    };
+    let ran = |kind, exit_code: Option<i32>| LoggedOp {
+        kind,
+        by: "bob@ops-2".into(),
+        exit_code,
+        release_prefix: None,
+        optional: exit_code.is_none(),
+    };
+    // A release, a killed resume, a resume that finished it.
+    let runs = [
+        ran(OpKind::Release, Some(1)),
+        ran(OpKind::Resume, None),
+        ran(OpKind::Resume, Some(0)),
+    ];
+    let (release, resumed) = (entry(0, OpKind::Release, 1), entry(2, OpKind::Resume, 0));
+    let killed = entry(1, OpKind::Resume, 1);
+    let check = |listed: &[OpEntry]| check_operations_log(listed, &runs);
+    assert!(check(&[release.clone(), resumed.clone()]).is_ok());
+    assert!(check(&[release.clone(), killed.clone(), resumed.clone()]).is_ok());
+    assert!(
+        check(std::slice::from_ref(&release)).is_err(),
+        "the last resume is missing"
+    );
+    assert!(
+        check(&[release.clone(), killed, resumed.clone(), resumed.clone()]).is_err(),
+        "one entry too many"
+    );
+    assert!(
+        check(&[entry(3, OpKind::Release, 1), resumed]).is_err(),
+        "out of time order"
+    );
+}
+
 #[test]
 fn sequences_are_reproducible() {
     let a: Vec<String> = gen_sequence(42).0.iter().map(|o| o.to_string()).collect();
