@@ -80,6 +80,8 @@ pub fn code_for(process: Process, outcome: Outcome, cause: Cause) -> i32 {
 fn release_code(outcome: Outcome, cause: Cause) -> i32 {
     match (outcome, cause) {
         (Outcome::Finalized, _) => OK,
+        // A failed shard keeps the release open for `resume`, but the migration failed.
+        (Outcome::Interrupted, Cause::MigrationFailed) => MIGRATION_FAILED,
         (Outcome::Interrupted, _) => UNEXPECTED,
         (Outcome::Superseded, _) => UNEXPECTED,
         (Outcome::RolledBack, Cause::GateFailed | Cause::OperatorRollback) => ROLLED_BACK,
