@@ -27,6 +27,7 @@ mod rehearse;
 mod release_stage;
 mod schema_stage;
 mod sequences;
+mod shards_stage;
 mod stage;
 mod stage_cli;
 mod stage_sequences;
