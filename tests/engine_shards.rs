@@ -335,3 +335,51 @@ async fn a_crash_at_every_port_call_then_resume_runs_each_shard_exactly_once() {
         "only {in_migration} inside the migration"
     );
 }
+
+/// `glidepath watch` beside a sharded release: the same shard events, in the same order,
+/// from the ledger alone, and each shard's task followed in turn.
+#[tokio::test(start_paused = true)]
+async fn a_watcher_reports_the_same_shards_and_follows_each_shard_s_task() {
+    use glidepath::engine::event::Command;
+    use glidepath::engine::watch::{self, WatchRequest};
+    let plan = plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.migration_ticks = 5);
+    let release_ports = world.ports(true);
+    let watch_ports = world.ports(true);
+    let (tx, rx) = unbounded_channel::<Envelope>();
+    let (_cmd, crx) = unbounded_channel::<Command>();
+    let engine = run::release(
+        &plan,
+        &release_ports,
+        common::release_request("1.4.0"),
+        tx,
+        crx,
+    );
+    let (wtx, wrx) = unbounded_channel();
+    let (_wcmd, wcrx) = unbounded_channel::<Command>();
+    let mut req = WatchRequest::new(None);
+    req.wait = true;
+    let watcher = watch::watch(&plan, &watch_ports, req, wtx, wcrx);
+    let (f, w) = tokio::join!(engine, watcher);
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert_eq!(w.outcome, Some(Outcome::Finalized));
+    let ran = drain(rx);
+    let watched = drain(wrx);
+    assert_eq!(shard_events(&watched), shard_events(&ran));
+    assert_eq!(shard_events(&watched).len(), 6);
+    let stopped: std::collections::BTreeSet<String> = watched
+        .iter()
+        .filter_map(|e| match e {
+            Event::Task {
+                task_arn, status, ..
+            } if status == "STOPPED" => Some(task_arn.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stopped.len(),
+        3,
+        "each shard's task seen stopped: {stopped:?}"
+    );
+}
