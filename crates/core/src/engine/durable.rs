@@ -9,11 +9,12 @@
 //! **Durable** (made here, never emitted any other way): `phase_started`, `phase_finished`
 //! (duration = done − intent as recorded; a phase left open is finished `failed` when the
 //! record says the release rolls back, ended or was interrupted), `lock_acquired` (again for
-//! whoever resumed the release), `shard` (each shard of a sharded migration), `step_started`, `weights_changed` (from the record's log of
-//! weight changes), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
-//! records). [`finished`] is the `release_finished` a record's ending implies; the engine's
-//! `run::end` emits its own (a `glidepath rollback` process exits with its own code) and
-//! agrees with it for a release run.
+//! whoever resumed the release), `shard` (each shard of a sharded migration),
+//! `step_started`, `weights_changed` (from the record's log of weight changes),
+//! `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate records).
+//! [`finished`] is the `release_finished` a record's ending implies; the engine's `run::end`
+//! emits its own (a `glidepath rollback` process exits with its own code) and agrees with it
+//! for a release run.
 //!
 //! **Live only** (emitted by the engine as they happen, never in the ledger): `health`,
 //! `gate_evidence`, `blind`, `progress`, `task`, `log`, `test_traffic`, `paused`/`resumed`,

@@ -62,8 +62,8 @@ pub async fn run(
     ))
 }
 
-/// The record's entry for shard `name`: found, or appended with its intent (saved). An
-/// entry that failed gets a new attempt (a resume decided to try it again).
+/// The record's entry for shard `name`: found, or appended (in memory; `start` writes it
+/// with its intent before anything is started).
 fn slot(ctx: &mut Ctx<'_>, name: &str) -> usize {
     match ctx.record.value.shards.iter().position(|s| s.name == name) {
         Some(i) => i,
