@@ -217,3 +217,47 @@ fn row_line(r: &PhaseRow, now: DateTime<Utc>, width: usize, theme: Theme) -> Lin
         Span::styled(format!("{duration:>7}"), theme.label()),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(event: Event) -> Envelope {
+        Envelope {
+            ts: Utc::now(),
+            release: "1.4.0-20261103T021500Z".into(),
+            event,
+        }
+    }
+
+    fn shard(index: usize, name: &str, state: ShardState) -> Event {
+        Event::Shard {
+            index,
+            shards: 3,
+            name: name.into(),
+            state,
+            attempt: 0,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn the_migrate_row_names_the_shard_in_progress() {
+        let mut s = TimelineState::default();
+        s.apply(&env(Event::PhaseStarted {
+            phase: Phase::Migrate,
+        }));
+        s.apply(&env(shard(0, "a", ShardState::Started)));
+        s.apply(&env(shard(0, "a", ShardState::Done)));
+        s.apply(&env(shard(1, "b", ShardState::Started)));
+        let row = s.rows.iter().find(|r| r.phase == Phase::Migrate).unwrap();
+        assert_eq!(row.shard.as_deref(), Some("shard 2/3: b"));
+        let theme = Theme { colour: false };
+        let line = row_line(row, Utc::now(), 60, theme);
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert!(
+            text.contains("migrate") && text.contains("shard 2/3: b"),
+            "{text}"
+        );
+    }
+}
