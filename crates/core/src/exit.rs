@@ -106,6 +106,11 @@ mod tests {
         use Outcome::*;
         assert_eq!(code(Finalized, Done), OK);
         assert_eq!(code(Outcome::Interrupted, Cause::Interrupted), UNEXPECTED);
+        // A sharded migration's failed shard keeps the release open, still exit 5.
+        assert_eq!(
+            code(Outcome::Interrupted, Cause::MigrationFailed),
+            MIGRATION_FAILED
+        );
         assert_eq!(code(RolledBack, GateFailed), ROLLED_BACK);
         assert_eq!(code(RolledBack, OperatorRollback), ROLLED_BACK);
         assert_eq!(code(RolledBack, Unexpected), UNEXPECTED);
