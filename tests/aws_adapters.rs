@@ -432,6 +432,7 @@ async fn migration_task_runs_once_stops_with_its_exit_code_and_logs() {
         subnets: vec![],
         security_groups: vec![],
         assign_public_ip: false,
+        environment: Vec::new(),
     };
     assert!(tasks
         .find_started_by("glidepath-r1")

@@ -318,6 +318,7 @@ fn foreign_migration(world: &FakeWorld, plan: &Plan) -> String {
                 subnets: vec![],
                 security_groups: vec![],
                 assign_public_ip: false,
+                environment: Vec::new(),
             },
             // Never stops by being described: only the test stops it.
             describes_left: u32::MAX,

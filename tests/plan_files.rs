@@ -379,6 +379,35 @@ fn plan_show_tells_what_a_release_does_in_order() {
     assert_eq!(json["steps"][3]["bake"], 1800.0);
 }
 
+#[test]
+fn plan_show_lists_a_sharded_migrations_shards() {
+    let text = std::fs::read_to_string(root().join("examples/rehearsal.toml"))
+        .unwrap()
+        .replace(
+            "command = [\"bin/migrate\", \"up\"]",
+            "command = [\"bin/migrate\", \"up\"]\nshards = [\"eu-1\", \"eu-2\", \"us-1\"]",
+        );
+    let (_dir, path) = common::temp_file("sharded.toml", &text);
+    let plan = plan::load(&path).expect("the sharded plan loads");
+    assert_eq!(
+        plan.migration.as_ref().unwrap().shards,
+        ["eu-1", "eu-2", "us-1"]
+    );
+    let out = glidepath(&["plan", "show", &common::path_str(&path)]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("run one task per shard") && shown.contains("3 shards: eu-1, eu-2, us-1"),
+        "{shown}"
+    );
+    let out = glidepath(&["plan", "show", &common::path_str(&path), "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        json["migration"]["shards"],
+        serde_json::json!(["eu-1", "eu-2", "us-1"])
+    );
+}
+
 fn example_text() -> &'static str {
     include_str!("../examples/rehearsal.toml")
 }

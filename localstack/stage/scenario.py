@@ -13,7 +13,7 @@ from pathlib import Path
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 COLOURS = ("blue", "green")
-FAULT_KINDS = ("5xx", "unhealthy", "slow", "alarm")
+FAULT_KINDS = ("5xx", "unhealthy", "slow", "alarm", "migration_exit")
 
 
 class ScenarioError(Exception):
@@ -41,6 +41,10 @@ class Fault:
     elb_error_rate: float | None = None  # ELB 5xx share of requests
     latency_ms: float | None = None
     alarm: str | None = None
+    # kind "migration_exit": migration tasks (only those with this SHARD, if set) stop with
+    # exit_code instead of the scenario's, while the fault is active.
+    shard: str | None = None
+    exit_code: int | None = None
 
     def to_json(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -203,7 +207,7 @@ def _blips(data: dict) -> Blips:
 
 FAULT_KEYS = {
     "kind", "colour", "start_after_s", "when_weight_at_least", "duration_s",
-    "error_rate", "elb_error_rate", "latency_ms", "alarm", "after_migration",
+    "error_rate", "elb_error_rate", "latency_ms", "alarm", "after_migration", "shard", "exit_code",
 }
 
 
@@ -223,6 +227,14 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
         raise ScenarioError(f"{where}: kind 'alarm' needs alarm = \"<alarm name>\"")
     if alarm is not None and not isinstance(alarm, str):
         raise ScenarioError(f"{where}.alarm must be a string")
+    shard, exit_code = t.get("shard"), t.get("exit_code")
+    if shard is not None and not (isinstance(shard, str) and shard):
+        raise ScenarioError(f"{where}.shard must be a shard name (the task's SHARD), got {shard!r}")
+    if kind == "migration_exit" and (isinstance(exit_code, bool) or not isinstance(exit_code, int)
+                                     or not 0 <= exit_code <= 255):
+        raise ScenarioError(f"{where}: kind 'migration_exit' needs exit_code = 0..255, got {exit_code!r}")
+    if kind != "migration_exit" and (shard is not None or exit_code is not None):
+        raise ScenarioError(f"{where}: shard and exit_code belong to kind 'migration_exit'")
     after_migration = t.get("after_migration")
     if after_migration is not None and not isinstance(after_migration, bool):
         raise ScenarioError(f"{where}.after_migration must be true or false, got {after_migration!r}")
@@ -237,6 +249,8 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
         latency_ms=_number(t, "latency_ms", where, None),
         alarm=alarm,
         after_migration=after_migration or None,
+        shard=shard,
+        exit_code=exit_code,
     )
     # Each kind has a sensible default effect so a one-line fault does something visible.
     if kind == "5xx" and fault.error_rate is None:

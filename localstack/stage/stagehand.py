@@ -3,7 +3,8 @@
 - ECS service deployments go IN_PROGRESS -> COMPLETED after deploy.seconds; their "tasks" get
   fake IPs registered in the service's target groups (old ones deregistered).
 - RunTask tasks (migrations) run for migration.seconds, write the scenario's log lines to the
-  task definition's awslogs group/stream, then stop with migration.exit_code.
+  task definition's awslogs group/stream, then stop with migration.exit_code (or a
+  migration_exit fault's, matched on the task's SHARD environment value).
 - RDS snapshots stay "creating" with rising PercentProgress for snapshot.seconds.
 - Faults switch on by stage clock, by the colour's listener weight and/or once a migration
   task exited 0 (a schema change that breaks the running version); they bend target
@@ -71,6 +72,16 @@ class TaskPlay:
     started_at: float
     lines_written: int = 0
     done: bool = False
+
+
+def task_shard(task) -> str | None:
+    """SHARD from the task's container overrides (RunTask's environment), if any."""
+    overrides = getattr(task, "overrides", None) or {}
+    for c in overrides.get("containerOverrides") or []:
+        for kv in c.get("environment") or []:
+            if kv.get("name") == "SHARD":
+                return kv.get("value")
+    return None
 
 
 class Stagehand:
@@ -344,11 +355,19 @@ class Stagehand:
             task.stopped_reason = "Essential container in task exited"
             task.stop_code = "EssentialContainerExited"
             task.stopping_at = task.execution_stopped_at = task.stopped_at = now
+            exit_code = self.migration_exit_code(task_shard(task))
             for c in task.containers:
                 c.last_status = "STOPPED"
-                c.exitCode = sc.migration_exit_code
+                c.exitCode = exit_code
             play.done = True
-            self.migration_finished(clock, sc.migration_exit_code)
+            self.migration_finished(clock, exit_code)
+
+    def migration_exit_code(self, shard: str | None) -> int:
+        """The scenario's exit code, unless an active migration_exit fault matches the task's SHARD."""
+        for f in self.active():
+            if f.kind == "migration_exit" and (f.shard is None or f.shard == shard):
+                return f.exit_code
+        return self.scenario.migration_exit_code
 
     def migration_finished(self, clock: float, exit_code: int) -> None:
         """A migration task stopped: faults with after_migration may start from now on."""
@@ -431,6 +450,8 @@ class Stagehand:
             "task_arn": p.task.task_arn, "last_status": p.task.last_status,
             "exit_code": p.task.containers[0].exitCode if p.task.containers else None,
             "lines_written": p.lines_written,
+            "started_by": getattr(p.task, "started_by", None),
+            "shard": task_shard(p.task),
         } for p in self.tasks.values()]
         snapshots = {getattr(s, "snapshot_id", None) or getattr(s, "db_snapshot_identifier", "?"):
                      {"status": s.status, "percent": s.percent_progress} for s, _ in self.snapshots.values()}

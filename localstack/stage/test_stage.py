@@ -239,6 +239,29 @@ class StageTest(World):
         events = self.logs.get_log_events(logGroupName="/shop/web", logStreamName=f"migrate/web/{task_id}")["events"]
         self.assertEqual([e["message"] for e in events], ["Running migrations...", "boom", "Migration failed."])
 
+    def test_03b_migration_exit_fault_matches_the_task_s_shard(self):
+        """A migration_exit fault changes only the tasks whose SHARD it names, while active."""
+        self.control("DELETE", "/_stage/fault")
+        fault = self.control("POST", "/_stage/fault", {"kind": "migration_exit", "shard": "b", "exit_code": 7})
+        self.assertEqual(fault["fault"], {"kind": "migration_exit", "colour": "green", "start_after_s": 0.0,
+                                          "shard": "b", "exit_code": 7})
+
+        def run(shard):
+            overrides = {"containerOverrides": [{"name": "web", "environment": [{"name": "SHARD", "value": shard}]}]}
+            arn = self.ecs.run_task(cluster="shop", taskDefinition=self.td1, launchType="FARGATE",
+                                    networkConfiguration=self.net, startedBy=f"shard-{shard}",
+                                    overrides=overrides)["tasks"][0]["taskArn"]
+            t = wait_for("task STOPPED", lambda: (x := self.ecs.describe_tasks(cluster="shop", tasks=[arn])["tasks"][0])["lastStatus"] == "STOPPED" and x)
+            return arn, t["containers"][0]["exitCode"]
+
+        (a_arn, a_exit), (b_arn, b_exit) = run("a"), run("b")
+        self.assertEqual((a_exit, b_exit), (3, 7), "only shard b meets the fault; a gets the scenario's code")
+        tasks = {t["task_arn"]: t for t in self.control("GET", "/_stage/state")["migration_tasks"]}
+        self.assertEqual((tasks[a_arn]["shard"], tasks[b_arn]["shard"]), ("a", "b"))
+        self.assertEqual(tasks[b_arn]["started_by"], "shard-b")
+        self.control("DELETE", "/_stage/fault")
+        self.assertEqual(run("b")[1], 3, "cleared: shard b runs as the scenario says")
+
     def test_04_snapshot_takes_time(self):
         snap = self.rds.create_db_snapshot(DBInstanceIdentifier="shop-db", DBSnapshotIdentifier="shop-db-r1")["DBSnapshot"]
         self.assertEqual(snap["Status"], "creating")
@@ -619,6 +642,8 @@ class ScenarioKeysTest(unittest.TestCase):
             ("[traffic]\nnoise = \"loud\"\n", "noise"),
             ("[traffic]\nseed = -1\n", "seed"),
             ("[blips]\noften = 1\n", "unknown key 'often'"),
+            ("[[faults]]\nkind = \"migration_exit\"\n", "needs exit_code"),
+            ("[[faults]]\nkind = \"5xx\"\nshard = \"b\"\n", "belong to kind 'migration_exit'"),
         ):
             with self.assertRaises(ScenarioError) as err:
                 parse(tomllib.loads(text), "x")

@@ -174,7 +174,16 @@ pub fn describe(p: &Plan) -> String {
                 &mut o,
                 "migrate",
                 format!(
-                    "run exactly one task on cluster {} from the new task definition (image {}), container {}: `{}`; {net}; must exit 0 within {}; {}",
+                    "{} on cluster {} from the new task definition (image {}), container {}: `{}`; {net}; must exit 0 within {}; {}",
+                    if m.shards.is_empty() {
+                        "run exactly one task".to_string()
+                    } else {
+                        format!(
+                            "run one task per shard, one at a time, each exactly once, with SHARD set ({} shards: {}); the first failing shard stops the rest",
+                            m.shards.len(),
+                            m.shards.join(", ")
+                        )
+                    },
                     p.cluster,
                     p.deploy.image.replace("{version}", "V"),
                     m.container,

@@ -215,6 +215,7 @@ pub fn rehearsal_plan() -> Plan {
             assign_public_ip: false,
             // The default: three metric periods.
             watch: s(3),
+            shards: vec![],
         }),
         contract: None,
         assets: Some(AssetsConfig {

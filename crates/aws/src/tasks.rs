@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs as logs;
 use aws_sdk_ecs as ecs;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, LaunchType,
-    NetworkConfiguration, Task, TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, DesiredStatus, KeyValuePair,
+    LaunchType, NetworkConfiguration, Task, TaskOverride,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -327,6 +327,16 @@ impl Tasks for EcsTasks {
                 ContainerOverride::builder()
                     .name(&spec.container)
                     .set_command(Some(spec.command.clone()))
+                    .set_environment(if spec.environment.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            spec.environment
+                                .iter()
+                                .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                                .collect(),
+                        )
+                    })
                     .build(),
             )
             .build();

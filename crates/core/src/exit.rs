@@ -80,6 +80,8 @@ pub fn code_for(process: Process, outcome: Outcome, cause: Cause) -> i32 {
 fn release_code(outcome: Outcome, cause: Cause) -> i32 {
     match (outcome, cause) {
         (Outcome::Finalized, _) => OK,
+        // A failed shard keeps the release open for `resume`, but the migration failed.
+        (Outcome::Interrupted, Cause::MigrationFailed) => MIGRATION_FAILED,
         (Outcome::Interrupted, _) => UNEXPECTED,
         (Outcome::Superseded, _) => UNEXPECTED,
         (Outcome::RolledBack, Cause::GateFailed | Cause::OperatorRollback) => ROLLED_BACK,
@@ -104,6 +106,11 @@ mod tests {
         use Outcome::*;
         assert_eq!(code(Finalized, Done), OK);
         assert_eq!(code(Outcome::Interrupted, Cause::Interrupted), UNEXPECTED);
+        // A sharded migration's failed shard keeps the release open, still exit 5.
+        assert_eq!(
+            code(Outcome::Interrupted, Cause::MigrationFailed),
+            MIGRATION_FAILED
+        );
         assert_eq!(code(RolledBack, GateFailed), ROLLED_BACK);
         assert_eq!(code(RolledBack, OperatorRollback), ROLLED_BACK);
         assert_eq!(code(RolledBack, Unexpected), UNEXPECTED);

@@ -208,6 +208,7 @@ pub fn sample_plan(production: bool) -> Plan {
             security_groups: vec!["sg-1".into()],
             assign_public_ip: false,
             watch: Duration::from_secs(180),
+            shards: vec![],
         }),
         contract: None,
         assets: Some(AssetsConfig {

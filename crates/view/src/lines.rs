@@ -5,7 +5,7 @@
 //! progress so a snapshot does not print a hundred lines.
 
 use super::text;
-use crate::engine::event::{Envelope, Event, LiveStage, Outcome, Phase, PhaseStatus};
+use crate::engine::event::{Envelope, Event, LiveStage, Outcome, Phase, PhaseStatus, ShardState};
 use std::collections::HashMap;
 
 /// How an event should catch the eye.
@@ -235,6 +235,30 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             };
             ("live", m)
         }
+        Event::Shard {
+            index,
+            shards,
+            name,
+            state,
+            attempt,
+            exit_code,
+        } => {
+            let again = if *attempt > 0 {
+                format!(" (attempt {})", attempt + 1)
+            } else {
+                String::new()
+            };
+            let n = index + 1;
+            let m = match state {
+                ShardState::Started => format!("migrating shard {n}/{shards}: {name}{again}"),
+                ShardState::Done => format!("shard {n}/{shards} {name} done"),
+                ShardState::Failed => format!(
+                    "shard {n}/{shards} {name} FAILED ({})",
+                    exit_code.map_or("no exit code".to_string(), |c| format!("exit code {c}"))
+                ),
+            };
+            ("migrate", m)
+        }
     }
 }
 
@@ -257,6 +281,11 @@ pub fn severity(ev: &Event) -> Severity {
             _ => Severity::Quiet,
         },
         Event::GateFailed { .. } => Severity::Bad,
+        Event::Shard { state, .. } => match state {
+            ShardState::Failed => Severity::Bad,
+            ShardState::Done => Severity::Good,
+            ShardState::Started => Severity::Info,
+        },
         Event::LiveWatch { verdict, .. } => match verdict {
             Verdict::Fail { .. } => Severity::Bad,
             _ => Severity::Quiet,

@@ -306,6 +306,7 @@ async fn run_task(ctx: &mut Ctx<'_>, holder: &str) -> Result<String, Stop> {
                         subnets: task.subnets.clone(),
                         security_groups: task.security_groups.clone(),
                         assign_public_ip: task.assign_public_ip,
+                        environment: Vec::new(),
                     };
                     ctx.call(|| ports.tasks.run_once(&spec)).await?
                 }

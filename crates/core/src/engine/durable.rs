@@ -9,11 +9,12 @@
 //! **Durable** (made here, never emitted any other way): `phase_started`, `phase_finished`
 //! (duration = done − intent as recorded; a phase left open is finished `failed` when the
 //! record says the release rolls back, ended or was interrupted), `lock_acquired` (again for
-//! whoever resumed the release), `step_started`, `weights_changed` (from the record's log of
-//! weight changes), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
-//! records). [`finished`] is the `release_finished` a record's ending implies; the engine's
-//! `run::end` emits its own (a `glidepath rollback` process exits with its own code) and
-//! agrees with it for a release run.
+//! whoever resumed the release), `shard` (each shard of a sharded migration),
+//! `step_started`, `weights_changed` (from the record's log of weight changes),
+//! `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate records).
+//! [`finished`] is the `release_finished` a record's ending implies; the engine's `run::end`
+//! emits its own (a `glidepath rollback` process exits with its own code) and agrees with it
+//! for a release run.
 //!
 //! **Live only** (emitted by the engine as they happen, never in the ledger): `health`,
 //! `gate_evidence`, `blind`, `progress`, `task`, `log`, `test_traffic`, `paused`/`resumed`,
@@ -25,16 +26,17 @@
 //! in the new list's order; events that vanished (an interruption cleared by `resume`) are
 //! not taken back.
 
-use super::event::{Event, Outcome, Phase, PhaseStatus};
+use super::event::{Event, Outcome, Phase, PhaseStatus, ShardState};
 use super::ledger::{GateRecord, GateVerdict, PhaseRecord, Record, WeightsSet};
 use crate::plan::{GateMode, OnGateFail, Plan};
 use chrono::{DateTime, Utc};
 
 /// The event types [`history`] makes, plus `release_finished` ([`finished`]).
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "phase_started",
     "phase_finished",
     "lock_acquired",
+    "shard",
     "step_started",
     "weights_changed",
     "gate_waiting",
@@ -96,6 +98,7 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
                     gate(plan, g, &mut out);
                 }
             }
+            Phase::Migrate => shards(plan, r, &mut out),
             Phase::Shift => steps(plan, r, &mut out),
             _ => {}
         }
@@ -128,7 +131,10 @@ pub fn finished(r: &Record) -> Option<Event> {
     }
     r.interrupted.as_ref().map(|stop| Event::ReleaseFinished {
         outcome: Outcome::Interrupted,
-        exit_code: crate::exit::code(Outcome::Interrupted, crate::exit::Cause::Interrupted),
+        exit_code: crate::exit::code(
+            Outcome::Interrupted,
+            stop.cause.unwrap_or(crate::exit::Cause::Interrupted),
+        ),
         message: stop.message.clone(),
         snapshot_id: r.snapshot_id.clone(),
     })
@@ -183,6 +189,30 @@ fn finish(
         detail,
         duration_ms: (until - started).num_milliseconds().max(0) as u64,
     });
+}
+
+/// Each shard the record names, in the order they ran: started, then done or failed (a
+/// shard tried again after a failure starts again with its next attempt).
+fn shards(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
+    let planned = plan.migration.as_ref().map_or(&[][..], |m| &m.shards[..]);
+    let total = planned.len().max(r.shards.len());
+    for (i, s) in r.shards.iter().enumerate() {
+        let index = planned.iter().position(|n| *n == s.name).unwrap_or(i);
+        let event = |state, exit_code| Event::Shard {
+            index,
+            shards: total,
+            name: s.name.clone(),
+            state,
+            attempt: s.attempt,
+            exit_code,
+        };
+        out.push(event(ShardState::Started, None));
+        if s.is_done() {
+            out.push(event(ShardState::Done, s.exit_code));
+        } else if s.failed_at.is_some() {
+            out.push(event(ShardState::Failed, s.exit_code));
+        }
+    }
 }
 
 /// Each step that started: `step_started`, its weights, then its gates in record order,
@@ -704,6 +734,7 @@ mod tests {
             r.interrupted = Some(Interruption {
                 at: now,
                 message: "stopped by the operator".into(),
+                cause: None,
             })
         });
         let events = told_every_way(&s);

@@ -269,6 +269,28 @@ pub enum Event {
         watched_s: f64,
         watch_s: f64,
     },
+    /// One shard of a sharded migration (`migration.shards`) started, was done (its task
+    /// exited 0) or failed.
+    Shard {
+        /// 0-based position in `migration.shards`.
+        index: usize,
+        shards: usize,
+        name: String,
+        state: ShardState,
+        /// 0 for the first try; a `resume` after the shard failed tries it again as 1, …
+        attempt: u32,
+        /// The task's exit code (done and failed).
+        exit_code: Option<i32>,
+    },
+}
+
+/// Where one shard of a sharded migration is (see [`Event::Shard`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardState {
+    Started,
+    Done,
+    Failed,
 }
 
 /// Which look at the live colour a [`Event::LiveWatch`] is.

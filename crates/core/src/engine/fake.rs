@@ -69,6 +69,8 @@ pub struct World {
     /// At each RunTask: how many tasks were not STOPPED yet (exactly-one checks).
     pub active_at_run_task: Vec<usize>,
     pub migration_exit: i32,
+    /// Exit code of a sharded migration's task by its `SHARD` (others: `migration_exit`).
+    pub shard_exit: BTreeMap<String, i32>,
     pub migration_ticks: u32,
     pub migration_lines: Vec<String>,
     // fleet
@@ -208,6 +210,7 @@ impl FakeWorld {
                 run_task_calls: 0,
                 active_at_run_task: vec![],
                 migration_exit: 0,
+                shard_exit: BTreeMap::new(),
                 migration_ticks: 3,
                 migration_lines: vec![
                     "Running migrations...".into(),
@@ -501,13 +504,20 @@ impl Tasks for FakeWorld {
     }
     async fn describe(&self, arn: &str, _container: &str) -> PortResult<TaskInfo> {
         self.call("tasks.describe", arn.into(), |w| {
-            let exit = w.migration_exit;
+            let default_exit = w.migration_exit;
             let Some(t) = w.tasks.iter_mut().find(|t| t.info.arn == arn) else {
                 return Err(PortError::NotFound {
                     operation: "tasks.describe".into(),
                     resource: arn.into(),
                 });
             };
+            let exit = t
+                .spec
+                .environment
+                .iter()
+                .find(|(k, _)| k == "SHARD")
+                .and_then(|(_, v)| w.shard_exit.get(v).copied())
+                .unwrap_or(default_exit);
             if t.info.last_status != "STOPPED" {
                 t.describes_left = t.describes_left.saturating_sub(1);
                 if t.describes_left == 0 {

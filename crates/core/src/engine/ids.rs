@@ -70,6 +70,36 @@ pub fn client_token(release: &str) -> String {
     format!("glidepath-{}", &digest_hex("client-token", release)[..40])
 }
 
+/// One attempt at one shard of a sharded migration, as digest input (attempt 0 is the
+/// first; a resume after the shard failed tries again under a new attempt).
+fn shard_key(release: &str, shard: &str, attempt: u32) -> String {
+    format!("{release}\u{0}{shard}\u{0}{attempt}")
+}
+
+/// `startedBy` of one shard's task: the plan's prefix (so the one-task guard sees it) and a
+/// digest of release, shard and attempt, so a resume finds exactly that shard's task.
+pub fn shard_started_by(
+    app: &str,
+    environment: &str,
+    release: &str,
+    shard: &str,
+    attempt: u32,
+) -> String {
+    format!(
+        "{}{}",
+        started_by_prefix(app, environment),
+        &digest_hex("started-by-shard", &shard_key(release, shard, attempt))[..16]
+    )
+}
+
+/// `clientToken` of one shard's RunTask (see [`shard_started_by`]).
+pub fn shard_client_token(release: &str, shard: &str, attempt: u32) -> String {
+    format!(
+        "glidepath-{}",
+        &digest_hex("client-token-shard", &shard_key(release, shard, attempt))[..40]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,6 +235,10 @@ pub struct Approval {
 pub struct Interruption {
     pub at: DateTime<Utc>,
     pub message: String,
+    /// Why it stopped, when not the operator's Abort (a failed shard of a sharded
+    /// migration stops the release this way, so `resume` can go on from that shard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 /// The release record.
@@ -311,6 +315,32 @@ pub struct Record {
     /// The release that took the lock after this one's was broken and closed this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// A sharded migration's shards, in the order they were started (see
+    /// `phases::shards`); empty for a migration of one task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRecord>,
+}
+
+/// One shard of a sharded migration: intent (with its `startedBy`) before its `RunTask`,
+/// the task once started, then done (exit 0) or failed. A shard that failed is tried again
+/// only by a `resume`, as a new attempt with its own `startedBy`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShardRecord {
+    pub name: String,
+    #[serde(default)]
+    pub attempt: u32,
+    pub started_by: String,
+    pub intent_at: Option<DateTime<Utc>>,
+    pub task_arn: Option<String>,
+    pub exit_code: Option<i32>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+impl ShardRecord {
+    pub fn is_done(&self) -> bool {
+        self.done_at.is_some()
+    }
 }
 
 /// `glidepath contract` on a finalized release: exactly one task, recorded like the
@@ -383,6 +413,7 @@ impl Record {
             live_unhealthy: None,
             contract: None,
             superseded_by: None,
+            shards: Vec::new(),
         }
     }
 

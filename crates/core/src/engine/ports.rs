@@ -93,6 +93,8 @@ pub struct TaskSpec {
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
     pub assign_public_ip: bool,
+    /// Extra environment for the container (a sharded migration's `SHARD`).
+    pub environment: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

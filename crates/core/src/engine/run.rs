@@ -5,6 +5,7 @@
 //! `release_finished` last, always. What a stop means:
 //! - gate failure or operator Rollback → rollback phase, exit 3, lock released;
 //! - migration failure → exit 5, no traffic change, lock released, snapshot id printed;
+//!   a sharded migration's failure keeps the lock (exit 5): `resume` goes on from the shard;
 //! - any other failure before traffic moved → exit 1, lock released;
 //! - a failure while traffic is split → rollback (exit 1 if it was an error, not a gate);
 //! - Abort (or a crash) → traffic stays, lock kept, `glidepath resume PLAN` continues;
@@ -570,6 +571,7 @@ pub async fn end(c: Closing<'_>, ending: Ending) -> Finished {
                 doc.value.interrupted = Some(Interruption {
                     at: Utc::now(),
                     message: message.clone(),
+                    cause: (cause != Cause::Interrupted).then_some(cause),
                 });
                 if let Err(e) = save(store, doc).await {
                     message.push_str(&format!("; recording the stop failed: {e}"));
@@ -1082,6 +1084,19 @@ async fn conclude(ctx: &mut Ctx<'_>, phase: Phase, stop: Stop) -> Finished {
         Stop::Fail { message, .. } if phase == Phase::Shift => {
             let reason = format!("an error during the shift: {message}");
             roll_back(ctx, reason, false, Cause::Unexpected).await
+        }
+        // A sharded migration stopped part way: the lock stays so that `resume` goes on
+        // from the shard that stopped, never running a done shard again.
+        Stop::Fail { cause, message }
+            if phase == Phase::Migrate && !ctx.record.value.shards.is_empty() =>
+        {
+            Ending {
+                outcome: Outcome::Interrupted,
+                cause,
+                message,
+                ledger: LedgerFate::Interruption,
+                lock: LockFate::Keep,
+            }
         }
         Stop::Fail { cause, message } => {
             let mut message = message;

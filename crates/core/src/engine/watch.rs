@@ -466,18 +466,40 @@ impl<'p> Follow<'p> {
     /// The migration task, read live from ECS and CloudWatch Logs (read-only), or as the
     /// ledger records it when those reads fail.
     async fn migration(&mut self, r: &Record, ports: &Ports, out: &mut Vec<Event>) {
-        let Some(arn) = r.task_arn.clone() else {
+        // A sharded migration: the latest shard's task (each shard's in turn).
+        let shard = r.shards.iter().rev().find(|s| s.task_arn.is_some());
+        let Some(arn) = r
+            .task_arn
+            .clone()
+            .or_else(|| shard.and_then(|s| s.task_arn.clone()))
+        else {
             return;
         };
-        if self.task.stopped {
-            return;
-        }
         if self.task.arn.as_deref() != Some(arn.as_str()) {
+            // The next shard started before this watcher saw the last one stop: say how
+            // that one ended, as the ledger records it.
+            let previous = r
+                .shards
+                .iter()
+                .find(|s| s.task_arn.is_some() && s.task_arn == self.task.arn);
+            if let (Some(s), false) = (previous, self.task.stopped) {
+                if let (Some(prev), Some(code)) = (&s.task_arn, s.exit_code) {
+                    out.push(Event::Task {
+                        task_arn: prev.clone(),
+                        status: "STOPPED".into(),
+                        exit_code: Some(code),
+                    });
+                }
+            }
             self.task = TaskFollow {
                 arn: Some(arn.clone()),
                 ..TaskFollow::default()
             };
         }
+        if self.task.stopped {
+            return;
+        }
+        let recorded_exit = r.task_exit_code.or(shard.and_then(|s| s.exit_code));
         let container = self
             .plan
             .migration
@@ -495,11 +517,11 @@ impl<'p> Follow<'p> {
                         ),
                     });
                 }
-                let stopped = r.task_exit_code.is_some() || r.phases.migrate.is_done();
+                let stopped = recorded_exit.is_some() || r.phases.migrate.is_done();
                 TaskInfo {
                     arn: arn.clone(),
                     last_status: if stopped { "STOPPED" } else { "STARTED" }.into(),
-                    exit_code: r.task_exit_code,
+                    exit_code: recorded_exit,
                     stopped_reason: None,
                     log: None,
                 }

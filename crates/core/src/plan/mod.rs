@@ -124,6 +124,10 @@ pub struct MigrationConfig {
     /// How long the live colour is watched after the migration (0: not watched).
     #[serde(with = "secs")]
     pub watch: Duration,
+    /// `migration.shards`: the task runs once per shard, one at a time, in this order,
+    /// with `SHARD=<name>` in its environment (empty: one task, no `SHARD`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
 }
 
 /// `[contract]`: a migration that drops what the previous version needed. It runs only by

@@ -110,6 +110,8 @@ pub struct RawMigration {
     pub security_groups: Vec<S<String>>,
     pub assign_public_ip: Option<bool>,
     pub watch: Option<S<DurationText>>,
+    /// Run the task once per shard, in this order, with `SHARD=<name>`.
+    pub shards: Option<S<Vec<S<String>>>>,
 }
 
 /// `[contract]`: the migration that removes what the old version still needed; the same

@@ -306,7 +306,12 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
             },
             "migration",
         );
-        (task, m.watch.as_ref())
+        let shards = m
+            .shards
+            .as_ref()
+            .map(|s| shards(&mut c, s))
+            .unwrap_or_default();
+        (MigrationConfig { shards, ..task }, m.watch.as_ref())
     });
     let contract = raw.contract.as_ref().map(|t| {
         let t = t.get_ref();
@@ -437,7 +442,47 @@ fn task(c: &mut Checker, deploy: &DeployConfig, k: TaskKeys<'_>, table: &str) ->
         ),
         assign_public_ip: k.assign_public_ip.unwrap_or(false),
         watch: Duration::ZERO,
+        shards: Vec::new(),
     }
+}
+
+/// Longest shard name: it goes into the task's environment and its log lines.
+const SHARD_NAME_MAX: usize = 64;
+
+/// `migration.shards`: at least one, no repeats, each a short plain word (it becomes the
+/// value of `SHARD` and part of messages, so nothing that needs quoting).
+fn shards(c: &mut Checker, list: &S<Vec<S<String>>>) -> Vec<String> {
+    if list.get_ref().is_empty() {
+        c.error_hint(
+            list.span(),
+            "`migration.shards` is empty",
+            "list the shards, e.g. [\"eu\", \"us\"], or remove the key to run one migration task",
+        );
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for v in list.get_ref() {
+        let name = v.get_ref().as_str();
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if name.is_empty() || name.len() > SHARD_NAME_MAX || !plain {
+            c.error_hint(
+                v.span(),
+                format!("shard name `{name}` in `migration.shards` cannot be used"),
+                format!(
+                    "a shard name becomes the task's SHARD environment value: 1 to {SHARD_NAME_MAX} letters, digits, `-`, `_` or `.`"
+                ),
+            );
+        } else if seen.contains(&name) {
+            c.error_hint(
+                v.span(),
+                format!("shard `{name}` is listed twice in `migration.shards`"),
+                "each shard is migrated exactly once per release; remove the repeat",
+            );
+        }
+        seen.push(name);
+    }
+    list.get_ref().iter().map(|v| v.get_ref().clone()).collect()
 }
 
 /// An S3 key prefix: no leading slash, no empty segments; a trailing slash is dropped.

@@ -14,8 +14,10 @@
 //! code 5 and no traffic change. Resume follows the recorded or found task; it never starts
 //! a second one. Around the task, `live_watch` takes the live colour's baseline (right
 //! before `RunTask`) and watches it after a successful task, before anything is deployed.
+//! With `migration.shards` the task runs once per shard instead (`shards.rs`), and the
+//! watch follows the last shard.
 
-use super::{deploy, live_watch, Done};
+use super::{deploy, live_watch, shards, Done};
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase};
 use crate::engine::ids;
@@ -37,6 +39,11 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     };
     let ports = ctx.ports;
     let task_definition = deploy::task_definition(ctx).await?;
+    if !m.shards.is_empty() {
+        let done = shards::run(ctx, m, &task_definition).await?;
+        let watched = live_watch::watch(ctx).await?;
+        return Ok(Done::ok(format!("{done}; {watched}")));
+    }
     // A record written before the per-plan prefix keeps the startedBy it ran with.
     let started_by = ctx
         .record
@@ -78,6 +85,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                         subnets: m.subnets.clone(),
                         security_groups: m.security_groups.clone(),
                         assign_public_ip: m.assign_public_ip,
+                        environment: Vec::new(),
                     };
                     ctx.call(|| ports.tasks.run_once(&spec)).await?
                 }

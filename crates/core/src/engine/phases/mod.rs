@@ -10,6 +10,7 @@ pub mod finalize;
 pub mod live_watch;
 pub mod migrate;
 pub mod rollback;
+pub mod shards;
 pub mod shift;
 pub mod snapshot;
 

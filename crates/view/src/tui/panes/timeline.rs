@@ -1,7 +1,7 @@
 //! Phase timeline: each phase's state and duration; long phases show a gauge.
 
 use super::{bar, block, truncate, Theme};
-use crate::engine::event::{Envelope, Event, Phase, PhaseStatus, Unit};
+use crate::engine::event::{Envelope, Event, Phase, PhaseStatus, ShardState, Unit};
 use crate::text;
 use chrono::{DateTime, Utc};
 use ratatui::layout::Rect;
@@ -34,6 +34,8 @@ pub struct PhaseRow {
     pub duration_ms: Option<u64>,
     pub detail: Option<String>,
     pub progress: Option<Progress>,
+    /// A sharded migration's shard in progress, e.g. `shard 2/5: b`.
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ impl PhaseRow {
             duration_ms: None,
             detail: None,
             progress: None,
+            shard: None,
         }
     }
 }
@@ -90,6 +93,7 @@ impl TimelineState {
                 r.started = Some(env.ts);
                 r.duration_ms = None;
                 r.progress = None;
+                r.shard = None;
             }
             Event::PhaseFinished {
                 phase,
@@ -105,6 +109,20 @@ impl TimelineState {
                 };
                 r.duration_ms = Some(*duration_ms);
                 r.detail = detail.clone();
+            }
+            Event::Shard {
+                index,
+                shards,
+                name,
+                state,
+                ..
+            } => {
+                let n = index + 1;
+                self.row(Phase::Migrate).shard = Some(match state {
+                    ShardState::Started => format!("shard {n}/{shards}: {name}"),
+                    ShardState::Done => format!("shard {n}/{shards}: {name} done"),
+                    ShardState::Failed => format!("shard {n}/{shards}: {name} FAILED"),
+                });
             }
             Event::Progress {
                 phase,
@@ -172,6 +190,9 @@ fn row_line(r: &PhaseRow, now: DateTime<Utc>, width: usize, theme: Theme) -> Lin
         .as_ref()
         .and_then(|p| text::progress_percent(p.done, p.total, p.unit));
     let middle = match (r.state, pct) {
+        (PhaseState::Running, _) if r.shard.is_some() => {
+            truncate(r.shard.as_deref().unwrap_or_default(), middle_w)
+        }
         (PhaseState::Running, Some(pct)) if middle_w >= 8 => {
             let w = middle_w - 5;
             format!("{} {pct:>3}%", bar((pct as usize * w) / 100, w))
@@ -195,4 +216,48 @@ fn row_line(r: &PhaseRow, now: DateTime<Utc>, width: usize, theme: Theme) -> Lin
         Span::styled(format!("{middle:<middle_w$}"), style),
         Span::styled(format!("{duration:>7}"), theme.label()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(event: Event) -> Envelope {
+        Envelope {
+            ts: Utc::now(),
+            release: "1.4.0-20261103T021500Z".into(),
+            event,
+        }
+    }
+
+    fn shard(index: usize, name: &str, state: ShardState) -> Event {
+        Event::Shard {
+            index,
+            shards: 3,
+            name: name.into(),
+            state,
+            attempt: 0,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn the_migrate_row_names_the_shard_in_progress() {
+        let mut s = TimelineState::default();
+        s.apply(&env(Event::PhaseStarted {
+            phase: Phase::Migrate,
+        }));
+        s.apply(&env(shard(0, "a", ShardState::Started)));
+        s.apply(&env(shard(0, "a", ShardState::Done)));
+        s.apply(&env(shard(1, "b", ShardState::Started)));
+        let row = s.rows.iter().find(|r| r.phase == Phase::Migrate).unwrap();
+        assert_eq!(row.shard.as_deref(), Some("shard 2/3: b"));
+        let theme = Theme { colour: false };
+        let line = row_line(row, Utc::now(), 60, theme);
+        let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert!(
+            text.contains("migrate") && text.contains("shard 2/3: b"),
+            "{text}"
+        );
+    }
 }
