@@ -217,6 +217,7 @@ pub fn rehearsal_plan() -> Plan {
             watch: s(3),
         }),
         contract: None,
+        read_only: None,
         assets: Some(AssetsConfig {
             dir: PathBuf::from("assets"),
             bucket: "shop-assets".into(),

@@ -210,6 +210,7 @@ pub fn sample_plan(production: bool) -> Plan {
             watch: Duration::from_secs(180),
         }),
         contract: None,
+        read_only: None,
         assets: Some(AssetsConfig {
             dir: PathBuf::from("public"),
             bucket: "shop-assets".into(),

@@ -698,7 +698,12 @@ async fn end_early(
 }
 
 /// An ending of a run that got as far as a context (its record, maybe its lock).
-async fn end_run(ctx: &mut Ctx<'_>, ending: Ending) -> Finished {
+async fn end_run(ctx: &mut Ctx<'_>, mut ending: Ending) -> Finished {
+    // No run ends with the read-only window open, except one whose lock was taken over.
+    if ending.cause != Cause::LockHeld {
+        let resumable = ending.lock == LockFate::Keep && ending.ledger != LedgerFate::Close;
+        super::read_only::at_end(ctx, &mut ending.cause, &mut ending.message, resumable).await;
+    }
     let events = ctx.events().clone();
     let id = ctx.release.clone();
     let ports = ctx.ports;
@@ -819,7 +824,12 @@ async fn close_ended(
 
 /// The forward phases from where the record says, then the ending.
 async fn run_locked(mut ctx: Ctx<'_>) -> Finished {
-    match forward(&mut ctx).await {
+    // A window left open by a run that stopped (a crash) closes before anything goes on.
+    let went = match super::read_only::close_left_open(&mut ctx).await {
+        Ok(()) => forward(&mut ctx).await,
+        Err(stop) => Err((Phase::Migrate, stop)),
+    };
+    match went {
         Ok(()) => {
             // Finalize wrote the outcome into the record and the index.
             let message = ctx
