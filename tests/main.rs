@@ -15,6 +15,7 @@ mod ending;
 mod engine;
 mod engine_contract;
 mod engine_live;
+mod engine_read_only;
 mod gate_replay;
 mod gate_resume;
 mod gate_smoke;
