@@ -135,7 +135,11 @@ async fn enter_runs_right_before_the_task_and_exit_right_after_it() {
     // Nothing AWS-side between enter and RunTask but the task itself.
     let calls = world.with(|w| w.calls.clone());
     let enter = calls.iter().position(|c| c.ends_with(ENTER)).unwrap();
-    assert!(calls[enter + 1].starts_with("state."), "{:?}", &calls[enter..]);
+    assert!(
+        calls[enter + 1].starts_with("state."),
+        "{:?}",
+        &calls[enter..]
+    );
     let r = record(&world, &f.release_id);
     assert_eq!(r.read_only.len(), 1);
     let w = &r.read_only[0];
@@ -181,7 +185,10 @@ async fn exceeding_max_runs_exit_and_stops_before_deploy() {
         assert!(w.tasks.iter().any(|t| t.info.last_status != "STOPPED"));
     });
     let r = record(&world, &f.release_id);
-    assert_eq!(r.read_only[0].reason.as_deref(), Some("read_only.max passed"));
+    assert_eq!(
+        r.read_only[0].reason.as_deref(),
+        Some("read_only.max passed")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,8 +229,10 @@ async fn a_failing_exit_is_exit_7_keeps_the_lock_and_resume_runs_it_again() {
     let plan = plan();
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| {
-        w.local_fails
-            .insert(EXIT.into(), "read_only.exit command exited with code 2".into())
+        w.local_fails.insert(
+            EXIT.into(),
+            "read_only.exit command exited with code 2".into(),
+        )
     });
     let (f, events) = release(&world, &plan).await;
     assert_eq!(f.exit_code, exit::READ_ONLY_STUCK, "{}", f.message);
@@ -246,7 +255,10 @@ async fn a_failing_exit_is_exit_7_keeps_the_lock_and_resume_runs_it_again() {
     world.with(|w| w.local_fails.clear());
     let (f, events) = resume(&world, &plan).await;
     assert_eq!(f.exit_code, exit::OK, "{}", f.message);
-    assert_eq!(story(&world), ["enter", "run_task", "exit", "exit", "deploy"]);
+    assert_eq!(
+        story(&world),
+        ["enter", "run_task", "exit", "exit", "deploy"]
+    );
     assert!(all_closed(&record(&world, &f.release_id)));
     assert!(kinds(&events).contains(&"closed"));
 }
@@ -257,8 +269,10 @@ async fn a_failing_exit_after_a_failed_migration_is_exit_7_and_names_both() {
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| {
         w.migration_exit = 1;
-        w.local_fails
-            .insert(EXIT.into(), "read_only.exit command exited with code 2".into());
+        w.local_fails.insert(
+            EXIT.into(),
+            "read_only.exit command exited with code 2".into(),
+        );
     });
     let (f, _) = release(&world, &plan).await;
     assert_eq!(f.exit_code, exit::READ_ONLY_STUCK, "{}", f.message);
@@ -274,8 +288,10 @@ async fn a_failing_enter_runs_exit_and_starts_no_task() {
     let plan = plan();
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| {
-        w.local_fails
-            .insert(ENTER.into(), "read_only.enter command exited with code 4".into())
+        w.local_fails.insert(
+            ENTER.into(),
+            "read_only.enter command exited with code 4".into(),
+        )
     });
     let (f, _) = release(&world, &plan).await;
     assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
@@ -296,7 +312,10 @@ async fn an_ecs_refusal_after_enter_still_runs_exit_at_the_ending() {
     assert_eq!(f.exit_code, exit::UNEXPECTED, "{}", f.message);
     assert_eq!(story(&world), ["enter", "run_task", "exit"]);
     let r = record(&world, &f.release_id);
-    assert_eq!(r.read_only[0].reason.as_deref(), Some("the release stopped"));
+    assert_eq!(
+        r.read_only[0].reason.as_deref(),
+        Some("the release stopped")
+    );
     assert!(all_closed(&r));
     assert!(kinds(&events).contains(&"closed"));
 }

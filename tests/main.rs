@@ -23,6 +23,7 @@ mod gate_stage;
 mod localstack;
 mod operator_stage;
 mod plan_files;
+mod read_only_stage;
 mod rehearse;
 mod release_stage;
 mod schema_stage;
