@@ -388,3 +388,56 @@ async fn a_crash_at_every_point_of_the_window_then_resume_closes_it() {
         "only {crashed_with_window_open} crash points with the window open"
     );
 }
+
+/// A release killed with its window open, its lock broken, then a new release: the new
+/// run closes the old window (runs `exit`) as it supersedes the old release.
+#[tokio::test(start_paused = true)]
+async fn a_superseded_release_gets_its_window_closed_by_the_next_release() {
+    let plan = plan();
+    let clean = FakeWorld::for_plan(&plan);
+    release(&clean, &plan).await;
+    let enter_call =
+        clean.with(|w| w.calls.iter().position(|c| c.ends_with(ENTER)).unwrap()) as u64 + 1;
+
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.crash_at = Some((enter_call, CrashMode::After)));
+    let ports = world.ports(true);
+    let (tx, _rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel();
+    let first = tokio::select! {
+        f = run::release(&plan, &ports, common::release_request("1.4.0"), tx, crx) => {
+            panic!("no crash: {}", f.message)
+        }
+        _ = world.crashed() => world.with(|w| {
+            let key = w.objects.keys().find(|k| k.contains("/releases/")).cloned();
+            key.expect("a record")
+        }),
+    };
+    drop(ports);
+    assert_eq!(story(&world), ["enter"]);
+    let ports = world.ports(true);
+    let report = run::unlock(&plan, &ports, true, "carol@ops-3")
+        .await
+        .expect("unlock");
+    assert!(report.broken);
+
+    let (tx, _rx) = unbounded_channel();
+    let (_ctx, crx) = unbounded_channel();
+    let f = run::release(&plan, &ports, common::release_request("1.5.0"), tx, crx).await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    assert_eq!(
+        story(&world),
+        ["enter", "exit", "enter", "run_task", "exit", "deploy"]
+    );
+    let old: Record = world.with(|w| serde_json::from_slice(&w.objects[&first].0).unwrap());
+    assert_eq!(old.outcome, Some(Outcome::Superseded));
+    assert!(all_closed(&old), "{:?}", old.read_only);
+    assert!(
+        old.read_only[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&f.release_id)),
+        "{:?}",
+        old.read_only
+    );
+}

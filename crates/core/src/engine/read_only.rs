@@ -13,6 +13,8 @@
 //! - **resume** ([`close_left_open`]): a window the ledger shows open (a crash, `kill -9`)
 //!   is closed before any phase continues; a migration that had not started yet opens a
 //!   new window when it starts.
+//! - **superseded** ([`close_superseded`]): a release closed as superseded after
+//!   `unlock --force` gets its open window closed by the run that supersedes it.
 //! - **any other ending** ([`at_end`], from `run::end_run`): a window still open is closed
 //!   there, unless the lock was lost (whoever holds it now closes it on taking over).
 //! - A failing `exit` is never swallowed: the window stays open in the ledger with the
@@ -81,7 +83,7 @@ pub async fn open(ctx: &mut Ctx<'_>) -> Result<Option<Instant>, Stop> {
         exit_failed: None,
     });
     ctx.save().await?;
-    match run(ctx, ro, Which::Enter).await {
+    match run_own(ctx, ro, Which::Enter).await {
         Ok(()) => {
             if let Some(w) = ctx.rec().read_only.last_mut() {
                 w.entered_at = Some(Utc::now());
@@ -109,11 +111,8 @@ pub async fn close<T>(ctx: &mut Ctx<'_>, reason: &str, result: Result<T, Stop>) 
         return result;
     }
     let outcome = match ctx.plan.read_only.as_ref() {
-        Some(ro) => run(ctx, ro, Which::Exit).await,
-        None => Err(
-            "the ledger shows a read-only window open but the plan has no [read_only] now, so glidepath cannot run its exit command"
-                .to_string(),
-        ),
+        Some(ro) => run_own(ctx, ro, Which::Exit).await,
+        None => Err(no_plan_table()),
     };
     let reason = match &result {
         Err(Stop::Abort) => "the release was stopped (abort)",
@@ -191,6 +190,53 @@ pub async fn close_left_open(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
     .await
 }
 
+/// A release being superseded (its lock was broken) may have left its window open: the
+/// run that closes it runs `exit` for it and notes that in `other` (the caller saves it).
+/// A failing `exit` stops this run too (exit 7); `other` then stays open for the next one.
+pub async fn close_superseded(ctx: &Ctx<'_>, other: &mut Record) -> Result<(), Stop> {
+    if open_window(other).is_none() {
+        return Ok(());
+    }
+    let outcome = match ctx.plan.read_only.as_ref() {
+        Some(ro) => run(ctx, ro, Which::Exit, &other.id, &other.version).await,
+        None => Err(no_plan_table()),
+    };
+    let me = ctx.release.clone();
+    let Some(w) = other.read_only.last_mut() else {
+        return Ok(());
+    };
+    match outcome {
+        Ok(()) => {
+            w.closed_at = Some(Utc::now());
+            w.reason = Some(format!("closed by release {me}, which superseded it"));
+            w.exit_failed = None;
+            Ok(())
+        }
+        Err(why) => Err(Stop::Fail {
+            cause: Cause::ReadOnlyExit,
+            message: format!(
+                "the app may still be read-only: release {} left its read-only window open and {why}. \
+                 Run {} by hand, then start again",
+                other.id,
+                exit_command(ctx)
+            ),
+        }),
+    }
+}
+
+fn no_plan_table() -> String {
+    "the ledger shows a read-only window open but the plan has no [read_only] now, so glidepath cannot run its exit command".into()
+}
+
+fn exit_command(ctx: &Ctx<'_>) -> String {
+    ctx.plan
+        .read_only
+        .as_ref()
+        .map_or("your exit command".to_string(), |r| {
+            format!("`{}`", r.exit.join(" "))
+        })
+}
+
 /// A run is ending: close a window still open (unless `exit` already failed in this run),
 /// and make an ending with the window still open say so, with exit code 7.
 pub async fn at_end(ctx: &mut Ctx<'_>, cause: &mut Cause, message: &mut String, resumable: bool) {
@@ -207,13 +253,7 @@ pub async fn at_end(ctx: &mut Ctx<'_>, cause: &mut Cause, message: &mut String, 
         .exit_failed
         .clone()
         .unwrap_or_else(|| "read_only.exit did not run".into());
-    let by_hand = ctx
-        .plan
-        .read_only
-        .as_ref()
-        .map_or("your exit command".to_string(), |r| {
-            format!("`{}`", r.exit.join(" "))
-        });
+    let by_hand = exit_command(ctx);
     let then = if resumable {
         format!(
             " (or fix it: `glidepath resume {}` runs it again first)",
@@ -233,8 +273,20 @@ enum Which {
     Exit,
 }
 
-/// Run `enter` or `exit`, saying so; Err(why) when it did not exit 0.
-async fn run(ctx: &mut Ctx<'_>, ro: &ReadOnlyConfig, which: Which) -> Result<(), String> {
+/// Run `enter` or `exit` for this run's release, saying so; Err(why) unless it exited 0.
+async fn run_own(ctx: &Ctx<'_>, ro: &ReadOnlyConfig, which: Which) -> Result<(), String> {
+    let version = ctx.record.value.version.clone();
+    run(ctx, ro, which, &ctx.release, &version).await
+}
+
+/// Run `enter` or `exit` for `release` (`version`), saying so.
+async fn run(
+    ctx: &Ctx<'_>,
+    ro: &ReadOnlyConfig,
+    which: Which,
+    release: &str,
+    version: &str,
+) -> Result<(), String> {
     let (key, command) = match which {
         Which::Enter => ("read_only.enter", &ro.enter),
         Which::Exit => ("read_only.exit", &ro.exit),
@@ -243,11 +295,8 @@ async fn run(ctx: &mut Ctx<'_>, ro: &ReadOnlyConfig, which: Which) -> Result<(),
         message: format!("{key}: {}", command.join(" ")),
     });
     let env = [
-        ("GLIDEPATH_RELEASE".to_string(), ctx.release.clone()),
-        (
-            "GLIDEPATH_VERSION".to_string(),
-            ctx.record.value.version.clone(),
-        ),
+        ("GLIDEPATH_RELEASE".to_string(), release.to_string()),
+        ("GLIDEPATH_VERSION".to_string(), version.to_string()),
     ];
     ctx.ports
         .local

@@ -955,9 +955,16 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
     }
     // Whoever holds the lock first closes a release whose lock was broken.
     if let Err(stop) = supersede::close_superseded(ctx).await {
+        let cause = match &stop {
+            Stop::Fail {
+                cause: Cause::ReadOnlyExit,
+                ..
+            } => Cause::ReadOnlyExit,
+            _ => Cause::Unexpected,
+        };
         let ending = Ending {
             outcome: Outcome::Failed,
-            cause: Cause::Unexpected,
+            cause,
             message: format!(
                 "could not close the release this one supersedes: {}; nothing of this release ran",
                 describe_stop(&stop)
