@@ -149,6 +149,22 @@ async fn enter_runs_right_before_the_task_and_exit_right_after_it() {
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::ReadOnlyOpened { max_s, .. } if *max_s == 60.0)));
+    // JSON Lines: the documented type names and fields.
+    let json: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::ReadOnlyOpened { .. } | Event::ReadOnlyClosed { .. }
+            )
+        })
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
+    assert_eq!(json[0]["type"], "read_only_opened");
+    assert!(json[0]["opened_at"].is_string() && json[0]["max_s"] == 60.0);
+    assert_eq!(json[1]["type"], "read_only_closed");
+    assert!(json[1]["duration_ms"].is_u64());
+    assert_eq!(json[1]["reason"], "the migration task stopped");
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,6 +191,7 @@ async fn exceeding_max_runs_exit_and_stops_before_deploy() {
     assert_eq!(f.exit_code, exit::MIGRATION_FAILED, "{}", f.message);
     assert!(f.message.contains("read_only.max (20s)"), "{}", f.message);
     assert!(f.message.contains("still running"), "{}", f.message);
+    assert!(f.message.contains("read_only.exit ran"), "{}", f.message);
     assert_eq!(story(&world), ["enter", "run_task", "exit"]);
     // Closed at max, not when the task would have ended.
     assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());

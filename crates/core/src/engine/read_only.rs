@@ -161,11 +161,18 @@ pub async fn overrun(ctx: &mut Ctx<'_>, task_arn: &str) -> Stop {
         cause: Cause::MigrationFailed,
         message: format!(
             "the read-only window was open for read_only.max ({max:.0}s) and migration task {task} is still running; \
-             read_only.exit ran so the app takes writes again, and the release stopped before deploying. \
-             glidepath did not stop the task: check it, then raise read_only.max or shorten the migration"
+             the release stopped before deploying. glidepath did not stop the task: check it, then raise read_only.max \
+             or shorten the migration"
         ),
     };
     match close(ctx, "read_only.max passed", Err::<(), _>(stop)).await {
+        // Said only when true: a failing `exit` is reported by the ending instead.
+        Err(Stop::Fail { cause, message }) if open_window(&ctx.record.value).is_none() => {
+            Stop::Fail {
+                cause,
+                message: format!("{message}; read_only.exit ran, the app takes writes again"),
+            }
+        }
         Err(stop) => stop,
         Ok(()) => Stop::fail("read_only.max passed"),
     }
