@@ -8,7 +8,9 @@
 //! - any other failure before traffic moved → exit 1, lock released;
 //! - a failure while traffic is split → rollback (exit 1 if it was an error, not a gate);
 //! - Abort (or a crash) → traffic stays, lock kept, `glidepath resume PLAN` continues;
-//! - the lock held by someone else → exit 4 naming holder, release and age.
+//! - the lock held by someone else → exit 4 naming holder, release and age;
+//! - a read-only window still open when a run ends is closed there (`read_only::at_end`,
+//!   not when the lock was lost); if its `exit` failed, the ending says so with exit 7.
 //!
 //! Each of these is an [`Ending`] (outcome, cause, message, what happens to the ledger and
 //! the lock) recorded by [`end`]; `crate::exit::code` turns outcome and cause into the code.
