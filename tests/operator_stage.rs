@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn glidepath(endpoint: &str, args: &[&str]) -> Command {
+pub(crate) fn glidepath(endpoint: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_glidepath"));
     cmd.arg("--endpoint-url")
         .arg(endpoint)
@@ -22,12 +22,12 @@ fn glidepath(endpoint: &str, args: &[&str]) -> Command {
     cmd
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Lines of a child's stream, as they come (read on a thread).
-fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+pub(crate) fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stream)
@@ -43,7 +43,7 @@ fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
 }
 
 /// Wait for a line matching `want`; every line seen is kept in `seen`.
-fn wait_line(
+pub(crate) fn wait_line(
     rx: &mpsc::Receiver<String>,
     seen: &mut Vec<String>,
     timeout: Duration,
@@ -65,13 +65,13 @@ fn wait_line(
 }
 
 /// Kill a child this test started (SIGKILL) and reap it.
-fn kill(child: &mut Child) {
+pub(crate) fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
 /// A stage whose migration runs long enough for a process to hold the lock meanwhile.
-async fn slow_stage(
+pub(crate) async fn slow_stage(
     migration_s: u32,
 ) -> (
     glidepath::rehearse::stage::Stage,

@@ -468,3 +468,40 @@ proptest! {
         let _ = plan::load(&path);
     }
 }
+
+/// The valid plan the `contract_typo` case starts from (up to its `[migration]`).
+fn base_plan_text() -> String {
+    let bad = std::fs::read_to_string(root().join("tests/plans/bad/contract_typo.toml")).unwrap();
+    bad.lines().skip(2).take(36).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_read_only_window_loads_and_plan_show_describes_it() {
+    let text = format!(
+        "{}\n\n[read_only]\nenter = [\"bin/flag\", \"on\"]\nexit = [\"bin/flag\", \"off\"]\nmax = \"10m\"\n",
+        base_plan_text()
+    );
+    let (_dir, path) = common::temp_file("read_only.toml", &text);
+    let p = plan::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let ro = p.read_only.expect("read_only");
+    assert_eq!(ro.enter, ["bin/flag", "on"]);
+    assert_eq!(ro.exit, ["bin/flag", "off"]);
+    assert_eq!(ro.max, std::time::Duration::from_secs(600));
+    assert_eq!(ro.timeout, plan::defaults::READ_ONLY_TIMEOUT);
+    let out = glidepath(&["plan", "show", &common::path_str(&path)]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("read-only window: `bin/flag on` right before the task starts, `bin/flag off` once it stops"),
+        "{shown}"
+    );
+    assert!(shown.contains("open longer than 10m"), "{shown}");
+
+    // Without a migration there is nothing to wrap.
+    let no_migration = text.replace("[migration]\ncommand = [\"bin/migrate\", \"up\"]\n", "");
+    assert_ne!(no_migration, text);
+    let (_dir, path) = common::temp_file("read_only.toml", &no_migration);
+    let e = plan::load(&path).unwrap_err().message;
+    assert!(e.contains("`[read_only]` needs a `[migration]`"), "{e}");
+    assert!(e.contains("hint: add a [migration] table"), "{e}");
+}

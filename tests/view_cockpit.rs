@@ -384,3 +384,42 @@ fn the_event_log_is_bounded_and_keeps_the_newest() {
         .is_some_and(|e| e.text.ends_with("line 59999")));
     assert_eq!(c.log.visible_len(), c.log.entries.len());
 }
+
+#[test]
+fn the_read_only_window_shows_a_running_clock_while_open() {
+    use chrono::TimeZone;
+    use glidepath::engine::event::{Envelope, Event};
+    let plan = staging();
+    let t0 = chrono::Utc.with_ymd_and_hms(2026, 11, 27, 3, 0, 0).unwrap();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let env = |ts, event| Envelope {
+        ts,
+        release: "shop-1.4.0".into(),
+        event,
+    };
+    let mut c = Cockpit::new(&view_support::context(&plan, false), false, t0);
+    c.apply(&env(
+        t0,
+        Event::ReadOnlyOpened {
+            opened_at: t0,
+            max_s: 600.0,
+        },
+    ));
+    c.tick(at(83));
+    let s = screen(&c, 100, 30);
+    assert!(s.contains("READ-ONLY 1m23s of max 10m00s"), "{s}");
+    // The clock runs with the cockpit's clock alone, no event needed.
+    c.tick(at(95));
+    assert!(screen(&c, 100, 30).contains("READ-ONLY 1m35s of max"));
+    c.apply(&env(
+        at(96),
+        Event::ReadOnlyClosed {
+            duration_ms: 96_000,
+            reason: "the migration task stopped".into(),
+        },
+    ));
+    c.tick(at(200));
+    let s = screen(&c, 100, 30);
+    assert!(s.contains("read-only window closed after 1m36s"), "{s}");
+    assert!(!s.contains("READ-ONLY"), "{s}");
+}

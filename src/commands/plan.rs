@@ -170,11 +170,22 @@ pub fn describe(p: &Plan) -> String {
                     m.security_groups.join(",")
                 )
             };
+            // The window wraps the task only (the watch after it sees the app writable).
+            let window = match &p.read_only {
+                Some(r) => format!(
+                    "read-only window: `{}` right before the task starts, `{}` once it stops, however the release goes on or ends (also on abort and on `resume` after a crash); open longer than {}: `{}` runs and the release stops before deploying (exit 5); ",
+                    shell_words(&r.enter),
+                    shell_words(&r.exit),
+                    d(r.max),
+                    shell_words(&r.exit),
+                ),
+                None => String::new(),
+            };
             phase(
                 &mut o,
                 "migrate",
                 format!(
-                    "{} on cluster {} from the new task definition (image {}), container {}: `{}`; {net}; must exit 0 within {}; {}",
+                    "{} on cluster {} from the new task definition (image {}), container {}: `{}`; {net}; must exit 0 within {}; {window}{}",
                     if m.shards.is_empty() {
                         "run exactly one task".to_string()
                     } else {

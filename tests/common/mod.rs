@@ -218,6 +218,7 @@ pub fn rehearsal_plan() -> Plan {
             shards: vec![],
         }),
         contract: None,
+        read_only: None,
         assets: Some(AssetsConfig {
             dir: PathBuf::from("assets"),
             bucket: "shop-assets".into(),

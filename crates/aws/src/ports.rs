@@ -56,6 +56,7 @@ pub async fn build(config: &SdkConfig, plan: &Plan) -> Result<(Ports, Resolved),
         ),
         health: Box::new(AwsHealth::new(&config, &resolved, &plan.gates)),
         smoke: Box::new(CommandSmoke::new()),
+        local: Box::new(CommandSmoke::new()),
         assets: None,
     };
     Ok((ports, resolved))

@@ -22,6 +22,8 @@ pub const MIGRATION_FAILED: i32 = 5;
 /// 6: the migration broke the live colour (the running version); nothing was deployed and
 /// no traffic moved.
 pub const LIVE_BROKEN: i32 = 6;
+/// 7: the read-only window's `exit` command failed: the app may still be read-only.
+pub const READ_ONLY_STUCK: i32 = 7;
 
 /// Why a release (or a rollback) ended the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,9 @@ pub enum Cause {
     LiveBroken,
     /// `glidepath rollback` found traffic already where it would send it (never recorded).
     AlreadyBack,
+    /// The read-only window's `exit` command failed (whatever else happened): the app may
+    /// still be read-only.
+    ReadOnlyExit,
 }
 
 /// Whose process is exiting: the same ending means different things to each.
@@ -67,6 +72,8 @@ pub fn code(outcome: Outcome, cause: Cause) -> i32 {
 /// The exit-code table.
 pub fn code_for(process: Process, outcome: Outcome, cause: Cause) -> i32 {
     match (process, outcome, cause) {
+        // Louder than anything else: the app may still refuse writes.
+        (_, _, Cause::ReadOnlyExit) => READ_ONLY_STUCK,
         // `glidepath rollback` got what it asked for: traffic is on the old colour.
         (Process::Rollback, Outcome::RolledBack, _)
         | (Process::Rollback, _, Cause::AlreadyBack) => OK,
@@ -129,5 +136,9 @@ mod tests {
         assert_eq!(rb(Failed, LockHeld), LOCKED);
         assert_eq!(rb(Finalized, Done), UNEXPECTED);
         assert_eq!(rb(Failed, AlreadyBack), OK);
+        // A stuck read-only window is told whoever exits, however the release ended.
+        assert_eq!(code(Failed, ReadOnlyExit), READ_ONLY_STUCK);
+        assert_eq!(code(Outcome::Interrupted, ReadOnlyExit), READ_ONLY_STUCK);
+        assert_eq!(rb(RolledBack, ReadOnlyExit), READ_ONLY_STUCK);
     }
 }

@@ -211,6 +211,7 @@ pub fn sample_plan(production: bool) -> Plan {
             shards: vec![],
         }),
         contract: None,
+        read_only: None,
         assets: Some(AssetsConfig {
             dir: PathBuf::from("public"),
             bucket: "shop-assets".into(),

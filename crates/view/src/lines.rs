@@ -213,6 +213,27 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             }
             ("release", m)
         }
+        Event::ReadOnlyOpened { max_s, .. } => (
+            "readonly",
+            format!(
+                "window opened (at most {}): the app goes read-only for the migration",
+                text::duration_s(*max_s)
+            ),
+        ),
+        Event::ReadOnlyClosed {
+            duration_ms,
+            reason,
+        } => (
+            "readonly",
+            format!(
+                "window closed after {}, the app takes writes again: {reason}",
+                text::duration_ms(*duration_ms)
+            ),
+        ),
+        Event::ReadOnlyExitFailed { message } => (
+            "readonly",
+            format!("EXIT FAILED, the app may still be read-only: {message}"),
+        ),
         Event::LiveWatch {
             colour,
             stage,
@@ -280,7 +301,9 @@ pub fn severity(ev: &Event) -> Severity {
             Verdict::Fail { .. } => Severity::Bad,
             _ => Severity::Quiet,
         },
-        Event::GateFailed { .. } => Severity::Bad,
+        Event::GateFailed { .. } | Event::ReadOnlyExitFailed { .. } => Severity::Bad,
+        Event::ReadOnlyOpened { .. } => Severity::Attention,
+        Event::ReadOnlyClosed { .. } => Severity::Good,
         Event::Shard { state, .. } => match state {
             ShardState::Failed => Severity::Bad,
             ShardState::Done => Severity::Good,

@@ -64,6 +64,8 @@ pub struct Ctx<'a> {
     /// The record as last reported to the views (None: nothing yet; a resumed run then
     /// first reports what the record says happened), see [`Ctx::report`].
     pub shown: Option<Record>,
+    /// `read_only.exit` failed in this run: the ending reports it and does not run it again.
+    pub read_only_exit_failed: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -88,6 +90,7 @@ impl<'a> Ctx<'a> {
             early_approve: false,
             process: crate::exit::Process::Release,
             shown: None,
+            read_only_exit_failed: false,
         }
     }
 

@@ -9,12 +9,13 @@
 //! **Durable** (made here, never emitted any other way): `phase_started`, `phase_finished`
 //! (duration = done − intent as recorded; a phase left open is finished `failed` when the
 //! record says the release rolls back, ended or was interrupted), `lock_acquired` (again for
-//! whoever resumed the release), `shard` (each shard of a sharded migration),
-//! `step_started`, `weights_changed` (from the record's log of weight changes),
-//! `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate records).
-//! [`finished`] is the `release_finished` a record's ending implies; the engine's `run::end`
-//! emits its own (a `glidepath rollback` process exits with its own code) and agrees with it
-//! for a release run.
+//! whoever resumed the release), `read_only_opened`, `read_only_closed` and
+//! `read_only_exit_failed` (from the record's windows, inside the migrate phase), `shard`
+//! (each shard of a sharded migration), `step_started`, `weights_changed` (from the record's log of
+//! weight changes), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
+//! records). [`finished`] is the `release_finished` a record's ending implies; the engine's
+//! `run::end` emits its own (a `glidepath rollback` process exits with its own code) and
+//! agrees with it for a release run.
 //!
 //! **Live only** (emitted by the engine as they happen, never in the ledger): `health`,
 //! `gate_evidence`, `blind`, `progress`, `task`, `log`, `test_traffic`, `paused`/`resumed`,
@@ -32,10 +33,13 @@ use crate::plan::{GateMode, OnGateFail, Plan};
 use chrono::{DateTime, Utc};
 
 /// The event types [`history`] makes, plus `release_finished` ([`finished`]).
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 13] = [
     "phase_started",
     "phase_finished",
     "lock_acquired",
+    "read_only_opened",
+    "read_only_closed",
+    "read_only_exit_failed",
     "shard",
     "step_started",
     "weights_changed",
@@ -93,12 +97,15 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
                     out.push(Event::LockAcquired { holder: by.clone() });
                 }
             }
+            Phase::Migrate => {
+                windows(r, &mut out);
+                shards(plan, r, &mut out);
+            }
             Phase::Deploy => {
                 for g in r.gates.iter().filter(|g| g.phase == Phase::Deploy) {
                     gate(plan, g, &mut out);
                 }
             }
-            Phase::Migrate => shards(plan, r, &mut out),
             Phase::Shift => steps(plan, r, &mut out),
             _ => {}
         }
@@ -138,6 +145,27 @@ pub fn finished(r: &Record) -> Option<Event> {
         message: stop.message.clone(),
         snapshot_id: r.snapshot_id.clone(),
     })
+}
+
+/// The read-only windows (inside the migrate phase): opened, then closed or its `exit`
+/// failing while it is still open.
+fn windows(r: &Record, out: &mut Vec<Event>) {
+    for w in &r.read_only {
+        out.push(Event::ReadOnlyOpened {
+            opened_at: w.opened_at,
+            max_s: w.max_s,
+        });
+        match (w.closed_at, &w.exit_failed) {
+            (Some(closed), _) => out.push(Event::ReadOnlyClosed {
+                duration_ms: (closed - w.opened_at).num_milliseconds().max(0) as u64,
+                reason: w.reason.clone().unwrap_or_default(),
+            }),
+            (None, Some(message)) => out.push(Event::ReadOnlyExitFailed {
+                message: message.clone(),
+            }),
+            (None, None) => {}
+        }
+    }
 }
 
 /// How an open phase was closed, and when.

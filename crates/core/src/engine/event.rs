@@ -269,6 +269,25 @@ pub enum Event {
         watched_s: f64,
         watch_s: f64,
     },
+    /// The read-only window opened: `read_only.enter` runs next (durable).
+    ReadOnlyOpened {
+        /// When the window opened (its intent in the ledger); the clock runs from here.
+        opened_at: DateTime<Utc>,
+        /// `read_only.max`: the longest it may stay open.
+        max_s: f64,
+    },
+    /// `read_only.exit` ran and exited 0: the app is writable again (durable).
+    ReadOnlyClosed {
+        /// From opening to closing.
+        duration_ms: u64,
+        /// Why it closed now: the task stopped, the release stopped, a resume after a crash …
+        reason: String,
+    },
+    /// `read_only.exit` failed: the window is still open, the app may still refuse writes
+    /// (durable; the release ends with exit code 7).
+    ReadOnlyExitFailed {
+        message: String,
+    },
     /// One shard of a sharded migration (`migration.shards`) started, was done (its task
     /// exited 0) or failed.
     Shard {

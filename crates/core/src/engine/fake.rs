@@ -120,6 +120,10 @@ pub struct World {
     // smoke and assets
     pub smoke_result: Result<(), String>,
     pub smoke_runs: Vec<Vec<(String, String)>>,
+    /// Local commands (read-only window) that ran, as "program arg …", in order.
+    pub local_runs: Vec<String>,
+    /// Local command ("program arg …") → how it fails (every time).
+    pub local_fails: HashMap<String, String>,
     pub assets_result: Result<String, String>,
     pub assets_published: Vec<String>,
     /// Each prune: (keep, protected versions).
@@ -250,6 +254,8 @@ impl FakeWorld {
                 assigned_to: None,
                 smoke_result: Ok(()),
                 smoke_runs: vec![],
+                local_runs: vec![],
+                local_fails: HashMap::new(),
                 assets_result: Ok("published".into()),
                 assets_published: vec![],
                 assets_pruned: vec![],
@@ -292,6 +298,7 @@ impl FakeWorld {
             traffic: Box::new(self.clone()),
             health: Box::new(self.clone()),
             smoke: Box::new(self.clone()),
+            local: Box::new(self.clone()),
             assets: with_assets.then(|| Box::new(self.clone()) as Box<dyn Assets>),
         }
     }
@@ -873,6 +880,25 @@ impl Smoke for FakeWorld {
             let served = at_smoke.and_then(|t| w.serving(t));
             w.smoke_served.push(served);
             Ok(w.smoke_result.clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+#[async_trait]
+impl LocalCommand for FakeWorld {
+    async fn run(
+        &self,
+        _what: &str,
+        command: &[String],
+        _env: &[(String, String)],
+        _timeout: Duration,
+    ) -> Result<(), String> {
+        let line = command.join(" ");
+        self.call("local.run", line.clone(), |w| {
+            w.local_runs.push(line.clone());
+            Ok(w.local_fails.get(&line).map_or(Ok(()), |e| Err(e.clone())))
         })
         .await
         .map_err(|e| e.to_string())?

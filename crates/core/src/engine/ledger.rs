@@ -312,6 +312,9 @@ pub struct Record {
     /// The contract migration run on this (finalized) release's schema.
     #[serde(default)]
     pub contract: Option<ContractRecord>,
+    /// The read-only windows around the migration (`engine::read_only`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<super::read_only::Window>,
     /// The release that took the lock after this one's was broken and closed this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
@@ -412,6 +415,7 @@ impl Record {
             live_baseline: None,
             live_unhealthy: None,
             contract: None,
+            read_only: vec![],
             superseded_by: None,
             shards: Vec::new(),
         }

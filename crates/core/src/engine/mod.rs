@@ -15,6 +15,7 @@ pub mod periods;
 pub mod phases;
 pub mod ports;
 pub mod preflight;
+pub mod read_only;
 pub mod retry;
 pub mod run;
 pub mod supersede;

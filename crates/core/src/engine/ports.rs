@@ -254,6 +254,34 @@ pub trait Health: Send + Sync {
 /// The smoke test port lives with the gate that runs it (`gate::smoke`).
 pub use crate::gate::smoke::Smoke;
 
+/// The plan's other local commands (the read-only window's `enter` and `exit`): run on
+/// this machine like the smoke test; a port so engine tests can script them.
+#[async_trait]
+pub trait LocalCommand: Send + Sync {
+    /// Ok on exit 0 within `timeout`; Err(why, with the output's last lines) otherwise.
+    /// `what` names the command in messages (e.g. "read_only.exit command").
+    async fn run(
+        &self,
+        what: &str,
+        command: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<(), String>;
+}
+
+#[async_trait]
+impl LocalCommand for crate::gate::smoke::CommandSmoke {
+    async fn run(
+        &self,
+        what: &str,
+        command: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        crate::gate::smoke::run_command(what, command, env, timeout).await
+    }
+}
+
 /// Publishing the release's static assets (the assets module implements it).
 #[async_trait]
 pub trait Assets: Send + Sync {
@@ -279,5 +307,6 @@ pub struct Ports {
     pub traffic: Box<dyn Traffic>,
     pub health: Box<dyn Health>,
     pub smoke: Box<dyn Smoke>,
+    pub local: Box<dyn LocalCommand>,
     pub assets: Option<Box<dyn Assets>>,
 }

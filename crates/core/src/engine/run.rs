@@ -9,7 +9,9 @@
 //! - any other failure before traffic moved → exit 1, lock released;
 //! - a failure while traffic is split → rollback (exit 1 if it was an error, not a gate);
 //! - Abort (or a crash) → traffic stays, lock kept, `glidepath resume PLAN` continues;
-//! - the lock held by someone else → exit 4 naming holder, release and age.
+//! - the lock held by someone else → exit 4 naming holder, release and age;
+//! - a read-only window still open when a run ends is closed there (`read_only::at_end`,
+//!   not when the lock was lost); if its `exit` failed, the ending says so with exit 7.
 //!
 //! Each of these is an [`Ending`] (outcome, cause, message, what happens to the ledger and
 //! the lock) recorded by [`end`]; `crate::exit::code` turns outcome and cause into the code.
@@ -700,7 +702,12 @@ async fn end_early(
 }
 
 /// An ending of a run that got as far as a context (its record, maybe its lock).
-async fn end_run(ctx: &mut Ctx<'_>, ending: Ending) -> Finished {
+async fn end_run(ctx: &mut Ctx<'_>, mut ending: Ending) -> Finished {
+    // No run ends with the read-only window open, except one whose lock was taken over.
+    if ending.cause != Cause::LockHeld {
+        let resumable = ending.lock == LockFate::Keep && ending.ledger != LedgerFate::Close;
+        super::read_only::at_end(ctx, &mut ending.cause, &mut ending.message, resumable).await;
+    }
     let events = ctx.events().clone();
     let id = ctx.release.clone();
     let ports = ctx.ports;
@@ -821,7 +828,12 @@ async fn close_ended(
 
 /// The forward phases from where the record says, then the ending.
 async fn run_locked(mut ctx: Ctx<'_>) -> Finished {
-    match forward(&mut ctx).await {
+    // A window left open by a run that stopped (a crash) closes before anything goes on.
+    let went = match super::read_only::close_left_open(&mut ctx).await {
+        Ok(()) => forward(&mut ctx).await,
+        Err(stop) => Err((Phase::Migrate, stop)),
+    };
+    match went {
         Ok(()) => {
             // Finalize wrote the outcome into the record and the index.
             let message = ctx
@@ -947,9 +959,16 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
     }
     // Whoever holds the lock first closes a release whose lock was broken.
     if let Err(stop) = supersede::close_superseded(ctx).await {
+        let cause = match &stop {
+            Stop::Fail {
+                cause: Cause::ReadOnlyExit,
+                ..
+            } => Cause::ReadOnlyExit,
+            _ => Cause::Unexpected,
+        };
         let ending = Ending {
             outcome: Outcome::Failed,
-            cause: Cause::Unexpected,
+            cause,
             message: format!(
                 "could not close the release this one supersedes: {}; nothing of this release ran",
                 describe_stop(&stop)

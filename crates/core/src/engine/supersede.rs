@@ -70,6 +70,8 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
             continue;
         };
         if doc.value.outcome.is_none() {
+            // Its read-only window must not outlive it.
+            super::read_only::close_superseded(ctx, &mut doc.value).await?;
             let r = &mut doc.value;
             let now = Utc::now();
             r.outcome = Some(Outcome::Superseded);

@@ -51,17 +51,20 @@ impl Smoke for CommandSmoke {
         env: &[(String, String)],
         timeout: Duration,
     ) -> Result<(), String> {
-        run_command(command, env, timeout).await
+        run_command("smoke command", command, env, timeout).await
     }
 }
 
-async fn run_command(
+/// Run a plan's local command as the smoke test does (own process group, timeout, output
+/// tail); `what` names it in messages, e.g. "read_only.exit command".
+pub async fn run_command(
+    what: &str,
     command: &[String],
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else {
-        return Err("smoke command is empty: set [smoke] command in the plan".into());
+        return Err(format!("{what} is empty: set it in the plan"));
     };
     let shown = display(command);
     let mut cmd = Command::new(program);
@@ -74,9 +77,7 @@ async fn run_command(
     #[cfg(unix)]
     cmd.process_group(0);
     let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "smoke command `{shown}` could not start: {e} (is `{program}` installed and on PATH?)"
-        )
+        format!("{what} `{shown}` could not start: {e} (is `{program}` installed and on PATH?)")
     })?;
     // Kills the whole group if this future is dropped midway (the release was aborted).
     let mut group = GroupGuard(child.id());
@@ -97,9 +98,7 @@ async fn run_command(
         Ok(Ok(status)) => Some(status),
         Ok(Err(e)) => {
             group.kill();
-            return Err(format!(
-                "smoke command `{shown}`: could not wait for it: {e}"
-            ));
+            return Err(format!("{what} `{shown}`: could not wait for it: {e}"));
         }
         Err(_) => {
             group.kill();
@@ -124,9 +123,9 @@ async fn run_command(
     };
     let lines = tail.lock().map(|t| t.render()).unwrap_or_default();
     Err(if lines.is_empty() {
-        format!("smoke command `{shown}` {outcome} (no output)")
+        format!("{what} `{shown}` {outcome} (no output)")
     } else {
-        format!("smoke command `{shown}` {outcome}; last output:\n{lines}")
+        format!("{what} `{shown}` {outcome}; last output:\n{lines}")
     })
 }
 

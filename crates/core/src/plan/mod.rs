@@ -44,6 +44,8 @@ pub struct Plan {
     pub migration: Option<MigrationConfig>,
     /// The contract migration (`glidepath contract`), never run inside a release.
     pub contract: Option<ContractConfig>,
+    /// A read-only window around the migration task (`engine::read_only`).
+    pub read_only: Option<ReadOnlyConfig>,
     pub assets: Option<AssetsConfig>,
     pub steps: Vec<Step>,
     pub gates: GateConfig,
@@ -138,6 +140,19 @@ pub struct ContractConfig {
     pub task: MigrationConfig,
     #[serde(with = "secs")]
     pub after: Duration,
+}
+
+/// `[read_only]`: `enter` runs right before the migration task starts, `exit` once the
+/// window closes, whatever ended it; the window may stay open at most `max`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReadOnlyConfig {
+    pub enter: Vec<String>,
+    pub exit: Vec<String>,
+    #[serde(with = "secs")]
+    pub max: Duration,
+    /// How long each of the two commands may run.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

@@ -26,6 +26,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "deploy",
     "migration",
     "contract",
+    "read_only",
     "assets",
     "steps",
     "gates",
@@ -50,6 +51,7 @@ pub struct RawPlan {
     pub deploy: S<RawDeploy>,
     pub migration: Option<S<RawMigration>>,
     pub contract: Option<S<RawContract>>,
+    pub read_only: Option<S<RawReadOnly>>,
     pub assets: Option<S<RawAssets>>,
     pub steps: S<Vec<S<RawStep>>>,
     pub gates: Option<S<RawGates>>,
@@ -128,6 +130,17 @@ pub struct RawContract {
     pub security_groups: Vec<S<String>>,
     pub assign_public_ip: Option<bool>,
     pub after: Option<S<DurationText>>,
+}
+
+/// `[read_only]`: local commands that put the app into and out of read-only mode around
+/// the migration task. Both commands are optional here so validation can say which is missing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadOnly {
+    pub enter: Option<S<Vec<S<String>>>>,
+    pub exit: Option<S<Vec<S<String>>>>,
+    pub max: Option<S<DurationText>>,
+    pub timeout: Option<S<DurationText>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,6 +20,7 @@ pub mod defaults {
     pub const MIGRATION_WATCH_PERIODS: u32 = 3;
     pub const CONTRACT_AFTER: Duration = Duration::from_secs(24 * 3600);
     pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const READ_ONLY_TIMEOUT: Duration = Duration::from_secs(60);
     pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
     pub const MAX_BLIND: Duration = Duration::from_secs(60);
     pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -360,6 +361,23 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         ..task
     });
 
+    let read_only = raw
+        .read_only
+        .as_ref()
+        .map(|r| read_only(&mut c, r, migration.is_some()));
+    // The window wraps one migration task; around a sharded migration it would have to span
+    // every shard's task (and their resumes), which is not built: refuse rather than leave
+    // shards outside the window.
+    if let (Some(r), Some(m)) = (raw.read_only.as_ref(), migration.as_ref()) {
+        if !m.shards.is_empty() {
+            c.error_hint(
+                r.span(),
+                "`[read_only]` cannot be combined with `migration.shards` yet: the window wraps one migration task",
+                "remove [read_only], or run the shards' migration without a read-only window",
+            );
+        }
+    }
+
     let smoke = raw.smoke.as_ref().map(|s| {
         let s = s.get_ref();
         SmokeConfig {
@@ -402,12 +420,68 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         deploy,
         migration,
         contract,
+        read_only,
         assets,
         steps,
         gates,
         smoke,
         rollback,
     })
+}
+
+/// `[read_only]`: both commands, a positive `max`, and a migration for the window to wrap.
+fn read_only(
+    c: &mut Checker,
+    r: &S<super::raw::RawReadOnly>,
+    has_migration: bool,
+) -> ReadOnlyConfig {
+    let span = r.span();
+    let r = r.get_ref();
+    if !has_migration {
+        c.error_hint(
+            span.clone(),
+            "`[read_only]` needs a `[migration]`: the window opens right before the migration task and closes after it",
+            "add a [migration] table, or remove [read_only]",
+        );
+    }
+    let mut command = |v: Option<&S<Vec<S<String>>>>, key: &str, hint: &str| match v {
+        Some(v) => c.command(v, key),
+        None => {
+            c.error_hint(span.clone(), format!("`{key}` is missing"), hint);
+            vec![]
+        }
+    };
+    let enter = command(
+        r.enter.as_ref(),
+        "read_only.enter",
+        "set `enter` to the command that makes the app read-only, e.g. [\"bin/flag\", \"read-only\", \"on\"]",
+    );
+    let exit = command(
+        r.exit.as_ref(),
+        "read_only.exit",
+        "set `exit` to the command that makes the app writable again; it runs however the window ends",
+    );
+    let max = match r.max.as_ref() {
+        Some(m) => c.positive(Some(m), "read_only.max", Duration::ZERO),
+        None => {
+            c.error_hint(
+                span,
+                "`read_only.max` is missing",
+                "set how long the app may stay read-only, e.g. max = \"10m\"; a migration still running then stops the release",
+            );
+            Duration::ZERO
+        }
+    };
+    ReadOnlyConfig {
+        enter,
+        exit,
+        max,
+        timeout: c.positive(
+            r.timeout.as_ref(),
+            "read_only.timeout",
+            defaults::READ_ONLY_TIMEOUT,
+        ),
+    }
 }
 
 /// The keys a one-off task (`[migration]`, `[contract]`) has in common.

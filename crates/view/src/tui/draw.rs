@@ -72,7 +72,7 @@ fn pane(c: &Cockpit, which: Focus, zoomed: bool, f: &mut Frame, area: Rect) {
         Focus::Timeline => timeline::render(&c.timeline, c.now, focused, c.theme, f, area),
         Focus::Traffic => traffic::render(&c.traffic, focused, c.theme, f, area),
         Focus::Health => health::render(&c.health, focused, c.theme, f, area),
-        Focus::Migration => migration::render(&c.migration, focused, c.theme, f, area),
+        Focus::Migration => migration::render(&c.migration, c.now, focused, c.theme, f, area),
         Focus::Log => log::render(&c.log, focused, c.theme, f, area),
     }
 }

@@ -13,7 +13,8 @@
 //! until it is STOPPED → exit code 0 is done; anything else fails the release with exit
 //! code 5 and no traffic change. Resume follows the recorded or found task; it never starts
 //! a second one. Around the task, `live_watch` takes the live colour's baseline (right
-//! before `RunTask`) and watches it after a successful task, before anything is deployed.
+//! before `RunTask`) and watches it after a successful task, before anything is deployed;
+//! `read_only` opens its window right before `RunTask` and closes it once the task stopped.
 //! With `migration.shards` the task runs once per shard instead (`shards.rs`), and the
 //! watch follows the last shard.
 
@@ -23,6 +24,7 @@ use crate::engine::event::{Event, Phase};
 use crate::engine::ids;
 use crate::engine::lock::human;
 use crate::engine::ports::{ActiveTask, TaskInfo, TaskSpec};
+use crate::engine::read_only;
 use chrono::Utc;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -54,6 +56,8 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.rec().started_by = Some(started_by.clone());
     ctx.intent(Phase::Migrate).await?;
 
+    // When the read-only window (if any) must close, once this run opened it.
+    let mut window = None;
     let task = match ctx.record.value.task_arn.clone() {
         Some(arn) => {
             ctx.call(|| ports.tasks.describe(&arn, &m.container))
@@ -87,6 +91,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                         assign_public_ip: m.assign_public_ip,
                         environment: Vec::new(),
                     };
+                    window = read_only::open(ctx).await?;
                     ctx.call(|| ports.tasks.run_once(&spec)).await?
                 }
             };
@@ -96,8 +101,23 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         }
     };
 
-    let info = follow(ctx, task, &m.container, m.timeout, "migration").await?;
-    let done = finish(ctx, &info)?;
+    let arn = task.arn.clone();
+    let followed = match window {
+        // Open no longer than read_only.max.
+        Some(at) => match tokio::time::timeout_at(
+            at,
+            follow(ctx, task, &m.container, m.timeout, "migration"),
+        )
+        .await
+        {
+            Ok(followed) => followed,
+            Err(_) => return Err(read_only::overrun(ctx, &arn).await),
+        },
+        None => follow(ctx, task, &m.container, m.timeout, "migration").await,
+    };
+    let done = followed.and_then(|info| finish(ctx, &info));
+    // The read-only window closes however the task ended (`exit` runs).
+    let done = read_only::close(ctx, "the migration task stopped", done).await?;
     // The task is done; before anything is deployed, did it break the live colour?
     let watched = live_watch::watch(ctx).await?;
     Ok(Done::ok(format!(
