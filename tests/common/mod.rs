@@ -253,7 +253,7 @@ pub fn rehearsal_plan() -> Plan {
             confidence: 0.95,
             // As examples/rehearsal.toml: per-second periods, and a rehearsal goes on.
             sequential: glidepath::plan::SequentialConfig {
-                max_wait: s(120),
+                max_wait: s(240),
                 on_no_data: glidepath::plan::OnNoData::Proceed,
                 ..glidepath::plan::SequentialConfig::default()
             },
