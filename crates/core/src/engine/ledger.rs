@@ -311,6 +311,10 @@ pub struct Record {
     /// The release that took the lock after this one's was broken and closed this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// Set when `live_version` is unknown because the live colour's image (this) was not
+    /// made by the plan's `[deploy].image` template (see `engine::live_image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_image: Option<String>,
 }
 
 /// `glidepath contract` on a finalized release: exactly one task, recorded like the
@@ -383,6 +387,7 @@ impl Record {
             live_unhealthy: None,
             contract: None,
             superseded_by: None,
+            live_image: None,
         }
     }
 
@@ -422,6 +427,10 @@ pub struct Slot {
     /// did not finalize redeployed); `glidepath rollback` refuses with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unusable: Option<String>,
+    /// The image this colour ran when its version is "unknown" (not made by the plan's
+    /// image template), so `status` can say what runs instead of just "unknown".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -515,6 +524,7 @@ impl Index {
                 colour: r.live,
                 release: None,
                 unusable: None,
+                image: r.live_image.clone(),
             });
             self.standby = Some(old);
             self.live = Some(Slot {
@@ -522,6 +532,7 @@ impl Index {
                 colour: r.target,
                 release: Some(r.id.clone()),
                 unusable: None,
+                image: None,
             });
         }
     }
@@ -562,6 +573,7 @@ impl Index {
                         r.outcome.map_or("ended".into(), |o| o.to_string()),
                         r.target.name()
                     )),
+                    image: None,
                 });
             }
             _ => {}

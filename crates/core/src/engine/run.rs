@@ -16,6 +16,7 @@
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
+use super::live_image;
 use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::oplog::{self, OpEntry, OpKind};
@@ -97,7 +98,11 @@ async fn release_run(
     };
     let live = index.live_colour();
     started(&events, &id, plan, &req.version, live, &req.endpoint, false);
-    let record = Record::new(
+    let runs = live_runs(plan, ports, &index, live, |message| {
+        ctx::emit(&events, &id, Event::Warning { message })
+    })
+    .await;
+    let mut record = Record::new(
         &id,
         &plan.app,
         &plan.environment,
@@ -105,15 +110,44 @@ async fn release_run(
         &plan.digest,
         &req.holder,
         live,
-        index.live.as_ref().map(|s| s.version.clone()),
+        runs.version,
         now,
     );
+    record.live_image = runs.image;
     let doc = Doc::fresh(&ledger::record_key(&id), record);
     let mut ctx = Ctx::new(plan, ports, events, commands, doc, req.auto_approve);
     if let Err(f) = lock_phase(&mut ctx, &req.holder, false).await {
         return f;
     }
     run_locked(ctx).await
+}
+
+/// The live colour's version as the index names it, or, before the first release (no
+/// live slot), as read back from what that colour runs. A failed read is a warning: the
+/// version is then recorded as unknown, as before.
+async fn live_runs(
+    plan: &Plan,
+    ports: &Ports,
+    index: &Index,
+    live: ColourName,
+    warn: impl FnOnce(String),
+) -> live_image::LiveRuns {
+    if let Some(s) = &index.live {
+        return live_image::LiveRuns {
+            version: Some(s.version.clone()),
+            image: s.image.clone(),
+        };
+    }
+    match live_image::read(plan, ports, live).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            warn(format!(
+                "cannot read which version {} runs ({e}); the ledger will call it unknown",
+                live.name()
+            ));
+            live_image::LiveRuns::default()
+        }
+    }
 }
 
 /// Continue the release recorded in the ledger from the phase it was in; completed
@@ -753,6 +787,10 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
         None => match held.filter(|b| b.release == id) {
             Some(b) => {
                 let now = Utc::now();
+                let runs = live_runs(plan, ports, &index, index.live_colour(), |m| {
+                    tracing::warn!("{m}")
+                })
+                .await;
                 let mut r = Record::new(
                     &id,
                     &plan.app,
@@ -761,9 +799,10 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
                     &plan.digest,
                     holder,
                     index.live_colour(),
-                    index.live.as_ref().map(|s| s.version.clone()),
+                    runs.version,
                     now,
                 );
+                r.live_image = runs.image;
                 r.started_at = b.started_at;
                 Ok(InProgress::Running(Doc::fresh(&ledger::record_key(&id), r)))
             }
@@ -1384,10 +1423,11 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
             r.phases.rollback.done_at = Some(Utc::now());
             r.phases.rollback.status = Some(PhaseStatus::Done);
             r.phases.rollback.detail = Some(detail.clone());
-            let version = r
-                .live_version
-                .clone()
-                .unwrap_or_else(|| "the previous version".into());
+            let version = match (&r.live_version, &r.live_image) {
+                (Some(v), _) => v.clone(),
+                (None, Some(i)) => live_image::unknown_because(i),
+                (None, None) => "the previous version".into(),
+            };
             Ending {
                 outcome: Outcome::RolledBack,
                 cause: Cause::OperatorRollback,
