@@ -634,7 +634,8 @@ async fn a_live_image_not_from_the_plan_template_is_named_in_status() {
     let world = FakeWorld::for_plan(&plan);
     world.with(|w| {
         let td = w.services[&plan.blue.service].task_definition.clone();
-        w.task_definitions.insert(td, "elsewhere.example.com/legacy:7".into());
+        w.task_definitions
+            .insert(td, "elsewhere.example.com/legacy:7".into());
     });
     let first = release(&world, &plan, "1.1.0", None, never).await.unwrap();
     assert_eq!(first.outcome, Outcome::Finalized, "{}", first.message);
@@ -642,7 +643,10 @@ async fn a_live_image_not_from_the_plan_template_is_named_in_status() {
     assert_eq!(f.exit_code, 0, "{}", f.message);
     let live = index(&world).live.expect("a live slot");
     assert_eq!(live.version, "unknown");
-    assert_eq!(live.image.as_deref(), Some("elsewhere.example.com/legacy:7"));
+    assert_eq!(
+        live.image.as_deref(),
+        Some("elsewhere.example.com/legacy:7")
+    );
     let status = run::status(&plan, &world.ports(true)).await.unwrap();
     let text = glidepath::commands::release::status_text(&status);
     assert!(

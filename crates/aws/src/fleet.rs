@@ -261,11 +261,7 @@ impl Fleet for EcsFleet {
             })
     }
 
-    async fn image_of(
-        &self,
-        task_definition: &str,
-        container: &str,
-    ) -> PortResult<Option<String>> {
+    async fn image_of(&self, task_definition: &str, container: &str) -> PortResult<Option<String>> {
         let (td, _) = self.describe_task_definition(task_definition).await?;
         Ok(Registrable::of(&td).image_of(container).map(str::to_string))
     }

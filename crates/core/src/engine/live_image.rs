@@ -25,8 +25,7 @@ pub async fn read(plan: &Plan, ports: &Ports, colour: ColourName) -> PortResult<
     let fleet = ports.fleet.as_ref();
     let state = retry::quietly(|| fleet.service(service)).await?;
     let container = &plan.deploy.container;
-    let image =
-        retry::quietly(|| fleet.image_of(&state.task_definition, container)).await?;
+    let image = retry::quietly(|| fleet.image_of(&state.task_definition, container)).await?;
     Ok(match image {
         Some(image) => match plan.deploy.version_of(&image) {
             Some(v) => LiveRuns {

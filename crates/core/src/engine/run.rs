@@ -16,8 +16,8 @@
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
-use super::live_image;
 use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
+use super::live_image;
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::oplog::{self, OpEntry, OpKind};
 use super::phases::{self, shift};
@@ -1515,6 +1515,13 @@ async fn already_back(
     let since = since
         .map(|t| format!(" since {}", fmt(t)))
         .unwrap_or_default();
+    // Say why the other colour is no way back either, so nobody moves traffic there by hand.
+    let standby = index
+        .standby
+        .as_ref()
+        .and_then(|s| s.unusable.as_deref())
+        .map(|why| format!(". The standby cannot take traffic: {why}"))
+        .unwrap_or_default();
     let c = Closing {
         store: ports.state.as_ref(),
         events,
@@ -1528,7 +1535,7 @@ async fn already_back(
         outcome: latest.outcome.unwrap_or(Outcome::Failed),
         ..Ending::refused(
             Cause::AlreadyBack,
-            format!("nothing to roll back: {what}; {live} is live{since}"),
+            format!("nothing to roll back: {what}; {live} is live{since}{standby}"),
         )
     };
     end(c, ending).await
