@@ -428,8 +428,25 @@ async fn a_superseded_release_does_not_become_current_again() {
         Some(a.release_id.as_str())
     );
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    // B's calls: read the index, create the lock (killed right after it landed).
-    let killed = release(&world, &plan, "1.2.0", Some((2, CrashMode::After)), never).await;
+    // B is killed right after its lock landed (before it names itself current).
+    let setup = async |w: &FakeWorld| {
+        let p = common::engine_plan();
+        release(w, &p, "1.1.0", None, at_first_split).await.unwrap();
+        unlock_force(w, &p).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    let n = call_number(
+        &plan,
+        setup,
+        |w: FakeWorld| async move {
+            let p = common::engine_plan();
+            release(&w, &p, "1.2.0", None, never).await.unwrap();
+        },
+        |c| c == format!("state.put_if_absent {}", lock::LOCK_KEY),
+        1,
+    )
+    .await;
+    let killed = release(&world, &plan, "1.2.0", Some((n, CrashMode::After)), never).await;
     assert!(killed.is_none());
     assert!(lock_held(&world));
     let f = rollback(&world, &plan, None).await.unwrap();
@@ -576,6 +593,66 @@ async fn every_operation_is_logged_once_in_order_and_never_rewritten() {
     );
     assert!(
         text.lines().nth(5).unwrap().contains("rolled back"),
+        "{text}"
+    );
+}
+
+// --- the version live before the first release -------------------------------------------
+
+/// Before the first release the index has no live slot: the release reads what the live
+/// colour runs (its image, through the plan's image template), so rolling that release
+/// back names the version traffic returned to instead of "unknown".
+#[tokio::test(start_paused = true)]
+async fn rolling_back_the_first_release_names_the_version_it_returned_to() {
+    let plan = common::engine_plan();
+    let world = FakeWorld::for_plan(&plan);
+    let first = release(&world, &plan, "1.1.0", None, never).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Finalized, "{}", first.message);
+    assert_eq!(
+        record(&world, &first.release_id).live_version.as_deref(),
+        Some("initial")
+    );
+    let f = rollback(&world, &plan, None).await.unwrap();
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert!(f.message.contains("initial"), "{}", f.message);
+    let live = index(&world).live.expect("a live slot");
+    assert_eq!(
+        (live.version.as_str(), live.colour, live.image),
+        ("initial", ColourName::Blue, None)
+    );
+    let status = run::status(&plan, &world.ports(true)).await.unwrap();
+    let text = glidepath::commands::release::status_text(&status);
+    assert!(text.contains("live:     initial on blue"), "{text}");
+    idle_and_consistent(&world);
+}
+
+/// An image the plan's template did not make has no version: the ledger says "unknown"
+/// and `status` names the image and why.
+#[tokio::test(start_paused = true)]
+async fn a_live_image_not_from_the_plan_template_is_named_in_status() {
+    let plan = common::engine_plan();
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| {
+        let td = w.services[&plan.blue.service].task_definition.clone();
+        w.task_definitions
+            .insert(td, "elsewhere.example.com/legacy:7".into());
+    });
+    let first = release(&world, &plan, "1.1.0", None, never).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Finalized, "{}", first.message);
+    let f = rollback(&world, &plan, None).await.unwrap();
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let live = index(&world).live.expect("a live slot");
+    assert_eq!(live.version, "unknown");
+    assert_eq!(
+        live.image.as_deref(),
+        Some("elsewhere.example.com/legacy:7")
+    );
+    let status = run::status(&plan, &world.ports(true)).await.unwrap();
+    let text = glidepath::commands::release::status_text(&status);
+    assert!(
+        text.contains(
+            "live:     unknown (image elsewhere.example.com/legacy:7, not from this plan's [deploy].image template) on blue"
+        ),
         "{text}"
     );
 }

@@ -1788,7 +1788,8 @@ async fn finalize_prunes_assets_to_retention_keeping_live_and_standby() {
         assert_eq!(
             w.assets_pruned,
             vec![
-                (3, vec!["1.4.0".to_string(), "unknown".to_string()]),
+                // The version live before the first release, read from its image.
+                (3, vec!["1.4.0".to_string(), "initial".to_string()]),
                 (3, vec!["1.5.0".to_string(), "1.4.0".to_string()]),
             ]
         );

@@ -281,3 +281,145 @@ async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_p
     assert!(all.contains("approved by carol@ops-3"), "{all}");
     assert!(all.contains("FINALIZED"), "{all}");
 }
+
+/// Run the binary to the end (on a blocking thread); the output and a printable context.
+async fn run_to_end(endpoint: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = glidepath(endpoint, args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run glidepath"))
+        .await
+        .unwrap();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Release (finalized), rollback, a release approved from another process then killed, a
+/// forced unlock: `history --operations` lists each operation once, oldest first, with who,
+/// when, the release it acted on and how it left it — as text and as JSON.
+#[tokio::test]
+async fn history_operations_lists_release_rollback_approve_and_unlock_in_order() {
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let plan = "examples/rehearsal.toml";
+    let t0 = chrono::Utc::now();
+
+    let a = run_to_end(
+        &endpoint,
+        &[
+            "release",
+            plan,
+            "--version",
+            "1.4.0",
+            "--non-interactive",
+            "--auto-approve",
+            "--holder",
+            "alice@ops-1",
+        ],
+    )
+    .await;
+    assert_eq!(a.0, Some(0), "release A:\n{}\n{}", a.1, a.2);
+    let rb = run_to_end(&endpoint, &["rollback", plan, "--holder", "dave@ops-4"]).await;
+    assert_eq!(rb.0, Some(0), "rollback:\n{}\n{}", rb.1, rb.2);
+
+    // B waits at the manual gate; carol approves it from here; then B is killed.
+    let mut b = glidepath(
+        &endpoint,
+        &[
+            "release",
+            plan,
+            "--version",
+            "1.5.0",
+            "--non-interactive",
+            "--holder",
+            "bob@ops-2",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start release B");
+    let out = lines_of(b.stdout.take().unwrap());
+    let mut seen = vec![];
+    let waiting = wait_line(&out, &mut seen, Duration::from_secs(90), |l| {
+        l.contains("WAITING for approval")
+    });
+    if waiting.is_none() {
+        kill(&mut b);
+        panic!("B did not wait at the gate:\n{}", seen.join("\n"));
+    }
+    let ap = run_to_end(&endpoint, &["approve", plan, "--holder", "carol@ops-3"]).await;
+    kill(&mut b);
+    assert_eq!(ap.0, Some(0), "approve:\n{}\n{}", ap.1, ap.2);
+    let un = run_to_end(
+        &endpoint,
+        &["unlock", plan, "--force", "--holder", "ops@test"],
+    )
+    .await;
+    assert_eq!(un.0, Some(0), "unlock:\n{}\n{}", un.1, un.2);
+
+    let json = run_to_end(
+        &endpoint,
+        &["history", plan, "--operations", "--output", "json"],
+    )
+    .await;
+    assert_eq!(json.0, Some(0), "{}", json.2);
+    let ops: Vec<serde_json::Value> = serde_json::from_str(&json.1).expect("a JSON array");
+    let field = |k: &str| -> Vec<serde_json::Value> { ops.iter().map(|o| o[k].clone()).collect() };
+    assert_eq!(
+        field("kind"),
+        ["release", "rollback", "approve", "unlock"],
+        "{}",
+        json.1
+    );
+    assert_eq!(
+        field("by"),
+        ["alice@ops-1", "dave@ops-4", "carol@ops-3", "ops@test"],
+        "{}",
+        json.1
+    );
+    assert_eq!(
+        field("outcome"),
+        [
+            serde_json::json!("finalized"),
+            serde_json::json!("rolled_back"),
+            serde_json::Value::Null,
+            serde_json::Value::Null
+        ],
+        "{}",
+        json.1
+    );
+    assert!(field("exit_code").iter().all(|c| *c == 0), "{}", json.1);
+    let release = field("release");
+    assert!(
+        release[0].is_string() && release[0] == release[1],
+        "{}",
+        json.1
+    );
+    assert!(
+        release[2].is_string() && release[2] == release[3],
+        "{}",
+        json.1
+    );
+    assert_ne!(release[0], release[2]);
+    let at: Vec<chrono::DateTime<chrono::Utc>> = field("at")
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).expect("a time"))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "in order: {at:?}");
+    assert!(at[0] >= t0 && at[3] <= chrono::Utc::now(), "{at:?}");
+
+    let txt = run_to_end(&endpoint, &["history", plan, "--operations"]).await;
+    assert_eq!(txt.0, Some(0), "{}", txt.2);
+    let lines: Vec<&str> = txt.1.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", txt.1);
+    for (line, (kind, by, outcome)) in lines.iter().zip([
+        ("release", "alice@ops-1", "finalized"),
+        ("rollback", "dave@ops-4", "rolled back"),
+        ("approve", "carol@ops-3", " - "),
+        ("unlock --force", "ops@test", " - "),
+    ]) {
+        assert!(
+            line.contains(kind) && line.contains(by) && line.contains(outcome),
+            "{line:?} should name {kind}, {by}, {outcome}\n{}",
+            txt.1
+        );
+    }
+}

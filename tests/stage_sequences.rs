@@ -1357,7 +1357,6 @@ async fn checks_report_a_smoke_test_of_the_wrong_version_and_a_missing_operation
 /// `live_version` (it is taken from the index's live slot, empty before any release), so the
 /// index then says version "unknown" is live.
 #[tokio::test]
-#[ignore = "bug: after rolling back the first release the index names the live version \"unknown\" (seed 1464270857)"]
 async fn rollback_of_the_first_release_names_the_version_it_returned_to() {
     let mut w = World::start().await;
     for op in [Op::Release, Op::Rollback] {

@@ -649,8 +649,12 @@ fn print_json<T: serde::Serialize>(v: &T) -> CmdResult {
 fn slot_text(s: &Option<crate::engine::ledger::Slot>) -> String {
     s.as_ref().map_or("(none recorded)".into(), |s| {
         format!(
-            "{} on {}{}{}",
+            "{}{} on {}{}{}",
             s.version,
+            s.image
+                .as_deref()
+                .map(|i| format!(" ({})", crate::engine::live_image::unknown_because(i)))
+                .unwrap_or_default(),
             s.colour.name(),
             s.release
                 .as_ref()

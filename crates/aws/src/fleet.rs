@@ -261,6 +261,11 @@ impl Fleet for EcsFleet {
             })
     }
 
+    async fn image_of(&self, task_definition: &str, container: &str) -> PortResult<Option<String>> {
+        let (td, _) = self.describe_task_definition(task_definition).await?;
+        Ok(Registrable::of(&td).image_of(container).map(str::to_string))
+    }
+
     async fn deploy(&self, service: &str, task_definition: &str, desired: i32) -> PortResult<()> {
         self.update(service, Some(task_definition), desired).await
     }

@@ -267,12 +267,14 @@ mod tests {
                 colour: ColourName::Green,
                 release: Some("r2".into()),
                 unusable: None,
+                image: None,
             }),
             standby: Some(Slot {
                 version: "1.9.0".into(),
                 colour: ColourName::Blue,
                 release: None,
                 unusable: None,
+                image: None,
             }),
             ..Index::default()
         };

@@ -172,7 +172,7 @@ pub struct FakeWorld {
 }
 
 pub const LIVE_TASK_DEFINITION: &str = "app:1";
-pub const LIVE_IMAGE: &str = "registry.example.com/app:initial";
+pub const LIVE_IMAGE: &str = "registry.example.com/shop:initial";
 
 impl FakeWorld {
     /// A world shaped like `plan`: blue live with 2 tasks, green idle, listener all blue.
@@ -603,6 +603,20 @@ impl Fleet for FakeWorld {
                 Ok(td)
             },
         )
+        .await
+    }
+    async fn image_of(&self, td: &str, _container: &str) -> PortResult<Option<String>> {
+        // One container per fake task definition: the deploy container.
+        self.call("fleet.image_of", td.into(), |w| {
+            w.task_definitions
+                .get(td)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| PortError::NotFound {
+                    operation: "fleet.image_of".into(),
+                    resource: td.into(),
+                })
+        })
         .await
     }
     async fn deploy(&self, service: &str, td: &str, desired: i32) -> PortResult<()> {

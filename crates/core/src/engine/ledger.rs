@@ -318,6 +318,10 @@ pub struct Record {
     /// The release that took the lock after this one's was broken and closed this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// Set when `live_version` is unknown because the live colour's image (this) was not
+    /// made by the plan's `[deploy].image` template (see `engine::live_image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_image: Option<String>,
     /// A sharded migration's shards, in the order they were started (see
     /// `phases::shards`); empty for a migration of one task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -418,6 +422,7 @@ impl Record {
             read_only: vec![],
             superseded_by: None,
             shards: Vec::new(),
+            live_image: None,
         }
     }
 
@@ -457,6 +462,10 @@ pub struct Slot {
     /// did not finalize redeployed); `glidepath rollback` refuses with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unusable: Option<String>,
+    /// The image this colour ran when its version is "unknown" (not made by the plan's
+    /// image template), so `status` can say what runs instead of just "unknown".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -550,6 +559,7 @@ impl Index {
                 colour: r.live,
                 release: None,
                 unusable: None,
+                image: r.live_image.clone(),
             });
             self.standby = Some(old);
             self.live = Some(Slot {
@@ -557,6 +567,7 @@ impl Index {
                 colour: r.target,
                 release: Some(r.id.clone()),
                 unusable: None,
+                image: None,
             });
         }
     }
@@ -597,6 +608,7 @@ impl Index {
                         r.outcome.map_or("ended".into(), |o| o.to_string()),
                         r.target.name()
                     )),
+                    image: None,
                 });
             }
             _ => {}

@@ -9,6 +9,7 @@ pub mod event;
 pub mod fake;
 pub mod ids;
 pub mod ledger;
+pub mod live_image;
 pub mod lock;
 pub mod oplog;
 pub mod periods;

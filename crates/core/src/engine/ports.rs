@@ -165,6 +165,8 @@ pub trait Fleet: Send + Sync {
         container: &str,
         image: &str,
     ) -> PortResult<String>;
+    /// The image of `container` in `task_definition` (None: no such container). Read only.
+    async fn image_of(&self, task_definition: &str, container: &str) -> PortResult<Option<String>>;
     async fn deploy(&self, service: &str, task_definition: &str, desired: i32) -> PortResult<()>;
     async fn scale(&self, service: &str, desired: i32) -> PortResult<()>;
     async fn target_counts(&self, target_group: &str) -> PortResult<TargetCounts>;

@@ -20,6 +20,7 @@ use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
 use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
+use super::live_image;
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::oplog::{self, OpEntry, OpKind};
 use super::phases::{self, shift};
@@ -100,7 +101,11 @@ async fn release_run(
     };
     let live = index.live_colour();
     started(&events, &id, plan, &req.version, live, &req.endpoint, false);
-    let record = Record::new(
+    let runs = live_runs(plan, ports, &index, live, |message| {
+        ctx::emit(&events, &id, Event::Warning { message })
+    })
+    .await;
+    let mut record = Record::new(
         &id,
         &plan.app,
         &plan.environment,
@@ -108,15 +113,44 @@ async fn release_run(
         &plan.digest,
         &req.holder,
         live,
-        index.live.as_ref().map(|s| s.version.clone()),
+        runs.version,
         now,
     );
+    record.live_image = runs.image;
     let doc = Doc::fresh(&ledger::record_key(&id), record);
     let mut ctx = Ctx::new(plan, ports, events, commands, doc, req.auto_approve);
     if let Err(f) = lock_phase(&mut ctx, &req.holder, false).await {
         return f;
     }
     run_locked(ctx).await
+}
+
+/// The live colour's version as the index names it, or, before the first release (no
+/// live slot), as read back from what that colour runs. A failed read is a warning: the
+/// version is then recorded as unknown, as before.
+async fn live_runs(
+    plan: &Plan,
+    ports: &Ports,
+    index: &Index,
+    live: ColourName,
+    warn: impl FnOnce(String),
+) -> live_image::LiveRuns {
+    if let Some(s) = &index.live {
+        return live_image::LiveRuns {
+            version: Some(s.version.clone()),
+            image: s.image.clone(),
+        };
+    }
+    match live_image::read(plan, ports, live).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            warn(format!(
+                "cannot read which version {} runs ({e}); the ledger will call it unknown",
+                live.name()
+            ));
+            live_image::LiveRuns::default()
+        }
+    }
 }
 
 /// Continue the release recorded in the ledger from the phase it was in; completed
@@ -762,6 +796,10 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
         None => match held.filter(|b| b.release == id) {
             Some(b) => {
                 let now = Utc::now();
+                let runs = live_runs(plan, ports, &index, index.live_colour(), |m| {
+                    tracing::warn!("{m}")
+                })
+                .await;
                 let mut r = Record::new(
                     &id,
                     &plan.app,
@@ -770,9 +808,10 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
                     &plan.digest,
                     holder,
                     index.live_colour(),
-                    index.live.as_ref().map(|s| s.version.clone()),
+                    runs.version,
                     now,
                 );
+                r.live_image = runs.image;
                 r.started_at = b.started_at;
                 Ok(InProgress::Running(Doc::fresh(&ledger::record_key(&id), r)))
             }
@@ -1418,10 +1457,11 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
             r.phases.rollback.done_at = Some(Utc::now());
             r.phases.rollback.status = Some(PhaseStatus::Done);
             r.phases.rollback.detail = Some(detail.clone());
-            let version = r
-                .live_version
-                .clone()
-                .unwrap_or_else(|| "the previous version".into());
+            let version = match (&r.live_version, &r.live_image) {
+                (Some(v), _) => v.clone(),
+                (None, Some(i)) => live_image::unknown_because(i),
+                (None, None) => "the previous version".into(),
+            };
             Ending {
                 outcome: Outcome::RolledBack,
                 cause: Cause::OperatorRollback,
@@ -1509,6 +1549,13 @@ async fn already_back(
     let since = since
         .map(|t| format!(" since {}", fmt(t)))
         .unwrap_or_default();
+    // Say why the other colour is no way back either, so nobody moves traffic there by hand.
+    let standby = index
+        .standby
+        .as_ref()
+        .and_then(|s| s.unusable.as_deref())
+        .map(|why| format!(". The standby cannot take traffic: {why}"))
+        .unwrap_or_default();
     let c = Closing {
         store: ports.state.as_ref(),
         events,
@@ -1522,7 +1569,7 @@ async fn already_back(
         outcome: latest.outcome.unwrap_or(Outcome::Failed),
         ..Ending::refused(
             Cause::AlreadyBack,
-            format!("nothing to roll back: {what}; {live} is live{since}"),
+            format!("nothing to roll back: {what}; {live} is live{since}{standby}"),
         )
     };
     end(c, ending).await

@@ -153,6 +153,7 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
         r.live = index.live_colour();
         r.target = r.live.other();
         r.live_version = index.live.as_ref().map(|s| s.version.clone());
+        r.live_image = index.live.as_ref().and_then(|s| s.image.clone());
         ctx.save().await?;
     }
     Ok(())

@@ -113,6 +113,20 @@ pub struct DeployConfig {
     pub timeout: Duration,
 }
 
+impl DeployConfig {
+    /// The version `image` was made from by this plan's `image` template, if it was (the
+    /// inverse of replacing `{version}`; every placeholder must stand for the same text).
+    pub fn version_of(&self, image: &str) -> Option<String> {
+        let prefix = self.image.split("{version}").next()?;
+        let rest = image.strip_prefix(prefix)?;
+        (1..=rest.len())
+            .filter(|&end| rest.is_char_boundary(end))
+            .map(|end| &rest[..end])
+            .find(|v| self.image.replace("{version}", v) == image)
+            .map(str::to_string)
+    }
+}
+
 /// The one-off migration task (runs the *new* task definition with a command override).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MigrationConfig {
@@ -399,4 +413,31 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
         .map_err(|e| fail(&[diag::from_toml(text, &e, raw::TOP_LEVEL_KEYS)]))?;
     let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
     validate::resolve(raw, path, digest).map_err(|d| fail(&d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(image: &str) -> DeployConfig {
+        DeployConfig {
+            container: "web".into(),
+            image: image.into(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn version_of_inverts_the_image_template() {
+        let d = deploy("registry.example.com/shop:{version}");
+        assert_eq!(
+            d.version_of("registry.example.com/shop:1.4.0").as_deref(),
+            Some("1.4.0")
+        );
+        assert_eq!(d.version_of("registry.example.com/other:1.4.0"), None);
+        assert_eq!(d.version_of("registry.example.com/shop:"), None);
+        let d = deploy("r/{version}/app:{version}-slim");
+        assert_eq!(d.version_of("r/2/app:2-slim").as_deref(), Some("2"));
+        assert_eq!(d.version_of("r/2/app:3-slim"), None);
+    }
 }
