@@ -233,3 +233,53 @@ async fn a_contract_while_the_lock_is_held_exits_4() {
     assert!(c.message.contains("erin@ops-5"), "{}", c.message);
     assert_eq!(contract_tasks(&world), 0);
 }
+
+/// A `resume` (or a `rollback`) while `contract` runs: the contract holds the lock under the
+/// finalized release's id. It must be refused as a held lock (exit 4), never taken for a
+/// lock the release left behind and deleted; the contract then finishes with its lock.
+#[tokio::test(start_paused = true)]
+async fn resume_or_rollback_during_a_contract_leave_its_lock_alone() {
+    let plan = plan(Duration::ZERO);
+    let world = FakeWorld::for_plan(&plan);
+    let f = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    // A contract task that runs a while.
+    world.with(|w| w.migration_ticks = 40);
+    let contract = run_contract(&world, &plan);
+    let others = async {
+        // The contract's task is running and it holds the lock.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let holder = |world: &FakeWorld| {
+            world.with(|w| {
+                w.objects
+                    .get(lock::LOCK_KEY)
+                    .map(|(b, _)| serde_json::from_slice::<lock::LockBody>(b).unwrap().holder)
+            })
+        };
+        assert_eq!(holder(&world).as_deref(), Some("dave@ops-4"));
+        assert_eq!(contract_tasks(&world), 1);
+        let ports = world.ports(true);
+        let (tx, _rx) = unbounded_channel();
+        let (_c, crx) = unbounded_channel();
+        let req = run::ResumeRequest {
+            auto_approve: true,
+            holder: "frank@ops-6".into(),
+            endpoint: None,
+        };
+        let resumed = run::resume(&plan, &ports, req, tx, crx).await;
+        let after_resume = holder(&world);
+        let back = rollback(&world, &plan).await;
+        (resumed, after_resume, back, holder(&world))
+    };
+    let ((c, _), (resumed, after_resume, back, after_rollback)) = tokio::join!(contract, others);
+    assert_eq!(resumed.exit_code, exit::LOCKED, "{}", resumed.message);
+    assert!(resumed.message.contains("contract"), "{}", resumed.message);
+    assert_eq!(after_resume.as_deref(), Some("dave@ops-4"), "resume took or deleted the contract's lock");
+    assert_eq!(back.exit_code, exit::LOCKED, "{}", back.message);
+    assert_eq!(after_rollback.as_deref(), Some("dave@ops-4"), "rollback took or deleted the contract's lock");
+    // The contract was not disturbed: one task, done, its lock released at its end.
+    assert_eq!(c.exit_code, exit::OK, "{}", c.message);
+    assert_eq!(contract_tasks(&world), 1);
+    assert!(record(&world, &f.release_id).contract.unwrap().done_at.is_some());
+    assert!(!world.with(|w| w.objects.contains_key(lock::LOCK_KEY)));
+}

@@ -24,6 +24,7 @@ mod operator_stage;
 mod plan_files;
 mod rehearse;
 mod release_stage;
+mod restore_stage;
 mod schema_stage;
 mod sequences;
 mod stage;

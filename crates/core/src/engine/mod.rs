@@ -15,6 +15,8 @@ pub mod periods;
 pub mod phases;
 pub mod ports;
 pub mod preflight;
+pub mod restore;
+pub mod retention;
 pub mod retry;
 pub mod run;
 pub mod supersede;
