@@ -80,6 +80,17 @@ fn contract_tasks(world: &FakeWorld) -> usize {
     })
 }
 
+/// What `glidepath status` prints on its `contract:` line.
+async fn status_contract(world: &FakeWorld, plan: &Plan) -> String {
+    let ports = world.ports(true);
+    let st = run::status(plan, &ports).await.expect("status");
+    let text = glidepath::commands::release::status_text(&st);
+    text.lines()
+        .find_map(|l| l.strip_prefix("contract: "))
+        .unwrap_or_else(|| panic!("no contract line in:\n{text}"))
+        .to_string()
+}
+
 fn assert_refused(f: &Finished, why: &str) {
     assert_eq!(f.exit_code, exit::USAGE, "{}", f.message);
     assert!(f.message.contains(why), "{}", f.message);
@@ -134,6 +145,11 @@ async fn contract_waits_for_contract_after() {
         "{}",
         c.message
     );
+    let st = status_contract(&world, &plan).await;
+    assert!(
+        st.starts_with("not run; refused now: release") && st.contains("24h 0m [contract].after"),
+        "{st}"
+    );
     assert_eq!(contract_tasks(&world), 0);
     assert!(record(&world, &f.release_id).contract.is_none());
 }
@@ -144,6 +160,8 @@ async fn contract_runs_one_task_once_then_rollback_is_refused() {
     let world = FakeWorld::for_plan(&plan);
     let f = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let st = status_contract(&world, &plan).await;
+    assert!(st.contains("would run it now"), "{st}");
 
     let (c, events) = run_contract(&world, &plan).await;
     assert_eq!(c.exit_code, exit::OK, "{}", c.message);
@@ -159,6 +177,8 @@ async fn contract_runs_one_task_once_then_rollback_is_refused() {
     let rec = r.contract.expect("contract recorded");
     assert!(rec.done_at.is_some() && rec.exit_code == Some(0));
     assert_eq!(rec.by, "dave@ops-4");
+    let st = status_contract(&world, &plan).await;
+    assert!(st.starts_with("ran at ") && st.contains("by dave@ops-4"), "{st}");
     // The release itself is untouched: still finalized with its own exit code.
     assert_eq!(r.outcome, Some(Outcome::Finalized));
     assert_eq!(r.exit_code, Some(exit::OK));
@@ -201,6 +221,8 @@ async fn a_failed_contract_exits_5_and_the_next_run_is_a_new_attempt() {
     // Not contracted: rollback stays possible (it is the old schema's last chance).
     let rec = record(&world, &f.release_id).contract.unwrap();
     assert!(rec.done_at.is_none());
+    let st = status_contract(&world, &plan).await;
+    assert!(st.contains("attempt 1 on release") && st.contains("failed (exit code 3"), "{st}");
 
     world.with(|w| w.migration_exit = 0);
     let (c, _) = run_contract(&world, &plan).await;
