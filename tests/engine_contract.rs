@@ -178,7 +178,10 @@ async fn contract_runs_one_task_once_then_rollback_is_refused() {
     assert!(rec.done_at.is_some() && rec.exit_code == Some(0));
     assert_eq!(rec.by, "dave@ops-4");
     let st = status_contract(&world, &plan).await;
-    assert!(st.starts_with("ran at ") && st.contains("by dave@ops-4"), "{st}");
+    assert!(
+        st.starts_with("ran at ") && st.contains("by dave@ops-4"),
+        "{st}"
+    );
     // The release itself is untouched: still finalized with its own exit code.
     assert_eq!(r.outcome, Some(Outcome::Finalized));
     assert_eq!(r.exit_code, Some(exit::OK));
@@ -222,7 +225,10 @@ async fn a_failed_contract_exits_5_and_the_next_run_is_a_new_attempt() {
     let rec = record(&world, &f.release_id).contract.unwrap();
     assert!(rec.done_at.is_none());
     let st = status_contract(&world, &plan).await;
-    assert!(st.contains("attempt 1 on release") && st.contains("failed (exit code 3"), "{st}");
+    assert!(
+        st.contains("attempt 1 on release") && st.contains("failed (exit code 3"),
+        "{st}"
+    );
 
     world.with(|w| w.migration_exit = 0);
     let (c, _) = run_contract(&world, &plan).await;
@@ -296,12 +302,24 @@ async fn resume_or_rollback_during_a_contract_leave_its_lock_alone() {
     let ((c, _), (resumed, after_resume, back, after_rollback)) = tokio::join!(contract, others);
     assert_eq!(resumed.exit_code, exit::LOCKED, "{}", resumed.message);
     assert!(resumed.message.contains("contract"), "{}", resumed.message);
-    assert_eq!(after_resume.as_deref(), Some("dave@ops-4"), "resume took or deleted the contract's lock");
+    assert_eq!(
+        after_resume.as_deref(),
+        Some("dave@ops-4"),
+        "resume took or deleted the contract's lock"
+    );
     assert_eq!(back.exit_code, exit::LOCKED, "{}", back.message);
-    assert_eq!(after_rollback.as_deref(), Some("dave@ops-4"), "rollback took or deleted the contract's lock");
+    assert_eq!(
+        after_rollback.as_deref(),
+        Some("dave@ops-4"),
+        "rollback took or deleted the contract's lock"
+    );
     // The contract was not disturbed: one task, done, its lock released at its end.
     assert_eq!(c.exit_code, exit::OK, "{}", c.message);
     assert_eq!(contract_tasks(&world), 1);
-    assert!(record(&world, &f.release_id).contract.unwrap().done_at.is_some());
+    assert!(record(&world, &f.release_id)
+        .contract
+        .unwrap()
+        .done_at
+        .is_some());
     assert!(!world.with(|w| w.objects.contains_key(lock::LOCK_KEY)));
 }

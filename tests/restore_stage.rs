@@ -112,7 +112,9 @@ async fn restore_leaves_the_live_database_alone(plan: Plan) {
     let kind = plan.database.kind;
     let seeded = common::seeded_stage("happy", plan).await;
     let rds = aws_sdk_rds::Client::new(&seeded.config);
-    let (ports, plan) = ports_for(&seeded.config, &seeded.plan).await.expect("ports");
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
     let first = release(&plan, &ports, "1.4.0").await;
     let second = release(&plan, &ports, "1.5.0").await;
     let live_before = describe(&rds, kind, &plan.database.id).await;
@@ -131,7 +133,12 @@ async fn restore_leaves_the_live_database_alone(plan: Plan) {
         r.name,
         restore::default_name(&plan.database.id, &first.release_id)
     );
-    assert!(r.name.starts_with(&format!("{}-restore-", plan.database.id)), "{}", r.name);
+    assert!(
+        r.name
+            .starts_with(&format!("{}-restore-", plan.database.id)),
+        "{}",
+        r.name
+    );
     assert_eq!(r.status, "available");
     // It waited: the stage keeps a restored database "creating" for a while.
     assert!(
@@ -139,12 +146,18 @@ async fn restore_leaves_the_live_database_alone(plan: Plan) {
         "{lines:?}"
     );
     let (status, endpoint, id) = describe(&rds, kind, &r.name).await;
-    assert_eq!((status.as_str(), id.as_str()), ("available", r.name.as_str()));
+    assert_eq!(
+        (status.as_str(), id.as_str()),
+        ("available", r.name.as_str())
+    );
     assert_eq!(
         Some(endpoint.split(':').next().unwrap()),
         r.endpoint.as_deref()
     );
-    assert_ne!(endpoint, live_before.1, "the new database has its own endpoint");
+    assert_ne!(
+        endpoint, live_before.1,
+        "the new database has its own endpoint"
+    );
     // Made from the right snapshot: its tag says so.
     let arn = match kind {
         DatabaseKind::Instance => rds
@@ -187,7 +200,11 @@ async fn restore_leaves_the_live_database_alone(plan: Plan) {
         .await
         .unwrap_err();
     assert_eq!(again.code, exit::USAGE, "{}", again.message);
-    assert!(again.message.contains("already exists"), "{}", again.message);
+    assert!(
+        again.message.contains("already exists"),
+        "{}",
+        again.message
+    );
     let own = restore::restore(
         &plan,
         &ports,
@@ -216,7 +233,10 @@ async fn restore_leaves_the_live_database_alone(plan: Plan) {
         "{restores:?}"
     );
     assert_eq!(restores[0].by, "bob@ops-2");
-    assert_eq!(restores[0].release.as_deref(), Some(first.release_id.as_str()));
+    assert_eq!(
+        restores[0].release.as_deref(),
+        Some(first.release_id.as_str())
+    );
     let index = ledger::load_index(ports.state.as_ref()).await.unwrap();
     assert_eq!(
         index.live.and_then(|s| s.release).as_deref(),
@@ -242,7 +262,9 @@ async fn restore_makes_a_new_aurora_cluster_and_the_live_cluster_is_unchanged() 
 async fn restore_through_the_binary_prints_the_endpoint_as_json_and_refuses_a_deleted_snapshot() {
     let seeded = common::seeded_stage("happy", plan()).await;
     let rds = aws_sdk_rds::Client::new(&seeded.config);
-    let (ports, plan) = ports_for(&seeded.config, &seeded.plan).await.expect("ports");
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
     let first = release(&plan, &ports, "1.4.0").await;
     let endpoint = seeded.stage.endpoint();
     let run = |args: &[&str]| {
@@ -256,7 +278,14 @@ async fn restore_through_the_binary_prints_the_endpoint_as_json_and_refuses_a_de
             .output()
             .expect("run glidepath")
     };
-    let out = run(&["--release", &first.release_id, "--name", "shop-db-copy", "--output", "json"]);
+    let out = run(&[
+        "--release",
+        &first.release_id,
+        "--name",
+        "shop-db-copy",
+        "--output",
+        "json",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -264,7 +293,10 @@ async fn restore_through_the_binary_prints_the_endpoint_as_json_and_refuses_a_de
     assert_eq!(json["name"], "shop-db-copy");
     assert_eq!(json["status"], "available");
     assert_eq!(json["source"], "shop-db");
-    assert!(json["endpoint"].as_str().is_some_and(|e| !e.is_empty()), "{json}");
+    assert!(
+        json["endpoint"].as_str().is_some_and(|e| !e.is_empty()),
+        "{json}"
+    );
     assert!(stderr.contains("restore: restoring snapshot"), "{stderr}");
 
     // The snapshot deleted by hand: a clear refusal, exit 2, nothing made.
@@ -277,7 +309,11 @@ async fn restore_through_the_binary_prints_the_endpoint_as_json_and_refuses_a_de
     let out = run(&["--release", &first.release_id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("snapshot {snap} of release")) && stderr.contains("no longer exists"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("snapshot {snap} of release"))
+            && stderr.contains("no longer exists"),
+        "{stderr}"
+    );
     let listed = rds.describe_db_instances().send().await.unwrap();
     let mut names: Vec<_> = listed
         .db_instances()
@@ -312,7 +348,9 @@ async fn tagged_snapshot(rds: &aws_sdk_rds::Client, db: &str, id: &str, release:
                 .build(),
         );
     }
-    req.send().await.unwrap_or_else(|e| panic!("snapshot {id}: {e:?}"));
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("snapshot {id}: {e:?}"));
 }
 
 #[tokio::test]
@@ -321,7 +359,9 @@ async fn retention_deletes_only_old_tagged_snapshots_never_the_live_or_standby_r
     p.database.keep_snapshots = Some(2);
     let seeded = common::seeded_stage("happy", p).await;
     let rds = aws_sdk_rds::Client::new(&seeded.config);
-    let (ports, plan) = ports_for(&seeded.config, &seeded.plan).await.expect("ports");
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
     let a = release(&plan, &ports, "1.4.0").await;
     let b = release(&plan, &ports, "1.5.0").await;
     let (snap_a, snap_b) = (
@@ -367,7 +407,10 @@ async fn retention_deletes_only_old_tagged_snapshots_never_the_live_or_standby_r
         "other-db-old".to_string(),
     ];
     want.sort();
-    assert_eq!(left, want, "A ({snap_a}) and x1 should be the only ones gone");
+    assert_eq!(
+        left, want,
+        "A ({snap_a}) and x1 should be the only ones gone"
+    );
     let record = ledger::load_record(ports.state.as_ref(), &c.release_id)
         .await
         .unwrap()

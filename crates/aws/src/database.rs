@@ -367,10 +367,18 @@ impl Database for RdsDatabase {
         not_found_is_none(result).map(|_| ())
     }
 
-    async fn restore_snapshot(&self, snapshot_id: &str, name: &str, release: &str) -> PortResult<()> {
+    async fn restore_snapshot(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        release: &str,
+    ) -> PortResult<()> {
         let place = self.placement().await?;
         let tags = [
-            Tag::builder().key(RESTORED_FROM_TAG).value(snapshot_id).build(),
+            Tag::builder()
+                .key(RESTORED_FROM_TAG)
+                .value(snapshot_id)
+                .build(),
             Tag::builder()
                 .key("glidepath:restored-release")
                 .value(release)
@@ -433,10 +441,7 @@ impl Database for RdsDatabase {
                 Ok(out.db_instances().first().map(|db| DbState {
                     name: name.to_string(),
                     status: db.db_instance_status().unwrap_or("unknown").to_string(),
-                    endpoint: db
-                        .endpoint()
-                        .and_then(|e| e.address())
-                        .map(str::to_string),
+                    endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
                     port: db.endpoint().and_then(|e| e.port()),
                 }))
             }

@@ -114,7 +114,10 @@ pub fn state(
     };
     Some(match refused {
         Some(why) => format!("not run; refused now: {why}"),
-        None => format!("not run; `glidepath contract` would run it now on release {}", r.id),
+        None => format!(
+            "not run; `glidepath contract` would run it now on release {}",
+            r.id
+        ),
     })
 }
 

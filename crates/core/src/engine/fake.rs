@@ -477,10 +477,14 @@ impl Database for FakeWorld {
         .await
     }
     async fn restore_snapshot(&self, id: &str, name: &str, _release: &str) -> PortResult<()> {
-        self.call("database.restore_snapshot", format!("{id} → {name}"), |w| {
-            w.restored.insert(name.into(), id.into());
-            Ok(())
-        })
+        self.call(
+            "database.restore_snapshot",
+            format!("{id} → {name}"),
+            |w| {
+                w.restored.insert(name.into(), id.into());
+                Ok(())
+            },
+        )
         .await
     }
     async fn describe_db(&self, name: &str) -> PortResult<Option<DbState>> {

@@ -198,7 +198,13 @@ pub async fn acquire(
     lease: Duration,
     take_own: bool,
 ) -> Result<Acquire, EngineError> {
-    acquire_as(store, body(holder, release, version, lease), lease, take_own).await
+    acquire_as(
+        store,
+        body(holder, release, version, lease),
+        lease,
+        take_own,
+    )
+    .await
 }
 
 /// Take the lock for `glidepath contract` of (finalized) `release`: marked as the

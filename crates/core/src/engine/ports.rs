@@ -107,8 +107,12 @@ pub trait Database: Send + Sync {
     /// Start restoring `snapshot_id` into a new database `name` (placed like the plan's
     /// database: same subnet group and security groups), tagged with the release. Never
     /// modifies the plan's database.
-    async fn restore_snapshot(&self, snapshot_id: &str, name: &str, release: &str)
-        -> PortResult<()>;
+    async fn restore_snapshot(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        release: &str,
+    ) -> PortResult<()>;
     /// The database `name` (of the plan's kind), None when it does not exist.
     async fn describe_db(&self, name: &str) -> PortResult<Option<DbState>>;
 }

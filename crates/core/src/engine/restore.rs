@@ -148,10 +148,20 @@ async fn run(
             .releases
             .iter()
             .take(5)
-            .map(|e| format!("{} ({}, {})", e.id, e.version, e.outcome.map_or("in progress", |o| o.word())))
+            .map(|e| {
+                format!(
+                    "{} ({}, {})",
+                    e.id,
+                    e.version,
+                    e.outcome.map_or("in progress", |o| o.word())
+                )
+            })
             .collect();
         return Err(RestoreError::usage(if recent.is_empty() {
-            format!("no release {} is recorded; no release is recorded yet", req.release)
+            format!(
+                "no release {} is recorded; no release is recorded yet",
+                req.release
+            )
         } else {
             format!(
                 "no release {} is recorded; the recent ones are: {} (`glidepath history {}` lists them all)",
@@ -242,7 +252,9 @@ async fn run(
             PortError::NotFound { .. } => RestoreError::usage(format!(
                 "snapshot {snapshot} disappeared before the restore started: {e}"
             )),
-            e => RestoreError::unexpected(format!("the restore of {snapshot} to {name} was refused: {e}")),
+            e => RestoreError::unexpected(format!(
+                "the restore of {snapshot} to {name} was refused: {e}"
+            )),
         })?;
     let state = wait_available(ports, plan.database.kind, &name, req, progress).await?;
     Ok(Restored {
@@ -307,6 +319,10 @@ async fn wait_available(
                 }
             )));
         }
-        tokio::time::sleep(req.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(
+            req.poll
+                .min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
     }
 }

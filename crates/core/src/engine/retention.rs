@@ -33,10 +33,7 @@ pub fn to_delete(
         (Some(_), None) => std::cmp::Ordering::Greater,
         (Some(x), Some(y)) => y.cmp(&x).then_with(|| b.id.cmp(&a.id)),
     });
-    let kept_ids: Vec<String> = protected
-        .iter()
-        .map(|r| ids::snapshot_id(db, r))
-        .collect();
+    let kept_ids: Vec<String> = protected.iter().map(|r| ids::snapshot_id(db, r)).collect();
     snapshots
         .into_iter()
         .skip(keep)
@@ -52,11 +49,16 @@ pub async fn prune(
     db: &str,
     protected: &[String],
 ) -> Result<String, String> {
-    let listed = database.tagged_snapshots().await.map_err(|e| e.to_string())?;
+    let listed = database
+        .tagged_snapshots()
+        .await
+        .map_err(|e| e.to_string())?;
     let total = listed.len();
     let gone = to_delete(listed, keep, db, protected);
     if gone.is_empty() {
-        return Ok(format!("{total} snapshot(s) of {db} kept (keep_snapshots = {keep})"));
+        return Ok(format!(
+            "{total} snapshot(s) of {db} kept (keep_snapshots = {keep})"
+        ));
     }
     let mut deleted = vec![];
     for s in &gone {
@@ -96,13 +98,23 @@ mod tests {
 
     #[test]
     fn the_newest_are_kept_and_the_rest_go() {
-        let all = vec![snap("r1", Some(1)), snap("r3", Some(3)), snap("r2", Some(2)), snap("r4", None)];
+        let all = vec![
+            snap("r1", Some(1)),
+            snap("r3", Some(3)),
+            snap("r2", Some(2)),
+            snap("r4", None),
+        ];
         assert_eq!(ids_of(&to_delete(all, 2, "shop-db", &[])), ["r2", "r1"]);
     }
 
     #[test]
     fn restore_points_of_live_and_standby_are_never_deleted() {
-        let all = vec![snap("r1", Some(1)), snap("r2", Some(2)), snap("r3", Some(3)), snap("r4", Some(4))];
+        let all = vec![
+            snap("r1", Some(1)),
+            snap("r2", Some(2)),
+            snap("r3", Some(3)),
+            snap("r4", Some(4)),
+        ];
         // r1 is on standby (a rollback target), r4 live: only r2 goes besides what is kept.
         let gone = to_delete(all, 2, "shop-db", &["r4".into(), "r1".into()]);
         assert_eq!(ids_of(&gone), ["r2"]);

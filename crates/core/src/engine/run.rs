@@ -359,7 +359,9 @@ pub async fn status(plan: &Plan, ports: &Ports) -> Result<Status, EngineError> {
         (None, _) => None,
         (Some(_), None) => super::contract::state(plan, &index, None, now),
         (Some(_), Some(latest)) => {
-            let record = ledger::load_record(store, &latest.id).await?.map(|d| d.value);
+            let record = ledger::load_record(store, &latest.id)
+                .await?
+                .map(|d| d.value);
             super::contract::state(plan, &index, record.as_ref(), now)
         }
     };
