@@ -86,6 +86,24 @@ pub fn default_name(db: &str, release: &str) -> String {
     name
 }
 
+/// RDS identifier rules for the new database: 1 to 63 letters, digits and hyphens, a
+/// letter first, no two hyphens in a row, no hyphen at the end.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("use 1 to 63 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("start it with a letter");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err("use only letters, digits and hyphens");
+    }
+    if name.contains("--") || name.ends_with('-') {
+        return Err("no two hyphens in a row and no hyphen at the end");
+    }
+    Ok(())
+}
+
 /// Restore `req.release`'s snapshot to a new database (see the module doc); `progress`
 /// gets one line per step and per status change while waiting.
 pub async fn restore(
@@ -159,7 +177,7 @@ async fn run(
             .collect();
         return Err(RestoreError::usage(if recent.is_empty() {
             format!(
-                "no release {} is recorded; no release is recorded yet",
+                "no release {} is recorded (none is recorded yet)",
                 req.release
             )
         } else {
@@ -200,9 +218,12 @@ async fn run(
         None => {
             return Err(RestoreError::usage(format!(
                 "snapshot {snapshot} of release {} no longer exists (deleted by database.keep_snapshots or by hand); \
-                 it cannot be restored. `glidepath history {} --operations` and the RDS console show what is left",
+                 it cannot be restored. `aws rds describe-db-{}-snapshots` lists the snapshots that are left",
                 record.id,
-                plan.source.display()
+                match plan.database.kind {
+                    DatabaseKind::Instance => "instance",
+                    DatabaseKind::Cluster => "cluster",
+                }
             )))
         }
         Some(SnapshotStatus::Available) => {}
@@ -223,6 +244,11 @@ async fn run(
         .name
         .clone()
         .unwrap_or_else(|| default_name(db, &record.id));
+    if let Err(why) = check_name(&name) {
+        return Err(RestoreError::usage(format!(
+            "--name {name:?} is not a valid RDS identifier: {why}"
+        )));
+    }
     if name.eq_ignore_ascii_case(db) {
         return Err(RestoreError::usage(format!(
             "{name} is the plan's own database; restore always makes a new one: pick another --name"
@@ -324,5 +350,28 @@ async fn wait_available(
                 .min(deadline.saturating_duration_since(Instant::now())),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_valid_rds_identifiers() {
+        let n = default_name("shop-db", "1.4.0-20261103T021500Z");
+        assert_eq!(n, "shop-db-restore-1-4-0-20261103t021500z");
+        assert_eq!(check_name(&n), Ok(()));
+        let long = default_name(&"a".repeat(60), "1.4.0-20261103T021500Z");
+        assert!(long.len() <= 63 && check_name(&long).is_ok(), "{long}");
+    }
+
+    #[test]
+    fn bad_names_say_what_to_change() {
+        assert!(check_name("1db").unwrap_err().contains("letter"));
+        assert!(check_name("db_copy").unwrap_err().contains("hyphens"));
+        assert!(check_name("db--copy").is_err());
+        assert!(check_name("db-").is_err());
+        assert!(check_name(&"a".repeat(64)).is_err());
     }
 }
