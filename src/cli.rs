@@ -61,6 +61,9 @@ pub enum Cmd {
     /// Run the plan's [contract] migration once the latest release is finalized and has
     /// been live for `contract.after` (after it, rollback to the version before is refused).
     Contract(commands::contract::ContractArgs),
+    /// Restore a release's snapshot (taken before its migration) to a new database and
+    /// print its endpoint; the live database is never touched.
+    Restore(commands::restore::RestoreArgs),
     /// Show the current release and lock from the ledger.
     Status(commands::release::StatusArgs),
     /// List past releases from the ledger (`--operations`: every operation, in order).
@@ -122,6 +125,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Resume(a) => commands::release::resume(g, a).await,
         Cmd::Rollback(a) => commands::release::rollback(g, a).await,
         Cmd::Contract(a) => commands::contract::run(g, a).await,
+        Cmd::Restore(a) => commands::restore::run(g, a).await,
         Cmd::Status(a) => commands::release::status(g, a).await,
         Cmd::History(a) => commands::release::history(g, a).await,
         Cmd::Watch(a) => commands::release::watch(g, a).await,

@@ -80,6 +80,17 @@ fn contract_tasks(world: &FakeWorld) -> usize {
     })
 }
 
+/// What `glidepath status` prints on its `contract:` line.
+async fn status_contract(world: &FakeWorld, plan: &Plan) -> String {
+    let ports = world.ports(true);
+    let st = run::status(plan, &ports).await.expect("status");
+    let text = glidepath::commands::release::status_text(&st);
+    text.lines()
+        .find_map(|l| l.strip_prefix("contract: "))
+        .unwrap_or_else(|| panic!("no contract line in:\n{text}"))
+        .to_string()
+}
+
 fn assert_refused(f: &Finished, why: &str) {
     assert_eq!(f.exit_code, exit::USAGE, "{}", f.message);
     assert!(f.message.contains(why), "{}", f.message);
@@ -134,6 +145,11 @@ async fn contract_waits_for_contract_after() {
         "{}",
         c.message
     );
+    let st = status_contract(&world, &plan).await;
+    assert!(
+        st.starts_with("not run; refused now: release") && st.contains("24h 0m [contract].after"),
+        "{st}"
+    );
     assert_eq!(contract_tasks(&world), 0);
     assert!(record(&world, &f.release_id).contract.is_none());
 }
@@ -144,6 +160,8 @@ async fn contract_runs_one_task_once_then_rollback_is_refused() {
     let world = FakeWorld::for_plan(&plan);
     let f = release(&world, &plan, "1.4.0").await;
     assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    let st = status_contract(&world, &plan).await;
+    assert!(st.contains("would run it now"), "{st}");
 
     let (c, events) = run_contract(&world, &plan).await;
     assert_eq!(c.exit_code, exit::OK, "{}", c.message);
@@ -159,6 +177,11 @@ async fn contract_runs_one_task_once_then_rollback_is_refused() {
     let rec = r.contract.expect("contract recorded");
     assert!(rec.done_at.is_some() && rec.exit_code == Some(0));
     assert_eq!(rec.by, "dave@ops-4");
+    let st = status_contract(&world, &plan).await;
+    assert!(
+        st.starts_with("ran at ") && st.contains("by dave@ops-4"),
+        "{st}"
+    );
     // The release itself is untouched: still finalized with its own exit code.
     assert_eq!(r.outcome, Some(Outcome::Finalized));
     assert_eq!(r.exit_code, Some(exit::OK));
@@ -201,6 +224,11 @@ async fn a_failed_contract_exits_5_and_the_next_run_is_a_new_attempt() {
     // Not contracted: rollback stays possible (it is the old schema's last chance).
     let rec = record(&world, &f.release_id).contract.unwrap();
     assert!(rec.done_at.is_none());
+    let st = status_contract(&world, &plan).await;
+    assert!(
+        st.contains("attempt 1 on release") && st.contains("failed (exit code 3"),
+        "{st}"
+    );
 
     world.with(|w| w.migration_exit = 0);
     let (c, _) = run_contract(&world, &plan).await;
@@ -232,4 +260,66 @@ async fn a_contract_while_the_lock_is_held_exits_4() {
     assert_eq!(c.exit_code, exit::LOCKED, "{}", c.message);
     assert!(c.message.contains("erin@ops-5"), "{}", c.message);
     assert_eq!(contract_tasks(&world), 0);
+}
+
+/// A `resume` (or a `rollback`) while `contract` runs: the contract holds the lock under the
+/// finalized release's id. It must be refused as a held lock (exit 4), never taken for a
+/// lock the release left behind and deleted; the contract then finishes with its lock.
+#[tokio::test(start_paused = true)]
+async fn resume_or_rollback_during_a_contract_leave_its_lock_alone() {
+    let plan = plan(Duration::ZERO);
+    let world = FakeWorld::for_plan(&plan);
+    let f = release(&world, &plan, "1.4.0").await;
+    assert_eq!(f.exit_code, exit::OK, "{}", f.message);
+    // A contract task that runs a while.
+    world.with(|w| w.migration_ticks = 40);
+    let contract = run_contract(&world, &plan);
+    let others = async {
+        // The contract's task is running and it holds the lock.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let holder = |world: &FakeWorld| {
+            world.with(|w| {
+                w.objects
+                    .get(lock::LOCK_KEY)
+                    .map(|(b, _)| serde_json::from_slice::<lock::LockBody>(b).unwrap().holder)
+            })
+        };
+        assert_eq!(holder(&world).as_deref(), Some("dave@ops-4"));
+        assert_eq!(contract_tasks(&world), 1);
+        let ports = world.ports(true);
+        let (tx, _rx) = unbounded_channel();
+        let (_c, crx) = unbounded_channel();
+        let req = run::ResumeRequest {
+            auto_approve: true,
+            holder: "frank@ops-6".into(),
+            endpoint: None,
+        };
+        let resumed = run::resume(&plan, &ports, req, tx, crx).await;
+        let after_resume = holder(&world);
+        let back = rollback(&world, &plan).await;
+        (resumed, after_resume, back, holder(&world))
+    };
+    let ((c, _), (resumed, after_resume, back, after_rollback)) = tokio::join!(contract, others);
+    assert_eq!(resumed.exit_code, exit::LOCKED, "{}", resumed.message);
+    assert!(resumed.message.contains("contract"), "{}", resumed.message);
+    assert_eq!(
+        after_resume.as_deref(),
+        Some("dave@ops-4"),
+        "resume took or deleted the contract's lock"
+    );
+    assert_eq!(back.exit_code, exit::LOCKED, "{}", back.message);
+    assert_eq!(
+        after_rollback.as_deref(),
+        Some("dave@ops-4"),
+        "rollback took or deleted the contract's lock"
+    );
+    // The contract was not disturbed: one task, done, its lock released at its end.
+    assert_eq!(c.exit_code, exit::OK, "{}", c.message);
+    assert_eq!(contract_tasks(&world), 1);
+    assert!(record(&world, &f.release_id)
+        .contract
+        .unwrap()
+        .done_at
+        .is_some());
+    assert!(!world.with(|w| w.objects.contains_key(lock::LOCK_KEY)));
 }

@@ -27,6 +27,7 @@ mod plan_files;
 mod read_only_stage;
 mod rehearse;
 mod release_stage;
+mod restore_stage;
 mod schema_stage;
 mod sequences;
 mod shards_stage;

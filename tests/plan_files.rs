@@ -358,9 +358,16 @@ fn plan_show_tells_what_a_release_does_in_order() {
         "gate manual",
         "shop-green-5xx",
         "scale the idle colour to zero",
+        "every snapshot is kept",
     ] {
         assert!(text.contains(needle), "no `{needle}` in:\n{text}");
     }
+    let out = glidepath(&["plan", "show", "examples/production.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("delete glidepath's snapshots of shop-aurora beyond the newest 10 (never the live or standby release's restore point"),
+        "{text}"
+    );
 
     let out = glidepath(&[
         "plan",
@@ -375,6 +382,7 @@ fn plan_show_tells_what_a_release_does_in_order() {
     assert_eq!(json["app"], "shop");
     assert_eq!(json["production"], true);
     assert_eq!(json["database"]["kind"], "cluster");
+    assert_eq!(json["database"]["keep_snapshots"], 10);
     assert_eq!(json["steps"][0]["weight"], 10);
     assert_eq!(json["steps"][3]["bake"], 1800.0);
 }

@@ -18,7 +18,7 @@ from moto.cloudwatch.models import Statistics
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.elbv2.models import FakeTargetGroup
 from moto.moto_api import state_manager
-from moto.rds.models import RDSBackend
+from moto.rds.models import DBCluster, RDSBackend
 
 PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 
@@ -90,6 +90,18 @@ def install(stagehand) -> None:
     # --- RDS: snapshots take time ------------------------------------------------------------
     _after(RDSBackend, "create_db_snapshot", lambda backend, snap, *a, **k: stagehand.on_snapshot(snap))
     _after(RDSBackend, "create_db_cluster_snapshot", lambda backend, snap, *a, **k: stagehand.on_snapshot(snap))
+
+    # --- RDS: restored databases take time too ---------------------------------------------
+    _after(RDSBackend, "restore_db_instance_from_db_snapshot", lambda backend, db, *a, **k: stagehand.on_restored(db))
+    _after(RDSBackend, "restore_db_cluster_from_snapshot", lambda backend, db, *a, **k: stagehand.on_restored(db))
+    # A cluster's status is a property that moto flips to "available" on first read; while
+    # the stagehand plays its restore it says "creating".
+    cluster_status = DBCluster.status
+
+    def status_while_restoring(cluster):
+        return "creating" if stagehand.is_restoring(cluster) else cluster_status.fget(cluster)
+
+    DBCluster.status = property(status_while_restoring, cluster_status.fset)
 
     # --- ELBv2: target health follows the scenario -------------------------------------------
     original_health = FakeTargetGroup.health_for

@@ -77,6 +77,7 @@ class Scenario:
     name: str
     description: str = ""
     snapshot_seconds: float = 2.0
+    restore_seconds: float = 3.0  # a database restored from a snapshot is "creating" this long
     migration_seconds: float = 3.0
     migration_exit_code: int = 0
     migration_lines: list[str] = field(
@@ -261,13 +262,15 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
 
 
 def parse(data: dict, name: str) -> Scenario:
-    _only(data, {"description", "snapshot", "migration", "deploy", "traffic", "metrics", "blips", "blue", "green", "faults"}, "the top level")
+    _only(data, {"description", "snapshot", "restore", "migration", "deploy", "traffic", "metrics", "blips", "blue", "green", "faults"}, "the top level")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("description must be a string")
 
     snap = _table(data, "snapshot")
     _only(snap, {"seconds"}, "[snapshot]")
+    restore = _table(data, "restore")
+    _only(restore, {"seconds"}, "[restore]")
     mig = _table(data, "migration")
     _only(mig, {"seconds", "exit_code", "lines"}, "[migration]")
     dep = _table(data, "deploy")
@@ -277,6 +280,7 @@ def parse(data: dict, name: str) -> Scenario:
 
     sc = Scenario(name=name, description=description)
     sc.snapshot_seconds = _number(snap, "seconds", "snapshot", sc.snapshot_seconds)
+    sc.restore_seconds = _number(restore, "seconds", "restore", sc.restore_seconds)
     sc.migration_seconds = _number(mig, "seconds", "migration", sc.migration_seconds)
     exit_code = mig.get("exit_code", 0)
     if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:

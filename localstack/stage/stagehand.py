@@ -84,6 +84,12 @@ def task_shard(task) -> str | None:
     return None
 
 
+def _status_is_property(db) -> bool:
+    """A moto DBCluster computes its status (patches.py answers "creating" for it while it
+    is restored); a DBInstance stores it."""
+    return isinstance(getattr(type(db), "status", None), property)
+
+
 class Stagehand:
     def __init__(self, scenario: Scenario, tick_s: float, world_lock: threading.RLock):
         self.scenario = scenario
@@ -94,6 +100,7 @@ class Stagehand:
         self.services: dict[int, ServicePlay] = {}  # id(moto Service) -> play
         self.tasks: dict[int, TaskPlay] = {}
         self.snapshots: dict[int, tuple[object, float]] = {}
+        self.restores: dict[int, tuple[object, float]] = {}  # databases restored from a snapshot
         self.traffic = Traffic(self)
         self.next_ip = 0
         self.stop_event = threading.Event()
@@ -134,6 +141,7 @@ class Stagehand:
             if not play.done:
                 self.tick_task(play, clock)
         self.tick_snapshots(clock)
+        self.tick_restores(clock)
         self.tick_alarms()
         self.traffic.tick(self.tick_s, clock)
         if clock - self.last_prune > 60:
@@ -420,6 +428,26 @@ class Stagehand:
                 del self.snapshots[key]
             else:
                 snap.percent_progress = int(100 * fraction)
+
+    # --- RDS restores ----------------------------------------------------------------------------
+    # moto makes a restored instance available at once (a cluster after one read); RDS takes
+    # minutes. It stays "creating" for restore.seconds so a client must wait for it.
+
+    def on_restored(self, db) -> None:
+        if self.scenario.restore_seconds > 0:
+            self.restores[id(db)] = (db, self.clock())
+            if not _status_is_property(db):
+                db.status = "creating"
+
+    def is_restoring(self, db) -> bool:
+        return id(db) in self.restores
+
+    def tick_restores(self, clock: float) -> None:
+        for key, (db, started) in list(self.restores.items()):
+            if clock - started >= self.scenario.restore_seconds:
+                del self.restores[key]
+                if not _status_is_property(db):
+                    db.status = "available"
 
     # --- what /_stage/state shows ----------------------------------------------------------------
 

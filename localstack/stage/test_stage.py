@@ -271,6 +271,53 @@ class StageTest(World):
         self.assertGreater(mid["PercentProgress"], 0)
         wait_for("snapshot available", lambda: self.rds.describe_db_snapshots(DBSnapshotIdentifier="shop-db-r1")["DBSnapshots"][0]["Status"] == "available")
 
+    def test_04b_restore_takes_time_and_leaves_the_source_alone(self):
+        wait_for("snapshot available", lambda: self.rds.describe_db_snapshots(DBSnapshotIdentifier="shop-db-r1")["DBSnapshots"][0]["Status"] == "available")
+        live_before = self.rds.describe_db_instances(DBInstanceIdentifier="shop-db")["DBInstances"][0]
+        db = self.rds.restore_db_instance_from_db_snapshot(
+            DBInstanceIdentifier="shop-db-restore-r1", DBSnapshotIdentifier="shop-db-r1",
+            Tags=[{"Key": "glidepath:restored-from", "Value": "shop-db-r1"}])["DBInstance"]
+        self.assertEqual(db["DBInstanceStatus"], "creating")
+        time.sleep(0.6)
+        new = lambda: self.rds.describe_db_instances(DBInstanceIdentifier="shop-db-restore-r1")["DBInstances"][0]
+        self.assertEqual(new()["DBInstanceStatus"], "creating")
+        wait_for("restored instance available", lambda: new()["DBInstanceStatus"] == "available", timeout=10)
+        self.assertNotEqual(new()["Endpoint"]["Address"], live_before["Endpoint"]["Address"])
+        tags = self.rds.list_tags_for_resource(ResourceName=new()["DBInstanceArn"])["TagList"]
+        self.assertIn({"Key": "glidepath:restored-from", "Value": "shop-db-r1"}, tags)
+        live_after = self.rds.describe_db_instances(DBInstanceIdentifier="shop-db")["DBInstances"][0]
+        for key in ("DBInstanceStatus", "Endpoint", "DBInstanceIdentifier"):
+            self.assertEqual(live_after[key], live_before[key], key)
+        with self.assertRaises(self.rds.exceptions.DBInstanceAlreadyExistsFault):
+            self.rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="shop-db-restore-r1", DBSnapshotIdentifier="shop-db-r1")
+
+    def test_04c_snapshots_are_listed_with_tags_and_deleted(self):
+        self.rds.create_db_snapshot(DBInstanceIdentifier="shop-db", DBSnapshotIdentifier="shop-db-r2",
+                                    Tags=[{"Key": "glidepath:release", "Value": "r2"}])
+        listed = self.rds.describe_db_snapshots(DBInstanceIdentifier="shop-db", SnapshotType="manual")["DBSnapshots"]
+        by_id = {s["DBSnapshotIdentifier"]: s for s in listed}
+        self.assertIn("shop-db-r1", by_id)
+        self.assertIn({"Key": "glidepath:release", "Value": "r2"}, by_id["shop-db-r2"]["TagList"])
+        self.rds.delete_db_snapshot(DBSnapshotIdentifier="shop-db-r2")
+        with self.assertRaises(self.rds.exceptions.DBSnapshotNotFoundFault):
+            self.rds.describe_db_snapshots(DBSnapshotIdentifier="shop-db-r2")
+
+    def test_04d_cluster_restore_takes_time(self):
+        self.rds.create_db_cluster(DBClusterIdentifier="shop-aurora", Engine="aurora-postgresql",
+                                   MasterUsername="shop", MasterUserPassword="password123")
+        self.rds.create_db_cluster_snapshot(DBClusterIdentifier="shop-aurora", DBClusterSnapshotIdentifier="shop-aurora-r1")
+        snap = lambda: self.rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="shop-aurora-r1")["DBClusterSnapshots"][0]
+        wait_for("cluster snapshot available", lambda: snap()["Status"] == "available")
+        c = self.rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="shop-aurora-restore-r1",
+                                                      SnapshotIdentifier="shop-aurora-r1", Engine="aurora-postgresql")["DBCluster"]
+        self.assertEqual(c["Status"], "creating")
+        new = lambda: self.rds.describe_db_clusters(DBClusterIdentifier="shop-aurora-restore-r1")["DBClusters"][0]
+        time.sleep(0.6)
+        self.assertEqual(new()["Status"], "creating")
+        self.assertEqual(new()["Status"], "creating", "a read must not make it available")
+        wait_for("restored cluster available", lambda: new()["Status"] == "available", timeout=10)
+        self.assertEqual(self.rds.describe_db_clusters(DBClusterIdentifier="shop-aurora")["DBClusters"][0]["Status"], "available")
+
     def test_05_metrics_follow_weights(self):
         time.sleep(1.0)
         blue, green = self.metric("blue", "RequestCount", "Sum"), self.metric("green", "RequestCount", "Sum")

@@ -6,6 +6,7 @@ pub mod gate;
 pub mod plan;
 pub mod rehearse;
 pub mod release;
+pub mod restore;
 pub mod stage;
 
 /// What a command returns: `Ok` when it did what it was asked, else a [`CliError`] that

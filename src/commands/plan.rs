@@ -154,9 +154,13 @@ pub fn describe(p: &Plan) -> String {
         &mut o,
         "snapshot",
         format!(
-            "snapshot {what} {id} as {id}-<release-id>; wait up to {} for it to be available",
+            "snapshot {what} {id} as {id}-<release-id>; wait up to {} for it to be available; {kept}",
             d(p.database.snapshot_timeout),
-            id = p.database.id
+            id = p.database.id,
+            kept = match p.database.keep_snapshots {
+                Some(n) => format!("the newest {n} of glidepath's snapshots are kept (database.keep_snapshots), and the live and standby release's"),
+                None => "every snapshot is kept (set database.keep_snapshots to delete old ones)".into(),
+            }
         ),
     );
     match &p.migration {
@@ -326,10 +330,17 @@ pub fn describe(p: &Plan) -> String {
         ),
         None => String::new(),
     };
+    let snapshots = match p.database.keep_snapshots {
+        Some(n) => format!(
+            ", delete glidepath's snapshots of {} beyond the newest {n} (never the live or standby release's restore point; a failure only warns)",
+            p.database.id
+        ),
+        None => String::new(),
+    };
     phase(
         &mut o,
         "finalize",
-        format!("record the release live in {state}, swap the colours{prune}, release the lock"),
+        format!("record the release live in {state}, swap the colours{prune}{snapshots}, release the lock"),
     );
     let green = match p.rollback.green {
         GreenAfterRollback::ScaleToZero => "scale the idle colour to zero tasks",

@@ -706,6 +706,9 @@ pub fn status_text(st: &Status) -> String {
             last.message.as_deref().unwrap_or("")
         ));
     }
+    if let Some(c) = &st.contract {
+        out.push_str(&format!("contract: {c}\n"));
+    }
     out
 }
 

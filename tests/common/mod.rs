@@ -200,6 +200,7 @@ pub fn rehearsal_plan() -> Plan {
             kind: DatabaseKind::Instance,
             id: "shop-db".into(),
             snapshot_timeout: s(120),
+            keep_snapshots: None,
         },
         deploy: DeployConfig {
             container: "web".into(),

@@ -3,7 +3,9 @@
 //! can tell its own snapshot from someone else's.
 
 use super::errors::{classify, code};
-use crate::engine::ports::{Database, PortError, PortResult, SnapshotInfo, SnapshotStatus};
+use crate::engine::ports::{
+    Database, DbState, PortError, PortResult, SnapshotInfo, SnapshotStatus, TaggedSnapshot,
+};
 use crate::plan::DatabaseKind;
 use async_trait::async_trait;
 use aws_sdk_rds as rds;
@@ -11,6 +13,8 @@ use aws_sdk_rds::types::Tag;
 
 /// The tag that marks a snapshot as taken by a glidepath release.
 pub const RELEASE_TAG: &str = "glidepath:release";
+/// The tag on a database `glidepath restore` made: the snapshot it came from.
+pub const RESTORED_FROM_TAG: &str = "glidepath:restored-from";
 
 pub struct RdsDatabase {
     client: rds::Client,
@@ -43,6 +47,90 @@ impl RdsDatabase {
             .await
             .map_err(|e| classify("rds:ListTagsForResource", arn, e))?;
         Ok(find_tag(out.tag_list()))
+    }
+}
+
+/// Where the plan's database lives (subnet group, security groups) and, for a cluster,
+/// its engine: a restored copy is placed the same way so the app's network can reach it.
+#[derive(Default)]
+struct Placement {
+    subnet_group: Option<String>,
+    security_groups: Vec<String>,
+    instance_class: Option<String>,
+    engine: Option<String>,
+}
+
+fn when(t: Option<&aws_smithy_types::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp_millis(t.to_millis().ok()?))
+}
+
+fn not_found_is_none<T>(r: PortResult<T>) -> PortResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(PortError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl RdsDatabase {
+    async fn placement(&self) -> PortResult<Placement> {
+        let what = format!("{} {}", self.kind_word(), self.db);
+        match self.kind {
+            DatabaseKind::Instance => {
+                let out = self
+                    .client
+                    .describe_db_instances()
+                    .db_instance_identifier(&self.db)
+                    .send()
+                    .await
+                    .map_err(|e| classify("rds:DescribeDBInstances", &what, e))?;
+                let Some(db) = out.db_instances().first() else {
+                    return Ok(Placement::default());
+                };
+                Ok(Placement {
+                    subnet_group: db
+                        .db_subnet_group()
+                        .and_then(|g| g.db_subnet_group_name())
+                        .map(str::to_string),
+                    security_groups: db
+                        .vpc_security_groups()
+                        .iter()
+                        .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                        .collect(),
+                    instance_class: db.db_instance_class().map(str::to_string),
+                    engine: db.engine().map(str::to_string),
+                })
+            }
+            DatabaseKind::Cluster => {
+                let out = self
+                    .client
+                    .describe_db_clusters()
+                    .db_cluster_identifier(&self.db)
+                    .send()
+                    .await
+                    .map_err(|e| classify("rds:DescribeDBClusters", &what, e))?;
+                let Some(c) = out.db_clusters().first() else {
+                    return Ok(Placement::default());
+                };
+                Ok(Placement {
+                    subnet_group: c.db_subnet_group().map(str::to_string),
+                    security_groups: c
+                        .vpc_security_groups()
+                        .iter()
+                        .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                        .collect(),
+                    instance_class: None,
+                    engine: c.engine().map(str::to_string),
+                })
+            }
+        }
+    }
+
+    fn kind_word(&self) -> &'static str {
+        match self.kind {
+            DatabaseKind::Instance => "DB instance",
+            DatabaseKind::Cluster => "DB cluster",
+        }
     }
 }
 
@@ -181,6 +269,200 @@ impl Database for RdsDatabase {
         match result {
             Ok(()) | Err(None) => Ok(()),
             Err(Some(e)) => Err(e),
+        }
+    }
+
+    async fn tagged_snapshots(&self) -> PortResult<Vec<TaggedSnapshot>> {
+        let what = format!("snapshots of {} {}", self.kind_word(), self.db);
+        // (id, created, listed tags, arn) of every manual snapshot of this database.
+        let mut found = vec![];
+        let mut marker: Option<String> = None;
+        loop {
+            let page_marker = marker.clone();
+            let next = match self.kind {
+                DatabaseKind::Instance => {
+                    let out = self
+                        .client
+                        .describe_db_snapshots()
+                        .db_instance_identifier(&self.db)
+                        .snapshot_type("manual")
+                        .set_marker(page_marker)
+                        .send()
+                        .await
+                        .map_err(|e| classify("rds:DescribeDBSnapshots", &what, e))?;
+                    for s in out.db_snapshots() {
+                        found.push((
+                            s.db_snapshot_identifier().unwrap_or_default().to_string(),
+                            when(s.snapshot_create_time()),
+                            s.tag_list().to_vec(),
+                            s.db_snapshot_arn().map(str::to_string),
+                        ));
+                    }
+                    out.marker().map(str::to_string)
+                }
+                DatabaseKind::Cluster => {
+                    let out = self
+                        .client
+                        .describe_db_cluster_snapshots()
+                        .db_cluster_identifier(&self.db)
+                        .snapshot_type("manual")
+                        .set_marker(page_marker)
+                        .send()
+                        .await
+                        .map_err(|e| classify("rds:DescribeDBClusterSnapshots", &what, e))?;
+                    for s in out.db_cluster_snapshots() {
+                        found.push((
+                            s.db_cluster_snapshot_identifier()
+                                .unwrap_or_default()
+                                .to_string(),
+                            when(s.snapshot_create_time()),
+                            s.tag_list().to_vec(),
+                            s.db_cluster_snapshot_arn().map(str::to_string),
+                        ));
+                    }
+                    out.marker().map(str::to_string)
+                }
+            };
+            match next {
+                Some(m) if !m.is_empty() => marker = Some(m),
+                _ => break,
+            }
+        }
+        let mut out = vec![];
+        for (id, created_at, tags, arn) in found {
+            if id.is_empty() {
+                continue;
+            }
+            if let Some(release) = self.release_tag(&tags, arn.as_deref()).await? {
+                out.push(TaggedSnapshot {
+                    id,
+                    release,
+                    created_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> PortResult<()> {
+        let what = format!("snapshot {snapshot_id}");
+        let result = match self.kind {
+            DatabaseKind::Instance => self
+                .client
+                .delete_db_snapshot()
+                .db_snapshot_identifier(snapshot_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("rds:DeleteDBSnapshot", &what, e)),
+            DatabaseKind::Cluster => self
+                .client
+                .delete_db_cluster_snapshot()
+                .db_cluster_snapshot_identifier(snapshot_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("rds:DeleteDBClusterSnapshot", &what, e)),
+        };
+        not_found_is_none(result).map(|_| ())
+    }
+
+    async fn restore_snapshot(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        release: &str,
+    ) -> PortResult<()> {
+        let place = self.placement().await?;
+        let tags = [
+            Tag::builder()
+                .key(RESTORED_FROM_TAG)
+                .value(snapshot_id)
+                .build(),
+            Tag::builder()
+                .key("glidepath:restored-release")
+                .value(release)
+                .build(),
+        ];
+        let what = format!("{} {name} from snapshot {snapshot_id}", self.kind_word());
+        match self.kind {
+            DatabaseKind::Instance => {
+                let mut req = self
+                    .client
+                    .restore_db_instance_from_db_snapshot()
+                    .db_instance_identifier(name)
+                    .db_snapshot_identifier(snapshot_id)
+                    .set_db_instance_class(place.instance_class)
+                    .set_db_subnet_group_name(place.subnet_group)
+                    .set_tags(Some(tags.to_vec()));
+                if !place.security_groups.is_empty() {
+                    req = req.set_vpc_security_group_ids(Some(place.security_groups));
+                }
+                req.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("rds:RestoreDBInstanceFromDBSnapshot", &what, e))
+            }
+            DatabaseKind::Cluster => {
+                let mut req = self
+                    .client
+                    .restore_db_cluster_from_snapshot()
+                    .db_cluster_identifier(name)
+                    .snapshot_identifier(snapshot_id)
+                    // Required by RDS; the engine of the cluster the snapshot is of.
+                    .set_engine(place.engine)
+                    .set_db_subnet_group_name(place.subnet_group)
+                    .set_tags(Some(tags.to_vec()));
+                if !place.security_groups.is_empty() {
+                    req = req.set_vpc_security_group_ids(Some(place.security_groups));
+                }
+                req.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("rds:RestoreDBClusterFromSnapshot", &what, e))
+            }
+        }
+    }
+
+    async fn describe_db(&self, name: &str) -> PortResult<Option<DbState>> {
+        let what = format!("{} {name}", self.kind_word());
+        match self.kind {
+            DatabaseKind::Instance => {
+                let out = self
+                    .client
+                    .describe_db_instances()
+                    .db_instance_identifier(name)
+                    .send()
+                    .await
+                    .map_err(|e| classify("rds:DescribeDBInstances", &what, e));
+                let Some(out) = not_found_is_none(out)? else {
+                    return Ok(None);
+                };
+                Ok(out.db_instances().first().map(|db| DbState {
+                    name: name.to_string(),
+                    status: db.db_instance_status().unwrap_or("unknown").to_string(),
+                    endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
+                    port: db.endpoint().and_then(|e| e.port()),
+                }))
+            }
+            DatabaseKind::Cluster => {
+                let out = self
+                    .client
+                    .describe_db_clusters()
+                    .db_cluster_identifier(name)
+                    .send()
+                    .await
+                    .map_err(|e| classify("rds:DescribeDBClusters", &what, e));
+                let Some(out) = not_found_is_none(out)? else {
+                    return Ok(None);
+                };
+                Ok(out.db_clusters().first().map(|c| DbState {
+                    name: name.to_string(),
+                    status: c.status().unwrap_or("unknown").to_string(),
+                    endpoint: c.endpoint().map(str::to_string),
+                    port: c.port(),
+                }))
+            }
         }
     }
 }

@@ -194,6 +194,7 @@ pub fn sample_plan(production: bool) -> Plan {
             kind: DatabaseKind::Instance,
             id: "shop-db".into(),
             snapshot_timeout: Duration::from_secs(1800),
+            keep_snapshots: None,
         },
         deploy: DeployConfig {
             container: "web".into(),

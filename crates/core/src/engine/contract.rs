@@ -47,6 +47,80 @@ pub fn blocks_rollback(r: &Record) -> Option<String> {
     ))
 }
 
+/// What `glidepath status` says of the plan's contract (None: the plan has no
+/// `[contract]`): ran when and by whom, a failed or unfinished attempt, or not run and
+/// whether it would run now or be refused, and why. `latest` is the newest release's
+/// record.
+pub fn state(
+    plan: &Plan,
+    index: &ledger::Index,
+    latest: Option<&Record>,
+    now: chrono::DateTime<Utc>,
+) -> Option<String> {
+    let cfg = plan.contract.as_ref()?;
+    let at = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let Some(r) = latest else {
+        return Some("not run; refused now: no release is recorded yet".into());
+    };
+    if let Some(c) = &r.contract {
+        let task = c.task_arn.as_deref().map_or("no task yet", task_id);
+        if let Some(done) = c.done_at {
+            return Some(format!(
+                "ran at {} by {} on release {} (task {task}); rollback to the version before is refused",
+                at(done),
+                c.by,
+                r.id
+            ));
+        }
+        if let Some(code) = c.exit_code {
+            return Some(format!(
+                "attempt {} on release {} by {} failed (exit code {code}, task {task}); `glidepath contract` starts a new attempt",
+                c.attempt + 1,
+                r.id,
+                c.by
+            ));
+        }
+        if let Some(since) = c.intent_at {
+            return Some(format!(
+                "started at {} by {} on release {} (task {task}) and not ended: running, or cut short (`glidepath contract` follows the same task)",
+                at(since),
+                c.by,
+                r.id
+            ));
+        }
+    }
+    let refused = match r.outcome {
+        None => Some(format!("release {} has not finished", r.id)),
+        Some(Outcome::Finalized)
+            if index.live.as_ref().and_then(|s| s.release.as_deref()) != Some(r.id.as_str()) =>
+        {
+            Some(format!("release {} is not the live one", r.id))
+        }
+        Some(Outcome::Finalized) => {
+            let since = r.finished_at.unwrap_or(r.started_at);
+            let live_for = (now - since).to_std().unwrap_or_default();
+            (live_for < cfg.after).then(|| {
+                let ready = since + chrono::Duration::from_std(cfg.after).unwrap_or_default();
+                format!(
+                    "release {} has been live for {} of the {} [contract].after; it may run after {}",
+                    r.id,
+                    human(live_for),
+                    human(cfg.after),
+                    at(ready)
+                )
+            })
+        }
+        Some(o) => Some(format!("the latest release, {}, ended {o}", r.id)),
+    };
+    Some(match refused {
+        Some(why) => format!("not run; refused now: {why}"),
+        None => format!(
+            "not run; `glidepath contract` would run it now on release {}",
+            r.id
+        ),
+    })
+}
+
 /// Run the plan's contract migration on the latest release (see the module doc).
 pub async fn contract(
     plan: &Plan,
@@ -188,7 +262,7 @@ pub async fn contract(
     let (_, commands) = tokio::sync::mpsc::unbounded_channel::<Command>();
     let version = doc.value.version.clone();
     let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
-    match lock::acquire(store, holder, &id, &version, plan.state.lease, false).await {
+    match lock::acquire_for_contract(store, holder, &id, &version, plan.state.lease).await {
         Ok(Acquire::Acquired(l)) => ctx.lock = Some(l),
         Ok(Acquire::Held(b)) => {
             let m = format!("the release lock is {}", b.describe(Utc::now()));

@@ -63,6 +63,11 @@ pub struct World {
     pub snapshots: BTreeMap<String, (SnapshotInfo, u32)>,
     pub snapshot_ticks: u32,
     pub snapshot_fails: bool,
+    /// When each snapshot was created (fake clock), for retention's "newest".
+    pub snapshot_times: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
+    pub deleted_snapshots: Vec<String>,
+    /// Databases restored from a snapshot: name → snapshot id.
+    pub restored: BTreeMap<String, String>,
     // tasks
     pub tasks: Vec<FakeTask>,
     pub run_task_calls: u32,
@@ -210,6 +215,9 @@ impl FakeWorld {
                 snapshots: BTreeMap::new(),
                 snapshot_ticks: 3,
                 snapshot_fails: false,
+                snapshot_times: BTreeMap::new(),
+                deleted_snapshots: vec![],
+                restored: BTreeMap::new(),
                 tasks: vec![],
                 run_task_calls: 0,
                 active_at_run_task: vec![],
@@ -447,10 +455,65 @@ impl Database for FakeWorld {
                 },
                 ticks,
             ));
+            w.snapshot_times
+                .entry(id.into())
+                .or_insert_with(|| fake_now(w.created));
             Ok(())
         })
         .await
     }
+    async fn tagged_snapshots(&self) -> PortResult<Vec<TaggedSnapshot>> {
+        self.call("database.tagged_snapshots", String::new(), |w| {
+            Ok(w.snapshots
+                .values()
+                .filter_map(|(info, _)| {
+                    Some(TaggedSnapshot {
+                        id: info.id.clone(),
+                        release: info.release_tag.clone()?,
+                        created_at: w.snapshot_times.get(&info.id).copied(),
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+    async fn delete_snapshot(&self, id: &str) -> PortResult<()> {
+        self.call("database.delete_snapshot", id.into(), |w| {
+            if w.snapshots.remove(id).is_some() {
+                w.deleted_snapshots.push(id.into());
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn restore_snapshot(&self, id: &str, name: &str, _release: &str) -> PortResult<()> {
+        self.call(
+            "database.restore_snapshot",
+            format!("{id} → {name}"),
+            |w| {
+                w.restored.insert(name.into(), id.into());
+                Ok(())
+            },
+        )
+        .await
+    }
+    async fn describe_db(&self, name: &str) -> PortResult<Option<DbState>> {
+        self.call("database.describe_db", name.into(), |w| {
+            Ok(w.restored.contains_key(name).then(|| DbState {
+                name: name.into(),
+                status: "available".into(),
+                endpoint: Some(format!("{name}.fake.rds.local")),
+                port: Some(5432),
+            }))
+        })
+        .await
+    }
+}
+
+/// The fake clock's wall time: [`FAKE_EPOCH`] plus tokio time since the world was made.
+fn fake_now(created: Instant) -> chrono::DateTime<chrono::Utc> {
+    let at = FAKE_EPOCH as f64 + created.elapsed().as_secs_f64();
+    chrono::DateTime::from_timestamp_millis((at * 1000.0) as i64).unwrap_or_default()
 }
 
 #[async_trait]

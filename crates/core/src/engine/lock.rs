@@ -40,6 +40,10 @@ pub struct LockBody {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Held by `glidepath contract` for `release` (finalized), not by the release itself:
+    /// no `resume` or `rollback` may take it for a lock that release left behind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contract: bool,
 }
 
 /// This machine's host name (as the lock records it).
@@ -100,11 +104,16 @@ impl LockBody {
     /// "held by alice@ops-1 for release 1.4.0-… (started 12m 5s ago)" plus staleness.
     pub fn describe(&self, now: DateTime<Utc>) -> String {
         let mut s = format!(
-            "held by {}{} for release {} (started {} ago",
+            "held by {}{} for {}release {} (started {} ago",
             self.holder,
             self.process()
                 .map(|p| format!(" ({p})"))
                 .unwrap_or_default(),
+            if self.contract {
+                "the contract migration of "
+            } else {
+                ""
+            },
             self.release,
             human(self.age(now))
         );
@@ -157,6 +166,7 @@ fn body(holder: &str, release: &str, version: &str, lease: Duration) -> LockBody
         expires_at: now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
         host: Some(this_host()),
         pid: Some(std::process::id()),
+        contract: false,
     }
 }
 
@@ -188,7 +198,38 @@ pub async fn acquire(
     lease: Duration,
     take_own: bool,
 ) -> Result<Acquire, EngineError> {
-    let mine = body(holder, release, version, lease);
+    acquire_as(
+        store,
+        body(holder, release, version, lease),
+        lease,
+        take_own,
+    )
+    .await
+}
+
+/// Take the lock for `glidepath contract` of (finalized) `release`: marked as the
+/// contract's, so that nothing mistakes it for a lock the release left behind.
+pub async fn acquire_for_contract(
+    store: &dyn StateStore,
+    holder: &str,
+    release: &str,
+    version: &str,
+    lease: Duration,
+) -> Result<Acquire, EngineError> {
+    let mine = LockBody {
+        contract: true,
+        ..body(holder, release, version, lease)
+    };
+    acquire_as(store, mine, lease, false).await
+}
+
+async fn acquire_as(
+    store: &dyn StateStore,
+    mine: LockBody,
+    lease: Duration,
+    take_own: bool,
+) -> Result<Acquire, EngineError> {
+    let release = mine.release.clone();
     let bytes = encode(&mine);
     for _ in 0..3 {
         match retry::quietly(|| store.put_if_absent(LOCK_KEY, bytes.clone())).await? {
@@ -208,7 +249,7 @@ pub async fn acquire(
         })?;
         let now = Utc::now();
         let may_take = theirs.holder_gone().is_some() || theirs.is_stale(now);
-        if !(take_own && theirs.release == release && may_take) {
+        if !(take_own && theirs.release == release && !theirs.contract && may_take) {
             return Ok(Acquire::Held(theirs));
         }
         let mut retaken = mine.clone();

@@ -17,6 +17,8 @@ pub mod phases;
 pub mod ports;
 pub mod preflight;
 pub mod read_only;
+pub mod restore;
+pub mod retention;
 pub mod retry;
 pub mod run;
 pub mod supersede;

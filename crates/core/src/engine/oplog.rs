@@ -1,5 +1,5 @@
 //! The operations log: one ledger object per operation (release, resume, rollback,
-//! forced unlock, approval), written once with `If-None-Match: *` and never rewritten, so
+//! forced unlock, approval, restore), written once with `If-None-Match: *` and never rewritten, so
 //! history cannot be edited by a later run. Keys sort by time:
 //! `ledger/ops/<UTC time to the nanosecond>-<kind>.json`.
 //!
@@ -26,6 +26,8 @@ pub enum OpKind {
     Unlock,
     /// `glidepath approve` recorded an approval.
     Approve,
+    /// `glidepath restore` restored a release's snapshot to a new database.
+    Restore,
 }
 
 impl OpKind {
@@ -36,6 +38,7 @@ impl OpKind {
             OpKind::Rollback => "rollback",
             OpKind::Unlock => "unlock --force",
             OpKind::Approve => "approve",
+            OpKind::Restore => "restore",
         }
     }
 }

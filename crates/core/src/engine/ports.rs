@@ -74,11 +74,47 @@ pub struct SnapshotInfo {
     pub release_tag: Option<String>,
 }
 
+/// A snapshot of the plan's database that a release took (tagged `glidepath:release`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedSnapshot {
+    pub id: String,
+    /// The release it is the restore point of (its tag).
+    pub release: String,
+    /// None while it is still being created (it is then the newest).
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A database (instance or cluster, as the plan's) as RDS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbState {
+    pub name: String,
+    /// `available`, `creating`, `backing-up` …
+    pub status: String,
+    pub endpoint: Option<String>,
+    pub port: Option<i32>,
+}
+
 #[async_trait]
 pub trait Database: Send + Sync {
     async fn describe_snapshot(&self, snapshot_id: &str) -> PortResult<Option<SnapshotInfo>>;
     /// Start a snapshot tagged `glidepath:release=<release>`.
     async fn create_snapshot(&self, snapshot_id: &str, release: &str) -> PortResult<()>;
+    /// Every manual snapshot of the plan's database tagged `glidepath:release` (others,
+    /// untagged or of other databases, are never listed, so never deleted).
+    async fn tagged_snapshots(&self) -> PortResult<Vec<TaggedSnapshot>>;
+    /// Delete a snapshot; one already gone is not an error.
+    async fn delete_snapshot(&self, snapshot_id: &str) -> PortResult<()>;
+    /// Start restoring `snapshot_id` into a new database `name` (placed like the plan's
+    /// database: same subnet group and security groups), tagged with the release. Never
+    /// modifies the plan's database.
+    async fn restore_snapshot(
+        &self,
+        snapshot_id: &str,
+        name: &str,
+        release: &str,
+    ) -> PortResult<()>;
+    /// The database `name` (of the plan's kind), None when it does not exist.
+    async fn describe_db(&self, name: &str) -> PortResult<Option<DbState>>;
 }
 
 /// A one-off task to run (the migration).

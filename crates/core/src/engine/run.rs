@@ -180,6 +180,9 @@ async fn resume_run(
     };
     let mut doc = match found {
         InProgress::Nothing(why) => return end_early(ports, &events, "", Cause::Usage, why).await,
+        InProgress::Contract(b) => {
+            return end_early(ports, &events, "", Cause::LockHeld, contract_holds(&b)).await
+        }
         InProgress::Ended(doc) => {
             return close_ended(plan, ports, doc, &events, Process::Release).await
         }
@@ -333,6 +336,9 @@ async fn rollback_run(
             Box::pin(rollback_finalized(plan, ports, holder, events, commands)).await
         }
         InProgress::Ended(doc) => close_ended(plan, ports, doc, &events, Process::Rollback).await,
+        InProgress::Contract(b) => {
+            end_early(ports, &events, "", Cause::LockHeld, contract_holds(&b)).await
+        }
         InProgress::Nothing(_) => {
             Box::pin(rollback_finalized(plan, ports, holder, events, commands)).await
         }
@@ -351,6 +357,9 @@ pub struct Status {
     pub current: Option<Record>,
     /// The newest release in the index.
     pub last: Option<IndexEntry>,
+    /// The plan's contract migration ([`super::contract::state`]); None without `[contract]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -383,6 +392,16 @@ pub async fn status(plan: &Plan, ports: &Ports) -> Result<Status, EngineError> {
             .filter(|r| r.outcome.is_none()),
         None => None,
     };
+    let contract = match (&plan.contract, index.releases.first()) {
+        (None, _) => None,
+        (Some(_), None) => super::contract::state(plan, &index, None, now),
+        (Some(_), Some(latest)) => {
+            let record = ledger::load_record(store, &latest.id)
+                .await?
+                .map(|d| d.value);
+            super::contract::state(plan, &index, record.as_ref(), now)
+        }
+    };
     Ok(Status {
         app: plan.app.clone(),
         environment: plan.environment.clone(),
@@ -391,6 +410,7 @@ pub async fn status(plan: &Plan, ports: &Ports) -> Result<Status, EngineError> {
         standby: index.standby,
         current,
         last: index.releases.into_iter().next(),
+        contract,
     })
 }
 
@@ -764,6 +784,18 @@ enum InProgress {
     /// The release named by the lock had already ended (a crash before the lock went).
     Ended(Doc<Record>),
     Nothing(String),
+    /// `glidepath contract` holds the lock: not a release to continue or roll back.
+    Contract(LockBody),
+}
+
+/// Why `resume` / `rollback` leave a contract's lock alone (exit 4).
+fn contract_holds(b: &LockBody) -> String {
+    format!(
+        "the release lock is {}: the contract migration is changing the schema, so nothing \
+         may resume or roll back now. Wait for it to end (`glidepath status` shows the lock); \
+         if its process is gone, `glidepath unlock --force` and run `glidepath contract` again",
+        b.describe(Utc::now())
+    )
 }
 
 /// The release to continue: the lock's (it outlives crashes and aborts), else the index's
@@ -773,6 +805,9 @@ async fn in_progress(plan: &Plan, ports: &Ports, holder: &str) -> Result<InProgr
     let store = ports.state.as_ref();
     let index = ledger::load_index(store).await?;
     let held = lock::read(store).await?.map(|(b, _)| b);
+    if let Some(b) = held.as_ref().filter(|b| b.contract) {
+        return Ok(InProgress::Contract(b.clone()));
+    }
     let Some(id) = held
         .as_ref()
         .map(|b| b.release.clone())

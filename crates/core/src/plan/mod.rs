@@ -98,6 +98,10 @@ pub struct DatabaseConfig {
     pub id: String,
     #[serde(with = "secs")]
     pub snapshot_timeout: Duration,
+    /// `keep_snapshots`: after a release finalizes, glidepath-tagged snapshots of this
+    /// database beyond the newest N are deleted (never the live or standby release's
+    /// restore point). None: snapshots are kept until someone deletes them.
+    pub keep_snapshots: Option<u32>,
 }
 
 /// How the new version reaches ECS: a new revision of the live task definition with the

@@ -90,6 +90,7 @@ pub struct RawDatabase {
     pub instance: Option<S<String>>,
     pub cluster: Option<S<String>>,
     pub snapshot_timeout: Option<S<DurationText>>,
+    pub keep_snapshots: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -699,6 +699,24 @@ fn database(c: &mut Checker, db: &S<super::raw::RawDatabase>) -> DatabaseConfig 
             (DatabaseKind::Instance, String::new())
         }
     };
+    let keep_snapshots = raw.keep_snapshots.as_ref().map(|k| {
+        let n = *k.get_ref();
+        if n < 2 {
+            c.error_hint(
+                k.span(),
+                format!("`database.keep_snapshots` = {n} is too small"),
+                "keep at least 2: the live release's and the standby release's restore points \
+                 (the snapshots taken before their migrations) are never deleted, and the newest \
+                 count among what is kept",
+            );
+        } else if n > 1000 {
+            c.error(
+                k.span(),
+                format!("`database.keep_snapshots` = {n} is more than 1000"),
+            );
+        }
+        u32::try_from(n.clamp(2, 1000)).unwrap_or(2)
+    });
     DatabaseConfig {
         kind,
         id,
@@ -707,6 +725,7 @@ fn database(c: &mut Checker, db: &S<super::raw::RawDatabase>) -> DatabaseConfig 
             "database.snapshot_timeout",
             defaults::SNAPSHOT_TIMEOUT,
         ),
+        keep_snapshots,
     }
 }
 

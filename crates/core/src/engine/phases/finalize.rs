@@ -2,7 +2,10 @@
 //!
 //! Contract: intent in the ledger → best effort, old asset versions are pruned to
 //! `[assets].retention` exactly as `glidepath assets prune` does, never this version nor
-//! the one live before it (the new standby); a failure is a warning → the record says
+//! the one live before it (the new standby); a failure is a warning → best effort, with
+//! `database.keep_snapshots`, glidepath's old snapshots of the database beyond the newest
+//! N are deleted, never the restore point of this release or the new standby's
+//! ([`retention`]); a failure is a warning → the record says
 //! finalized, with the phase done, in one save → the index's `live` becomes the target
 //! colour with this version and `standby` the colour that was live
 //! ([`ledger::Index::finalize`], skipped when the index already names this release live,
@@ -15,7 +18,8 @@
 use super::Done;
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Outcome, Phase, PhaseStatus};
-use crate::engine::ledger;
+use crate::engine::ledger::{self, Index};
+use crate::engine::retention;
 use crate::exit::Cause;
 use chrono::Utc;
 
@@ -43,6 +47,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     );
     if let Some(pruned) = prune_assets(ctx, &protected).await {
         detail.push_str(&format!("; assets: {pruned}"));
+    }
+    if let Some(pruned) = prune_snapshots(ctx, &after).await {
+        detail.push_str(&format!("; snapshots: {pruned}"));
     }
     let now = Utc::now();
     let rec = ctx.rec();
@@ -76,6 +83,27 @@ async fn prune_assets(ctx: &Ctx<'_>, protected: &[String]) -> Option<String> {
                     "pruning old asset versions to {keep} (assets.retention) failed: {e}; the release is finalized anyway. \
                      `glidepath assets prune {}` retries it",
                     ctx.plan.source.display()
+                ),
+            });
+            None
+        }
+    }
+}
+
+/// Retention of the database's snapshots (`database.keep_snapshots`), protecting the
+/// restore points of the index as this release leaves it. Best effort: a failure is a
+/// warning.
+async fn prune_snapshots(ctx: &Ctx<'_>, after: &Index) -> Option<String> {
+    let keep = ctx.plan.database.keep_snapshots? as usize;
+    let protected = retention::protected_releases(after);
+    let db = &ctx.plan.database.id;
+    match retention::prune(ctx.ports.database.as_ref(), keep, db, &protected).await {
+        Ok(summary) => Some(summary),
+        Err(e) => {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "deleting old snapshots of {db} beyond {keep} (database.keep_snapshots) failed: {e}; \
+                     the release is finalized anyway and the next one tries again"
                 ),
             });
             None
