@@ -8,6 +8,7 @@ use crate::common;
 
 use glidepath::engine::durable;
 use serde_json::Value;
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -284,4 +285,114 @@ async fn watch_drill_second_release_green_to_blue() {
         );
         same_events(&ran, &durable_events(&watched.out, &context), &context);
     }
+}
+
+/// A run killed (`kill -9`) while traffic shifts, finished by `resume`: one watcher of the
+/// whole release says what the run said, then what the resume said.
+#[tokio::test]
+async fn watch_drill_killed_mid_shift_then_resumed() {
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let (_dir, plan) = common::temp_file("drill.toml", &drill_plan_text("happy"));
+    let plan = common::path_str(&plan);
+    let watch = watcher(&endpoint, &plan);
+    let mut release = glidepath(
+        &endpoint,
+        &[
+            "release",
+            &plan,
+            "--version",
+            "drill",
+            "--non-interactive",
+            "--auto-approve",
+            "--output",
+            "json",
+        ],
+    )
+    .spawn()
+    .expect("start glidepath release");
+    let stdout = release.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Killed during the first step's bake: after its weights changed and a health poll
+    // came after them. Events reach stdout in the order they were made, so every durable
+    // event the run made before that poll is printed; the next (the gate) is seconds away.
+    let mut lines = Vec::new();
+    let mut shifted = false;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let line: String = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| {
+                let _ = release.kill();
+                panic!("the release never reached the shift's first bake")
+            });
+        let health = line.contains("\"type\":\"health\"");
+        shifted |= line.contains("\"type\":\"weights_changed\"");
+        lines.push(line);
+        if shifted && health {
+            break;
+        }
+    }
+    release.kill().expect("kill -9 the release");
+    let killed = release.wait().expect("reap the killed release");
+    reader.join().expect("reader");
+    lines.extend(rx.try_iter());
+    let run_out = lines.join("\n");
+    let resume = glidepath(
+        &endpoint,
+        &[
+            "resume",
+            &plan,
+            "--non-interactive",
+            "--auto-approve",
+            "--output",
+            "json",
+        ],
+    )
+    .spawn()
+    .expect("start glidepath resume");
+    let resumed = finish(resume, LIMIT, "resume").await;
+    let watched = finish(watch, LIMIT, "watch").await;
+    let context = format!(
+        "killed: {killed}\nrelease:\n{run_out}\n{}\n{}\nstage:\n{}",
+        resumed.show("resume"),
+        watched.show("watch"),
+        seeded.stage.stderr_text()
+    );
+    assert_eq!(resumed.code, Some(0), "{context}");
+    assert_eq!(watched.code, resumed.code, "{context}");
+    let ran = durable_events(&run_out, &context);
+    assert!(
+        ran.iter().any(|v| v["type"] == "weights_changed")
+            && !ran.iter().any(|v| v["type"] == "release_finished"),
+        "the run was killed mid-shift\n{context}"
+    );
+    // The resume first tells what the record says happened, as the run told it, with who
+    // took over beside the first lock (docs/events.md "Order"); then what it did itself.
+    let resumed_events: Vec<Value> = durable_events(&resumed.out, &context)
+        .into_iter()
+        .filter(|v| v["type"] != "release_started")
+        .collect();
+    let takeover = resumed_events.get(2).cloned().unwrap_or_default();
+    assert_eq!(takeover["type"], "lock_acquired", "{context}");
+    let mut replay = ran[1..].to_vec();
+    replay.insert(2, takeover.clone());
+    same_events(
+        &replay,
+        &resumed_events[..replay.len().min(resumed_events.len())],
+        &context,
+    );
+    // One watcher of the whole release: the run, the takeover, then the resume's own.
+    let mut expected = ran;
+    expected.push(takeover);
+    expected.extend(resumed_events.into_iter().skip(replay.len()));
+    same_events(&expected, &durable_events(&watched.out, &context), &context);
 }
