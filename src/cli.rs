@@ -99,7 +99,10 @@ pub fn main() -> i32 {
             };
         }
     };
-    let _guard = crate::logging::init(&cli.global);
+    let _guard = match crate::logging::init(&cli.global) {
+        Ok(guard) => guard,
+        Err(e) => return e.report(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,23 +1,27 @@
 //! Tracing setup: logs go to `--log-file` only, so the terminal stays the views' own.
 
 use crate::cli::Global;
+use crate::commands::CliError;
 
 /// Keeps the log file open for the life of the process.
 pub struct LogGuard;
 
-pub fn init(global: &Global) -> Option<LogGuard> {
-    let path = global.log_file.as_ref()?;
-    let file = match std::fs::OpenOptions::new()
+/// Send tracing to `--log-file` (none without it). A file that cannot be opened is a usage
+/// error: the operator asked for a log and would otherwise find none after the release.
+pub fn init(global: &Global) -> Result<Option<LogGuard>, CliError> {
+    let Some(path) = global.log_file.as_ref() else {
+        return Ok(None);
+    };
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("glidepath: cannot open log file {}: {e}", path.display());
-            return None;
-        }
-    };
+        .map_err(|e| {
+            CliError::usage(format!(
+                "cannot open the log file {} ({e}); give --log-file a path in a directory you can write to",
+                path.display()
+            ))
+        })?;
     let level = match global.verbose {
         0 => "glidepath=info",
         1 => "glidepath=debug",
@@ -30,6 +34,7 @@ pub fn init(global: &Global) -> Option<LogGuard> {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .finish();
-    tracing::subscriber::set_global_default(subscriber).ok()?;
-    Some(LogGuard)
+    // Only fails when a subscriber is already set (never in the binary): keep that one.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(Some(LogGuard))
 }

@@ -1,3 +1,6 @@
+//! The `glidepath` binary: everything lives in the library; `cli::main` parses the
+//! arguments, runs one command, prints its error (once) and returns the exit code.
+
 fn main() {
     // Die quietly on a closed stdout pipe (`glidepath history | head`) like other command
     // line tools, instead of panicking in println!. Safe here: children get null stdin,

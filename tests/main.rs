@@ -11,6 +11,7 @@ mod aws_adapters;
 mod daytwo;
 mod daytwo_stage;
 mod drills;
+mod edge_errors;
 mod ending;
 mod engine;
 mod engine_contract;

@@ -8,7 +8,9 @@ use crate::common;
 
 use glidepath::engine::durable;
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Every scenario file under localstack/scenarios has a test below.
 const SCENARIOS: [&str; 10] = [
@@ -98,23 +100,66 @@ fn durable_events(out: &str, context: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn watch_says_what_run_said(scenario: &str) {
-    let seeded = common::seeded_stage(scenario, common::rehearsal_plan()).await;
-    let endpoint = seeded.stage.endpoint();
-    let (_dir, plan) = common::temp_file("drill.toml", &drill_plan_text(scenario));
-    let plan = common::path_str(&plan);
+/// A process's exit code, stdout and stderr.
+struct Ran {
+    code: Option<i32>,
+    out: String,
+    err: String,
+}
 
-    // Watch first, waiting for the release: it sees the release from its start.
-    let watcher = glidepath(&endpoint, &["watch", &plan, "--output", "json", "--wait"])
+impl Ran {
+    fn of(o: std::process::Output) -> Ran {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ran {
+            code: o.status.code(),
+            out: text(&o.stdout),
+            err: text(&o.stderr),
+        }
+    }
+
+    fn show(&self, who: &str) -> String {
+        format!("{who} exit {:?}\n{}\n{}", self.code, self.out, self.err)
+    }
+}
+
+/// `watch --wait --output json`, started before whatever it is to see.
+fn watcher(endpoint: &str, plan: &str) -> Child {
+    glidepath(endpoint, &["watch", plan, "--output", "json", "--wait"])
         .spawn()
-        .expect("start glidepath watch");
+        .expect("start glidepath watch")
+}
+
+/// Wait for a child on a blocking thread, failing the test after `limit` (a watcher that
+/// never sees its release would wait for ever).
+async fn finish(mut child: Child, limit: Duration, what: &str) -> Ran {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let ran = Ran::of(child.wait_with_output().expect("output"));
+            panic!("{what} still running after {limit:?}\n{}", ran.show(what));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ran::of(child.wait_with_output().expect("output"))
+}
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// `glidepath release --output json` of `version` beside a watcher; returns (run, watch).
+async fn release_beside_watch(endpoint: &str, plan: &str, version: &str) -> (Ran, Ran) {
+    // Watch first, waiting for the release: it sees the release from its start.
+    let watch = watcher(endpoint, plan);
     let release = glidepath(
-        &endpoint,
+        endpoint,
         &[
             "release",
-            &plan,
+            plan,
             "--version",
-            "drill",
+            version,
             "--non-interactive",
             "--auto-approve",
             "--output",
@@ -123,40 +168,43 @@ async fn watch_says_what_run_said(scenario: &str) {
     )
     .spawn()
     .expect("start glidepath release");
-    let (release, watched) = tokio::task::spawn_blocking(move || {
-        (
-            release.wait_with_output().expect("release"),
-            watcher.wait_with_output().expect("watch"),
-        )
-    })
-    .await
-    .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let (run_out, watch_out) = (text(&release.stdout), text(&watched.stdout));
+    let run = finish(release, LIMIT, "release").await;
+    let watched = finish(watch, LIMIT, "watch").await;
+    (run, watched)
+}
+
+/// The durable events of both, equal one by one and in number.
+fn same_events(ran: &[Value], saw: &[Value], context: &str) {
+    for (i, (r, w)) in ran.iter().zip(saw).enumerate() {
+        assert_eq!(r, w, "durable event {i} differs\n{context}");
+    }
+    assert_eq!(ran.len(), saw.len(), "{context}");
+}
+
+async fn watch_says_what_run_said(scenario: &str) {
+    let seeded = common::seeded_stage(scenario, common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let (_dir, plan) = common::temp_file("drill.toml", &drill_plan_text(scenario));
+    let plan = common::path_str(&plan);
+    let (run, watched) = release_beside_watch(&endpoint, &plan, "drill").await;
     let context = format!(
-        "scenario {scenario}\nrelease exit {:?}\n{run_out}\n{}\nwatch exit {:?}\n{watch_out}\n{}\nstage:\n{}",
-        release.status.code(),
-        text(&release.stderr),
-        watched.status.code(),
-        text(&watched.stderr),
+        "scenario {scenario}\n{}\n{}\nstage:\n{}",
+        run.show("release"),
+        watched.show("watch"),
         seeded.stage.stderr_text()
     );
     assert_eq!(
-        watched.status.code(),
-        release.status.code(),
+        watched.code, run.code,
         "watch exits with the release's code\n{context}"
     );
-    let ran = durable_events(&run_out, &context);
-    let saw = durable_events(&watch_out, &context);
+    let ran = durable_events(&run.out, &context);
+    let saw = durable_events(&watched.out, &context);
     assert!(
         ran.last().is_some_and(|v| v["type"] == "release_finished")
             && ran.iter().any(|v| v["type"] == "phase_finished"),
         "{context}"
     );
-    for (i, (r, w)) in ran.iter().zip(&saw).enumerate() {
-        assert_eq!(r, w, "durable event {i} differs\n{context}");
-    }
-    assert_eq!(ran.len(), saw.len(), "{context}");
+    same_events(&ran, &saw, &context);
 }
 
 #[tokio::test]
@@ -207,4 +255,144 @@ async fn watch_drill_migration_fails() {
 #[tokio::test]
 async fn watch_drill_snapshot_slow() {
     watch_says_what_run_said("snapshot-slow").await;
+}
+
+// --- the paths a release takes beyond one run ---------------------------------------------
+
+/// A second release goes the other way (green → blue): watch still says what run said.
+#[tokio::test]
+async fn watch_drill_second_release_green_to_blue() {
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let (_dir, plan) = common::temp_file("drill.toml", &drill_plan_text("happy"));
+    let plan = common::path_str(&plan);
+    for (version, target) in [("drill-1", "green"), ("drill-2", "blue")] {
+        let (run, watched) = release_beside_watch(&endpoint, &plan, version).await;
+        let context = format!(
+            "{version}\n{}\n{}\nstage:\n{}",
+            run.show("release"),
+            watched.show("watch"),
+            seeded.stage.stderr_text()
+        );
+        assert_eq!(run.code, Some(0), "{context}");
+        assert_eq!(watched.code, run.code, "{context}");
+        let ran = durable_events(&run.out, &context);
+        let header = ran.first().filter(|v| v["type"] == "release_started");
+        assert_eq!(
+            header.map(|v| &v["target"]),
+            Some(&Value::from(target)),
+            "{context}"
+        );
+        same_events(&ran, &durable_events(&watched.out, &context), &context);
+    }
+}
+
+/// A run killed (`kill -9`) while traffic shifts, finished by `resume`: one watcher of the
+/// whole release says what the run said, then what the resume said.
+#[tokio::test]
+async fn watch_drill_killed_mid_shift_then_resumed() {
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let (_dir, plan) = common::temp_file("drill.toml", &drill_plan_text("happy"));
+    let plan = common::path_str(&plan);
+    let watch = watcher(&endpoint, &plan);
+    let mut release = glidepath(
+        &endpoint,
+        &[
+            "release",
+            &plan,
+            "--version",
+            "drill",
+            "--non-interactive",
+            "--auto-approve",
+            "--output",
+            "json",
+        ],
+    )
+    .spawn()
+    .expect("start glidepath release");
+    let stdout = release.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Killed during the first step's bake: after its weights changed and a health poll
+    // came after them. Events reach stdout in the order they were made, so every durable
+    // event the run made before that poll is printed; the next (the gate) is seconds away.
+    let mut lines = Vec::new();
+    let mut shifted = false;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let line: String = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| {
+                let _ = release.kill();
+                panic!("the release never reached the shift's first bake")
+            });
+        let health = line.contains("\"type\":\"health\"");
+        shifted |= line.contains("\"type\":\"weights_changed\"");
+        lines.push(line);
+        if shifted && health {
+            break;
+        }
+    }
+    release.kill().expect("kill -9 the release");
+    let killed = release.wait().expect("reap the killed release");
+    reader.join().expect("reader");
+    lines.extend(rx.try_iter());
+    let run_out = lines.join("\n");
+    let resume = glidepath(
+        &endpoint,
+        &[
+            "resume",
+            &plan,
+            "--non-interactive",
+            "--auto-approve",
+            "--output",
+            "json",
+        ],
+    )
+    .spawn()
+    .expect("start glidepath resume");
+    let resumed = finish(resume, LIMIT, "resume").await;
+    let watched = finish(watch, LIMIT, "watch").await;
+    let context = format!(
+        "killed: {killed}\nrelease:\n{run_out}\n{}\n{}\nstage:\n{}",
+        resumed.show("resume"),
+        watched.show("watch"),
+        seeded.stage.stderr_text()
+    );
+    assert_eq!(resumed.code, Some(0), "{context}");
+    assert_eq!(watched.code, resumed.code, "{context}");
+    let ran = durable_events(&run_out, &context);
+    assert!(
+        ran.iter().any(|v| v["type"] == "weights_changed")
+            && !ran.iter().any(|v| v["type"] == "release_finished"),
+        "the run was killed mid-shift\n{context}"
+    );
+    // The resume first tells what the record says happened, as the run told it, with who
+    // took over beside the first lock (docs/events.md "Order"); then what it did itself.
+    let resumed_events: Vec<Value> = durable_events(&resumed.out, &context)
+        .into_iter()
+        .filter(|v| v["type"] != "release_started")
+        .collect();
+    let takeover = resumed_events.get(2).cloned().unwrap_or_default();
+    assert_eq!(takeover["type"], "lock_acquired", "{context}");
+    let mut replay = ran[1..].to_vec();
+    replay.insert(2, takeover.clone());
+    same_events(
+        &replay,
+        &resumed_events[..replay.len().min(resumed_events.len())],
+        &context,
+    );
+    // One watcher of the whole release: the run, the takeover, then the resume's own.
+    let mut expected = ran;
+    expected.push(takeover);
+    expected.extend(resumed_events.into_iter().skip(replay.len()));
+    same_events(&expected, &durable_events(&watched.out, &context), &context);
 }

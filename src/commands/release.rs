@@ -183,8 +183,8 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
         watch_only: false,
         account: cockpit_account(view, g, &plan).await,
     };
-    // The view has shown the ending (`release_finished`); only its code is left.
-    commands::from_code(with_view(view, cockpit, rx, ctx, engine).await.exit_code)
+    let (finished, failed) = with_view(view, cockpit, rx, ctx, engine).await;
+    ended(finished.exit_code, &finished.message, failed)
 }
 
 pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
@@ -298,7 +298,10 @@ pub async fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
         account: cockpit_account(view, g, &plan).await,
     };
     let engine = watch::watch(&plan, &ports, req, tx, crx);
-    let watched = with_view(view, cockpit, rx, ctx, engine).await;
+    let (watched, failed) = with_view(view, cockpit, rx, ctx, engine).await;
+    if failed.is_some() {
+        return ended(watched.exit_code, &watched.message, failed);
+    }
     if watched.outcome.is_none() {
         say(&watched.message);
     }
@@ -365,8 +368,8 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult 
         None => rx,
     };
     let engine = run::release(&plan, &ports, req, tx, crx);
-    // The view has shown the ending (`release_finished`); only its code is left.
-    commands::from_code(with_view(view, cockpit, rx, ctx, engine).await.exit_code)
+    let (finished, failed) = with_view(view, cockpit, rx, ctx, engine).await;
+    ended(finished.exit_code, &finished.message, failed)
 }
 
 /// Copy every event to `tap` on its way to the view.
@@ -404,23 +407,30 @@ impl View {
     }
 }
 
-/// Run `engine` with its view. Printed views turn Ctrl-C into Abort (traffic stays, lock
-/// kept, `resume` continues); the cockpit handles keys and signals itself.
+/// Run `engine` with its view; returns what the engine returned and, when the cockpit
+/// failed, why. Printed views turn Ctrl-C into Abort (traffic stays, lock kept, `resume`
+/// continues); the cockpit handles keys and signals itself.
 async fn with_view<T>(
     view: View,
     cockpit: CockpitContext,
     rx: UnboundedReceiver<Envelope>,
     commands: UnboundedSender<Command>,
     engine: impl std::future::Future<Output = T>,
-) -> T {
+) -> (T, Option<std::io::Error>) {
     match view {
         View::Cockpit => {
-            let (finished, shown) =
-                tokio::join!(engine, crate::view::cockpit(rx, commands, cockpit));
-            if let Err(e) = shown {
-                eprintln!("glidepath: the cockpit failed: {e}");
-            }
-            finished
+            let abort = commands.clone();
+            let shown = async move {
+                let shown = crate::view::cockpit(rx, commands, cockpit).await;
+                if shown.is_err() {
+                    // Nobody sees the release any more: stop it where it is, as `q` does,
+                    // rather than let it go on unseen in the foreground.
+                    let _ = abort.send(Command::Abort);
+                }
+                shown
+            };
+            let (finished, shown) = tokio::join!(engine, shown);
+            (finished, shown.err())
         }
         View::Printed(format) => {
             let abort = tokio::spawn(async move {
@@ -433,8 +443,26 @@ async fn with_view<T>(
             });
             let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, format.into()));
             abort.abort();
-            finished
+            (finished, None)
         }
+    }
+}
+
+/// The command's result once its view is done. The view has shown the ending
+/// (`release_finished`), so only the code is left, unless the cockpit failed: then nobody
+/// saw the ending, and the error says both. A release that still exited 0 gets 1 (the
+/// command did not do what it was asked: show it).
+fn ended(exit_code: i32, message: &str, failed: Option<std::io::Error>) -> CmdResult {
+    match failed {
+        None => commands::from_code(exit_code),
+        Some(e) => Err(CliError::new(
+            if exit_code == crate::exit::OK {
+                crate::exit::UNEXPECTED
+            } else {
+                exit_code
+            },
+            format!("the cockpit failed ({e}); {message}"),
+        )),
     }
 }
 

@@ -1,7 +1,10 @@
-//! glidepath's AWS adapters: one per engine port, the asset publisher's S3 side (publish,
-//! prune, and the ledger index prune protects, read with core's typed `Index`), the
-//! rehearsal seeder and client construction. This crate is the only one that depends on
-//! aws-sdk-*; the core sees AWS only through its ports.
+//! glidepath's AWS adapters: one per engine port (`state` the ledger and lock in S3,
+//! `traffic` the listener, `fleet` the ECS services, `tasks` the migration task, `database`
+//! the snapshot, `health` target health, metrics and alarms, wired by `ports::build`), the
+//! asset publisher with its S3 side ([`assets`]: publish, prune, and the ledger index prune
+//! protects, read with core's typed `Index`), the rehearsal seeder ([`seed`]), name
+//! resolution ([`resolve`]) and client construction ([`client`]). This crate is the only
+//! one that depends on aws-sdk-*; the core sees AWS only through its ports.
 //!
 //! Every SDK error goes through one classifier (`errors.rs`: transient, not found,
 //! precondition, fatal), and every retry loop uses core's one policy (`engine::retry`).

@@ -3,9 +3,11 @@
 //! - [`lines`]: one readable line per event (CI logs, `--non-interactive`).
 //! - [`json`]: JSON Lines, one `Envelope` per line (`--output json`).
 //! - [`tui`]: the cockpit (ratatui), which also sends the operator's commands.
+//! - [`text`]: wording shared by the lines and the cockpit; [`fixture`]: recorded event
+//!   sequences for the views' tests and benchmarks.
 //!
 //! Views only consume [`Envelope`]s and send [`Command`](crate::engine::event::Command)s;
-//! they never decide anything about the release.
+//! they never decide anything about the release and never call AWS.
 
 pub mod fixture;
 pub mod json;

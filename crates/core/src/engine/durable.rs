@@ -51,18 +51,47 @@ pub const KINDS: [&str; 13] = [
 
 /// The durable events `next` implies that `prev` (the record last reported; None: nothing
 /// reported yet) did not.
+///
+/// In the record's history the takeover's `lock_acquired` sits in the lock phase (where a
+/// resumed run and a new watcher tell it). A watcher already past the lock phase can read,
+/// in one poll, events the killed run made and then the takeover: it tells the takeover
+/// after the events the record held when it was taken over (`resumed_after`), as it
+/// happened.
 pub fn since(plan: &Plan, prev: Option<&Record>, next: &Record) -> Vec<Event> {
     let mut old = prev.map(|r| history(plan, r)).unwrap_or_default();
-    let mut new = Vec::new();
-    for e in history(plan, next) {
+    let mut new: Vec<(usize, Event)> = Vec::new();
+    for (at, e) in history(plan, next).into_iter().enumerate() {
         match old.iter().position(|o| *o == e) {
             Some(i) => {
                 old.remove(i);
             }
-            None => new.push(e),
+            None => new.push((at, e)),
         }
     }
-    new
+    let taken_over = prev.is_some_and(|p| p.resumed_at != next.resumed_at);
+    if let (true, Some(after), Some(by)) = (taken_over, next.resumed_after, &next.resumed_by) {
+        let takeover = new
+            .iter()
+            .position(|(_, e)| matches!(e, Event::LockAcquired { holder } if holder == by));
+        if let Some(i) = takeover {
+            let (at, e) = new.remove(i);
+            // Counted without the takeover's own event, as `before_takeover` counts.
+            let later = new
+                .iter()
+                .position(|(pos, _)| pos - usize::from(*pos > at) >= after)
+                .unwrap_or(new.len());
+            new.insert(later, (at, e));
+        }
+    }
+    new.into_iter().map(|(_, e)| e).collect()
+}
+
+/// How many durable events `r` implies without a takeover's `lock_acquired`: recorded when
+/// a run takes the release over (`resumed_after`).
+pub fn before_takeover(plan: &Plan, r: &Record) -> usize {
+    let mut plain = r.clone();
+    plain.resumed_by = None;
+    history(plan, &plain).len()
 }
 
 /// Every durable event `r` implies, in the order the release made them.
@@ -796,6 +825,49 @@ mod tests {
         assert_eq!(
             after,
             ["lock bob@ops-2", "passed 0", "step 1 50", "weights 50/50"]
+        );
+    }
+
+    /// A watcher that last read the record before the killed run's last weight change
+    /// reads, in one poll, that change and the takeover: it tells them in that order, as
+    /// the killed run and then the resume did.
+    #[test]
+    fn a_takeover_is_told_after_what_the_killed_run_did() {
+        let plan = plan();
+        let mut s = Saves::new();
+        s.up_to_shift().save(|r, now| {
+            r.shift.step = 0;
+            r.shift.step_started_at = Some(now);
+        });
+        let watched = s.last().clone();
+        s.save(|r, _| {
+            r.weights_log.push(WeightsSet {
+                blue: 90,
+                green: 10,
+                step: Some(0),
+            })
+        });
+        // The run was killed here; `resume` takes it over (as `run::lock_phase` does).
+        s.save(|r, _| {
+            r.resumed_at = Some(t(100));
+            r.resumed_after = Some(before_takeover(&plan, r));
+            r.resumed_by = Some("bob@ops-2".into());
+        });
+        let killed_then_taken = s.last().clone();
+        s.gate(0, 10, GateVerdict::Passed);
+        assert_eq!(
+            kinds(&since(&plan, Some(&watched), &killed_then_taken)),
+            ["weights 90/10", "lock bob@ops-2"]
+        );
+        assert_eq!(
+            kinds(&since(&plan, Some(&watched), s.last())),
+            ["weights 90/10", "lock bob@ops-2", "passed 0"]
+        );
+        // From nothing (a resumed run, a new watcher) it stays in the lock phase.
+        let all = kinds(&since(&plan, None, s.last()));
+        assert_eq!(
+            all[1..4],
+            ["lock alice@ops-1", "lock bob@ops-2", "finish lock Done"]
         );
     }
 

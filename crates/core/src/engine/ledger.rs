@@ -303,6 +303,10 @@ pub struct Record {
     /// Who took the release over with `glidepath resume` (or a rollback) last.
     #[serde(default)]
     pub resumed_by: Option<String>,
+    /// How many durable events the record implied when `resumed_by` took it over (see
+    /// `durable::before_takeover`), so a watcher tells the takeover after them.
+    #[serde(default)]
+    pub resumed_after: Option<usize>,
     /// The live colour before the migration (see `phases::live_watch`).
     #[serde(default)]
     pub live_baseline: Option<crate::gate::live::LiveBaseline>,
@@ -416,6 +420,7 @@ impl Record {
             rolled_back_by: None,
             weights_log: Vec::new(),
             resumed_by: None,
+            resumed_after: None,
             live_baseline: None,
             live_unhealthy: None,
             contract: None,

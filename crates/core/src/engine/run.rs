@@ -988,6 +988,8 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
     let taken_over = ctx.record.value.phases.lock.is_done();
     if taken_over {
         if resuming {
+            let after = super::durable::before_takeover(ctx.plan, &ctx.record.value);
+            ctx.rec().resumed_after = Some(after);
             ctx.rec().resumed_by = Some(holder.into());
         }
     } else {
