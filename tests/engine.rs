@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use glidepath::engine::durable;
 use glidepath::engine::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use glidepath::engine::fake::{CrashMode, FakeWorld};
 use glidepath::engine::ledger::{self, GateVerdict, Index, Record};
@@ -1275,7 +1276,7 @@ async fn crash_at_every_port_call_then_resume() {
             let world = FakeWorld::for_plan(&plan);
             world.with(|w| w.crash_at = Some((n, mode)));
             let ports = world.ports(true);
-            let (tx, _rx) = unbounded_channel();
+            let (tx, rx) = unbounded_channel();
             let (_ctx, crx) = unbounded_channel();
             let crashed = tokio::select! {
                 f = run::release(&plan, &ports, req("1.4.0"), tx, crx) => {
@@ -1293,6 +1294,20 @@ async fn crash_at_every_port_call_then_resume() {
                 "crash at call {n} ({mode:?}): {}",
                 world.with(|w| w.calls.last().cloned().unwrap_or_default())
             );
+            // What the killed run told about traffic is in the ledger (so `watch` and the
+            // resume say it too): a weight change is saved before it is told.
+            if let Some(id) = index(&world).current {
+                let held = durable::history(&plan, &record(&world, &id));
+                for e in drain(rx)
+                    .into_iter()
+                    .filter(|e| matches!(e, Event::WeightsChanged { .. }))
+                {
+                    assert!(
+                        held.contains(&e),
+                        "{ctx}: told {e:?}, the ledger never held it"
+                    );
+                }
+            }
 
             let (f, events) = resume(&world, &plan).await;
             let outcome = if f.exit_code == exit::USAGE {

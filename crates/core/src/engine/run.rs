@@ -1489,6 +1489,7 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
     let ending = match moved {
         Ok(detail) => {
             shift::record_weights(ctx, back, None);
+            ctx.report();
             let r = ctx.rec();
             r.rolled_back_at = Some(Utc::now());
             r.phases.rollback.done_at = Some(Utc::now());

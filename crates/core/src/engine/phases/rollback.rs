@@ -26,6 +26,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     }
     set_weights(ctx, weights_for(live, 100)).await?;
     record_weights(ctx, weights_for(live, 100), None);
+    ctx.report();
     let capacity = scale_after(ctx, target).await?;
     Ok(Done::ok(format!(
         "traffic 100% {}; {capacity}",

@@ -122,9 +122,8 @@ async fn before_shift(ctx: &Ctx<'_>, index: usize, want: Weights) -> Result<(), 
 }
 
 /// Note weights that were set and read back (by shift step `step`, or the rollback) in
-/// the record, and report them now; the next save writes them (the record is what
-/// `glidepath watch` shows). The same weights again for the same step (a resume) are not a
-/// change.
+/// the record; the caller saves (then they are told) or reports them. The same weights
+/// again for the same step (a resume) are not a change.
 pub fn record_weights(ctx: &mut Ctx<'_>, w: Weights, step: Option<usize>) {
     let set = WeightsSet {
         blue: w.blue,
@@ -139,7 +138,6 @@ pub fn record_weights(ctx: &mut Ctx<'_>, w: Weights, step: Option<usize>) {
     if rec.weights_log.last() != Some(&set) {
         rec.weights_log.push(set);
     }
-    ctx.report();
 }
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
@@ -178,6 +176,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         before_shift(ctx, index, weights_for(target, step.weight)).await?;
         set_weights(ctx, weights_for(target, step.weight)).await?;
         record_weights(ctx, weights_for(target, step.weight), Some(index));
+        // Saved before it is told: a run killed here must not have said what the ledger
+        // (and so `watch` and a resume) never held.
+        ctx.save().await?;
         let advanced = match gates.sequential.mode {
             JudgeMode::Threshold => {
                 let judge = ThresholdJudge::new(gates);
