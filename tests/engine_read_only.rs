@@ -4,17 +4,18 @@
 //! `resume`), and a failing `exit` never passes silently (exit 7).
 
 use crate::common;
+use crate::common::{drain, fake_record as record, fake_release as release, fake_resume as resume};
 
-use glidepath::engine::event::{Command, Envelope, Event, Outcome, Phase};
+use glidepath::engine::event::{Command, Event, Outcome, Phase};
 use glidepath::engine::fake::{CrashMode, FakeWorld};
-use glidepath::engine::ledger::{self, Record};
+use glidepath::engine::ledger::Record;
 use glidepath::engine::lock;
 use glidepath::engine::ports::Weights;
-use glidepath::engine::run::{self, Finished, ResumeRequest};
+use glidepath::engine::run::{self, Finished};
 use glidepath::exit;
 use glidepath::plan::{GateMode, Plan, ReadOnlyConfig};
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
 const ENTER: &str = "bin/flag read-only on";
 const EXIT: &str = "bin/flag read-only off";
@@ -33,35 +34,6 @@ fn plan() -> Plan {
     p
 }
 
-fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
-    let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
-        out.push(e.event);
-    }
-    out
-}
-
-async fn release(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, rx) = unbounded_channel();
-    let (_ctx, crx) = unbounded_channel();
-    let f = run::release(plan, &ports, common::release_request("1.4.0"), tx, crx).await;
-    (f, drain(rx))
-}
-
-async fn resume(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, rx) = unbounded_channel();
-    let (_ctx, crx) = unbounded_channel();
-    let req = ResumeRequest {
-        auto_approve: false,
-        holder: "bob@ops-2".into(),
-        endpoint: None,
-    };
-    let f = run::resume(plan, &ports, req, tx, crx).await;
-    (f, drain(rx))
-}
-
 /// A release whose operator sends `command` once the migration task runs.
 async fn release_then(world: &FakeWorld, plan: &Plan, command: Command) -> (Finished, Vec<Event>) {
     let ports = world.ports(true);
@@ -76,13 +48,6 @@ async fn release_then(world: &FakeWorld, plan: &Plan, command: Command) -> (Fini
     };
     let (f, ()) = tokio::join!(engine, operator);
     (f, drain(rx))
-}
-
-fn record(world: &FakeWorld, id: &str) -> Record {
-    world.with(|w| {
-        let (b, _) = w.objects.get(&ledger::record_key(id)).expect("record");
-        serde_json::from_slice(b).unwrap()
-    })
 }
 
 /// The port calls that matter here, in order: the window's commands, task starts, deploys.

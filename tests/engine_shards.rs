@@ -4,18 +4,19 @@
 //! each shard exactly once.
 
 use crate::common;
+use crate::common::{drain, fake_record as record, fake_release as release, fake_resume as resume};
 
 use glidepath::engine::durable;
 use glidepath::engine::event::{Envelope, Event, LiveStage, Outcome, ShardState};
 use glidepath::engine::fake::{CrashMode, FakeWorld};
-use glidepath::engine::ledger::{self, Record};
+use glidepath::engine::ledger;
 use glidepath::engine::lock;
 use glidepath::engine::ports::Weights;
-use glidepath::engine::run::{self, Finished, ResumeRequest};
+use glidepath::engine::run;
 use glidepath::exit;
 use glidepath::plan::Plan;
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
 const SHARDS: [&str; 3] = ["a", "b", "c"];
 
@@ -26,42 +27,6 @@ fn plan() -> Plan {
     // The live watch on, as by default: it must come once, after the last shard.
     m.watch = Duration::from_secs(3);
     p
-}
-
-fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
-    let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
-        out.push(e.event);
-    }
-    out
-}
-
-async fn release(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, rx) = unbounded_channel();
-    let (_ctx, crx) = unbounded_channel();
-    let f = run::release(plan, &ports, common::release_request("1.4.0"), tx, crx).await;
-    (f, drain(rx))
-}
-
-async fn resume(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, rx) = unbounded_channel();
-    let (_ctx, crx) = unbounded_channel();
-    let req = ResumeRequest {
-        auto_approve: false,
-        holder: "bob@ops-2".into(),
-        endpoint: None,
-    };
-    let f = run::resume(plan, &ports, req, tx, crx).await;
-    (f, drain(rx))
-}
-
-fn record(world: &FakeWorld, id: &str) -> Record {
-    world.with(|w| {
-        let (b, _) = w.objects.get(&ledger::record_key(id)).expect("record");
-        serde_json::from_slice(b).unwrap()
-    })
 }
 
 /// The `SHARD` of every task RunTask started, in order, with the exit it ended with.

@@ -432,3 +432,63 @@ pub fn release_request(version: &str) -> glidepath::engine::run::ReleaseRequest 
         endpoint: None,
     }
 }
+
+/// Everything an in-memory engine run told, in order (the channel is closed or drained).
+pub fn drain(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<glidepath::engine::event::Envelope>,
+) -> Vec<glidepath::engine::event::Event> {
+    let mut out = vec![];
+    while let Ok(e) = rx.try_recv() {
+        out.push(e.event);
+    }
+    out
+}
+
+/// Release version 1.4.0 on the in-memory world, with an operator who never speaks.
+pub async fn fake_release(
+    world: &glidepath::engine::fake::FakeWorld,
+    plan: &Plan,
+) -> (
+    glidepath::engine::run::Finished,
+    Vec<glidepath::engine::event::Event>,
+) {
+    let ports = world.ports(true);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (_ctx, crx) = tokio::sync::mpsc::unbounded_channel();
+    let f = glidepath::engine::run::release(plan, &ports, release_request("1.4.0"), tx, crx).await;
+    (f, drain(rx))
+}
+
+/// Resume on the in-memory world as another operator (bob@ops-2).
+pub async fn fake_resume(
+    world: &glidepath::engine::fake::FakeWorld,
+    plan: &Plan,
+) -> (
+    glidepath::engine::run::Finished,
+    Vec<glidepath::engine::event::Event>,
+) {
+    let ports = world.ports(true);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (_ctx, crx) = tokio::sync::mpsc::unbounded_channel();
+    let req = glidepath::engine::run::ResumeRequest {
+        auto_approve: false,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    };
+    let f = glidepath::engine::run::resume(plan, &ports, req, tx, crx).await;
+    (f, drain(rx))
+}
+
+/// The ledger record of release `id` in the in-memory world.
+pub fn fake_record(
+    world: &glidepath::engine::fake::FakeWorld,
+    id: &str,
+) -> glidepath::engine::ledger::Record {
+    world.with(|w| {
+        let (b, _) = w
+            .objects
+            .get(&glidepath::engine::ledger::record_key(id))
+            .expect("record");
+        serde_json::from_slice(b).unwrap()
+    })
+}
