@@ -766,11 +766,9 @@ pub fn requests_to_detect(
     let rho = cfg.error_tolerance;
     let live = live_rate.max(0.0);
     let prior = relative_prior(Tuning::CURRENT.relative_design);
-    let mut alternatives: Vec<(f64, f64)> = ERROR_GRID.iter().copied().zip(prior).collect();
-    if let Some(last) = alternatives.last_mut() {
-        // The design component (last) at the ratio it would bet on at this live rate.
-        *last = (design_ratio(live, 1.0, rho) / rho, last.1);
-    }
+    let mut alternatives: Vec<(f64, f64)> = ERROR_GRID.iter().copied().zip(prior.clone()).collect();
+    // The design component (the prior's last weight) at the ratio it bets on at this rate.
+    alternatives.push((design_ratio(live, 1.0, rho) / rho, prior[ERROR_GRID.len()]));
     let relative = per_request(rho * live, &alternatives)?;
     let absolute = if cfg.error_tolerance_abs > 0.0 {
         let f = cfg.error_tolerance_abs;
