@@ -349,16 +349,17 @@ fn restart_ablation(t: &Timing, healthy_runs: u32, fault_runs: u32) {
     }
 }
 
-/// `--cell TIMING:RPS:BASE` (e.g. `alb:50:0.01`): only that row (both spreads) and no
-/// ablation, for quick iteration; `--only NAME`: only that fault column (and healthy).
+/// `--cell TIMING[:RPS:BASE]` (e.g. `alb:50:0.01`): only that timing, or only that row
+/// (both spreads), and no ablation, for quick iteration; `--only NAME`: only that fault
+/// column (and healthy).
 struct Filter {
-    cell: Option<(String, f64, f64)>,
+    cell: Option<(String, Option<(f64, f64)>)>,
     only: Option<String>,
 }
 
 fn parse_filter(args: &[String]) -> Filter {
     let usage = |what: &str| -> ! {
-        eprintln!("{what}; usage: bench-gates [healthy] [faulty] [min rps] [--cell alb:50:0.01] [--only +2pt]");
+        eprintln!("{what}; usage: bench-gates [healthy] [faulty] [min rps] [--cell alb[:50:0.01]] [--only +2pt]");
         std::process::exit(2);
     };
     let mut f = Filter {
@@ -372,11 +373,12 @@ fn parse_filter(args: &[String]) -> Filter {
                 let v = it.next().unwrap_or_else(|| usage("--cell needs a value"));
                 let parts: Vec<&str> = v.split(':').collect();
                 let parsed = match parts.as_slice() {
+                    [t] => Some((t.to_string(), None)),
                     [t, r, b] => r
                         .parse()
                         .ok()
                         .zip(b.parse().ok())
-                        .map(|(r, b)| (t.to_string(), r, b)),
+                        .map(|rb| (t.to_string(), Some(rb))),
                     _ => None,
                 };
                 f.cell = Some(parsed.unwrap_or_else(|| usage(&format!("bad --cell `{v}`"))));
@@ -462,7 +464,8 @@ fn main() {
                 if filter
                     .cell
                     .as_ref()
-                    .is_some_and(|c| c.1 != rps || c.2 != base)
+                    .and_then(|c| c.1)
+                    .is_some_and(|(r, b)| r != rps || b != base)
                 {
                     continue;
                 }
