@@ -725,11 +725,9 @@ fn relative_prior(design: f64) -> Vec<f64> {
 /// total, so the test's conditional likelihood ratio stays exact.
 pub fn design_ratio(errors: f64, requests: f64, rho: f64) -> f64 {
     let (lo, hi) = (rho * ERROR_GRID[0], rho * ERROR_GRID[ERROR_GRID.len() - 1]);
-    if !(requests > 0.0) || !errors.is_finite() {
-        return hi;
-    }
+    // NaN-safe: anything but a positive rate bets on the top ratio.
     let p = errors / requests;
-    if !(p > 0.0) {
+    if requests.is_nan() || requests <= 0.0 || !errors.is_finite() || p.is_nan() || p <= 0.0 {
         return hi;
     }
     ((p + DESIGN_ERROR_INCREASE) / p).clamp(lo, hi)
