@@ -12,7 +12,8 @@
 //! whoever resumed the release), `read_only_opened`, `read_only_closed` and
 //! `read_only_exit_failed` (from the record's windows, inside the migrate phase), `shard`
 //! (each shard of a sharded migration), `step_started`, `weights_changed` (from the record's log of
-//! weight changes), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
+//! weight changes), the lock phase of a `glidepath rollback` of the finalized release (its
+//! `undo_lock`, before that rollback's phase), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
 //! records). [`finished`] is the `release_finished` a record's ending implies; the engine's
 //! `run::end` emits its own (a `glidepath rollback` process exits with its own code) and
 //! agrees with it for a release run.
@@ -140,6 +141,19 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
         }
         finish(phase, p, started, forward_end.as_ref(), &mut out);
     }
+    // A `glidepath rollback` of the finalized release: its own lock phase, then its rollback.
+    if let Some(l) = &r.undo_lock {
+        out.push(Event::PhaseStarted { phase: Phase::Lock });
+        out.push(Event::LockAcquired {
+            holder: l.holder.clone(),
+        });
+        out.push(Event::PhaseFinished {
+            phase: Phase::Lock,
+            status: PhaseStatus::Done,
+            detail: Some(format!("held by {}", l.holder)),
+            duration_ms: (l.done_at - l.intent_at).num_milliseconds().max(0) as u64,
+        });
+    }
     if let Some(started) = rolling_back {
         out.push(Event::PhaseStarted {
             phase: Phase::Rollback,
@@ -154,9 +168,14 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
     out
 }
 
-/// The `release_finished` the record's ending implies (None while it goes on). An
-/// interruption (Abort) ends a run, not the release: `resume` continues it.
+/// The `release_finished` the record's ending implies (None while it goes on, including a
+/// finalized release while a `glidepath rollback` of it is under way). An interruption
+/// (Abort) ends a run, not the release: `resume` continues it.
 pub fn finished(r: &Record) -> Option<Event> {
+    // Finalized, and now being rolled back by hand: it ends when that rollback does.
+    if r.undoing_finalize() {
+        return None;
+    }
     if let Some(outcome) = r.outcome {
         return Some(Event::ReleaseFinished {
             outcome,
