@@ -84,7 +84,10 @@ pub async fn watch(
                 };
             }
             Ok(Current::Nothing(_, mark)) => match &waited_from {
-                None => waited_from = Some(mark),
+                None => {
+                    tracing::info!("no release in progress; waiting for the next one");
+                    waited_from = Some(mark);
+                }
                 Some(before) if *before != mark => {
                     if let Some((id, _, _)) = mark {
                         break id;
