@@ -29,6 +29,7 @@ mod read_only_stage;
 mod rehearse;
 mod release_stage;
 mod restore_stage;
+mod saved_then_told;
 mod schema_stage;
 mod sequences;
 mod shards_stage;

@@ -12,7 +12,8 @@
 //! whoever resumed the release), `read_only_opened`, `read_only_closed` and
 //! `read_only_exit_failed` (from the record's windows, inside the migrate phase), `shard`
 //! (each shard of a sharded migration), `step_started`, `weights_changed` (from the record's log of
-//! weight changes), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
+//! weight changes), the lock phase of a `glidepath rollback` of the finalized release (its
+//! `undo_lock`, before that rollback's phase), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
 //! records). [`finished`] is the `release_finished` a record's ending implies; the engine's
 //! `run::end` emits its own (a `glidepath rollback` process exits with its own code) and
 //! agrees with it for a release run.
@@ -140,6 +141,19 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
         }
         finish(phase, p, started, forward_end.as_ref(), &mut out);
     }
+    // A `glidepath rollback` of the finalized release: its own lock phase, then its rollback.
+    if let Some(l) = &r.undo_lock {
+        out.push(Event::PhaseStarted { phase: Phase::Lock });
+        out.push(Event::LockAcquired {
+            holder: l.holder.clone(),
+        });
+        out.push(Event::PhaseFinished {
+            phase: Phase::Lock,
+            status: PhaseStatus::Done,
+            detail: Some(format!("held by {}", l.holder)),
+            duration_ms: (l.done_at - l.intent_at).num_milliseconds().max(0) as u64,
+        });
+    }
     if let Some(started) = rolling_back {
         out.push(Event::PhaseStarted {
             phase: Phase::Rollback,
@@ -154,9 +168,14 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
     out
 }
 
-/// The `release_finished` the record's ending implies (None while it goes on). An
-/// interruption (Abort) ends a run, not the release: `resume` continues it.
+/// The `release_finished` the record's ending implies (None while it goes on, including a
+/// finalized release while a `glidepath rollback` of it is under way). An interruption
+/// (Abort) ends a run, not the release: `resume` continues it.
 pub fn finished(r: &Record) -> Option<Event> {
+    // Finalized, and now being rolled back by hand: it ends when that rollback does.
+    if r.undoing_finalize() {
+        return None;
+    }
     if let Some(outcome) = r.outcome {
         return Some(Event::ReleaseFinished {
             outcome,
@@ -393,7 +412,7 @@ fn weights(w: &WeightsSet) -> Event {
 mod tests {
     use super::*;
     use crate::engine::event::ColourName;
-    use crate::engine::ledger::{Interruption, LedgerWeights, Waited};
+    use crate::engine::ledger::{Interruption, LedgerWeights, UndoLock, Waited};
     use crate::gate::Signal;
     use chrono::TimeZone;
 
@@ -869,6 +888,75 @@ mod tests {
             all[1..4],
             ["lock alice@ops-1", "lock bob@ops-2", "finish lock Done"]
         );
+    }
+
+    /// `glidepath rollback` of the finalized release: its lock (saved with the rollback's
+    /// intent) and the rollback follow the release's events, and the record's ending waits
+    /// for the rollback's.
+    #[test]
+    fn a_finalized_release_rolled_back_by_hand() {
+        let plan = plan();
+        let mut s = Saves::new();
+        s.up_to_shift()
+            .step(0, 10)
+            .gate(0, 10, GateVerdict::Passed)
+            .done(Phase::Shift, "green has 100%")
+            .intent(Phase::Finalize)
+            .done(Phase::Finalize, "1.4.0 live on green")
+            .outcome(Outcome::Finalized, 0, "1.4.0 is live on green");
+        let finalized = s.last().clone();
+        s.save(|r, now| {
+            r.undo_lock = Some(UndoLock {
+                holder: "carol@ops-3".into(),
+                intent_at: now - chrono::Duration::milliseconds(300),
+                done_at: now,
+            });
+            r.rollback_reason = Some("carol@ops-3 rolled back the finalized release".into());
+            r.phases.rollback.intent_at = Some(now);
+        });
+        // Being rolled back: not ended yet, whatever the finalized outcome says.
+        assert_eq!(finished(s.last()), None);
+        s.save(|r, _| {
+            r.weights_log.push(WeightsSet {
+                blue: 100,
+                green: 0,
+                step: None,
+            })
+        })
+        .save(|r, now| {
+            let p = &mut r.phases.rollback;
+            p.done_at = Some(now);
+            p.status = Some(PhaseStatus::Done);
+        })
+        .outcome(Outcome::RolledBack, 3, "rolled back to 1.3.0");
+        told_every_way(&s);
+        assert_eq!(
+            kinds(&since(&plan, Some(&finalized), s.last())),
+            [
+                "start lock",
+                "lock carol@ops-3",
+                "finish lock Done",
+                "start rollback",
+                "weights 100/0",
+                "finish rollback Done",
+            ]
+        );
+        assert!(
+            since(&plan, Some(&finalized), s.last()).contains(&Event::PhaseFinished {
+                phase: Phase::Lock,
+                status: PhaseStatus::Done,
+                detail: Some("held by carol@ops-3".into()),
+                duration_ms: 300,
+            })
+        );
+        assert!(matches!(
+            finished(s.last()),
+            Some(Event::ReleaseFinished {
+                outcome: Outcome::RolledBack,
+                exit_code: 3,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -330,6 +330,20 @@ pub struct Record {
     /// `phases::shards`); empty for a migration of one task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRecord>,
+    /// The lock a `glidepath rollback` of this release, once finalized, took: saved with
+    /// the rollback's intent, so that run's lock phase is told from the record (by the run
+    /// and by `watch`) like every other durable event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_lock: Option<UndoLock>,
+}
+
+/// Who took the lock to roll back a finalized release, and when (the lock phase of that
+/// `glidepath rollback`: from asking for the lock to holding it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UndoLock {
+    pub holder: String,
+    pub intent_at: DateTime<Utc>,
+    pub done_at: DateTime<Utc>,
 }
 
 /// One shard of a sharded migration: intent (with its `startedBy`) before its `RunTask`,
@@ -427,6 +441,7 @@ impl Record {
             read_only: vec![],
             superseded_by: None,
             shards: Vec::new(),
+            undo_lock: None,
             live_image: None,
         }
     }

@@ -19,7 +19,9 @@
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
-use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
+use super::ledger::{
+    self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot, UndoLock,
+};
 use super::live_image;
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::oplog::{self, OpEntry, OpKind};
@@ -931,6 +933,7 @@ async fn run_locked(mut ctx: Ctx<'_>) -> Finished {
 
 async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(), Finished> {
     let t0 = Instant::now();
+    let asked = Utc::now();
     let store = ctx.ports.state.as_ref();
     let version = ctx.record.value.version.clone();
     // The lock phase fails before the record is written: no record to touch, so its
@@ -991,6 +994,17 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
             let after = super::durable::before_takeover(ctx.plan, &ctx.record.value);
             ctx.rec().resumed_after = Some(after);
             ctx.rec().resumed_by = Some(holder.into());
+        } else {
+            // Only `glidepath rollback` locks a finalized release: its lock phase and the
+            // rollback's intent are one save, so the record never names a lock taken for a
+            // rollback it does not show, and the lock phase is told from the record.
+            let r = ctx.rec();
+            r.undo_lock = Some(UndoLock {
+                holder: holder.into(),
+                intent_at: asked,
+                done_at: now,
+            });
+            r.phases.rollback.intent_at.get_or_insert(now);
         }
     } else {
         let lp = &mut ctx.rec().phases.lock;
@@ -1019,20 +1033,6 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
         return Err(end(c, ending).await);
     }
     ctx.report();
-    if taken_over && !resuming {
-        // A finalized release rolled back: its record's lock phase is history, this lock
-        // is this run's.
-        ctx.emit(Event::PhaseStarted { phase: Phase::Lock });
-        ctx.emit(Event::LockAcquired {
-            holder: holder.into(),
-        });
-        ctx.emit(Event::PhaseFinished {
-            phase: Phase::Lock,
-            status: PhaseStatus::Done,
-            detail: Some(format!("held by {holder}")),
-            duration_ms: ms(t0),
-        });
-    }
     // Whoever holds the lock first closes a release whose lock was broken.
     if let Err(stop) = supersede::close_superseded(ctx).await {
         let cause = match &stop {
@@ -1423,25 +1423,13 @@ async fn rollback_finalized(
     ctx.process = Process::Rollback;
     // The finalized release was reported when it ran: this run tells only what it adds.
     ctx.shown = Some(ctx.record.value.clone());
-    if let Err(f) = lock_phase(&mut ctx, holder, false).await {
-        return f;
-    }
-    // The intent goes first: a run killed after moving traffic is then finished by
-    // `resume` or `rollback` (see `continue_undo`) instead of being taken for finalized.
+    // The intent goes first, saved with the lock (`lock_phase`): a run killed after moving
+    // traffic is then finished by `resume` or `rollback` (see `continue_undo`) instead of
+    // being taken for finalized.
     ctx.rec().rollback_reason = Some(format!("{holder} rolled back the finalized release"));
     ctx.rec().rolled_back_by = Some(holder.to_string());
-    if let Err(stop) = ctx.intent(Phase::Rollback).await {
-        let ending = Ending {
-            outcome: Outcome::Failed,
-            cause: Cause::OperatorRollback,
-            message: format!(
-                "the rollback did not start: {}; nothing moved",
-                describe_stop(&stop)
-            ),
-            ledger: LedgerFate::Untouched,
-            lock: LockFate::Release,
-        };
-        return end_run(&mut ctx, ending).await;
+    if let Err(f) = lock_phase(&mut ctx, holder, false).await {
+        return f;
     }
     undo_finalized(&mut ctx).await
 }
@@ -1489,7 +1477,9 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
     let ending = match moved {
         Ok(detail) => {
             shift::record_weights(ctx, back, None);
-            ctx.report();
+            // Saved before told (a kill in between must not have said what the ledger never
+            // held); should this write fail, the ending's writes try again and tell it.
+            let _ = ctx.save().await;
             let r = ctx.rec();
             r.rolled_back_at = Some(Utc::now());
             r.phases.rollback.done_at = Some(Utc::now());

@@ -26,7 +26,8 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     }
     set_weights(ctx, weights_for(live, 100)).await?;
     record_weights(ctx, weights_for(live, 100), None);
-    ctx.report();
+    // Saved before told: a run killed here must not have said what the ledger never held.
+    ctx.save().await?;
     let capacity = scale_after(ctx, target).await?;
     Ok(Done::ok(format!(
         "traffic 100% {}; {capacity}",

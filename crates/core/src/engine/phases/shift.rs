@@ -344,13 +344,9 @@ async fn carry_out<J: Judge>(
             waited: None,
         });
     }
-    if failed {
-        // Said now, before what the failure leads to; a rollback's first save writes it,
-        // and a pause for the operator writes it before waiting.
-        ctx.report();
-    }
-    let asks = matches!(step.next, Next::AskOperator { .. });
-    if step.save || (failed && asks) {
+    // A failure is saved before it is told (by that save) and before what it leads to: a
+    // run killed in between must not have said what the ledger never held.
+    if step.save || failed {
         note_bake(ctx, state);
         ctx.save().await?;
     }
