@@ -6,8 +6,9 @@
 //! - Ctrl-C stops `glidepath rollback` between two of its writes, and the next `rollback`
 //!   finishes it;
 //! - every view names the colour that gets the traffic: each step line and `step_started`
-//!   event against the weights line and the listener read back, and the manual rollback's
-//!   header against where traffic goes.
+//!   event against the weights line and the listener read back (and the cockpit fed the
+//!   same JSON events: its weights bar and event log), and the manual rollback's header
+//!   against where traffic goes.
 
 use crate::daytwo_stage::{all_on, live_colour, quiet, request, resume_request, story, Day};
 use crate::operator_stage::{glidepath, kill, lines_of, text, wait_line};
@@ -334,6 +335,23 @@ struct Told {
     weight: u8,
     said: Weights,
     listener: Weights,
+    /// The cockpit fed the same events (JSON only), drawn right then.
+    cockpit: Option<String>,
+}
+
+/// The cockpit's screen after `events`, drawn on a test terminal.
+fn cockpit_screen(plan: &glidepath::plan::Plan, events: &[Envelope]) -> String {
+    use glidepath::view::tui::app::Cockpit;
+    let first = events.first().expect("events");
+    let mut c = Cockpit::new(&crate::view_support::context(plan, false), false, first.ts);
+    for e in events {
+        c.apply(e);
+    }
+    let mut t =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 48)).expect("test terminal");
+    t.draw(|f| glidepath::view::tui::draw::draw(&c, f))
+        .expect("draw");
+    t.backend().to_string()
 }
 
 fn percent_of(w: Weights, colour: &str) -> u8 {
@@ -362,6 +380,7 @@ async fn run_reading_back(
         .expect("start glidepath");
     let out = lines_of(child.stdout.take().unwrap());
     let (mut lines, mut told) = (vec![], vec![]);
+    let mut envelopes: Vec<Envelope> = vec![];
     let mut step: Option<(String, u8)> = None;
     loop {
         let mut got = vec![];
@@ -371,6 +390,7 @@ async fn run_reading_back(
         lines.push(line.clone());
         if json {
             let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON event");
+            envelopes.push(serde_json::from_str(&line).expect("an event envelope"));
             match v["type"].as_str() {
                 Some("step_started") => {
                     step = Some((
@@ -390,6 +410,7 @@ async fn run_reading_back(
                             weight,
                             said,
                             listener,
+                            cockpit: Some(cockpit_screen(&day.plan, &envelopes)),
                         });
                     }
                 }
@@ -424,6 +445,7 @@ async fn run_reading_back(
                     weight,
                     said,
                     listener,
+                    cockpit: None,
                 });
             }
         }
@@ -445,11 +467,12 @@ async fn asset_bucket(day: &Day) {
         .expect("CreateBucket");
 }
 
-/// The steps of a release to `target` as every view told them match the listener.
+/// The steps of a release to `target` as every view told them (lines, JSON, and the
+/// cockpit fed the JSON events) match the listener.
 fn steps_name_the_colour_with_the_traffic(target: ColourName, told: &[Told], lines: &[String]) {
     let context = lines.join("\n");
     assert_eq!(told.len(), 3, "three steps told: {told:?}\n{context}");
-    for (t, weight) in told.iter().zip([10, 50, 100]) {
+    for (i, (t, weight)) in told.iter().zip([10, 50, 100]).enumerate() {
         assert_eq!(t.colour, target.name(), "{t:?}\n{context}");
         assert_eq!(t.weight, weight, "{t:?}");
         assert_eq!(
@@ -461,6 +484,22 @@ fn steps_name_the_colour_with_the_traffic(target: ColourName, told: &[Told], lin
             t.weight,
             "the step's colour has the step's share on the listener: {t:?}\n{context}"
         );
+        if let Some(screen) = &t.cockpit {
+            // The traffic pane's bar: `blue  10% ███▒▒▒  90% green`.
+            let (blue, green) = (
+                format!("blue {:>4}% ", t.listener.blue),
+                format!(" {:>3}% green", t.listener.green),
+            );
+            assert!(
+                screen.contains(&blue) && screen.contains(&green),
+                "the cockpit shows {blue:?} … {green:?}:\n{screen}"
+            );
+            let step = format!("step {}/3: {} {}%", i + 1, t.colour, t.weight);
+            assert!(
+                screen.contains(&step),
+                "{step:?} in the cockpit's log:\n{screen}"
+            );
+        }
     }
 }
 

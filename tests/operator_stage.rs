@@ -282,7 +282,8 @@ async fn approved_from_another_process(after_one: bool) {
     .expect("start release");
     let out = lines_of(release.stdout.take().unwrap());
     let mut seen = vec![];
-    let waiting = wait_line(&out, &mut seen, Duration::from_secs(90), |l| {
+    // The 50 % step may watch for minutes on a loaded machine before the gate passes.
+    let waiting = wait_line(&out, &mut seen, Duration::from_secs(240), |l| {
         l.contains("WAITING for approval")
     });
     let Some(waiting) = waiting else {
