@@ -9,6 +9,7 @@ mod assets_localstack;
 mod assets_stage;
 mod aws_adapters;
 mod daytwo;
+mod daytwo_directions;
 mod daytwo_stage;
 mod drills;
 mod edge_errors;

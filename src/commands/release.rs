@@ -188,6 +188,35 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
 }
 
 pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
+    // Installed first, so that no Ctrl-C kills the rollback between two of its writes.
+    let (stop, crx) = unbounded_channel();
+    let ctrl_c = tokio::spawn(stop_on_ctrl_c(stop));
+    let done = rollback_until_stopped(g, a, crx).await;
+    ctrl_c.abort();
+    done
+}
+
+/// The first Ctrl-C asks the rollback to stop at its next step (traffic where it last
+/// stood, lock kept); a second one exits at once.
+async fn stop_on_ctrl_c(stop: UnboundedSender<Command>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!(
+        "glidepath: interrupted; the rollback stops after its current step (Ctrl-C again to exit now)"
+    );
+    let _ = stop.send(Command::Abort);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("glidepath: exiting now; `glidepath rollback` again finishes the rollback");
+        std::process::exit(crate::exit::UNEXPECTED);
+    }
+}
+
+async fn rollback_until_stopped(
+    g: &Global,
+    a: &RollbackArgs,
+    commands: UnboundedReceiver<Command>,
+) -> CmdResult {
     let plan = load_plan(&a.plan)?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     confirm_production(&plan, &a.confirm, terminal)?;
@@ -200,7 +229,7 @@ pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
         .map_err(|e| CliError::unexpected(format!("cannot read the release lock: {e}")))?;
     let (tx, rx) = unbounded_channel();
     let who = holder_name(&a.holder);
-    let engine = run::rollback(&plan, &ports, &who, tx);
+    let engine = run::rollback_with(&plan, &ports, &who, tx, commands);
     let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output.into()));
     commands::from_code(finished.exit_code)
 }

@@ -244,7 +244,22 @@ pub async fn rollback(
     holder: &str,
     events: UnboundedSender<Envelope>,
 ) -> Finished {
-    let f = Box::pin(rollback_run(plan, ports, holder, events)).await;
+    // Nobody can ask this one to stop: the channel is closed at once.
+    let (_, commands) = tokio::sync::mpsc::unbounded_channel();
+    rollback_with(plan, ports, holder, events, commands).await
+}
+
+/// [`rollback`] that stops cleanly on [`Command::Abort`] (Ctrl-C): between its port
+/// calls, traffic where it last stood, the rollback's intent in the record and the lock
+/// kept, so the next `rollback` or `resume` finishes it. Other commands are ignored.
+pub async fn rollback_with(
+    plan: &Plan,
+    ports: &Ports,
+    holder: &str,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
+    let f = Box::pin(rollback_run(plan, ports, holder, events, commands)).await;
     log_op(ports, OpKind::Rollback, holder, f).await
 }
 
@@ -276,9 +291,8 @@ async fn rollback_run(
     ports: &Ports,
     holder: &str,
     events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
 ) -> Finished {
-    // No operator commands during a manual rollback: the channel is closed at once.
-    let (_, commands) = tokio::sync::mpsc::unbounded_channel();
     let found = match in_progress(plan, ports, holder).await {
         Ok(f) => f,
         Err(e) => return end_early(ports, &events, "", Cause::Unexpected, e.to_string()).await,
@@ -1249,6 +1263,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
                 lock: LockFate::Release,
             }
         }
+        Err(Stop::Abort) => rollback_stopped(ctx, LedgerFate::Interruption).await,
         Err(stop) => {
             let detail = rollback_failed(&stop);
             Ending {
@@ -1262,6 +1277,27 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
                 lock: LockFate::Keep,
             }
         }
+    }
+}
+
+/// A manual rollback the operator stopped (Ctrl-C) between two steps: traffic stays
+/// where it stood (read back for the message), the lock is kept for the run that finishes it.
+async fn rollback_stopped(ctx: &Ctx<'_>, ledger: LedgerFate) -> Ending {
+    let weights = match ctx.ports.traffic.weights().await {
+        Ok(w) => format!("blue {}% / green {}%", w.blue, w.green),
+        Err(_) => "weights unknown".into(),
+    };
+    let plan_path = ctx.plan.source.display().to_string();
+    Ending {
+        outcome: Outcome::Interrupted,
+        cause: Cause::Interrupted,
+        message: format!(
+            "the rollback of release {} was stopped on request ({weights}); the lock is kept: \
+             `glidepath rollback {plan_path}` (or `glidepath resume {plan_path}`) finishes it",
+            ctx.release
+        ),
+        ledger,
+        lock: LockFate::Keep,
     }
 }
 
@@ -1409,6 +1445,43 @@ async fn rollback_finalized(
         }
         Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     }
+    // No task definition on record (the version glidepath found live before its first
+    // release): the old colour must still run that version, told by its image.
+    if recorded_td.is_none() {
+        // Unreadable: no worse than before this check; the service answered above.
+        let runs = live_image::read(plan, ports, standby.colour)
+            .await
+            .unwrap_or_default();
+        let redeployed = match (&standby.image, &runs.version, &runs.image) {
+            // Recorded as "unknown" (a foreign image): now another image, or one of ours.
+            (Some(was), _, Some(now)) => now != was,
+            (Some(_), Some(_), None) => true,
+            // A version of this plan's template, another one.
+            (None, Some(now), _) => *now != standby.version,
+            // Not from the template (which may have changed since): cannot tell.
+            _ => false,
+        };
+        if redeployed {
+            let now = runs.version.map_or_else(
+                || live_image::unknown_because(runs.image.as_deref().unwrap_or_default()),
+                |v| format!("version {v}"),
+            );
+            return refuse(
+                &id,
+                Cause::Usage,
+                format!(
+                    "the old colour ({}, {}) runs {now}, not version {} that was live before release {id}; \
+                     sending traffic there would not bring {} back. Release version {} again instead",
+                    standby.colour.name(),
+                    old.service,
+                    standby.version,
+                    standby.version,
+                    standby.version
+                ),
+            )
+            .await;
+        }
+    }
     started_as(
         &events,
         &id,
@@ -1464,7 +1537,9 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
     let (back_to, from) = (ctx.live(), ctx.target());
     let back = shift::weights_for(back_to, 100);
     let moved = async {
+        ctx.aborted()?;
         shift::set_weights(ctx, back).await?;
+        ctx.aborted()?;
         phases::rollback::scale_after(ctx, from).await
     }
     .await;
@@ -1502,6 +1577,9 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
                 lock: LockFate::Release,
             }
         }
+        // The record keeps the rollback's intent (so it stays `undoing_finalize`): no
+        // interruption is written into a finalized record.
+        Err(Stop::Abort) => rollback_stopped(ctx, LedgerFate::Untouched).await,
         Err(stop) => {
             let detail = rollback_failed(&stop);
             let plan_path = ctx.plan.source.display().to_string();

@@ -4,7 +4,8 @@
 //! that was live, read back → the target colour scaled as `[rollback].green` says (to zero,
 //! or kept warm) → done; the caller writes the outcome and releases the lock. Safe to
 //! repeat: each step compares before it changes anything, so a resumed rollback finishes
-//! what an interrupted one started.
+//! what an interrupted one started. A manual `glidepath rollback` asked to stop (Ctrl-C)
+//! stops between these steps (before the weights, or before the capacity), never inside one.
 
 use super::shift::{record_weights, set_weights, weights_for};
 use super::Done;
@@ -24,10 +25,12 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             ),
         });
     }
+    ctx.aborted()?;
     set_weights(ctx, weights_for(live, 100)).await?;
     record_weights(ctx, weights_for(live, 100), None);
     // Saved before told: a run killed here must not have said what the ledger never held.
     ctx.save().await?;
+    ctx.aborted()?;
     let capacity = scale_after(ctx, target).await?;
     Ok(Done::ok(format!(
         "traffic 100% {}; {capacity}",
