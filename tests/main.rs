@@ -14,6 +14,7 @@ mod drills;
 mod edge_errors;
 mod ending;
 mod engine;
+mod engine_companions;
 mod engine_contract;
 mod engine_live;
 mod engine_read_only;

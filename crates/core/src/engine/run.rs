@@ -1477,7 +1477,12 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
     let back = shift::weights_for(back_to, 100);
     let moved = async {
         shift::set_weights(ctx, back).await?;
-        phases::rollback::scale_after(ctx, from).await
+        let mut detail = phases::rollback::scale_after(ctx, from).await?;
+        // Traffic first, then the companions, in reverse order.
+        if let Some(c) = phases::companions::roll_back(ctx, Phase::Rollback).await? {
+            detail.push_str(&format!("; {c}"));
+        }
+        Ok::<_, Stop>(detail)
     }
     .await;
     let by = ctx
