@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use glidepath::engine::event::{CompanionState, Command, Envelope, Event, Outcome};
+use glidepath::engine::event::{Command, CompanionState, Envelope, Event, Outcome};
 use glidepath::engine::fake::{CrashMode, FakeWorld};
 use glidepath::engine::ledger::{self, Index};
 use glidepath::engine::lock;
@@ -28,7 +28,10 @@ fn plan(moves: CompanionsMove) -> Plan {
         image: p.deploy.image.clone(),
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
     };
-    p.companions = vec![c("worker", WORKER, &[]), c("scheduler", SCHEDULER, &["worker"])];
+    p.companions = vec![
+        c("worker", WORKER, &[]),
+        c("scheduler", SCHEDULER, &["worker"]),
+    ];
     p.companions_move = moves;
     p
 }
@@ -110,7 +113,10 @@ async fn companions_move_in_order_after_the_first_gate_and_finalize_on_the_new_v
     let scheduler = pos(&calls, &format!("fleet.roll_out {SCHEDULER} {web}"));
     // After the first step (10 %) passed its gate, before the second (50 %).
     assert!(pos(&calls, "traffic.set_weights 90/10") < worker);
-    assert!(worker < scheduler, "the worker moves before what depends on it");
+    assert!(
+        worker < scheduler,
+        "the worker moves before what depends on it"
+    );
     assert!(scheduler < pos(&calls, "traffic.set_weights 50/50"));
 
     assert_eq!(
@@ -145,7 +151,10 @@ async fn before_shift_moves_them_before_any_traffic_and_at_finalize_after_the_la
     let (f, _) = common::fake_release(&world, &plan_b).await;
     assert_eq!(f.exit_code, 0, "{}", f.message);
     let c = calls(&world);
-    let last = c.iter().rposition(|c| c.starts_with("fleet.roll_out")).unwrap();
+    let last = c
+        .iter()
+        .rposition(|c| c.starts_with("fleet.roll_out"))
+        .unwrap();
     assert!(last < pos(&c, "traffic.set_weights 90/10"));
     let web = td_of(&world, &plan_b.green.service);
     assert!(
@@ -179,7 +188,10 @@ async fn a_failed_companion_rollout_rolls_the_release_back_traffic_first_then_in
     assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
     assert_eq!(world.with(|w| w.weights), Weights::all_blue());
     let c = calls(&world);
-    let back = c.iter().rposition(|c| c == "traffic.set_weights 100/0").unwrap();
+    let back = c
+        .iter()
+        .rposition(|c| c == "traffic.set_weights 100/0")
+        .unwrap();
     let scheduler_back = pos(&c, &format!("fleet.roll_out {SCHEDULER} scheduler:1"));
     let worker_back = pos(&c, &format!("fleet.roll_out {WORKER} worker:1"));
     assert!(back < scheduler_back, "traffic goes back first");
@@ -205,7 +217,13 @@ async fn an_operator_rollback_and_a_rollback_of_the_finalized_release_take_the_c
     let world = FakeWorld::for_plan(&plan);
     let mut done = 0;
     let (f, _) = release_with_operator(&world, &plan, |e| {
-        if matches!(e, Event::Companion { state: CompanionState::Done, .. }) {
+        if matches!(
+            e,
+            Event::Companion {
+                state: CompanionState::Done,
+                ..
+            }
+        ) {
             done += 1;
         }
         (done == 2 && matches!(e, Event::StepStarted { index: 1, .. })).then_some(Command::Rollback)
@@ -286,13 +304,20 @@ async fn crash_at_every_port_call_with_companions_then_resume() {
                 } else {
                     f.outcome
                 };
-                let id = index(&world).releases.first().map(|e| e.id.clone()).unwrap();
+                let id = index(&world)
+                    .releases
+                    .first()
+                    .map(|e| e.id.clone())
+                    .unwrap();
                 let r = common::fake_record(&world, &id);
                 // Green runs the release's revision once deployed (scaling keeps it).
                 let release_td = td_of(&world, &plan.green.service);
                 match outcome {
                     Outcome::Finalized => {
-                        assert!(!fail, "{ctx}: finalized although the scheduler's rollout fails");
+                        assert!(
+                            !fail,
+                            "{ctx}: finalized although the scheduler's rollout fails"
+                        );
                         for s in [WORKER, SCHEDULER] {
                             assert_eq!(td_of(&world, s), release_td, "{ctx}: {s}");
                         }
@@ -313,15 +338,18 @@ async fn crash_at_every_port_call_with_companions_then_resume() {
                 }
                 world.with(|w| {
                     assert!(w.violations.is_empty(), "{ctx}: {:?}", w.violations);
-                    assert!(!w.objects.contains_key(lock::LOCK_KEY), "{ctx}: lock left behind");
+                    assert!(
+                        !w.objects.contains_key(lock::LOCK_KEY),
+                        "{ctx}: lock left behind"
+                    );
                     // Each companion was rolled out to the release's revision at most once
                     // (a resume compares first), and only after its intent.
                     for s in [WORKER, SCHEDULER] {
                         let forward = format!("fleet.roll_out {s} {release_td}");
                         // The call the run hung in "before" is logged but had no effect.
                         let hung = mode == CrashMode::Before && w.calls[n as usize - 1] == forward;
-                        let times = w.calls.iter().filter(|c| **c == forward).count()
-                            - usize::from(hung);
+                        let times =
+                            w.calls.iter().filter(|c| **c == forward).count() - usize::from(hung);
                         assert!(times <= 1, "{ctx}: {s} rolled out {times} times");
                     }
                 });

@@ -8,6 +8,7 @@ mod view_support;
 mod assets_localstack;
 mod assets_stage;
 mod aws_adapters;
+mod companions_stage;
 mod daytwo;
 mod daytwo_stage;
 mod drills;

@@ -331,9 +331,23 @@ fn companions_back(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
             continue;
         }
         let prev = || Some(c.previous.clone());
-        out.push(companion(plan, r, i, CompanionState::RollingBack, prev(), None));
+        out.push(companion(
+            plan,
+            r,
+            i,
+            CompanionState::RollingBack,
+            prev(),
+            None,
+        ));
         if c.rolled_back_at.is_some() {
-            out.push(companion(plan, r, i, CompanionState::RolledBack, prev(), None));
+            out.push(companion(
+                plan,
+                r,
+                i,
+                CompanionState::RolledBack,
+                prev(),
+                None,
+            ));
         }
     }
 }

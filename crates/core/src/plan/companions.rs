@@ -56,7 +56,10 @@ pub(super) fn resolve(
                         "write e.g. \"registry.example.com/shop-worker:{version}\", or remove `image` to use deploy.image",
                     );
                 } else if image.contains(char::is_whitespace) {
-                    c.error(i.span(), format!("companion `{name}`: `image` contains whitespace"));
+                    c.error(
+                        i.span(),
+                        format!("companion `{name}`: `image` contains whitespace"),
+                    );
                 }
                 image
             }
@@ -95,7 +98,10 @@ pub(super) fn resolve(
                 };
                 c.error_hint(
                     d.span(),
-                    format!("companion `{}` depends on `{dep}`, which is not a companion", me.name),
+                    format!(
+                        "companion `{}` depends on `{dep}`, which is not a companion",
+                        me.name
+                    ),
                     hint,
                 );
             }
@@ -130,9 +136,11 @@ fn order(list: &[Companion]) -> Result<Vec<Companion>, Vec<String>> {
     let mut placed: Vec<Companion> = Vec::new();
     let mut left: Vec<&Companion> = list.iter().collect();
     while !left.is_empty() {
-        let ready = left
-            .iter()
-            .position(|c| c.depends_on.iter().all(|d| placed.iter().any(|p| &p.name == d)));
+        let ready = left.iter().position(|c| {
+            c.depends_on
+                .iter()
+                .all(|d| placed.iter().any(|p| &p.name == d))
+        });
         match ready {
             Some(i) => placed.push(left.remove(i).clone()),
             None => return Err(cycle(&left)),
@@ -198,7 +206,12 @@ mod tests {
 
     #[test]
     fn a_cycle_is_named_closed() {
-        let list = [comp("free", &[]), comp("a", &["b"]), comp("b", &["c"]), comp("c", &["a"])];
+        let list = [
+            comp("free", &[]),
+            comp("a", &["b"]),
+            comp("b", &["c"]),
+            comp("c", &["a"]),
+        ];
         assert_eq!(order(&list).unwrap_err(), ["a", "b", "c", "a"]);
     }
 }
@@ -239,10 +252,16 @@ mod plan_tests {
              \n[[companions]]\nname = \"worker\"\ncontainer = \"w\"\n",
         )
         .unwrap_err();
-        assert!(e.contains("`deploy.companions_move` = `after_gate` is not a known value"), "{e}");
+        assert!(
+            e.contains("`deploy.companions_move` = `after_gate` is not a known value"),
+            "{e}"
+        );
         assert!(e.contains("did you mean `after_first_gate`?"), "{e}");
         assert!(e.contains("companion `worker` is defined twice"), "{e}");
-        assert!(e.contains("depends on `wroker`, which is not a companion"), "{e}");
+        assert!(
+            e.contains("depends on `wroker`, which is not a companion"),
+            "{e}"
+        );
         assert!(e.contains("did you mean `worker`?"), "{e}");
         assert!(e.contains("plan.toml:"), "{e}");
     }
@@ -256,11 +275,17 @@ mod plan_tests {
         )
         .unwrap_err();
         assert!(e.contains("form a cycle: a → b → a"), "{e}");
-        let e = with("", "\n[[companions]]\nname = \"a\"\ncontainer = \"w\"\ncomand = [\"x\"]\n")
-            .unwrap_err();
+        let e = with(
+            "",
+            "\n[[companions]]\nname = \"a\"\ncontainer = \"w\"\ncomand = [\"x\"]\n",
+        )
+        .unwrap_err();
         assert!(e.contains("comand"), "{e}");
-        let e = with("", "\n[[companions]]\nname = \"a\"\nservice = \"shop-blue\"\ncontainer = \"w\"\n")
-            .unwrap_err();
+        let e = with(
+            "",
+            "\n[[companions]]\nname = \"a\"\nservice = \"shop-blue\"\ncontainer = \"w\"\n",
+        )
+        .unwrap_err();
         assert!(e.contains("of the blue/green pair"), "{e}");
     }
 }

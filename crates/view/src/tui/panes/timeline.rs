@@ -206,10 +206,7 @@ fn companion_line(c: &CompanionRow, width: usize, theme: Theme) -> Line<'static>
     Line::from(vec![
         Span::styled(format!("{sym} "), style),
         Span::styled(format!("{name:<12}"), theme.strong()),
-        Span::styled(
-            truncate(&format!("{word} ({})", c.service), rest_w),
-            style,
-        ),
+        Span::styled(truncate(&format!("{word} ({})", c.service), rest_w), style),
     ])
 }
 
