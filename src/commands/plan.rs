@@ -265,7 +265,9 @@ pub fn describe(p: &Plan) -> String {
     if !p.companions.is_empty() {
         let when = match p.companions_move {
             crate::plan::CompanionsMove::BeforeShift => "before the first shift step",
-            crate::plan::CompanionsMove::AfterFirstGate => "once the first shift step's gate passed",
+            crate::plan::CompanionsMove::AfterFirstGate => {
+                "once the first shift step's gate passed"
+            }
             crate::plan::CompanionsMove::AtFinalize => "after the last shift step, before finalize",
         };
         let list: Vec<String> = p

@@ -302,4 +302,43 @@ mod tests {
             "{text}"
         );
     }
+
+    fn companion(index: usize, name: &str, state: CompanionState) -> Event {
+        Event::Companion {
+            index,
+            companions: 2,
+            name: name.into(),
+            service: format!("shop-{name}"),
+            state,
+            task_definition: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn each_companion_gets_a_row_with_its_latest_state_and_none_without_them() {
+        let mut s = TimelineState::default();
+        let plain = s.height();
+        s.apply(&env(companion(0, "worker", CompanionState::Started)));
+        s.apply(&env(companion(0, "worker", CompanionState::Done)));
+        s.apply(&env(companion(1, "scheduler", CompanionState::Started)));
+        s.apply(&env(companion(1, "scheduler", CompanionState::Failed)));
+        s.apply(&env(companion(1, "scheduler", CompanionState::RollingBack)));
+        assert_eq!(s.height(), plain + 2);
+        let theme = Theme { colour: false };
+        let text = |c: &CompanionRow| -> String {
+            let line = companion_line(c, 60, theme);
+            line.spans.iter().map(|s| s.content.as_ref()).collect()
+        };
+        let worker = text(&s.companions[0]);
+        assert!(
+            worker.contains("worker") && worker.contains("on the new version"),
+            "{worker}"
+        );
+        let scheduler = text(&s.companions[1]);
+        assert!(
+            scheduler.contains("going back (shop-scheduler)"),
+            "{scheduler}"
+        );
+    }
 }
