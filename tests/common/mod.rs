@@ -266,6 +266,8 @@ pub fn rehearsal_plan() -> Plan {
         rollback: RollbackConfig {
             green: glidepath::plan::GreenAfterRollback::ScaleToZero,
         },
+        companions: Vec::new(),
+        companions_move: glidepath::plan::CompanionsMove::AfterFirstGate,
     }
 }
 

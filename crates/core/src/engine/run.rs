@@ -1540,7 +1540,12 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
         ctx.aborted()?;
         shift::set_weights(ctx, back).await?;
         ctx.aborted()?;
-        phases::rollback::scale_after(ctx, from).await
+        let mut detail = phases::rollback::scale_after(ctx, from).await?;
+        // Traffic first, then the companions, in reverse order.
+        if let Some(c) = phases::companions::roll_back(ctx, Phase::Rollback).await? {
+            detail.push_str(&format!("; {c}"));
+        }
+        Ok::<_, Stop>(detail)
     }
     .await;
     let by = ctx
