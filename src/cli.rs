@@ -80,6 +80,9 @@ pub enum Cmd {
     /// Tune the health gates: replay recorded releases through a plan's gates.
     #[command(subcommand)]
     Gate(commands::gate::GateCmd),
+    /// Print the least-privilege IAM policy (JSON) for this plan's release, rollback, watch
+    /// and assets publish; the explanation goes to stderr.
+    IamPolicy(commands::iam_policy::IamPolicyArgs),
     /// The local rehearsal stage (an AWS emulator plus a stagehand).
     #[command(subcommand)]
     Stage(commands::stage::StageCmd),
@@ -137,5 +140,6 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Assets(c) => commands::assets::run(g, c).await,
         Cmd::Stage(c) => commands::stage::run(g, c).await,
         Cmd::Gate(c) => commands::gate::run(g, c).await,
+        Cmd::IamPolicy(a) => commands::iam_policy::run(g, a).await,
     }
 }

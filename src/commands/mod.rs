@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod contract;
 pub mod gate;
+pub mod iam_policy;
 pub mod plan;
 pub mod rehearse;
 pub mod release;
