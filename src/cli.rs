@@ -64,6 +64,9 @@ pub enum Cmd {
     /// Restore a release's snapshot (taken before its migration) to a new database and
     /// print its endpoint; the live database is never touched.
     Restore(commands::restore::RestoreArgs),
+    /// Dry run: what a release of --version would change in the account, and where the plan
+    /// does not match it (exit 2). Changes nothing.
+    Diff(commands::diff::DiffArgs),
     /// Show the current release and lock from the ledger.
     Status(commands::release::StatusArgs),
     /// List past releases from the ledger (`--operations`: every operation, in order).
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Contract(a) => commands::contract::run(g, a).await,
         Cmd::Restore(a) => commands::restore::run(g, a).await,
         Cmd::Status(a) => commands::release::status(g, a).await,
+        Cmd::Diff(a) => commands::diff::run(g, a).await,
         Cmd::History(a) => commands::release::history(g, a).await,
         Cmd::Watch(a) => commands::release::watch(g, a).await,
         Cmd::Approve(a) => commands::release::approve(g, a).await,

@@ -10,6 +10,7 @@ mod assets_stage;
 mod aws_adapters;
 mod daytwo;
 mod daytwo_stage;
+mod diff_stage;
 mod drills;
 mod edge_errors;
 mod ending;

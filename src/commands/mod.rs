@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod contract;
+pub mod diff;
 pub mod gate;
 pub mod iam_policy;
 pub mod plan;

@@ -15,6 +15,7 @@ pub mod database;
 pub mod errors;
 pub mod fleet;
 pub mod health;
+pub mod inspect;
 pub mod permissions;
 pub mod ports;
 pub mod resolve;
