@@ -83,6 +83,9 @@ pub enum Cmd {
     /// Tune the health gates: replay recorded releases through a plan's gates.
     #[command(subcommand)]
     Gate(commands::gate::GateCmd),
+    /// Write a commented plan for an existing ECS service behind an ALB; `--create-green`
+    /// creates its blue/green twin (service and target group).
+    Init(commands::init::InitArgs),
     /// Print the least-privilege IAM policy (JSON) for this plan's release, rollback, watch
     /// and assets publish; the explanation goes to stderr.
     IamPolicy(commands::iam_policy::IamPolicyArgs),
@@ -144,6 +147,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Assets(c) => commands::assets::run(g, c).await,
         Cmd::Stage(c) => commands::stage::run(g, c).await,
         Cmd::Gate(c) => commands::gate::run(g, c).await,
+        Cmd::Init(a) => commands::init::run(g, a).await,
         Cmd::IamPolicy(a) => commands::iam_policy::run(g, a).await,
     }
 }

@@ -24,6 +24,7 @@ mod gate_resume;
 mod gate_smoke;
 mod gate_stage;
 mod iam_policy_stage;
+mod init_stage;
 mod localstack;
 mod operator_stage;
 mod plan_files;

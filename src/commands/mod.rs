@@ -5,6 +5,7 @@ pub mod contract;
 pub mod diff;
 pub mod gate;
 pub mod iam_policy;
+pub mod init;
 pub mod plan;
 pub mod rehearse;
 pub mod release;

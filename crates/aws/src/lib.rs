@@ -9,6 +9,7 @@
 //! Every SDK error goes through one classifier (`errors.rs`: transient, not found,
 //! precondition, fatal), and every retry loop uses core's one policy (`engine::retry`).
 
+pub mod adopt;
 pub mod assets;
 pub mod client;
 pub mod database;
