@@ -151,3 +151,106 @@ async fn a_plan_pointing_at_another_target_group_exits_2_naming_it() {
     let writes: Vec<_> = calls.keys().filter(|op| !is_read(op)).collect();
     assert!(writes.is_empty(), "diff made mutating calls: {writes:?}");
 }
+
+/// The judging part on its own: a weight-0 third target group is still a difference, and a
+/// ledger that says green is live puts green on the live side.
+#[test]
+fn build_names_a_stray_target_group_and_follows_the_ledger_colours() {
+    use glidepath::aws::inspect::{Account, ResolvedView, ServiceView};
+    use glidepath::commands::diff::build;
+    use glidepath::engine::ledger::Slot;
+    use glidepath::engine::run::Status;
+    use glidepath::gate::ColourName;
+
+    let svc = |name: &str, tg: &str| ServiceView {
+        name: name.into(),
+        task_definition: format!("{name}:3"),
+        image: Some("registry.example.com/shop:1.3.0".into()),
+        desired: 2,
+        running: 2,
+        rollout: "COMPLETED".into(),
+        target_groups: vec![tg.into()],
+        subnets: vec!["subnet-1".into()],
+        security_groups: vec!["sg-1".into()],
+    };
+    let account = |forwards: Vec<(&str, u32)>| Account {
+        resolved: ResolvedView {
+            blue_target_group: "tg-blue".into(),
+            green_target_group: "tg-green".into(),
+            listener: "listener-1".into(),
+            rule: None,
+        },
+        blue: svc("shop-blue", "tg-blue"),
+        green: svc("shop-green", "tg-green"),
+        forwards: forwards
+            .into_iter()
+            .map(|(t, w)| (t.to_string(), w))
+            .collect(),
+        alarms: vec![],
+    };
+    let mut status = Status {
+        app: "shop".into(),
+        environment: "rehearsal".into(),
+        lock: None,
+        live: None,
+        standby: None,
+        current: None,
+        last: None,
+        contract: None,
+    };
+    let plan = common::rehearsal_plan();
+
+    let ok = build(
+        &plan,
+        "1.4.0",
+        account(vec![("tg-blue", 100), ("tg-green", 0)]),
+        &status,
+        None,
+    );
+    assert!(ok.differences.is_empty(), "{:?}", ok.differences);
+    assert_eq!(ok.live.colour, ColourName::Blue);
+    assert_eq!(ok.image, "registry.example.com/shop:1.4.0");
+
+    let stray = build(
+        &plan,
+        "1.4.0",
+        account(vec![("tg-blue", 100), ("tg-old", 0)]),
+        &status,
+        None,
+    );
+    assert_eq!(stray.differences.len(), 1, "{:?}", stray.differences);
+    assert!(
+        stray.differences[0].contains("tg-old (weight 0)"),
+        "{:?}",
+        stray.differences
+    );
+
+    status.live = Some(Slot {
+        version: "1.3.0".into(),
+        colour: ColourName::Green,
+        release: None,
+        unusable: None,
+        image: None,
+    });
+    let green_live = build(
+        &plan,
+        "1.4.0",
+        account(vec![("tg-green", 100)]),
+        &status,
+        None,
+    );
+    assert_eq!(green_live.live.service.name, "shop-green");
+    assert_eq!(green_live.standby.service.name, "shop-blue");
+    assert!(
+        green_live.differences.is_empty(),
+        "{:?}",
+        green_live.differences
+    );
+    let shift = &green_live
+        .phases
+        .iter()
+        .find(|p| p.phase == "shift")
+        .unwrap()
+        .change;
+    assert!(shift.contains("green/blue"), "{shift}");
+}
