@@ -2,7 +2,10 @@
 
 pub mod assets;
 pub mod contract;
+pub mod diff;
 pub mod gate;
+pub mod iam_policy;
+pub mod init;
 pub mod plan;
 pub mod rehearse;
 pub mod release;

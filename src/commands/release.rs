@@ -610,7 +610,7 @@ pub async fn approve(g: &Global, a: &ApproveArgs) -> CmdResult {
     }
 }
 
-fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
+pub(crate) fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
     g.endpoint_url.clone().or_else(|| plan.endpoint_url.clone())
 }
 
@@ -652,7 +652,7 @@ pub(crate) async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), Cl
     })
 }
 
-async fn sdk_config_for(g: &Global, plan: &Plan) -> SdkConfig {
+pub(crate) async fn sdk_config_for(g: &Global, plan: &Plan) -> SdkConfig {
     let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
     match endpoint(g, plan) {
         // An emulator on this machine takes dummy credentials; real AWS uses the chain.

@@ -18,7 +18,7 @@ mod s3;
 pub mod walk;
 
 pub use port::S3Assets;
-pub use publish::{PublishOptions, PublishReport, Publisher};
+pub use publish::{Preview, PublishOptions, PublishReport, Publisher};
 pub use s3::{Retry, VersionInfo};
 
 use serde::Serialize;
