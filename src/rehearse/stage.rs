@@ -830,6 +830,29 @@ mod tests {
     }
 
     #[test]
+    fn a_localstack_venv_without_the_plugin_is_refused_with_the_fix() {
+        let venv = tempfile::tempdir().unwrap();
+        assert!(!has_plugin(venv.path()));
+        let pkg = venv
+            .path()
+            .join("lib/python3.11/site-packages/glidepath_localstack");
+        std::fs::create_dir_all(&pkg).unwrap();
+        assert!(
+            !has_plugin(venv.path()),
+            "an empty package folder is not the plugin"
+        );
+        std::fs::write(pkg.join("__main__.py"), "").unwrap();
+        assert!(has_plugin(venv.path()));
+        let err = StageError::PluginMissing {
+            venv: venv.path().to_path_buf(),
+        };
+        assert!(
+            err.to_string().contains("run scripts/setup-localstack"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn port_comes_from_the_ready_url() {
         assert_eq!(port_of("http://127.0.0.1:45123"), Some(45123));
         assert_eq!(port_of("http://[::1]:4566/"), Some(4566));

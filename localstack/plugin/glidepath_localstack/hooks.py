@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import sys
 import threading
 import time
@@ -45,9 +46,14 @@ def start_stagehand():
     from scenario import load
     from stagehand import Stagehand
 
-    # The launcher checked the scenario already; this is the same load, so it cannot fail here.
-    scenario = load(os.environ["GLIDEPATH_SCENARIO"])
-    scenario.seed = int(os.environ["GLIDEPATH_SEED"])
+    # The launcher checked these already; in a container (docker-compose.yml) they come from
+    # its environment, and a bad scenario fails LocalStack's start with the stage's message.
+    scenario = load(os.environ.get("GLIDEPATH_SCENARIO") or "happy")
+    seed = os.environ.get("GLIDEPATH_SEED")
+    if seed:
+        scenario.seed = int(seed)
+    elif scenario.seed is None:
+        scenario.seed = random.SystemRandom().randrange(1, 2**31)
     tick = _env_float("GLIDEPATH_TICK") or 0.5
 
     from glidepath_localstack import fixes
