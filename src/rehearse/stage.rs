@@ -822,8 +822,8 @@ mod tests {
 
     #[test]
     fn engines_are_told_apart_by_their_command_line() {
-        let stage = "/venv/bin/python\0/src/localstack/stage/stage.py\0--port\04566";
-        let ls = "/venv/bin/python\0-m\0glidepath_localstack\0--port\04566";
+        let stage = "/venv/bin/python\0/src/localstack/stage/stage.py\0--port\x004566";
+        let ls = "/venv/bin/python\0-m\0glidepath_localstack\0--port\x004566";
         assert_eq!(engine_in_cmdline(stage), Some(Engine::Stage));
         assert_eq!(engine_in_cmdline(ls), Some(Engine::Localstack));
         assert_eq!(engine_in_cmdline("/usr/bin/python3\0-m\0http.server"), None);
