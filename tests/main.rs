@@ -29,6 +29,7 @@ mod gate_stage;
 mod iam_policy_stage;
 mod init_stage;
 mod localstack;
+mod localstack_stage;
 mod operator_stage;
 mod plan_files;
 mod read_only_stage;

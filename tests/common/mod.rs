@@ -65,6 +65,7 @@ pub async fn start_stage(scenario: &str) -> Stage {
         scenario: scenario.into(),
         port: 0,
         tick: Some(TEST_TICK),
+        ..StageOptions::default()
     })
     .await
 }
