@@ -83,6 +83,10 @@ pub enum Cmd {
     /// The local rehearsal stage (an AWS emulator plus a stagehand).
     #[command(subcommand)]
     Stage(commands::stage::StageCmd),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(commands::manual::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with `--dir`.
+    Man(commands::manual::ManArgs),
 }
 
 /// Parse arguments and run; returns the process exit code.
@@ -137,5 +141,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Assets(c) => commands::assets::run(g, c).await,
         Cmd::Stage(c) => commands::stage::run(g, c).await,
         Cmd::Gate(c) => commands::gate::run(g, c).await,
+        Cmd::Completions(a) => commands::manual::completions(a),
+        Cmd::Man(a) => commands::manual::man(a),
     }
 }

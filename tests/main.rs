@@ -23,6 +23,7 @@ mod gate_resume;
 mod gate_smoke;
 mod gate_stage;
 mod localstack;
+mod manual;
 mod operator_stage;
 mod plan_files;
 mod read_only_stage;

@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod contract;
 pub mod gate;
+pub mod manual;
 pub mod plan;
 pub mod rehearse;
 pub mod release;
