@@ -31,7 +31,12 @@ fn subcommands() -> Vec<Vec<String>> {
 fn the_clap_definition_has_the_commands_these_tests_rely_on() {
     let subs = subcommands();
     // Guards the derivation itself: an empty walk would make the tests below pass vacuously.
-    for expected in [&["release"][..], &["plan", "validate"], &["completions"], &["man"]] {
+    for expected in [
+        &["release"][..],
+        &["plan", "validate"],
+        &["completions"],
+        &["man"],
+    ] {
         assert!(
             subs.iter().any(|s| s == expected),
             "{expected:?} not in {subs:?}"
@@ -71,11 +76,18 @@ fn the_man_page_mentions_every_top_level_subcommand() {
     let out = glidepath(&["man"]);
     assert!(out.status.success(), "{out:?}");
     let page = String::from_utf8(out.stdout).unwrap();
-    assert!(page.starts_with(".ie") || page.contains(".TH glidepath"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH glidepath"),
+        "{page}"
+    );
     for path in subcommands().iter().filter(|p| p.len() == 1) {
         // roff escapes '-' as '\-'.
         let name = path[0].replace('-', "\\-");
-        assert!(page.contains(&name), "the man page does not mention `{}`", path[0]);
+        assert!(
+            page.contains(&name),
+            "the man page does not mention `{}`",
+            path[0]
+        );
     }
 }
 
@@ -87,8 +99,8 @@ fn man_dir_writes_one_page_per_command() {
     assert!(dir.path().join("glidepath.1").is_file());
     for path in subcommands() {
         let page = dir.path().join(format!("glidepath-{}.1", path.join("-")));
-        let text = std::fs::read_to_string(&page)
-            .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
         assert!(text.contains(".TH"), "{}: {text}", page.display());
     }
 

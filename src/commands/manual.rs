@@ -44,7 +44,7 @@ pub fn completions(a: &CompletionsArgs) -> CmdResult {
 
 pub fn man(a: &ManArgs) -> CmdResult {
     match &a.dir {
-        None => emit(&man_page().map_err(|e| CliError::unexpected(e))?),
+        None => emit(&man_page().map_err(CliError::unexpected)?),
         Some(dir) => {
             if !dir.is_dir() {
                 return Err(CliError::usage(format!(

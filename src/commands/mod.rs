@@ -9,6 +9,7 @@ pub mod rehearse;
 pub mod release;
 pub mod restore;
 pub mod stage;
+pub mod window;
 
 /// What a command returns: `Ok` when it did what it was asked, else a [`CliError`] that
 /// `cli::main` prints (once) and turns into the exit code.
