@@ -92,6 +92,10 @@ pub enum Cmd {
     /// The local rehearsal stage (an AWS emulator plus a stagehand).
     #[command(subcommand)]
     Stage(commands::stage::StageCmd),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(commands::manual::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with `--dir`.
+    Man(commands::manual::ManArgs),
 }
 
 /// Parse arguments and run; returns the process exit code.
@@ -149,5 +153,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Gate(c) => commands::gate::run(g, c).await,
         Cmd::Init(a) => commands::init::run(g, a).await,
         Cmd::IamPolicy(a) => commands::iam_policy::run(g, a).await,
+        Cmd::Completions(a) => commands::manual::completions(a),
+        Cmd::Man(a) => commands::manual::man(a),
     }
 }

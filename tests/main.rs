@@ -30,6 +30,7 @@ mod iam_policy_stage;
 mod init_stage;
 mod localstack;
 mod localstack_stage;
+mod manual;
 mod operator_stage;
 mod plan_files;
 mod read_only_stage;

@@ -373,10 +373,14 @@ async fn history_operations_lists_release_rollback_approve_and_unlock_in_order()
             "--auto-approve",
             "--holder",
             "alice@ops-1",
+            "--quiet",
         ],
     )
     .await;
     assert_eq!(a.0, Some(0), "release A:\n{}\n{}", a.1, a.2);
+    // --quiet: a release with no warning prints its final line only.
+    assert_eq!(a.1.lines().count(), 1, "release A --quiet:\n{}", a.1);
+    assert!(a.1.contains("FINALIZED"), "release A --quiet:\n{}", a.1);
     let rb = run_to_end(&endpoint, &["rollback", plan, "--holder", "dave@ops-4"]).await;
     assert_eq!(rb.0, Some(0), "rollback:\n{}\n{}", rb.1, rb.2);
 
@@ -482,5 +486,61 @@ async fn history_operations_lists_release_rollback_approve_and_unlock_in_order()
             "{line:?} should name {kind}, {by}, {outcome}\n{}",
             txt.1
         );
+    }
+
+    // --since / --limit pick the newest entries, in the listed order.
+    let kinds = |args: &[&str]| {
+        let mut all = vec!["history", plan, "--output", "json"];
+        all.extend_from_slice(args);
+        let endpoint = endpoint.clone();
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let (code, out, err) = run_to_end(&endpoint, &all).await;
+            assert_eq!(code, Some(0), "{all:?}: {err}");
+            let v: Vec<serde_json::Value> = serde_json::from_str(&out).expect("a JSON array");
+            v.iter()
+                .map(|o| {
+                    o["kind"]
+                        .as_str()
+                        .or(o["version"].as_str())
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        kinds(&["--operations", "--limit", "2"]).await,
+        ["approve", "unlock"]
+    );
+    let since_approve = at[2].to_rfc3339();
+    assert_eq!(
+        kinds(&["--operations", "--since", &since_approve]).await,
+        ["approve", "unlock"]
+    );
+    assert_eq!(kinds(&["--operations", "--since", "1h"]).await.len(), 4);
+    assert_eq!(kinds(&["--limit", "1"]).await, ["1.5.0"]);
+    assert_eq!(kinds(&["--since", "1h"]).await, ["1.5.0", "1.4.0"]);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert!(kinds(&["--since", &future]).await.is_empty());
+}
+
+/// Bad `--since` / `--limit` values are usage errors that name the flag and the expected
+/// form, before any AWS call (nothing answers at the endpoint).
+#[tokio::test]
+async fn history_window_flags_refuse_bad_values_naming_the_flag() {
+    let endpoint = "http://127.0.0.1:9";
+    for (args, flag, form) in [
+        (&["--since", "yesterday"][..], "--since", "RFC 3339"),
+        (&["--since", "7"][..], "--since", "7d"),
+        (&["--limit", "0"][..], "--limit", "at least 1"),
+        (&["--limit", "many"][..], "--limit", "at least 1"),
+    ] {
+        let mut all = vec!["history", "examples/rehearsal.toml"];
+        all.extend_from_slice(args);
+        let (code, out, err) = run_to_end(endpoint, &all).await;
+        assert_eq!(code, Some(2), "{all:?}: {out}{err}");
+        assert!(err.contains(flag) && err.contains(form), "{all:?}: {err}");
     }
 }

@@ -172,6 +172,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
     let drive = Drive {
         version: a.version.clone(),
         non_interactive: a.non_interactive,
+        quiet: false,
         output: a.output,
         auto_approve: a.auto_approve,
         confirm: None,
