@@ -24,6 +24,7 @@ mod gate_smoke;
 mod gate_stage;
 mod localstack;
 mod manual;
+mod notify_stage;
 mod operator_stage;
 mod plan_files;
 mod read_only_stage;

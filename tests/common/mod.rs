@@ -266,6 +266,7 @@ pub fn rehearsal_plan() -> Plan {
         rollback: RollbackConfig {
             green: glidepath::plan::GreenAfterRollback::ScaleToZero,
         },
+        notify: None,
     }
 }
 

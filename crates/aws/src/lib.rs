@@ -18,6 +18,7 @@ pub mod health;
 pub mod ports;
 pub mod resolve;
 pub mod seed;
+pub mod sns;
 pub mod state;
 pub mod tasks;
 pub mod traffic;

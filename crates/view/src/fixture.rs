@@ -263,5 +263,6 @@ pub fn sample_plan(production: bool) -> Plan {
         rollback: RollbackConfig {
             green: GreenAfterRollback::Keep,
         },
+        notify: None,
     }
 }

@@ -32,6 +32,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "gates",
     "smoke",
     "rollback",
+    "notify",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +58,7 @@ pub struct RawPlan {
     pub gates: Option<S<RawGates>>,
     pub smoke: Option<S<RawSmoke>>,
     pub rollback: Option<S<RawRollback>>,
+    pub notify: Option<S<RawNotify>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +212,18 @@ pub struct RawSmoke {
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
     pub green: Option<S<String>>,
+}
+
+/// `[notify]`: where release notifications go. The webhook's URL is a secret, so the plan
+/// names the environment variable that holds it, never the URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub sns_topic_arn: Option<S<String>>,
+    pub webhook_env: Option<S<String>>,
+    pub events: Option<S<Vec<S<String>>>>,
+    pub timeout: Option<S<DurationText>>,
+    pub attempts: Option<S<i64>>,
 }
 
 /// A duration as written: normally text (`"90s"`), but a bare number is kept too so the
