@@ -15,10 +15,12 @@
 
 pub use glidepath_aws as aws;
 pub use glidepath_aws::assets;
+pub use glidepath_core::notify as notify_core;
 pub use glidepath_core::{drill, engine, exit, gate, plan};
 pub use glidepath_view as view;
 
 pub mod cli;
 pub mod commands;
 pub mod logging;
+pub mod notify;
 pub mod rehearse;

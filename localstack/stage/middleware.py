@@ -188,6 +188,17 @@ class StageApp:
                 return _json(start_response, "400 Bad Request", {"ok": False, "error": "body must be {\"seconds\": N} with N >= 0"})
             self.outage_until = time.monotonic() + seconds
             return _json(start_response, "200 OK", {"ok": True, "seconds": seconds})
+        if (method, route) == ("GET", "/_stage/sns"):
+            # What was published to each SNS topic (moto keeps it), for notification tests.
+            from moto.sns.models import sns_backends
+            from world import live_backends
+
+            topics = {}
+            with self.lock:
+                for backend in live_backends(sns_backends):
+                    for arn, topic in backend.topics.items():
+                        topics[arn] = [{"message": n[1], "subject": n[2]} for n in topic.sent_notifications]
+            return _json(start_response, "200 OK", {"topics": topics})
         if (method, route) == ("POST", "/_stage/reset-counters"):
             with self.counts_lock:
                 self.counts.clear()
@@ -196,5 +207,5 @@ class StageApp:
             "ok": False,
             "error": f"no such control route: {method} {route}",
             "routes": ["GET /_stage/health", "GET /_stage/state", "POST /_stage/fault", "DELETE /_stage/fault",
-                       "POST /_stage/outage", "POST /_stage/reset-counters"],
+                       "POST /_stage/outage", "POST /_stage/reset-counters", "GET /_stage/sns"],
         })

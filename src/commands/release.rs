@@ -183,6 +183,7 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
     }
     let view = View::pick(a.non_interactive, a.output, a.quiet);
     confirm_production(&plan, &a.confirm, view == View::Cockpit)?;
+    let notifier = crate::notify::Notifier::for_plan(&plan, &sdk_config_for(g, &plan).await)?;
     let (ports, plan) = connect(g, &plan).await?;
     let say = |m: String| eprintln!("glidepath: {m}");
     crate::engine::lock::await_takeover(ports.state.as_ref(), a.force, &say)
@@ -195,6 +196,7 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
     };
     let (tx, rx) = unbounded_channel();
     let (ctx, crx) = unbounded_channel();
+    let rx = notified(notifier, rx);
     let engine = run::resume(&plan, &ports, req.clone(), tx, crx);
     let cockpit = CockpitContext {
         plan: plan.clone(),
@@ -242,6 +244,7 @@ async fn rollback_until_stopped(
     let plan = load_plan(&a.plan)?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     confirm_production(&plan, &a.confirm, terminal)?;
+    let notifier = crate::notify::Notifier::for_plan(&plan, &sdk_config_for(g, &plan).await)?;
     let (ports, plan) = connect(g, &plan).await?;
     // An emergency: a manual rollback takes the lock over from a holder that may still
     // run (it stops at its next renewal), saying so.
@@ -251,6 +254,7 @@ async fn rollback_until_stopped(
         .map_err(|e| CliError::unexpected(format!("cannot read the release lock: {e}")))?;
     let (tx, rx) = unbounded_channel();
     let who = holder_name(&a.holder);
+    let rx = notified(notifier, rx);
     let engine = run::rollback_with(&plan, &ports, &who, tx, commands);
     let (finished, ()) = tokio::join!(
         engine,
@@ -402,6 +406,7 @@ pub struct Drive {
 pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult {
     let view = View::pick(d.non_interactive, d.output, d.quiet);
     confirm_production(plan, &d.confirm, view == View::Cockpit)?;
+    let notifier = crate::notify::Notifier::for_plan(plan, &sdk_config_for(g, plan).await)?;
     let (ports, plan) = connect(g, plan).await?;
     let req = ReleaseRequest {
         version: d.version.clone(),
@@ -424,9 +429,21 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult 
         Some(tap) => tee(rx, tap),
         None => rx,
     };
+    let rx = notified(notifier, rx);
     let engine = run::release(&plan, &ports, req, tx, crx);
     let (finished, failed) = with_view(view, cockpit, rx, ctx, engine).await;
     ended(finished.exit_code, &finished.message, failed)
+}
+
+/// The view's events through the plan's notifier, when it has `[notify]`.
+fn notified(
+    notifier: Option<crate::notify::Notifier>,
+    rx: UnboundedReceiver<Envelope>,
+) -> UnboundedReceiver<Envelope> {
+    match notifier {
+        Some(n) => n.attach(rx),
+        None => rx,
+    }
 }
 
 /// Copy every event to `tap` on its way to the view.

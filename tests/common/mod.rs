@@ -269,6 +269,7 @@ pub fn rehearsal_plan() -> Plan {
         },
         companions: Vec::new(),
         companions_move: glidepath::plan::CompanionsMove::AfterFirstGate,
+        notify: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod ports;
 pub mod resolve;
 pub mod seed;
+pub mod sns;
 pub mod state;
 pub mod tasks;
 pub mod traffic;

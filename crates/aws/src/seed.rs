@@ -125,6 +125,20 @@ pub async fn seed(config: &SdkConfig, plan: &Plan) -> Result<SeedReport, SeedErr
     s.database().await?;
     s.buckets().await?;
     s.alarms().await?;
+    if let Some(arn) = plan
+        .notify
+        .as_ref()
+        .and_then(|n| n.sns_topic_arn.as_deref())
+    {
+        // CreateTopic is idempotent: an existing topic is returned as it is.
+        crate::sns::create_topic(config, arn)
+            .await
+            .map_err(|message| SeedError::Aws {
+                resource: format!("SNS topic {arn}"),
+                operation: "CreateTopic",
+                message,
+            })?;
+    }
     Ok(s.report)
 }
 

@@ -26,4 +26,5 @@ pub mod drill;
 pub mod engine;
 pub mod exit;
 pub mod gate;
+pub mod notify;
 pub mod plan;

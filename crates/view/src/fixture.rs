@@ -265,5 +265,6 @@ pub fn sample_plan(production: bool) -> Plan {
         },
         companions: Vec::new(),
         companions_move: crate::plan::CompanionsMove::AfterFirstGate,
+        notify: None,
     }
 }

@@ -57,6 +57,8 @@ pub struct Plan {
     pub companions: Vec<Companion>,
     /// When the companions move (`deploy.companions_move`).
     pub companions_move: CompanionsMove,
+    /// `[notify]`: notifications sent in the background (`crate::notify`).
+    pub notify: Option<NotifyConfig>,
 }
 
 /// A service that runs beside the web pair (a worker, a scheduler): not behind the load
@@ -192,6 +194,56 @@ pub struct ContractConfig {
     pub task: MigrationConfig,
     #[serde(with = "secs")]
     pub after: Duration,
+}
+
+/// What a notification is about (`notify.events`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    ReleaseStarted,
+    WaitingForApproval,
+    GateFailed,
+    RolledBack,
+    Finalized,
+    Failed,
+}
+
+impl NotifyEvent {
+    /// Every kind, in the order a release meets them; also the default of `notify.events`.
+    pub const ALL: [NotifyEvent; 6] = [
+        NotifyEvent::ReleaseStarted,
+        NotifyEvent::WaitingForApproval,
+        NotifyEvent::GateFailed,
+        NotifyEvent::RolledBack,
+        NotifyEvent::Finalized,
+        NotifyEvent::Failed,
+    ];
+
+    /// As written in the plan and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEvent::ReleaseStarted => "release_started",
+            NotifyEvent::WaitingForApproval => "waiting_for_approval",
+            NotifyEvent::GateFailed => "gate_failed",
+            NotifyEvent::RolledBack => "rolled_back",
+            NotifyEvent::Finalized => "finalized",
+            NotifyEvent::Failed => "failed",
+        }
+    }
+}
+
+/// `[notify]`: an SNS topic and/or a Slack-compatible webhook, told about `events`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NotifyConfig {
+    pub sns_topic_arn: Option<String>,
+    /// The *name* of the environment variable that holds the webhook URL.
+    pub webhook_env: Option<String>,
+    pub events: Vec<NotifyEvent>,
+    /// How long one delivery attempt may take.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    /// Tries per notification and destination (1: no retry).
+    pub attempts: u32,
 }
 
 /// `[read_only]`: `enter` runs right before the migration task starts, `exit` once the

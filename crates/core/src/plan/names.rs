@@ -117,6 +117,38 @@ const LISTENER_EXAMPLE: &str =
 const RULE_EXAMPLE: &str =
     "arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB-NAME/LB-ID/LISTENER-ID/RULE-ID";
 
+/// An SNS topic ARN (`arn:aws:sns:REGION:ACCOUNT:NAME`); returns its region.
+pub fn sns_topic_arn(text: &str) -> Result<String, Problem> {
+    const EXAMPLE: &str = "arn:aws:sns:REGION:ACCOUNT:TOPIC-NAME";
+    let arn = parse_arn(text).map_err(|p| {
+        let hint = format!("an SNS topic ARN looks like {EXAMPLE}");
+        Problem {
+            hint: Some(hint),
+            ..p
+        }
+    })?;
+    if arn.service != "sns" {
+        return Err(
+            Problem::new(format!("`{text}` is {}, not an SNS topic", kind(&arn)))
+                .hint(format!("an SNS topic ARN looks like {EXAMPLE}")),
+        );
+    }
+    let name = arn.resource.strip_suffix(".fifo").unwrap_or(arn.resource);
+    if name.is_empty()
+        || arn.resource.len() > 256
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Problem::new(format!(
+            "SNS topic ARN `{text}` has an invalid topic name `{}`",
+            arn.resource
+        ))
+        .hint("topic names are 1 to 256 letters, digits, `-` and `_` (FIFO topics end in .fifo)"));
+    }
+    Ok(arn.region.to_string())
+}
+
 /// A target group ARN; returns its region.
 pub fn target_group_arn(text: &str) -> Result<&str, Problem> {
     let (arn, rest) = elb_resource(text, "targetgroup", "a target group", TG_EXAMPLE)?;

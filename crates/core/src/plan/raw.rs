@@ -33,6 +33,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "smoke",
     "rollback",
     "companions",
+    "notify",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +61,7 @@ pub struct RawPlan {
     pub rollback: Option<S<RawRollback>>,
     /// `[[companions]]`: services beside the blue/green pair that take the release's image.
     pub companions: Option<S<Vec<S<RawCompanion>>>>,
+    pub notify: Option<S<RawNotify>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +228,18 @@ pub struct RawSmoke {
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
     pub green: Option<S<String>>,
+}
+
+/// `[notify]`: where release notifications go. The webhook's URL is a secret, so the plan
+/// names the environment variable that holds it, never the URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub sns_topic_arn: Option<S<String>>,
+    pub webhook_env: Option<S<String>>,
+    pub events: Option<S<Vec<S<String>>>>,
+    pub timeout: Option<S<DurationText>>,
+    pub attempts: Option<S<i64>>,
 }
 
 /// A duration as written: normally text (`"90s"`), but a bare number is kept too so the

@@ -21,6 +21,8 @@ pub mod defaults {
     pub const CONTRACT_AFTER: Duration = Duration::from_secs(24 * 3600);
     pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const READ_ONLY_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const NOTIFY_ATTEMPTS: u32 = 3;
     pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
     pub const MAX_BLIND: Duration = Duration::from_secs(60);
     pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -416,6 +418,7 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         ],
         CompanionsMove::AfterFirstGate,
     );
+    let notify = raw.notify.as_ref().map(|n| notify(&mut c, n, &region));
 
     if !c.diags.is_empty() {
         return Err(c.diags);
@@ -445,7 +448,96 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         rollback,
         companions,
         companions_move,
+        notify,
     })
+}
+
+/// `[notify]`: at least one destination, an SNS topic ARN in the plan's region, an
+/// environment variable *name* for the webhook (whether it is set is checked when a
+/// release starts, not here: `plan validate` runs where the secret may not be).
+fn notify(c: &mut Checker, n: &S<super::raw::RawNotify>, region: &str) -> NotifyConfig {
+    let span = n.span();
+    let n = n.get_ref();
+    if n.sns_topic_arn.is_none() && n.webhook_env.is_none() {
+        c.error_hint(
+            span,
+            "`[notify]` has nowhere to send: set `sns_topic_arn`, `webhook_env`, or both",
+            "e.g. webhook_env = \"SLACK_WEBHOOK_URL\" (the name of an environment variable holding the URL)",
+        );
+    }
+    let sns_topic_arn = n.sns_topic_arn.as_ref().map(|a| {
+        match names::sns_topic_arn(a.get_ref()) {
+            Ok(arn_region) => c.same_region(a.span(), "notify.sns_topic_arn", &arn_region, region),
+            Err(p) => c.problem(a.span(), p),
+        }
+        a.get_ref().clone()
+    });
+    let webhook_env = n.webhook_env.as_ref().map(|v| {
+        let name = v.get_ref();
+        if name.contains("://") {
+            // Never echo the value, nor its line (as a diagnostic with a place would): it is
+            // a secret.
+            c.diags.push(
+                Diag::nowhere(
+                    "`notify.webhook_env` holds a URL; it must be the name of an environment variable that holds the URL",
+                )
+                .hint("remove the URL from the plan, export it as e.g. SLACK_WEBHOOK_URL, and write webhook_env = \"SLACK_WEBHOOK_URL\""),
+            );
+        } else if name.is_empty()
+            || name.starts_with(|ch: char| ch.is_ascii_digit())
+            || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            c.error_hint(
+                v.span(),
+                format!("`notify.webhook_env` = {name:?} is not an environment variable name"),
+                "use letters, digits and `_`, not starting with a digit, e.g. \"SLACK_WEBHOOK_URL\"",
+            );
+        }
+        name.clone()
+    });
+    let events = match &n.events {
+        None => NotifyEvent::ALL.to_vec(),
+        Some(list) => {
+            let mut events = Vec::new();
+            for e in list.get_ref() {
+                let options: Vec<(&'static str, Option<NotifyEvent>)> = NotifyEvent::ALL
+                    .iter()
+                    .map(|k| (k.name(), Some(*k)))
+                    .collect();
+                if let Some(k) = c.choice(Some(e), "notify.events", &options, None) {
+                    if !events.contains(&k) {
+                        events.push(k);
+                    }
+                }
+            }
+            events
+        }
+    };
+    let attempts = match &n.attempts {
+        None => defaults::NOTIFY_ATTEMPTS,
+        Some(a) => match u32::try_from(*a.get_ref()) {
+            Ok(v @ 1..=10) => v,
+            _ => {
+                c.error_hint(
+                    a.span(),
+                    format!("`notify.attempts` = {} is out of range", a.get_ref()),
+                    "use 1 to 10 (1: no retry)",
+                );
+                defaults::NOTIFY_ATTEMPTS
+            }
+        },
+    };
+    NotifyConfig {
+        sns_topic_arn,
+        webhook_env,
+        events,
+        timeout: c.positive(
+            n.timeout.as_ref(),
+            "notify.timeout",
+            defaults::NOTIFY_TIMEOUT,
+        ),
+        attempts,
+    }
 }
 
 /// `[read_only]`: both commands, a positive `max`, and a migration for the window to wrap.
