@@ -7,18 +7,17 @@
 //! appears in no message, log or error ("the webhook in $NAME").
 
 use crate::aws::sns::SnsTopic;
+use crate::aws::webhook::Webhook;
 use crate::aws::SdkConfig;
 use crate::commands::CliError;
 use crate::engine::event::{Envelope, Event};
 use crate::notify_core::{webhook_body, Notice, Notices};
 use crate::plan::{NotifyConfig, Plan};
-use http_body_util::Full;
-use hyper::body::Bytes;
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-/// Before any change: the webhook's variable must hold an http(s) URL. Returns it.
-pub fn webhook_url(cfg: &NotifyConfig) -> Result<Option<hyper::Uri>, CliError> {
+/// Before any change: the webhook's variable must hold an http(s) URL. Returns its client.
+pub fn webhook(cfg: &NotifyConfig) -> Result<Option<Hook>, CliError> {
     let Some(name) = &cfg.webhook_env else {
         return Ok(None);
     };
@@ -28,22 +27,29 @@ pub fn webhook_url(cfg: &NotifyConfig) -> Result<Option<hyper::Uri>, CliError> {
             "notify.webhook_env names ${name}, which is not set; export the webhook URL in ${name}, or remove webhook_env from [notify]; nothing was changed"
         )));
     }
-    match value.trim().parse::<hyper::Uri>() {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
-            Ok(Some(uri))
-        }
-        // Never echo the value: it is the secret.
-        _ => Err(CliError::usage(format!(
-            "the webhook in ${name} is not an http(s) URL; set ${name} to the webhook's https:// URL; nothing was changed"
+    // Never echo the value: it is the secret.
+    match Webhook::new(&value) {
+        Ok(client) => Ok(Some(Hook {
+            env: name.clone(),
+            client,
+        })),
+        Err(e) => Err(CliError::usage(format!(
+            "the webhook in ${name} {e}; set ${name} to the webhook's https:// URL; nothing was changed"
         ))),
     }
+}
+
+/// The webhook and the name of the variable it came from, the only way messages refer to it.
+pub struct Hook {
+    env: String,
+    client: Webhook,
 }
 
 /// Where notices go, and how hard to try.
 pub struct Notifier {
     notices: Notices,
     sns: Option<SnsTopic>,
-    webhook: Option<Webhook>,
+    webhook: Option<Hook>,
     timeout: Duration,
     attempts: u32,
 }
@@ -55,10 +61,7 @@ impl Notifier {
         let Some(cfg) = &plan.notify else {
             return Ok(None);
         };
-        let webhook = match (webhook_url(cfg)?, &cfg.webhook_env) {
-            (Some(url), Some(env)) => Some(Webhook::new(env, url)?),
-            _ => None,
-        };
+        let webhook = webhook(cfg)?;
         Ok(Some(Notifier {
             notices: Notices::new(plan, cfg),
             sns: cfg
@@ -122,7 +125,7 @@ impl Notifier {
     async fn to_webhook(&self, n: &Notice) -> Option<String> {
         let hook = self.webhook.as_ref()?;
         let body = webhook_body(n);
-        let result = self.retry(|| hook.post(body.clone())).await.err()?;
+        let result = self.retry(|| hook.client.post(body.clone())).await.err()?;
         Some(format!(
             "notification `{}` not delivered to the webhook in ${} after {} attempt(s): {result}",
             n.kind.name(),
@@ -149,69 +152,5 @@ impl Notifier {
             }
         }
         Err(last)
-    }
-}
-
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-/// A Slack-compatible incoming webhook: a JSON `{"text": …}` POST.
-struct Webhook {
-    /// The variable's name, the only way messages refer to the webhook.
-    env: String,
-    url: hyper::Uri,
-    client: Client,
-}
-
-impl Webhook {
-    fn new(env: &str, url: hyper::Uri) -> Result<Webhook, CliError> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| {
-                CliError::unexpected(format!(
-                    "cannot load the system's TLS roots for the webhook in ${env}: {e}"
-                ))
-            })?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
-        Ok(Webhook {
-            env: env.to_string(),
-            url,
-            client,
-        })
-    }
-
-    async fn post(&self, body: String) -> Result<(), String> {
-        let request = hyper::Request::post(self.url.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| "cannot build the request".to_string())?;
-        match self.client.request(request).await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-            Err(e) => Err(describe(&e)),
-        }
-    }
-}
-
-/// What went wrong, in our own words: the client's own messages could carry the URL.
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return format!("could not connect ({})", io.kind());
-        }
-        source = s.source();
-    }
-    if e.is_connect() {
-        "could not connect".into()
-    } else {
-        "the request failed".into()
     }
 }

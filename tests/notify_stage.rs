@@ -8,7 +8,7 @@ use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Envelope, Event};
 use glidepath::engine::run::{self, ReleaseRequest};
 use glidepath::notify::Notifier;
-use glidepath::plan::{NotifyConfig, NotifyEvent, Plan};
+use glidepath::plan::{GateMode, NotifyConfig, NotifyEvent, Plan};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,6 +69,8 @@ async fn webhook(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
 
 fn plan_with(env: &str) -> Plan {
     let mut plan = common::rehearsal_plan();
+    // A manual gate, so that "waiting for approval" is told too.
+    plan.steps[1].gate = GateMode::Manual;
     plan.notify = Some(NotifyConfig {
         sns_topic_arn: Some(TOPIC.into()),
         webhook_env: Some(env.into()),
@@ -271,12 +273,12 @@ async fn a_dead_webhook_only_warns_and_the_release_finalizes() {
 fn an_unset_webhook_variable_is_a_usage_error_naming_it_before_any_change() {
     let mut cfg = plan_with("GLIDEPATH_TEST_HOOK_UNSET").notify.unwrap();
     std::env::remove_var("GLIDEPATH_TEST_HOOK_UNSET");
-    let e = glidepath::notify::webhook_url(&cfg).unwrap_err();
+    let e = glidepath::notify::webhook(&cfg).err().unwrap();
     assert_eq!(e.code, 2);
     assert!(e.message.unwrap().contains("$GLIDEPATH_TEST_HOOK_UNSET"));
     cfg.webhook_env = Some("GLIDEPATH_TEST_HOOK_BAD".into());
     std::env::set_var("GLIDEPATH_TEST_HOOK_BAD", "ftp://secret-token");
-    let e = glidepath::notify::webhook_url(&cfg).unwrap_err();
+    let e = glidepath::notify::webhook(&cfg).err().unwrap();
     let m = e.message.unwrap();
     assert!(
         m.contains("$GLIDEPATH_TEST_HOOK_BAD") && !m.contains("secret-token"),

@@ -183,7 +183,7 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
     }
     let view = View::pick(a.non_interactive, a.output, a.quiet);
     confirm_production(&plan, &a.confirm, view == View::Cockpit)?;
-    let notifier = crate::notify::Notifier::for_plan(&plan, &sdk_config_for(g, &plan).await)?;
+    let notifier = notifier_for(g, &plan).await?;
     let (ports, plan) = connect(g, &plan).await?;
     let say = |m: String| eprintln!("glidepath: {m}");
     crate::engine::lock::await_takeover(ports.state.as_ref(), a.force, &say)
@@ -244,7 +244,7 @@ async fn rollback_until_stopped(
     let plan = load_plan(&a.plan)?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     confirm_production(&plan, &a.confirm, terminal)?;
-    let notifier = crate::notify::Notifier::for_plan(&plan, &sdk_config_for(g, &plan).await)?;
+    let notifier = notifier_for(g, &plan).await?;
     let (ports, plan) = connect(g, &plan).await?;
     // An emergency: a manual rollback takes the lock over from a holder that may still
     // run (it stops at its next renewal), saying so.
@@ -406,7 +406,7 @@ pub struct Drive {
 pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult {
     let view = View::pick(d.non_interactive, d.output, d.quiet);
     confirm_production(plan, &d.confirm, view == View::Cockpit)?;
-    let notifier = crate::notify::Notifier::for_plan(plan, &sdk_config_for(g, plan).await)?;
+    let notifier = notifier_for(g, plan).await?;
     let (ports, plan) = connect(g, plan).await?;
     let req = ReleaseRequest {
         version: d.version.clone(),
@@ -433,6 +433,17 @@ pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult 
     let engine = run::release(&plan, &ports, req, tx, crx);
     let (finished, failed) = with_view(view, cockpit, rx, ctx, engine).await;
     ended(finished.exit_code, &finished.message, failed)
+}
+
+/// The plan's notifier (None without `[notify]`, then with no AWS configuration loaded).
+async fn notifier_for(
+    g: &Global,
+    plan: &Plan,
+) -> Result<Option<crate::notify::Notifier>, CliError> {
+    if plan.notify.is_none() {
+        return Ok(None);
+    }
+    crate::notify::Notifier::for_plan(plan, &sdk_config_for(g, plan).await)
 }
 
 /// The view's events through the plan's notifier, when it has `[notify]`.

@@ -25,6 +25,7 @@ pub mod sns;
 pub mod state;
 pub mod tasks;
 pub mod traffic;
+pub mod webhook;
 
 /// The SDK's shared configuration, so callers need not depend on the SDK to hold one.
 pub use aws_types::SdkConfig;
