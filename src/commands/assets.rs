@@ -39,9 +39,10 @@ pub enum AssetsCmd {
         /// Key layout for the --dir/--bucket form (a plan says its own).
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,
-        /// Objects in flight at once.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
+        /// Objects in flight at once, pinned. Without it the number adapts: it starts at 32,
+        /// grows (up to 256) while round trips are long, and halves when S3 says SlowDown.
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// Remove old asset versions (never the live or standby release's).
     Prune {
@@ -191,11 +192,14 @@ async fn publish(
     cfg: AssetsConfig,
     name: Option<String>,
     version: &str,
-    concurrency: usize,
+    concurrency: Option<usize>,
 ) -> CmdResult {
     let s3c = s3(&sdk_config(&target(g, plan)).await);
     let mut publisher = Publisher::new(s3c, cfg).with_options(PublishOptions {
-        concurrency: concurrency.max(1),
+        concurrency: concurrency
+            .unwrap_or(PublishOptions::default().concurrency)
+            .max(1),
+        pin_concurrency: concurrency.is_some(),
         ..PublishOptions::default()
     });
     if let Some(n) = name {
