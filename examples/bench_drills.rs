@@ -86,6 +86,7 @@ async fn one(plan: &glidepath::plan::Plan) -> Result<(f64, f64, String), String>
         scenario: "green-5xx".into(),
         port: 0,
         tick: Some(0.2),
+        ..StageOptions::default()
     })
     .await
     .map_err(|e| e.to_string())?;

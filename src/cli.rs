@@ -64,6 +64,9 @@ pub enum Cmd {
     /// Restore a release's snapshot (taken before its migration) to a new database and
     /// print its endpoint; the live database is never touched.
     Restore(commands::restore::RestoreArgs),
+    /// Dry run: what a release of --version would change in the account, and where the plan
+    /// does not match it (exit 2). Changes nothing.
+    Diff(commands::diff::DiffArgs),
     /// Show the current release and lock from the ledger.
     Status(commands::release::StatusArgs),
     /// List past releases from the ledger (`--operations`: every operation, in order).
@@ -80,9 +83,19 @@ pub enum Cmd {
     /// Tune the health gates: replay recorded releases through a plan's gates.
     #[command(subcommand)]
     Gate(commands::gate::GateCmd),
+    /// Write a commented plan for an existing ECS service behind an ALB; `--create-green`
+    /// creates its blue/green twin (service and target group).
+    Init(commands::init::InitArgs),
+    /// Print the least-privilege IAM policy (JSON) for this plan's release, rollback, watch
+    /// and assets publish; the explanation goes to stderr.
+    IamPolicy(commands::iam_policy::IamPolicyArgs),
     /// The local rehearsal stage (an AWS emulator plus a stagehand).
     #[command(subcommand)]
     Stage(commands::stage::StageCmd),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(commands::manual::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with `--dir`.
+    Man(commands::manual::ManArgs),
 }
 
 /// Parse arguments and run; returns the process exit code.
@@ -130,6 +143,7 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Contract(a) => commands::contract::run(g, a).await,
         Cmd::Restore(a) => commands::restore::run(g, a).await,
         Cmd::Status(a) => commands::release::status(g, a).await,
+        Cmd::Diff(a) => commands::diff::run(g, a).await,
         Cmd::History(a) => commands::release::history(g, a).await,
         Cmd::Watch(a) => commands::release::watch(g, a).await,
         Cmd::Approve(a) => commands::release::approve(g, a).await,
@@ -137,5 +151,9 @@ async fn run(cli: Cli) -> CmdResult {
         Cmd::Assets(c) => commands::assets::run(g, c).await,
         Cmd::Stage(c) => commands::stage::run(g, c).await,
         Cmd::Gate(c) => commands::gate::run(g, c).await,
+        Cmd::Init(a) => commands::init::run(g, a).await,
+        Cmd::IamPolicy(a) => commands::iam_policy::run(g, a).await,
+        Cmd::Completions(a) => commands::manual::completions(a),
+        Cmd::Man(a) => commands::manual::man(a),
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
 
-fn plan() -> Plan {
+pub(crate) fn plan() -> Plan {
     let mut p = common::rehearsal_plan();
     for s in &mut p.steps {
         s.bake = Duration::from_secs(2);
@@ -42,7 +42,7 @@ fn plan() -> Plan {
     p
 }
 
-fn request(version: &str, holder: &str) -> ReleaseRequest {
+pub(crate) fn request(version: &str, holder: &str) -> ReleaseRequest {
     ReleaseRequest {
         version: version.into(),
         auto_approve: true,
@@ -51,7 +51,7 @@ fn request(version: &str, holder: &str) -> ReleaseRequest {
     }
 }
 
-fn story(events: &[Envelope]) -> String {
+pub(crate) fn story(events: &[Envelope]) -> String {
     events
         .iter()
         .map(|e| format!("{:?}", e.event))
@@ -59,7 +59,7 @@ fn story(events: &[Envelope]) -> String {
         .join("\n")
 }
 
-fn all_on(c: ColourName) -> Weights {
+pub(crate) fn all_on(c: ColourName) -> Weights {
     match c {
         ColourName::Blue => Weights::all_blue(),
         ColourName::Green => Weights::green(100),
@@ -212,15 +212,15 @@ async fn forced_unlock_then_release_supersedes_green_to_blue() {
 
 /// A seeded happy stage, its ports and `first` finalized releases (0: the next release goes
 /// blue → green; 1: green → blue; 2: blue → green again).
-struct Day {
-    seeded: common::Seeded,
-    ports: Ports,
-    plan: Plan,
-    live: ColourName,
+pub(crate) struct Day {
+    pub(crate) seeded: common::Seeded,
+    pub(crate) ports: Ports,
+    pub(crate) plan: Plan,
+    pub(crate) live: ColourName,
 }
 
 impl Day {
-    async fn after(first: usize) -> Day {
+    pub(crate) async fn after(first: usize) -> Day {
         let seeded = common::seeded_stage("happy", plan()).await;
         let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
             .await
@@ -242,7 +242,7 @@ impl Day {
     }
 
     /// Fresh ports over the same stage (what a new process would build).
-    async fn new_ports(&self) -> Ports {
+    pub(crate) async fn new_ports(&self) -> Ports {
         ports_for(&self.seeded.config, &self.seeded.plan)
             .await
             .expect("ports")
@@ -250,7 +250,7 @@ impl Day {
     }
 }
 
-async fn live_colour(plan: &Plan, ports: &Ports) -> ColourName {
+pub(crate) async fn live_colour(plan: &Plan, ports: &Ports) -> ColourName {
     run::status(plan, ports)
         .await
         .expect("status")
@@ -258,7 +258,7 @@ async fn live_colour(plan: &Plan, ports: &Ports) -> ColourName {
         .map_or(ColourName::Blue, |s| s.colour)
 }
 
-fn quiet() -> (
+pub(crate) fn quiet() -> (
     tokio::sync::mpsc::UnboundedSender<Envelope>,
     tokio::sync::mpsc::UnboundedReceiver<Command>,
 ) {
@@ -267,7 +267,7 @@ fn quiet() -> (
     (tx, crx)
 }
 
-fn resume_request(holder: &str) -> ResumeRequest {
+pub(crate) fn resume_request(holder: &str) -> ResumeRequest {
     ResumeRequest {
         auto_approve: true,
         holder: holder.into(),

@@ -101,10 +101,42 @@ async fn lock_holder(config: &aws_types::SdkConfig) -> Option<(String, Option<u3
     st.lock.map(|l| (l.body.holder, l.body.pid))
 }
 
+/// One finalized release through the binary, so that the next one goes green → blue.
+async fn first_release(endpoint: &str) {
+    let first = run_to_end(
+        endpoint,
+        &[
+            "release",
+            "examples/rehearsal.toml",
+            "--version",
+            "1.3.0",
+            "--non-interactive",
+            "--auto-approve",
+            "--holder",
+            "alice@ops-1",
+        ],
+    )
+    .await;
+    assert_eq!(first.0, Some(0), "release 1.3.0:\n{}\n{}", first.1, first.2);
+}
+
 #[tokio::test]
 async fn resume_waits_for_a_live_holder_and_takes_over_a_killed_one_at_once() {
+    resume_never_takes_a_live_holders_lease(false).await;
+}
+
+/// The same after one release: the release A drives goes green → blue.
+#[tokio::test]
+async fn resume_waits_for_a_live_holder_and_takes_over_a_killed_one_at_once_green_to_blue() {
+    resume_never_takes_a_live_holders_lease(true).await;
+}
+
+async fn resume_never_takes_a_live_holders_lease(after_one: bool) {
     let (stage, config, _dir) = slow_stage(20).await;
     let endpoint = stage.endpoint();
+    if after_one {
+        first_release(&endpoint).await;
+    }
     let mut a = glidepath(
         &endpoint,
         &[
@@ -196,14 +228,35 @@ async fn resume_waits_for_a_live_holder_and_takes_over_a_killed_one_at_once() {
         "did not wait for the 5m lease: {context}"
     );
     assert!(text(&c.stdout).contains("held by carol@ops-3"), "{context}");
+    let (ports, plan) = ports_for(&config, &common::rehearsal_plan())
+        .await
+        .expect("ports");
+    let live = run::status(&plan, &ports).await.expect("status").live;
+    let target = if after_one { "blue" } else { "green" };
+    assert_eq!(live.map(|s| s.colour.name()), Some(target), "{context}");
 }
 
 /// Scripted mode without --auto-approve waits at the manual gate (50 % in the rehearsal
 /// plan), saying how to approve; `glidepath approve` from a second process lets it go on.
 #[tokio::test]
 async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_process() {
+    approved_from_another_process(false).await;
+}
+
+/// The same after one release: the gate waits at blue 50 % (green → blue).
+#[tokio::test]
+async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_process_green_to_blue(
+) {
+    approved_from_another_process(true).await;
+}
+
+async fn approved_from_another_process(after_one: bool) {
     let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
     let endpoint = seeded.stage.endpoint();
+    if after_one {
+        first_release(&endpoint).await;
+    }
+    let target = if after_one { "blue" } else { "green" };
 
     let nothing = glidepath(&endpoint, &["approve", "examples/rehearsal.toml"])
         .output()
@@ -229,7 +282,8 @@ async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_p
     .expect("start release");
     let out = lines_of(release.stdout.take().unwrap());
     let mut seen = vec![];
-    let waiting = wait_line(&out, &mut seen, Duration::from_secs(90), |l| {
+    // The 50 % step may watch for minutes on a loaded machine before the gate passes.
+    let waiting = wait_line(&out, &mut seen, Duration::from_secs(240), |l| {
         l.contains("WAITING for approval")
     });
     let Some(waiting) = waiting else {
@@ -264,7 +318,7 @@ async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_p
         text(&approved.stderr)
     );
     assert!(
-        text(&approved.stdout).contains("step 2 (green 50%)"),
+        text(&approved.stdout).contains(&format!("step 2 ({target} 50%)")),
         "{}",
         text(&approved.stdout)
     );
@@ -280,6 +334,13 @@ async fn scripted_release_waits_at_the_manual_gate_until_approved_from_another_p
     assert_eq!(status.0.code(), Some(0), "{all}");
     assert!(all.contains("approved by carol@ops-3"), "{all}");
     assert!(all.contains("FINALIZED"), "{all}");
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let live = run::status(&plan, &ports).await.expect("status").live;
+    assert_eq!(live.map(|s| s.colour.name()), Some(target));
+    let w = ports.traffic.weights().await.expect("weights");
+    assert_eq!(if after_one { w.blue } else { w.green }, 100, "{w:?}");
 }
 
 /// Run the binary to the end (on a blocking thread); the output and a printable context.
@@ -312,10 +373,14 @@ async fn history_operations_lists_release_rollback_approve_and_unlock_in_order()
             "--auto-approve",
             "--holder",
             "alice@ops-1",
+            "--quiet",
         ],
     )
     .await;
     assert_eq!(a.0, Some(0), "release A:\n{}\n{}", a.1, a.2);
+    // --quiet: a release with no warning prints its final line only.
+    assert_eq!(a.1.lines().count(), 1, "release A --quiet:\n{}", a.1);
+    assert!(a.1.contains("FINALIZED"), "release A --quiet:\n{}", a.1);
     let rb = run_to_end(&endpoint, &["rollback", plan, "--holder", "dave@ops-4"]).await;
     assert_eq!(rb.0, Some(0), "rollback:\n{}\n{}", rb.1, rb.2);
 
@@ -421,5 +486,61 @@ async fn history_operations_lists_release_rollback_approve_and_unlock_in_order()
             "{line:?} should name {kind}, {by}, {outcome}\n{}",
             txt.1
         );
+    }
+
+    // --since / --limit pick the newest entries, in the listed order.
+    let kinds = |args: &[&str]| {
+        let mut all = vec!["history", plan, "--output", "json"];
+        all.extend_from_slice(args);
+        let endpoint = endpoint.clone();
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let (code, out, err) = run_to_end(&endpoint, &all).await;
+            assert_eq!(code, Some(0), "{all:?}: {err}");
+            let v: Vec<serde_json::Value> = serde_json::from_str(&out).expect("a JSON array");
+            v.iter()
+                .map(|o| {
+                    o["kind"]
+                        .as_str()
+                        .or(o["version"].as_str())
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        kinds(&["--operations", "--limit", "2"]).await,
+        ["approve", "unlock"]
+    );
+    let since_approve = at[2].to_rfc3339();
+    assert_eq!(
+        kinds(&["--operations", "--since", &since_approve]).await,
+        ["approve", "unlock"]
+    );
+    assert_eq!(kinds(&["--operations", "--since", "1h"]).await.len(), 4);
+    assert_eq!(kinds(&["--limit", "1"]).await, ["1.5.0"]);
+    assert_eq!(kinds(&["--since", "1h"]).await, ["1.5.0", "1.4.0"]);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert!(kinds(&["--since", &future]).await.is_empty());
+}
+
+/// Bad `--since` / `--limit` values are usage errors that name the flag and the expected
+/// form, before any AWS call (nothing answers at the endpoint).
+#[tokio::test]
+async fn history_window_flags_refuse_bad_values_naming_the_flag() {
+    let endpoint = "http://127.0.0.1:9";
+    for (args, flag, form) in [
+        (&["--since", "yesterday"][..], "--since", "RFC 3339"),
+        (&["--since", "7"][..], "--since", "7d"),
+        (&["--limit", "0"][..], "--limit", "at least 1"),
+        (&["--limit", "many"][..], "--limit", "at least 1"),
+    ] {
+        let mut all = vec!["history", "examples/rehearsal.toml"];
+        all.extend_from_slice(args);
+        let (code, out, err) = run_to_end(endpoint, &all).await;
+        assert_eq!(code, Some(2), "{all:?}: {out}{err}");
+        assert!(err.contains(flag) && err.contains(form), "{all:?}: {err}");
     }
 }

@@ -408,6 +408,16 @@ async fn unstopped_tasks(config: &aws_types::SdkConfig) -> Vec<String> {
 /// waits for A's task to stop before starting its own: never two migrations at once.
 #[tokio::test]
 async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one() {
+    one_migration_after_a_forced_unlock(false).await;
+}
+
+/// The same after one finalized release: A and B go green → blue.
+#[tokio::test]
+async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one_green_to_blue() {
+    one_migration_after_a_forced_unlock(true).await;
+}
+
+async fn one_migration_after_a_forced_unlock(after_one: bool) {
     let site = site();
     let (_dir, scenario) = common::temp_file(
         "slow-migration.toml",
@@ -420,6 +430,11 @@ async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one() {
         .await
         .expect("seed");
     let (a_ports, plan) = ports_for(&config, &seeded_plan).await.expect("ports");
+    if after_one {
+        let (f, events) = release(&plan, &a_ports, "1.3.0", "alice@ops-1").await;
+        assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    }
+    let earlier = usize::from(after_one);
 
     // A: until its migration task runs, then gone (what kill -9 leaves behind).
     let (tx, mut rx) = unbounded_channel();
@@ -479,7 +494,10 @@ async fn after_a_forced_unlock_the_next_migration_waits_for_the_running_one() {
         "B says it waits for A's task {a_id}\n{}",
         story(&events)
     );
-    assert_eq!(tasks_in_cluster(&config).await.len(), 2);
+    assert_eq!(tasks_in_cluster(&config).await.len(), 2 + earlier);
+    let target = if after_one { "blue" } else { "green" };
+    let live = run::status(&plan, &b_ports).await.expect("status").live;
+    assert_eq!(live.map(|s| s.colour.name()), Some(target));
 }
 
 /// Which of `versions` still have a published manifest in the plan's asset bucket.

@@ -11,6 +11,7 @@ fn opts(scenario: &str, port: u16) -> StageOptions {
         scenario: scenario.into(),
         port,
         tick: Some(common::TEST_TICK),
+        ..StageOptions::default()
     }
 }
 

@@ -138,7 +138,9 @@ fn stage_up_status_down_round_trip() {
 
     let status = home.glidepath(&["stage", "status"]);
     assert!(
-        text(&status.stdout).contains(&format!("{endpoint}  pid {pid}  scenario happy")),
+        text(&status.stdout).contains(&format!(
+            "{endpoint}  pid {pid}  engine stage  scenario happy"
+        )),
         "{}",
         show(&status)
     );

@@ -7,6 +7,7 @@
 use crate::common;
 
 use glidepath::engine::durable;
+use glidepath::exit;
 use serde_json::Value;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -395,4 +396,104 @@ async fn watch_drill_killed_mid_shift_then_resumed() {
     expected.push(takeover);
     expected.extend(resumed_events.into_iter().skip(replay.len()));
     same_events(&expected, &durable_events(&watched.out, &context), &context);
+}
+
+/// `glidepath rollback` of the finalized release, after a blue → green release and after a
+/// green → blue one: a watcher waiting beside it tells what the record says (the release,
+/// as its run told it), then exactly what the rollback process told, lock phase included.
+#[tokio::test]
+async fn watch_drill_rollback_of_a_finalized_release_both_ways() {
+    let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
+    let endpoint = seeded.stage.endpoint();
+    let (dir, plan) = common::temp_file("drill.toml", &drill_plan_text("happy"));
+    let plan = common::path_str(&plan);
+    // drill-1 blue → green, rolled back; drill-2 blue → green; drill-3 green → blue, rolled back.
+    for (version, target, roll_back) in [
+        ("drill-1", "green", true),
+        ("drill-2", "green", false),
+        ("drill-3", "blue", true),
+    ] {
+        let release = glidepath(
+            &endpoint,
+            &[
+                "release",
+                &plan,
+                "--version",
+                version,
+                "--non-interactive",
+                "--auto-approve",
+                "--output",
+                "json",
+            ],
+        )
+        .spawn()
+        .expect("start glidepath release");
+        let run = finish(release, LIMIT, "release").await;
+        let context = format!("{version}\n{}", run.show("release"));
+        assert_eq!(run.code, Some(0), "{context}");
+        let ran = durable_events(&run.out, &context);
+        assert_eq!(ran[0]["target"], Value::from(target), "{context}");
+        if !roll_back {
+            continue;
+        }
+        // The watcher waits for the next release; the rollback starts once it has looked.
+        let log = dir.path().join(format!("watch-{version}.log"));
+        let log_arg = common::path_str(&log);
+        let watch = glidepath(
+            &endpoint,
+            &[
+                "--log-file",
+                &log_arg,
+                "watch",
+                &plan,
+                "--output",
+                "json",
+                "--wait",
+            ],
+        )
+        .spawn()
+        .expect("start glidepath watch");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting for the next one")) {
+            assert!(
+                Instant::now() < deadline,
+                "{version}: the watcher never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let rollback = glidepath(&endpoint, &["rollback", &plan, "--output", "json"])
+            .spawn()
+            .expect("start glidepath rollback");
+        let rolled = finish(rollback, LIMIT, "rollback").await;
+        let watched = finish(watch, LIMIT, "watch").await;
+        let context = format!(
+            "{context}\n{}\n{}\nstage:\n{}",
+            rolled.show("rollback"),
+            watched.show("watch"),
+            seeded.stage.stderr_text()
+        );
+        assert_eq!(rolled.code, Some(0), "{context}");
+        // The release's own code, as the record keeps it.
+        assert_eq!(watched.code, Some(exit::ROLLED_BACK), "{context}");
+        let said = durable_events(&rolled.out, &context);
+        assert!(
+            said.iter().any(|v| v["type"] == "lock_acquired")
+                && said.iter().any(|v| v["type"] == "weights_changed"),
+            "{context}"
+        );
+        // The watcher: a header (its endpoint is the watcher's own) saying it watches a
+        // rollback, the release as its run told it, then what the rollback told (its
+        // `release_finished` with the release's code, as recorded).
+        let saw = durable_events(&watched.out, &context);
+        for field in ["type", "version", "live", "target", "rollback", "resumed"] {
+            assert_eq!(saw[0][field], said[0][field], "header {field}\n{context}");
+        }
+        let mut expected: Vec<Value> = ran[1..ran.len() - 1].to_vec();
+        expected.extend(said[1..].iter().cloned());
+        let last = expected.last_mut().expect("release_finished");
+        assert_eq!(last["type"], "release_finished", "{context}");
+        assert_eq!(last["exit_code"], Value::from(0), "{context}");
+        last["exit_code"] = Value::from(exit::ROLLED_BACK);
+        same_events(&expected, &saw[1..], &context);
+    }
 }

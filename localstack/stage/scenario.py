@@ -13,7 +13,7 @@ from pathlib import Path
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 COLOURS = ("blue", "green")
-FAULT_KINDS = ("5xx", "unhealthy", "slow", "alarm", "migration_exit")
+FAULT_KINDS = ("5xx", "unhealthy", "slow", "alarm", "migration_exit", "rollout_fails")
 
 
 class ScenarioError(Exception):
@@ -45,6 +45,10 @@ class Fault:
     # exit_code instead of the scenario's, while the fault is active.
     shard: str | None = None
     exit_code: int | None = None
+    # kind "rollout_fails": a deployment of this ECS service onto any task definition other
+    # than the one it was created with ends FAILED (the circuit breaker stopping a version
+    # whose tasks do not start); going back to the original one still works.
+    service: str | None = None
 
     def to_json(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -209,6 +213,7 @@ def _blips(data: dict) -> Blips:
 FAULT_KEYS = {
     "kind", "colour", "start_after_s", "when_weight_at_least", "duration_s",
     "error_rate", "elb_error_rate", "latency_ms", "alarm", "after_migration", "shard", "exit_code",
+    "service",
 }
 
 
@@ -236,6 +241,11 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
         raise ScenarioError(f"{where}: kind 'migration_exit' needs exit_code = 0..255, got {exit_code!r}")
     if kind != "migration_exit" and (shard is not None or exit_code is not None):
         raise ScenarioError(f"{where}: shard and exit_code belong to kind 'migration_exit'")
+    service = t.get("service")
+    if kind == "rollout_fails" and not (isinstance(service, str) and service):
+        raise ScenarioError(f"{where}: kind 'rollout_fails' needs service = \"<ECS service name>\"")
+    if kind != "rollout_fails" and service is not None:
+        raise ScenarioError(f"{where}: service belongs to kind 'rollout_fails'")
     after_migration = t.get("after_migration")
     if after_migration is not None and not isinstance(after_migration, bool):
         raise ScenarioError(f"{where}.after_migration must be true or false, got {after_migration!r}")
@@ -252,6 +262,7 @@ def parse_fault(t: dict, where: str = "fault") -> Fault:
         after_migration=after_migration or None,
         shard=shard,
         exit_code=exit_code,
+        service=service,
     )
     # Each kind has a sensible default effect so a one-line fault does something visible.
     if kind == "5xx" and fault.error_rate is None:

@@ -1,7 +1,9 @@
 """The stagehand: plays, on a tick, the parts of AWS that moto leaves static.
 
 - ECS service deployments go IN_PROGRESS -> COMPLETED after deploy.seconds; their "tasks" get
-  fake IPs registered in the service's target groups (old ones deregistered).
+  fake IPs registered in the service's target groups (old ones deregistered). A rollout_fails
+  fault makes a service's deployment onto a new task definition end FAILED instead (the
+  circuit breaker): its old tasks keep running.
 - RunTask tasks (migrations) run for migration.seconds, write the scenario's log lines to the
   task definition's awslogs group/stream, then stop with migration.exit_code (or a
   migration_exit fault's, matched on the task's SHARD environment value).
@@ -63,6 +65,7 @@ class ServicePlay:
     service: object
     changed_at: float
     ips: list[str] = field(default_factory=list)
+    created_td: str | None = None  # what it ran when created: a rollout_fails fault spares it
 
 
 @dataclass
@@ -230,7 +233,16 @@ class Stagehand:
     # --- ECS services ----------------------------------------------------------------------------
 
     def on_service_created(self, backend, service) -> None:
-        self.services[id(service)] = ServicePlay(backend, service, self.clock())
+        td = service.task_definition
+        try:
+            td = backend.describe_task_definition(td).arn if td else td
+        except Exception:  # noqa: BLE001 - moto refused it already; keep it as spelled
+            pass
+        self.services[id(service)] = ServicePlay(backend, service, self.clock(), created_td=td)
+
+    def rollout_fails(self, play: ServicePlay, td: str | None) -> bool:
+        return td != play.created_td and any(
+            f.kind == "rollout_fails" and f.service == play.service.name for f in self.active())
 
     def on_service_updated(self, backend, service, before_td, before_desired, force) -> None:
         play = self.services.get(id(service))
@@ -270,7 +282,13 @@ class Stagehand:
         due = clock - play.changed_at >= self.scenario.deploy_seconds
         primary = service.deployments[0] if service.deployments else None
         if primary is not None and primary.get("rolloutState") == "IN_PROGRESS":
-            if due:
+            if due and self.rollout_fails(play, primary.get("taskDefinition")):
+                primary.update(runningCount=0, pendingCount=0, failedTasks=service.desired_count,
+                               rolloutState="FAILED", updatedAt=now_utc(),
+                               rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
+                service.events.insert(0, {"id": str(mock_random.uuid4()), "createdAt": now_utc(),
+                                          "message": f"(service {service.name}) deployment failed: tasks failed to start."})
+            elif due:
                 self.set_service_tasks(play, service.desired_count, replace=True)
                 primary.update(runningCount=service.desired_count, pendingCount=0, rolloutState="COMPLETED",
                                rolloutStateReason=f"ECS deployment {primary['id']} completed.", updatedAt=now_utc())

@@ -691,6 +691,8 @@ class ScenarioKeysTest(unittest.TestCase):
             ("[blips]\noften = 1\n", "unknown key 'often'"),
             ("[[faults]]\nkind = \"migration_exit\"\n", "needs exit_code"),
             ("[[faults]]\nkind = \"5xx\"\nshard = \"b\"\n", "belong to kind 'migration_exit'"),
+            ("[[faults]]\nkind = \"rollout_fails\"\n", "needs service"),
+            ("[[faults]]\nkind = \"5xx\"\nservice = \"shop-worker\"\n", "belongs to kind 'rollout_fails'"),
         ):
             with self.assertRaises(ScenarioError) as err:
                 parse(tomllib.loads(text), "x")

@@ -2,12 +2,17 @@
 
 pub mod assets;
 pub mod contract;
+pub mod diff;
 pub mod gate;
+pub mod iam_policy;
+pub mod init;
+pub mod manual;
 pub mod plan;
 pub mod rehearse;
 pub mod release;
 pub mod restore;
 pub mod stage;
+pub mod window;
 
 /// What a command returns: `Ok` when it did what it was asked, else a [`CliError`] that
 /// `cli::main` prints (once) and turns into the exit code.

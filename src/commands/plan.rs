@@ -262,6 +262,37 @@ pub fn describe(p: &Plan) -> String {
             d(p.deploy.timeout)
         ),
     );
+    if !p.companions.is_empty() {
+        let when = match p.companions_move {
+            crate::plan::CompanionsMove::BeforeShift => "before the first shift step",
+            crate::plan::CompanionsMove::AfterFirstGate => {
+                "once the first shift step's gate passed"
+            }
+            crate::plan::CompanionsMove::AtFinalize => "after the last shift step, before finalize",
+        };
+        let list: Vec<String> = p
+            .companions
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} ({}, container {} = {})",
+                    c.name,
+                    c.service,
+                    c.container,
+                    c.image.replace("{version}", "V")
+                )
+            })
+            .collect();
+        phase(
+            &mut o,
+            "companions",
+            format!(
+                "{when}, one at a time: {}; each a rolling deployment with the circuit breaker, waited on up to {}; a failed rollout rolls the release back, and every rollback puts them back in reverse order",
+                list.join(", then "),
+                d(p.deploy.timeout)
+            ),
+        );
+    }
     let target = match &p.traffic.rule_arn {
         Some(rule) => format!("listener rule {rule}"),
         None => format!("listener {}", p.traffic.listener),

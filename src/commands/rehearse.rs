@@ -10,7 +10,7 @@ use crate::commands::{self, CliError, CmdResult, OutputFormat};
 use crate::plan::Plan;
 use crate::rehearse::emulator_sdk_config;
 use crate::rehearse::seed;
-use crate::rehearse::stage::{Stage, StageOptions};
+use crate::rehearse::stage::{Engine, Stage, StageOptions};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,6 +40,10 @@ pub struct RehearseArgs {
     /// Stage port (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Which emulator plays the stage (localstack: LocalStack with the glidepath plugin,
+    /// from the venv scripts/setup-localstack makes).
+    #[arg(long, value_enum, default_value_t = Engine::Stage)]
+    pub engine: Engine,
 }
 
 impl Default for RehearseArgs {
@@ -52,6 +56,7 @@ impl Default for RehearseArgs {
             output: OutputFormat::Text,
             auto_approve: true,
             port: 0,
+            engine: Engine::Stage,
         }
     }
 }
@@ -118,6 +123,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         scenario: a.scenario.clone(),
         port: a.port,
         tick: None,
+        engine: a.engine,
     })
     .await
     {
@@ -126,9 +132,10 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
     };
     let endpoint = stage.endpoint();
     eprintln!(
-        "rehearsal: stage ready on {endpoint} in {:.1} s (scenario {})",
+        "rehearsal: stage ready on {endpoint} in {:.1} s (scenario {}, engine {})",
         stage.startup_time().as_secs_f64(),
-        a.scenario
+        a.scenario,
+        a.engine.name()
     );
 
     let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
@@ -165,6 +172,7 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
     let drive = Drive {
         version: a.version.clone(),
         non_interactive: a.non_interactive,
+        quiet: false,
         output: a.output,
         auto_approve: a.auto_approve,
         confirm: None,

@@ -25,6 +25,10 @@ pub struct ReleaseArgs {
     /// Print events (for CI) instead of opening the cockpit; implied without a terminal.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Scripted mode printing only warnings, failures, a manual gate waiting and the final
+    /// line (implies --non-interactive).
+    #[arg(long, short)]
+    pub quiet: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Approve manual gates automatically (scripted mode).
@@ -47,6 +51,10 @@ pub struct ResumeArgs {
     pub plan: PathBuf,
     #[arg(long)]
     pub non_interactive: bool,
+    /// Scripted mode printing only warnings, failures, a manual gate waiting and the final
+    /// line (implies --non-interactive).
+    #[arg(long, short)]
+    pub quiet: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     #[arg(long)]
@@ -71,6 +79,9 @@ pub struct RollbackArgs {
     pub plan: PathBuf,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Print only warnings, failures and the final line.
+    #[arg(long, short)]
+    pub quiet: bool,
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
     /// Who holds the release lock, as shown to others (default `user@host`).
@@ -94,6 +105,12 @@ pub struct HistoryArgs {
     /// append-only operations log, oldest first, instead of the releases.
     #[arg(long)]
     pub operations: bool,
+    /// Only entries since then: an age (`7d`, `12h`, `1d12h`) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = commands::window::parse_since)]
+    pub since: Option<commands::window::Since>,
+    /// At most N entries, the newest ones.
+    #[arg(long, value_name = "N", value_parser = commands::window::parse_limit)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +119,10 @@ pub struct WatchArgs {
     /// Print events instead of opening the cockpit; implied without a terminal.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Scripted mode printing only warnings, failures, a manual gate waiting and the final
+    /// line (implies --non-interactive).
+    #[arg(long, short)]
+    pub quiet: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// When no release is in progress, wait for the next one to start.
@@ -146,6 +167,7 @@ pub async fn release(g: &Global, a: &ReleaseArgs) -> CmdResult {
         tap: None,
         version: a.version.clone(),
         non_interactive: a.non_interactive,
+        quiet: a.quiet,
         output: a.output,
         auto_approve: a.auto_approve,
         confirm: a.confirm.clone(),
@@ -159,7 +181,7 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
     if let Some(t) = a.approval_timeout {
         plan.gates.approval_timeout = t;
     }
-    let view = View::pick(a.non_interactive, a.output);
+    let view = View::pick(a.non_interactive, a.output, a.quiet);
     confirm_production(&plan, &a.confirm, view == View::Cockpit)?;
     let (ports, plan) = connect(g, &plan).await?;
     let say = |m: String| eprintln!("glidepath: {m}");
@@ -188,6 +210,35 @@ pub async fn resume(g: &Global, a: &ResumeArgs) -> CmdResult {
 }
 
 pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
+    // Installed first, so that no Ctrl-C kills the rollback between two of its writes.
+    let (stop, crx) = unbounded_channel();
+    let ctrl_c = tokio::spawn(stop_on_ctrl_c(stop));
+    let done = rollback_until_stopped(g, a, crx).await;
+    ctrl_c.abort();
+    done
+}
+
+/// The first Ctrl-C asks the rollback to stop at its next step (traffic where it last
+/// stood, lock kept); a second one exits at once.
+async fn stop_on_ctrl_c(stop: UnboundedSender<Command>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!(
+        "glidepath: interrupted; the rollback stops after its current step (Ctrl-C again to exit now)"
+    );
+    let _ = stop.send(Command::Abort);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("glidepath: exiting now; `glidepath rollback` again finishes the rollback");
+        std::process::exit(crate::exit::UNEXPECTED);
+    }
+}
+
+async fn rollback_until_stopped(
+    g: &Global,
+    a: &RollbackArgs,
+    commands: UnboundedReceiver<Command>,
+) -> CmdResult {
     let plan = load_plan(&a.plan)?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     confirm_production(&plan, &a.confirm, terminal)?;
@@ -200,8 +251,11 @@ pub async fn rollback(g: &Global, a: &RollbackArgs) -> CmdResult {
         .map_err(|e| CliError::unexpected(format!("cannot read the release lock: {e}")))?;
     let (tx, rx) = unbounded_channel();
     let who = holder_name(&a.holder);
-    let engine = run::rollback(&plan, &ports, &who, tx);
-    let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, a.output.into()));
+    let engine = run::rollback_with(&plan, &ports, &who, tx, commands);
+    let (finished, ()) = tokio::join!(
+        engine,
+        crate::view::print_events_with(rx, a.output.into(), a.quiet)
+    );
     commands::from_code(finished.exit_code)
 }
 
@@ -212,16 +266,17 @@ pub async fn status(g: &Global, a: &StatusArgs) -> CmdResult {
 
 pub async fn history(g: &Global, a: &HistoryArgs) -> CmdResult {
     let (ports, plan) = open(g, &a.plan).await?;
+    let since = a.since.map(|s| s.cutoff(chrono::Utc::now()));
     if a.operations {
-        return answer(
-            run::operations(&plan, &ports).await,
-            a.output,
-            |o: &Vec<_>| operations_text(o),
-        );
+        let ops = run::operations(&plan, &ports)
+            .await
+            .map(|o| commands::window::oldest_first(o, |e| e.at, since, a.limit));
+        return answer(ops, a.output, |o: &Vec<_>| operations_text(o));
     }
-    answer(run::history(&plan, &ports).await, a.output, |h: &Vec<_>| {
-        history_text(h)
-    })
+    let releases = run::history(&plan, &ports)
+        .await
+        .map(|h| commands::window::newest_first(h, |e| e.started_at, since, a.limit));
+    answer(releases, a.output, |h: &Vec<_>| history_text(h))
 }
 
 /// One line per operation, oldest first: when, what, who, on which release, how it left it.
@@ -267,10 +322,10 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
 /// once it ends, or 0 when there is none.
 pub async fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
     let plan = load_plan(&a.plan)?;
-    let view = View::pick(a.non_interactive, a.output);
+    let view = View::pick(a.non_interactive, a.output, a.quiet);
     let (ports, plan) = connect(g, &plan).await?;
     let say = |message: &str| match view {
-        View::Printed(OutputFormat::Json) => eprintln!("glidepath: {message}"),
+        View::Printed(OutputFormat::Json, _) => eprintln!("glidepath: {message}"),
         _ => println!("{message}"),
     };
     if view == View::Cockpit && !a.wait {
@@ -329,6 +384,8 @@ pub async fn unlock(g: &Global, a: &UnlockArgs) -> CmdResult {
 pub struct Drive {
     pub version: String,
     pub non_interactive: bool,
+    /// `--quiet`: scripted mode, only warnings, failures and the final line.
+    pub quiet: bool,
     pub output: OutputFormat,
     pub auto_approve: bool,
     /// Typed confirmation for production plans (scripted mode).
@@ -343,7 +400,7 @@ pub struct Drive {
 /// Build the ports for `plan` (endpoint from `g` or the plan), pick the view (cockpit on
 /// a terminal, lines/JSON otherwise), run the engine; returns the exit code.
 pub async fn drive(g: &Global, plan: &crate::plan::Plan, d: Drive) -> CmdResult {
-    let view = View::pick(d.non_interactive, d.output);
+    let view = View::pick(d.non_interactive, d.output, d.quiet);
     confirm_production(plan, &d.confirm, view == View::Cockpit)?;
     let (ports, plan) = connect(g, plan).await?;
     let req = ReleaseRequest {
@@ -392,15 +449,16 @@ fn tee(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum View {
     Cockpit,
-    Printed(OutputFormat),
+    /// Lines or JSON Lines; `true`: only what `--quiet` keeps.
+    Printed(OutputFormat, bool),
 }
 
 impl View {
     /// The cockpit only on a terminal (both ends) and when not asked for scripted output.
-    fn pick(non_interactive: bool, output: OutputFormat) -> View {
+    fn pick(non_interactive: bool, output: OutputFormat, quiet: bool) -> View {
         let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        if non_interactive || output == OutputFormat::Json || !terminal {
-            View::Printed(output)
+        if non_interactive || quiet || output == OutputFormat::Json || !terminal {
+            View::Printed(output, quiet)
         } else {
             View::Cockpit
         }
@@ -432,7 +490,7 @@ async fn with_view<T>(
             let (finished, shown) = tokio::join!(engine, shown);
             (finished, shown.err())
         }
-        View::Printed(format) => {
+        View::Printed(format, quiet) => {
             let abort = tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
                     eprintln!(
@@ -441,7 +499,10 @@ async fn with_view<T>(
                     let _ = commands.send(Command::Abort);
                 }
             });
-            let (finished, ()) = tokio::join!(engine, crate::view::print_events(rx, format.into()));
+            let (finished, ()) = tokio::join!(
+                engine,
+                crate::view::print_events_with(rx, format.into(), quiet)
+            );
             abort.abort();
             (finished, None)
         }
@@ -581,7 +642,7 @@ pub async fn approve(g: &Global, a: &ApproveArgs) -> CmdResult {
     }
 }
 
-fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
+pub(crate) fn endpoint(g: &Global, plan: &Plan) -> Option<String> {
     g.endpoint_url.clone().or_else(|| plan.endpoint_url.clone())
 }
 
@@ -623,7 +684,7 @@ pub(crate) async fn connect(g: &Global, plan: &Plan) -> Result<(Ports, Plan), Cl
     })
 }
 
-async fn sdk_config_for(g: &Global, plan: &Plan) -> SdkConfig {
+pub(crate) async fn sdk_config_for(g: &Global, plan: &Plan) -> SdkConfig {
     let region = g.region.clone().unwrap_or_else(|| plan.region.clone());
     match endpoint(g, plan) {
         // An emulator on this machine takes dummy credentials; real AWS uses the chain.

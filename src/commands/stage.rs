@@ -8,7 +8,7 @@ use crate::cli::Global;
 use crate::commands::OutputFormat;
 use crate::commands::{CliError, CmdResult};
 use crate::rehearse::seed::{self, SeedReport};
-use crate::rehearse::stage::{self as st, StageOptions};
+use crate::rehearse::stage::{self as st, Engine, StageOptions};
 use crate::rehearse::{emulator_sdk_config, is_loopback_endpoint};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,6 +39,10 @@ pub enum StageCmd {
         /// Port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = DEFAULT_PORT)]
         port: u16,
+        /// Which emulator plays the stage (localstack: LocalStack with the glidepath plugin,
+        /// from the venv scripts/setup-localstack makes).
+        #[arg(long, value_enum, default_value_t = Engine::Stage)]
+        engine: Engine,
     },
     /// Create the plan's world (VPC, cluster, services, load balancer, DB, buckets) on the endpoint.
     Seed {
@@ -57,7 +61,11 @@ pub enum StageCmd {
 
 pub async fn run(g: &Global, c: &StageCmd) -> CmdResult {
     match c {
-        StageCmd::Up { scenario, port } => up(scenario, *port).await,
+        StageCmd::Up {
+            scenario,
+            port,
+            engine,
+        } => up(scenario, *port, *engine).await,
         StageCmd::Seed { plan, output } => seed_cmd(g, plan, *output).await,
         StageCmd::Down { port } => down(*port).await,
         StageCmd::Status => status().await,
@@ -147,7 +155,7 @@ fn scenario_name(arg: &str) -> String {
     }
 }
 
-async fn up(scenario: &str, port: u16) -> CmdResult {
+async fn up(scenario: &str, port: u16, engine: Engine) -> CmdResult {
     let dir = state_dir();
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return fail(
@@ -161,7 +169,7 @@ async fn up(scenario: &str, port: u16) -> CmdResult {
     if port != 0 {
         let pid_path = pid_file(&dir, port);
         match recorded(&pid_path) {
-            Recorded::Running(pid) => return already_running(port, pid, scenario).await,
+            Recorded::Running(pid) => return already_running(port, pid, scenario, engine).await,
             Recorded::Stale => {
                 let _ = std::fs::remove_file(&pid_path);
             }
@@ -175,6 +183,7 @@ async fn up(scenario: &str, port: u16) -> CmdResult {
         scenario: scenario.to_string(),
         port,
         tick: None,
+        engine,
     };
     let stage = match st::start_detached(opts, &starting_log).await {
         Ok(s) => s,
@@ -204,15 +213,19 @@ async fn up(scenario: &str, port: u16) -> CmdResult {
     }
     let p = stage.port;
     say!(
-        "stage ready on {} in {:.1} s (scenario {}, pid {})",
+        "stage ready on {} in {:.1} s (scenario {}, engine {}, pid {})",
         stage.endpoint,
         stage.startup.as_secs_f64(),
         scenario_name(scenario),
+        engine.name(),
         stage.pid
     );
     say!("log: {}", log.display());
     say!();
-    say!("Use it (any credentials work; the stage is account 123456789012, us-east-1):");
+    say!(
+        "Use it (any credentials work; the stage is account {}, us-east-1):",
+        engine.account()
+    );
     say!("  export AWS_ENDPOINT_URL={}", stage.endpoint);
     say!("  glidepath stage seed examples/rehearsal.toml");
     say!("  glidepath release examples/rehearsal.toml --version v2");
@@ -220,8 +233,18 @@ async fn up(scenario: &str, port: u16) -> CmdResult {
     Ok(())
 }
 
-async fn already_running(port: u16, pid: u32, wanted: &str) -> CmdResult {
+async fn already_running(port: u16, pid: u32, wanted: &str, engine: Engine) -> CmdResult {
     let endpoint = endpoint_for(port);
+    if let Some(other) = st::engine_of(pid).filter(|e| *e != engine) {
+        return fail(
+            format_args!(
+                "a stage is already running on port {port} (pid {pid}) on engine {}, not {}; stop it first: glidepath stage down --port {port}",
+                other.name(),
+                engine.name()
+            ),
+            crate::exit::USAGE,
+        );
+    }
     let running = running_scenario(port).await;
     let wanted = scenario_name(wanted);
     match running {
@@ -302,9 +325,11 @@ async fn status() -> CmdResult {
                 let scenario = running_scenario(p)
                     .await
                     .unwrap_or_else(|| "not answering".into());
+                let engine = st::engine_of(pid).unwrap_or_default();
                 say!(
-                    "{}  pid {pid}  scenario {scenario}  log {}",
+                    "{}  pid {pid}  engine {}  scenario {scenario}  log {}",
                     endpoint_for(p),
+                    engine.name(),
                     log_file(&dir, p).display()
                 );
             }

@@ -1,5 +1,8 @@
-//! Start, talk to and stop the rehearsal stage (`localstack/stage/stage.py`): an AWS
-//! emulator on one loopback port, run by the Python venv `scripts/setup-stage` creates.
+//! Start, talk to and stop the rehearsal stage: an AWS emulator on one loopback port. Two
+//! engines play it ([`Engine`]): the stage's own moto server (`localstack/stage/stage.py`,
+//! venv from `scripts/setup-stage`), or LocalStack with the glidepath plugin
+//! (`python -m glidepath_localstack`, venv from `scripts/setup-localstack`). Both take the
+//! same arguments, print the same ready line and share the stagehand and control endpoint.
 //!
 //! Two ways to run it:
 //! - [`Stage::start`]: an owned child (tests, `glidepath rehearse`). Dropping the [`Stage`]
@@ -24,8 +27,12 @@ const READY_PREFIX: &str = "stage ready on ";
 /// Generous: on a loaded 2-core machine (tests start several stages while cargo builds)
 /// start-up was seen at 6 s, and a slow start must not read as a broken stage.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// LocalStack loads every service before it is ready: about 10 s idle, minutes on a busy machine.
+pub const LOCALSTACK_READY_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long a SIGTERM gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// LocalStack shuts its services down one by one (about 7 s idle).
+const LOCALSTACK_STOP_GRACE: Duration = Duration::from_secs(40);
 /// Keep at most this much of the stage's stderr (the tail matters for diagnosis).
 const STDERR_KEEP: usize = 64 * 1024;
 /// A control request must answer within this.
@@ -35,6 +42,10 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum StageError {
     #[error("the stage's Python venv is missing ({python} does not exist): run scripts/setup-stage (or set GLIDEPATH_VENV)")]
     VenvMissing { python: PathBuf },
+    #[error("the LocalStack venv is missing ({python} does not exist): run scripts/setup-localstack (or set GLIDEPATH_LOCALSTACK_VENV)")]
+    LocalStackMissing { python: PathBuf },
+    #[error("the LocalStack venv {venv} has no glidepath plugin: run scripts/setup-localstack")]
+    PluginMissing { venv: PathBuf },
     #[error("the stage program is missing ({script} does not exist): run from a glidepath checkout or set GLIDEPATH_STAGE_DIR")]
     ScriptMissing { script: PathBuf },
     #[error("cannot start the stage with {python}: {source}")]
@@ -82,6 +93,47 @@ impl StageError {
     }
 }
 
+/// Which emulator plays the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Engine {
+    /// The stage's own moto server: starts in about 2 s, no Docker, no account.
+    #[default]
+    Stage,
+    /// LocalStack (community, on the host) with the glidepath plugin.
+    Localstack,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Stage => "stage",
+            Engine::Localstack => "localstack",
+        }
+    }
+
+    /// The account id ARNs carry (both take any credentials).
+    pub fn account(self) -> &'static str {
+        match self {
+            Engine::Stage => "123456789012",
+            Engine::Localstack => "000000000000",
+        }
+    }
+
+    fn ready_timeout(self) -> Duration {
+        match self {
+            Engine::Stage => READY_TIMEOUT,
+            Engine::Localstack => LOCALSTACK_READY_TIMEOUT,
+        }
+    }
+
+    fn stop_grace(self) -> Duration {
+        match self {
+            Engine::Stage => STOP_GRACE,
+            Engine::Localstack => LOCALSTACK_STOP_GRACE,
+        }
+    }
+}
+
 /// How to start a stage.
 #[derive(Debug, Clone)]
 pub struct StageOptions {
@@ -91,6 +143,7 @@ pub struct StageOptions {
     pub port: u16,
     /// Stagehand tick in seconds (the stage's default, 0.5 s, when `None`).
     pub tick: Option<f64>,
+    pub engine: Engine,
 }
 
 impl Default for StageOptions {
@@ -99,6 +152,7 @@ impl Default for StageOptions {
             scenario: "happy".into(),
             port: 0,
             tick: None,
+            engine: Engine::Stage,
         }
     }
 }
@@ -117,27 +171,58 @@ impl StageOptions {
 pub struct StageInstall {
     pub python: PathBuf,
     pub script: PathBuf,
+    pub engine: Engine,
 }
 
 impl StageInstall {
-    /// `$GLIDEPATH_VENV` (else `~/.cache/glidepath/stage-venv`) and `$GLIDEPATH_STAGE_DIR`
-    /// (else `localstack/stage` under the current directory, else under the crate source).
-    pub fn locate() -> Result<StageInstall, StageError> {
-        let python = venv_dir().join("bin").join("python");
+    /// Stage engine: `$GLIDEPATH_VENV` (else `~/.cache/glidepath/stage-venv`). LocalStack
+    /// engine: `$GLIDEPATH_LOCALSTACK_VENV` (else `~/.cache/glidepath/localstack-venv`) with
+    /// the plugin installed. Both run the stage code in `$GLIDEPATH_STAGE_DIR` (else
+    /// `localstack/stage` under the current directory, else under the crate source).
+    pub fn locate(engine: Engine) -> Result<StageInstall, StageError> {
+        let python = match engine {
+            Engine::Stage => venv_dir().join("bin").join("python"),
+            Engine::Localstack => localstack_venv_dir().join("bin").join("python"),
+        };
         if !python.exists() {
-            return Err(StageError::VenvMissing { python });
+            return Err(match engine {
+                Engine::Stage => StageError::VenvMissing { python },
+                Engine::Localstack => StageError::LocalStackMissing { python },
+            });
+        }
+        if engine == Engine::Localstack && !has_plugin(&localstack_venv_dir()) {
+            return Err(StageError::PluginMissing {
+                venv: localstack_venv_dir(),
+            });
         }
         let script = stage_dir().join("stage.py");
         if !script.exists() {
             return Err(StageError::ScriptMissing { script });
         }
-        Ok(StageInstall { python, script })
+        Ok(StageInstall {
+            python,
+            script,
+            engine,
+        })
     }
 
     fn command(&self, opts: &StageOptions) -> Command {
         let mut cmd = Command::new(&self.python);
-        cmd.arg(&self.script)
-            .arg("--port")
+        match self.engine {
+            Engine::Stage => {
+                cmd.arg(&self.script);
+            }
+            Engine::Localstack => {
+                // The plugin runs the stage code from this folder (not a copy of it).
+                let dir = self.script.parent().unwrap_or(Path::new("."));
+                let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+                cmd.args(["-m", "glidepath_localstack"])
+                    .env("GLIDEPATH_STAGE_DIR", dir)
+                    // The emulator must not send its own calls anywhere but itself.
+                    .env_remove("AWS_ENDPOINT_URL");
+            }
+        }
+        cmd.arg("--port")
             .arg(opts.port.to_string())
             .arg("--scenario")
             .arg(&opts.scenario)
@@ -158,6 +243,27 @@ pub fn venv_dir() -> PathBuf {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => home().join(".cache/glidepath/stage-venv"),
     }
+}
+
+/// The LocalStack venv: `$GLIDEPATH_LOCALSTACK_VENV`, else `~/.cache/glidepath/localstack-venv`.
+pub fn localstack_venv_dir() -> PathBuf {
+    match std::env::var_os("GLIDEPATH_LOCALSTACK_VENV") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => home().join(".cache/glidepath/localstack-venv"),
+    }
+}
+
+/// Whether `scripts/setup-localstack` installed the plugin package into this venv.
+fn has_plugin(venv: &Path) -> bool {
+    std::fs::read_dir(venv.join("lib"))
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                e.path()
+                    .join("site-packages/glidepath_localstack/__main__.py")
+                    .exists()
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// The stage program's folder: `$GLIDEPATH_STAGE_DIR`, else `./localstack/stage`, else the
@@ -188,12 +294,13 @@ pub struct Stage {
     endpoint: String,
     startup: Duration,
     stderr: Arc<Mutex<String>>,
+    stop_grace: Duration,
 }
 
 impl Stage {
     /// Spawn the stage and wait (up to [`READY_TIMEOUT`]) until it serves.
     pub async fn start(opts: StageOptions) -> Result<Stage, StageError> {
-        let install = StageInstall::locate()?;
+        let install = StageInstall::locate(opts.engine)?;
         let started = Instant::now();
         let mut cmd = install.command(&opts);
         // Its own process group: the terminal's Ctrl-C goes to us (the release aborts and
@@ -241,8 +348,10 @@ impl Stage {
             endpoint: String::new(),
             startup: Duration::ZERO,
             stderr,
+            stop_grace: opts.engine.stop_grace(),
         };
-        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+        let ready_timeout = opts.engine.ready_timeout();
+        match tokio::time::timeout(ready_timeout, ready_rx).await {
             Ok(Ok(Some(url))) => {
                 stage.port = port_of(&url).unwrap_or(opts.port);
                 stage.endpoint = url;
@@ -261,7 +370,7 @@ impl Stage {
             Err(_) => {
                 stage.kill();
                 Err(StageError::NotReady {
-                    waited: READY_TIMEOUT,
+                    waited: ready_timeout,
                     stderr: stage.stderr_text(),
                 })
             }
@@ -322,13 +431,13 @@ impl Stage {
         control_at(self.port, method, path, body).await
     }
 
-    /// Stop gracefully (SIGTERM, then SIGKILL after 10 s) and check it exited cleanly.
+    /// Stop gracefully (SIGTERM, then SIGKILL after a grace period) and check it exited cleanly.
     pub async fn stop(mut self) -> Result<(), StageError> {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
         };
         signal(self.pid, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
+        let deadline = Instant::now() + self.stop_grace;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -341,7 +450,7 @@ impl Stage {
                         pid: self.pid,
                         reason: format!(
                             "it ignored SIGTERM for {}s and was killed",
-                            STOP_GRACE.as_secs()
+                            self.stop_grace.as_secs()
                         ),
                     });
                 }
@@ -590,7 +699,7 @@ pub struct Detached {
 /// stdout and stderr going to `log`; wait until it serves.
 pub async fn start_detached(opts: StageOptions, log: &Path) -> Result<Detached, StageError> {
     use std::os::unix::process::CommandExt;
-    let install = StageInstall::locate()?;
+    let install = StageInstall::locate(opts.engine)?;
     let log_err = |source| StageError::Log {
         path: log.to_path_buf(),
         source,
@@ -633,11 +742,11 @@ pub async fn start_detached(opts: StageOptions, log: &Path) -> Result<Detached, 
             let text = std::fs::read_to_string(log).unwrap_or_default();
             return Err(classify_failure(Some(status), text));
         }
-        if started.elapsed() > READY_TIMEOUT {
+        if started.elapsed() > opts.engine.ready_timeout() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(StageError::NotReady {
-                waited: READY_TIMEOUT,
+                waited: opts.engine.ready_timeout(),
                 stderr: text,
             });
         }
@@ -648,19 +757,36 @@ pub async fn start_detached(opts: StageOptions, log: &Path) -> Result<Detached, 
 /// Whether `pid` runs the stage program (guards against a pid reused by something else).
 pub fn is_stage_process(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("stage.py"))
+        .map(|c| engine_in_cmdline(&String::from_utf8_lossy(&c)).is_some())
         .unwrap_or_else(|_| process_alive(pid))
 }
 
-/// SIGTERM a background stage and wait until it is gone (SIGKILL after 10 s).
+/// The engine a running stage process plays, from its command line.
+pub fn engine_of(pid: u32) -> Option<Engine> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    engine_in_cmdline(&String::from_utf8_lossy(&cmdline))
+}
+
+fn engine_in_cmdline(cmdline: &str) -> Option<Engine> {
+    if cmdline.contains("glidepath_localstack") {
+        Some(Engine::Localstack)
+    } else if cmdline.contains("stage.py") {
+        Some(Engine::Stage)
+    } else {
+        None
+    }
+}
+
+/// SIGTERM a background stage and wait until it is gone (SIGKILL after the engine's grace).
 pub async fn stop_detached(pid: u32) -> Result<(), StageError> {
+    let grace = engine_of(pid).unwrap_or_default().stop_grace();
     if !signal(pid, libc::SIGTERM) {
         return Err(StageError::Stop {
             pid,
             reason: std::io::Error::last_os_error().to_string(),
         });
     }
-    let deadline = Instant::now() + STOP_GRACE;
+    let deadline = Instant::now() + grace;
     while process_alive(pid) && !is_zombie(pid) {
         if Instant::now() > deadline {
             signal(pid, libc::SIGKILL);
@@ -692,6 +818,38 @@ mod tests {
         assert_eq!(control_path("state"), "/_stage/state");
         assert_eq!(control_path("/_stage/fault"), "/_stage/fault");
         assert_eq!(control_path("_stage/health"), "/_stage/health");
+    }
+
+    #[test]
+    fn engines_are_told_apart_by_their_command_line() {
+        let stage = "/venv/bin/python\0/src/localstack/stage/stage.py\0--port\x004566";
+        let ls = "/venv/bin/python\0-m\0glidepath_localstack\0--port\x004566";
+        assert_eq!(engine_in_cmdline(stage), Some(Engine::Stage));
+        assert_eq!(engine_in_cmdline(ls), Some(Engine::Localstack));
+        assert_eq!(engine_in_cmdline("/usr/bin/python3\0-m\0http.server"), None);
+    }
+
+    #[test]
+    fn a_localstack_venv_without_the_plugin_is_refused_with_the_fix() {
+        let venv = tempfile::tempdir().unwrap();
+        assert!(!has_plugin(venv.path()));
+        let pkg = venv
+            .path()
+            .join("lib/python3.11/site-packages/glidepath_localstack");
+        std::fs::create_dir_all(&pkg).unwrap();
+        assert!(
+            !has_plugin(venv.path()),
+            "an empty package folder is not the plugin"
+        );
+        std::fs::write(pkg.join("__main__.py"), "").unwrap();
+        assert!(has_plugin(venv.path()));
+        let err = StageError::PluginMissing {
+            venv: venv.path().to_path_buf(),
+        };
+        assert!(
+            err.to_string().contains("run scripts/setup-localstack"),
+            "{err}"
+        );
     }
 
     #[test]

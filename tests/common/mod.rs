@@ -65,6 +65,7 @@ pub async fn start_stage(scenario: &str) -> Stage {
         scenario: scenario.into(),
         port: 0,
         tick: Some(TEST_TICK),
+        ..StageOptions::default()
     })
     .await
 }
@@ -266,6 +267,8 @@ pub fn rehearsal_plan() -> Plan {
         rollback: RollbackConfig {
             green: glidepath::plan::GreenAfterRollback::ScaleToZero,
         },
+        companions: Vec::new(),
+        companions_move: glidepath::plan::CompanionsMove::AfterFirstGate,
     }
 }
 

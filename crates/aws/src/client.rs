@@ -26,6 +26,22 @@ pub async fn sdk_config(target: &Target) -> SdkConfig {
     loader.load().await
 }
 
+/// Like [`sdk_config`], but an empty `target.region` leaves the region to the standard
+/// chain (environment, profile), for commands that have no plan to take it from.
+pub async fn sdk_config_chain_region(target: &Target) -> SdkConfig {
+    if !target.region.is_empty() {
+        return sdk_config(target).await;
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(profile) = &target.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &target.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
 /// S3 needs path-style addressing against an emulator (no wildcard DNS on loopback).
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style = config.endpoint_url().is_some();

@@ -274,6 +274,36 @@ impl Fleet for EcsFleet {
         self.update(service, None, desired).await
     }
 
+    async fn roll_out(&self, service: &str, task_definition: &str) -> PortResult<()> {
+        use ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
+        // ECS's own rollback stays off: it would race the engine's, which puts companions
+        // back in reverse dependency order from the ledger.
+        let breaker = DeploymentCircuitBreaker::builder()
+            .enable(true)
+            .rollback(false)
+            .build();
+        self.ecs
+            .update_service()
+            .cluster(&self.cluster)
+            .service(service)
+            .task_definition(task_definition)
+            .deployment_configuration(
+                DeploymentConfiguration::builder()
+                    .deployment_circuit_breaker(breaker)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                classify(
+                    "ecs:UpdateService",
+                    &format!("service {service} in cluster {}", self.cluster),
+                    e,
+                )
+            })
+    }
+
     async fn target_counts(&self, target_group: &str) -> PortResult<TargetCounts> {
         let out = self
             .elb

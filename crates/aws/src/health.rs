@@ -203,7 +203,7 @@ impl AwsHealth {
 
     /// States of the plan's alarms, in the plan's order. An alarm the account does not have
     /// is reported as `MISSING` (it never fails the gate; `plan check` should catch it).
-    async fn alarm_states(&self) -> PortResult<Vec<AlarmState>> {
+    pub async fn alarm_states(&self) -> PortResult<Vec<AlarmState>> {
         if self.alarms.is_empty() {
             return Ok(Vec::new());
         }
@@ -360,7 +360,8 @@ impl Health for AwsHealth {
 }
 
 /// The state reported for an alarm the account does not have.
-const MISSING: &str = "MISSING";
+/// The state reported for an alarm the account does not have.
+pub const MISSING: &str = "MISSING";
 
 fn unix_now() -> i64 {
     SystemTime::now()

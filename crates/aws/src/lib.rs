@@ -9,12 +9,15 @@
 //! Every SDK error goes through one classifier (`errors.rs`: transient, not found,
 //! precondition, fatal), and every retry loop uses core's one policy (`engine::retry`).
 
+pub mod adopt;
 pub mod assets;
 pub mod client;
 pub mod database;
 pub mod errors;
 pub mod fleet;
 pub mod health;
+pub mod inspect;
+pub mod permissions;
 pub mod ports;
 pub mod resolve;
 pub mod seed;

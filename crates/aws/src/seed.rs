@@ -36,6 +36,8 @@ pub const APP_PORT: i32 = 8080;
 pub const INITIAL_VERSION: &str = "initial";
 /// Desired tasks for the live colour; the idle colour starts at 0.
 pub const BLUE_DESIRED: i32 = 2;
+/// Tasks of each seeded companion service.
+pub const COMPANION_DESIRED: i32 = 1;
 /// Only ever sent to an emulator (seeding refuses anything but loopback).
 const REHEARSAL_DB_PASSWORD: &str = "rehearsal-only-password";
 
@@ -74,6 +76,8 @@ pub struct SeedReport {
     pub green_target_group_arn: String,
     pub blue_service_arn: String,
     pub green_service_arn: String,
+    /// One per `[[companions]]` entry, in the plan's order.
+    pub companion_service_arns: Vec<String>,
     pub database_id: String,
     pub buckets: Vec<String>,
     pub alarms: Vec<String>,
@@ -117,6 +121,7 @@ pub async fn seed(config: &SdkConfig, plan: &Plan) -> Result<SeedReport, SeedErr
     s.task_definition().await?;
     s.load_balancing().await?;
     s.services().await?;
+    s.companions().await?;
     s.database().await?;
     s.buckets().await?;
     s.alarms().await?;
@@ -426,27 +431,6 @@ impl Seeder<'_> {
 
     async fn task_definition(&mut self) -> Result<(), SeedError> {
         let family = self.names.family.clone();
-        let resource = format!("task definition {family}");
-        match self
-            .ecs
-            .describe_task_definition()
-            .task_definition(&family)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                if let Some(arn) = out.task_definition().and_then(|t| t.task_definition_arn()) {
-                    self.report.task_definition_arn = arn.to_string();
-                    self.note(false, resource);
-                    return Ok(());
-                }
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_client_exception()) => {}
-            Err(e) => return Err(aws_error(resource, "DescribeTaskDefinition", e)),
-        }
-
         let image = self.plan.deploy.image.replace("{version}", INITIAL_VERSION);
         let mut containers = vec![self.container(&self.plan.deploy.container, &image, true)?];
         // A migration container other than the app's rides along in the same task definition.
@@ -455,10 +439,40 @@ impl Seeder<'_> {
                 containers.push(self.container(&m.container, &image, false)?);
             }
         }
+        self.report.task_definition_arn = self.ensure_task_definition(&family, containers).await?;
+        Ok(())
+    }
+
+    /// The family's latest revision, registered with `containers` when there is none.
+    async fn ensure_task_definition(
+        &mut self,
+        family: &str,
+        containers: Vec<ContainerDefinition>,
+    ) -> Result<String, SeedError> {
+        let resource = format!("task definition {family}");
+        match self
+            .ecs
+            .describe_task_definition()
+            .task_definition(family)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                if let Some(arn) = out.task_definition().and_then(|t| t.task_definition_arn()) {
+                    self.note(false, resource);
+                    return Ok(arn.to_string());
+                }
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_client_exception()) => {}
+            Err(e) => return Err(aws_error(resource, "DescribeTaskDefinition", e)),
+        }
+
         let out = self
             .ecs
             .register_task_definition()
-            .family(&family)
+            .family(family)
             .network_mode(NetworkMode::Awsvpc)
             .requires_compatibilities(Compatibility::Fargate)
             .cpu("256")
@@ -467,13 +481,13 @@ impl Seeder<'_> {
             .send()
             .await
             .map_err(|e| aws_error(resource.clone(), "RegisterTaskDefinition", e))?;
-        self.report.task_definition_arn = out
+        let arn = out
             .task_definition()
             .and_then(|t| t.task_definition_arn())
             .map(str::to_string)
-            .ok_or_else(|| missing(&family, "RegisterTaskDefinition", "an ARN"))?;
+            .ok_or_else(|| missing(family, "RegisterTaskDefinition", "an ARN"))?;
         self.note(true, resource);
-        Ok(())
+        Ok(arn)
     }
 
     fn container(
@@ -700,20 +714,45 @@ impl Seeder<'_> {
     async fn services(&mut self) -> Result<(), SeedError> {
         let blue_tg = self.report.blue_target_group_arn.clone();
         let green_tg = self.report.green_target_group_arn.clone();
+        let td = self.report.task_definition_arn.clone();
         self.report.blue_service_arn = self
-            .service(&self.names.blue_service.clone(), &blue_tg, BLUE_DESIRED)
+            .service(
+                &self.names.blue_service.clone(),
+                Some(&blue_tg),
+                BLUE_DESIRED,
+                &td,
+            )
             .await?;
         self.report.green_service_arn = self
-            .service(&self.names.green_service.clone(), &green_tg, 0)
+            .service(&self.names.green_service.clone(), Some(&green_tg), 0, &td)
             .await?;
+        Ok(())
+    }
+
+    /// Each companion: its own task definition family (`<app>-<name>`, the companion's
+    /// container on its image at the initial version) and a service beside the web pair,
+    /// not behind the load balancer.
+    async fn companions(&mut self) -> Result<(), SeedError> {
+        for c in self.plan.companions.clone() {
+            let family = format!("{}-{}", self.plan.app, c.name);
+            let image = c.image.replace("{version}", INITIAL_VERSION);
+            let container = self.container(&c.container, &image, false)?;
+            let td = self
+                .ensure_task_definition(&family, vec![container])
+                .await?;
+            let service = plain_name("companions.service", &c.service)?;
+            let arn = self.service(&service, None, COMPANION_DESIRED, &td).await?;
+            self.report.companion_service_arns.push(arn);
+        }
         Ok(())
     }
 
     async fn service(
         &mut self,
         name: &str,
-        target_group: &str,
+        target_group: Option<&str>,
         desired: i32,
+        task_definition: &str,
     ) -> Result<String, SeedError> {
         let cluster = self.plan.cluster.clone();
         let resource = format!("service {cluster}/{name}");
@@ -747,16 +786,16 @@ impl Seeder<'_> {
                     .create_service()
                     .cluster(&cluster)
                     .service_name(name)
-                    .task_definition(&self.report.task_definition_arn)
+                    .task_definition(task_definition)
                     .desired_count(desired)
                     .launch_type(LaunchType::Fargate)
-                    .load_balancers(
-                        EcsLoadBalancer::builder()
-                            .target_group_arn(target_group)
+                    .set_load_balancers(target_group.map(|tg| {
+                        vec![EcsLoadBalancer::builder()
+                            .target_group_arn(tg)
                             .container_name(&self.plan.deploy.container)
                             .container_port(APP_PORT)
-                            .build(),
-                    )
+                            .build()]
+                    }))
                     .network_configuration(
                         NetworkConfiguration::builder()
                             .awsvpc_configuration(vpc)

@@ -107,6 +107,13 @@ impl ElbTraffic {
         }
     }
 
+    /// Every target group the stepped forward action names, with its weight (read only;
+    /// `glidepath diff` checks them against the plan's).
+    pub async fn forwards(&self) -> PortResult<Vec<(String, u32)>> {
+        let actions = self.actions().await?;
+        forward_groups(&actions).map_err(|m| self.fatal("elbv2:DescribeListeners", m.into()))
+    }
+
     fn fatal(&self, operation: &str, message: String) -> PortError {
         PortError::Fatal {
             operation: operation.into(),
@@ -119,8 +126,8 @@ fn is_forward(a: &Action) -> bool {
     a.r#type() == Some(&ActionTypeEnum::Forward)
 }
 
-/// Blue/green percent from a forward action; Err names what is wrong with it.
-fn read_weights(actions: &[Action], blue: &str, green: &str) -> Result<Weights, String> {
+/// (target group ARN, weight) of the forward action; Err names what is wrong with it.
+fn forward_groups(actions: &[Action]) -> Result<Vec<(String, u32)>, &'static str> {
     let forward = actions
         .iter()
         .find(|a| is_forward(a))
@@ -139,9 +146,15 @@ fn read_weights(actions: &[Action], blue: &str, green: &str) -> Result<Weights, 
             .collect(),
         _ => match forward.target_group_arn() {
             Some(arn) => vec![(arn.to_string(), 1)],
-            None => return Err("forward action names no target group".into()),
+            None => return Err("forward action names no target group"),
         },
     };
+    Ok(groups)
+}
+
+/// Blue/green percent from a forward action; Err names what is wrong with it.
+fn read_weights(actions: &[Action], blue: &str, green: &str) -> Result<Weights, String> {
+    let groups = forward_groups(actions)?;
     let (mut b, mut g) = (0u32, 0u32);
     for (arn, weight) in &groups {
         if arn == blue {

@@ -263,5 +263,7 @@ pub fn sample_plan(production: bool) -> Plan {
         rollback: RollbackConfig {
             green: GreenAfterRollback::Keep,
         },
+        companions: Vec::new(),
+        companions_move: crate::plan::CompanionsMove::AfterFirstGate,
     }
 }

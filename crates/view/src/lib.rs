@@ -12,6 +12,7 @@
 pub mod fixture;
 pub mod json;
 pub mod lines;
+pub mod quiet;
 pub mod text;
 pub mod tui;
 
@@ -30,13 +31,36 @@ pub async fn print_events(rx: UnboundedReceiver<Envelope>, format: OutputFormat)
     write_events(rx, format, colour_for_stdout(), std::io::stdout()).await;
 }
 
+/// [`print_events`], or with `quiet` only what [`quiet::keeps`] (warnings, failures, a gate
+/// waiting for someone, and the final line).
+pub async fn print_events_with(rx: UnboundedReceiver<Envelope>, format: OutputFormat, quiet: bool) {
+    let keep = if quiet {
+        quiet::keeps
+    } else {
+        |_: &Envelope| true
+    };
+    write_events_filtered(rx, format, colour_for_stdout(), std::io::stdout(), keep).await;
+}
+
 /// [`print_events`] into any writer. If the writer fails (a closed pipe) the stream is
 /// still drained, so the engine never blocks or fails on a view nobody can see.
 pub async fn write_events<W: Write>(
+    rx: UnboundedReceiver<Envelope>,
+    format: OutputFormat,
+    colour: bool,
+    out: W,
+) {
+    write_events_filtered(rx, format, colour, out, |_| true).await;
+}
+
+/// [`write_events`] of the events `keep` accepts. Every event still reaches the printer,
+/// so its state (progress throttling) is the same as when everything is printed.
+pub async fn write_events_filtered<W: Write>(
     mut rx: UnboundedReceiver<Envelope>,
     format: OutputFormat,
     colour: bool,
     mut out: W,
+    keep: fn(&Envelope) -> bool,
 ) {
     let mut printer = lines::Printer::new(colour);
     let mut writable = true;
@@ -48,6 +72,7 @@ pub async fn write_events<W: Write>(
             OutputFormat::Text => printer.line(&env),
             OutputFormat::Json => Some(json::format(&env)),
         };
+        let line = line.filter(|_| keep(&env));
         if let Some(line) = line {
             if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                 writable = false;

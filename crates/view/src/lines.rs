@@ -5,7 +5,9 @@
 //! progress so a snapshot does not print a hundred lines.
 
 use super::text;
-use crate::engine::event::{Envelope, Event, LiveStage, Outcome, Phase, PhaseStatus, ShardState};
+use crate::engine::event::{
+    CompanionState, Envelope, Event, LiveStage, Outcome, Phase, PhaseStatus, ShardState,
+};
 use std::collections::HashMap;
 
 /// How an event should catch the eye.
@@ -280,6 +282,35 @@ pub fn describe(ev: &Event) -> (&'static str, String) {
             };
             ("migrate", m)
         }
+        Event::Companion {
+            index,
+            companions,
+            name,
+            service,
+            state,
+            task_definition,
+            reason,
+        } => {
+            let n = index + 1;
+            let td = task_definition.as_deref().unwrap_or("?");
+            let m = match state {
+                CompanionState::Started => {
+                    format!("companion {n}/{companions}: {name} ({service}) rolling out the new version")
+                }
+                CompanionState::Done => format!("companion {n}/{companions}: {name} runs {td}"),
+                CompanionState::Failed => format!(
+                    "companion {n}/{companions}: {name} rollout FAILED: {}",
+                    reason.as_deref().unwrap_or("no reason recorded")
+                ),
+                CompanionState::RollingBack => {
+                    format!("companion {n}/{companions}: {name} ({service}) going back to {td}")
+                }
+                CompanionState::RolledBack => {
+                    format!("companion {n}/{companions}: {name} back on {td}")
+                }
+            };
+            ("companion", m)
+        }
     }
 }
 
@@ -308,6 +339,12 @@ pub fn severity(ev: &Event) -> Severity {
             ShardState::Failed => Severity::Bad,
             ShardState::Done => Severity::Good,
             ShardState::Started => Severity::Info,
+        },
+        Event::Companion { state, .. } => match state {
+            CompanionState::Failed => Severity::Bad,
+            CompanionState::Done => Severity::Good,
+            CompanionState::RolledBack => Severity::Attention,
+            CompanionState::Started | CompanionState::RollingBack => Severity::Info,
         },
         Event::LiveWatch { verdict, .. } => match verdict {
             Verdict::Fail { .. } => Severity::Bad,

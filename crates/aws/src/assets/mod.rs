@@ -20,7 +20,7 @@ pub mod walk;
 
 pub use pace::PaceReport;
 pub use port::S3Assets;
-pub use publish::{PublishOptions, PublishReport, Publisher};
+pub use publish::{Preview, PublishOptions, PublishReport, Publisher};
 pub use s3::{Retry, VersionInfo};
 
 use serde::Serialize;

@@ -109,6 +109,20 @@ impl PublishReport {
     }
 }
 
+/// What a publish would do (see [`Publisher::preview`]): files whose content is new, and
+/// files whose content is already in the bucket (copied or skipped, never uploaded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Preview {
+    pub files: u64,
+    pub bytes: u64,
+    pub new_files: u64,
+    pub new_bytes: u64,
+    pub published_files: u64,
+    pub published_bytes: u64,
+    /// This version's manifest exists already with this content.
+    pub already_published: bool,
+}
+
 /// Publishes versions of one assets configuration.
 #[derive(Debug, Clone)]
 pub struct Publisher {
@@ -227,6 +241,46 @@ impl Publisher {
             skipped: report.skipped,
         });
         Ok(report)
+    }
+
+    /// What publishing `version` would do, read only: the tree is hashed and compared with
+    /// the version's manifest and the newest earlier ones; nothing is written.
+    pub async fn preview(&self, version: &str) -> Result<Preview, AssetsError> {
+        layout::validate_version(version)?;
+        let target = Target {
+            layout: self.cfg.layout,
+            prefix: self.prefix(),
+            version: version.to_string(),
+            cache_control: self.cfg.cache_control.clone(),
+            entry_cache_control: self.cfg.entry_cache_control.clone(),
+        };
+        let quiet = |_: &Progress| {};
+        let (files, (existing, known)) =
+            tokio::try_join!(self.scan(&quiet), self.remote_state(&target))?;
+        let mut preview = Preview {
+            files: files.len() as u64,
+            bytes: files.iter().map(|f| f.size).sum(),
+            ..Preview::default()
+        };
+        match plan::plan(&target, files, &known, existing.as_ref())? {
+            Outcome::AlreadyPublished { .. } => {
+                preview.already_published = true;
+                preview.published_files = preview.files;
+                preview.published_bytes = preview.bytes;
+            }
+            Outcome::Publish(p) => {
+                for item in &p.items {
+                    if item.action == plan::Action::Upload {
+                        preview.new_files += 1;
+                        preview.new_bytes += item.file.size;
+                    } else {
+                        preview.published_files += 1;
+                        preview.published_bytes += item.file.size;
+                    }
+                }
+            }
+        }
+        Ok(preview)
     }
 
     /// Walk, validate and hash the whole tree on the blocking pool, reporting hashed bytes.

@@ -216,6 +216,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Between the steps of a manual `glidepath rollback`: Err(Abort) once the operator
+    /// asked to stop (Ctrl-C), so it stops between port calls, never inside one. Other
+    /// commands mean nothing to a rollback. A rollback a release started itself (a failed
+    /// gate) is the safe path back and is never stopped half-way.
+    pub fn aborted(&mut self) -> Result<(), Stop> {
+        use tokio::sync::mpsc::error::TryRecvError;
+        if self.process != crate::exit::Process::Rollback {
+            return Ok(());
+        }
+        while self.commands_open {
+            match self.commands.try_recv() {
+                Ok(Command::Abort) => return Err(Stop::Abort),
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.commands_open = false,
+            }
+        }
+        Ok(())
+    }
+
     /// Sleep `d` (outside the shift): Pause/Advance mean nothing here and say so; an early
     /// Approve is kept for the first manual gate.
     pub async fn sleep(&mut self, d: Duration) -> Result<(), Stop> {

@@ -11,8 +11,11 @@
 //! record says the release rolls back, ended or was interrupted), `lock_acquired` (again for
 //! whoever resumed the release), `read_only_opened`, `read_only_closed` and
 //! `read_only_exit_failed` (from the record's windows, inside the migrate phase), `shard`
-//! (each shard of a sharded migration), `step_started`, `weights_changed` (from the record's log of
-//! weight changes), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
+//! (each shard of a sharded migration), `companion` (each companion service's rollout, in
+//! the phase the plan moves them in, and its way back inside the rollback), `step_started`,
+//! `weights_changed` (from the record's log of weight changes), the lock phase of a
+//! `glidepath rollback` of the finalized release (its `undo_lock`, before that rollback's
+//! phase), `gate_waiting`, `gate_passed` and `gate_failed` (from the typed gate
 //! records). [`finished`] is the `release_finished` a record's ending implies; the engine's
 //! `run::end` emits its own (a `glidepath rollback` process exits with its own code) and
 //! agrees with it for a release run.
@@ -27,13 +30,13 @@
 //! in the new list's order; events that vanished (an interruption cleared by `resume`) are
 //! not taken back.
 
-use super::event::{Event, Outcome, Phase, PhaseStatus, ShardState};
+use super::event::{CompanionState, Event, Outcome, Phase, PhaseStatus, ShardState};
 use super::ledger::{GateRecord, GateVerdict, PhaseRecord, Record, WeightsSet};
-use crate::plan::{GateMode, OnGateFail, Plan};
+use crate::plan::{CompanionsMove, GateMode, OnGateFail, Plan};
 use chrono::{DateTime, Utc};
 
 /// The event types [`history`] makes, plus `release_finished` ([`finished`]).
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "phase_started",
     "phase_finished",
     "lock_acquired",
@@ -41,6 +44,7 @@ pub const KINDS: [&str; 13] = [
     "read_only_closed",
     "read_only_exit_failed",
     "shard",
+    "companion",
     "step_started",
     "weights_changed",
     "gate_waiting",
@@ -135,10 +139,31 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
                     gate(plan, g, &mut out);
                 }
             }
-            Phase::Shift => steps(plan, r, &mut out),
+            Phase::Shift => {
+                if plan.companions_move == CompanionsMove::BeforeShift {
+                    companions(plan, r, &mut out);
+                }
+                steps(plan, r, &mut out);
+            }
+            Phase::Finalize if plan.companions_move == CompanionsMove::AtFinalize => {
+                companions(plan, r, &mut out)
+            }
             _ => {}
         }
         finish(phase, p, started, forward_end.as_ref(), &mut out);
+    }
+    // A `glidepath rollback` of the finalized release: its own lock phase, then its rollback.
+    if let Some(l) = &r.undo_lock {
+        out.push(Event::PhaseStarted { phase: Phase::Lock });
+        out.push(Event::LockAcquired {
+            holder: l.holder.clone(),
+        });
+        out.push(Event::PhaseFinished {
+            phase: Phase::Lock,
+            status: PhaseStatus::Done,
+            detail: Some(format!("held by {}", l.holder)),
+            duration_ms: (l.done_at - l.intent_at).num_milliseconds().max(0) as u64,
+        });
     }
     if let Some(started) = rolling_back {
         out.push(Event::PhaseStarted {
@@ -147,6 +172,7 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
         for w in weights_log(r).iter().filter(|w| w.step.is_none()) {
             out.push(weights(w));
         }
+        companions_back(plan, r, &mut out);
         // A finalized release being rolled back by hand still holds its old ending.
         let end = ended(r).filter(|c| c.at >= started);
         finish(Phase::Rollback, rb, started, end.as_ref(), &mut out);
@@ -154,9 +180,14 @@ pub fn history(plan: &Plan, r: &Record) -> Vec<Event> {
     out
 }
 
-/// The `release_finished` the record's ending implies (None while it goes on). An
-/// interruption (Abort) ends a run, not the release: `resume` continues it.
+/// The `release_finished` the record's ending implies (None while it goes on, including a
+/// finalized release while a `glidepath rollback` of it is under way). An interruption
+/// (Abort) ends a run, not the release: `resume` continues it.
 pub fn finished(r: &Record) -> Option<Event> {
+    // Finalized, and now being rolled back by hand: it ends when that rollback does.
+    if r.undoing_finalize() {
+        return None;
+    }
     if let Some(outcome) = r.outcome {
         return Some(Event::ReleaseFinished {
             outcome,
@@ -272,6 +303,75 @@ fn shards(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
     }
 }
 
+/// A companion's event in `state`.
+fn companion(
+    plan: &Plan,
+    r: &Record,
+    i: usize,
+    state: CompanionState,
+    td: Option<String>,
+    reason: Option<String>,
+) -> Event {
+    let c = &r.companions[i];
+    Event::Companion {
+        index: plan
+            .companions
+            .iter()
+            .position(|p| p.name == c.name)
+            .unwrap_or(i),
+        companions: plan.companions.len().max(r.companions.len()),
+        name: c.name.clone(),
+        service: c.service.clone(),
+        state,
+        task_definition: td,
+        reason,
+    }
+}
+
+/// Each companion the record names, in the order they moved: started, then done or failed.
+fn companions(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
+    for (i, c) in r.companions.iter().enumerate() {
+        let td = || c.task_definition.clone();
+        // Told at the intent, before the new revision is registered: no task definition
+        // yet (else it would be told again once there is).
+        out.push(companion(plan, r, i, CompanionState::Started, None, None));
+        if c.done_at.is_some() {
+            out.push(companion(plan, r, i, CompanionState::Done, td(), None));
+        } else if c.failed_at.is_some() {
+            let reason = c.failure.clone();
+            out.push(companion(plan, r, i, CompanionState::Failed, td(), reason));
+        }
+    }
+}
+
+/// Inside the rollback, in reverse order: each companion going back, then back.
+fn companions_back(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
+    for (i, c) in r.companions.iter().enumerate().rev() {
+        if c.rollback_at.is_none() {
+            continue;
+        }
+        let prev = || Some(c.previous.clone());
+        out.push(companion(
+            plan,
+            r,
+            i,
+            CompanionState::RollingBack,
+            prev(),
+            None,
+        ));
+        if c.rolled_back_at.is_some() {
+            out.push(companion(
+                plan,
+                r,
+                i,
+                CompanionState::RolledBack,
+                prev(),
+                None,
+            ));
+        }
+    }
+}
+
 /// Each step that started: `step_started`, its weights, then its gates in record order,
 /// a manual gate's wait just before its approval (or last, while it waits).
 fn steps(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
@@ -302,6 +402,10 @@ fn steps(plan: &Plan, r: &Record, out: &mut Vec<Event>) {
         }
         for g in &gates {
             gate(plan, g, out);
+        }
+        // After the first step's gate: where `after_first_gate` moves the companions.
+        if index == 0 && plan.companions_move == CompanionsMove::AfterFirstGate {
+            companions(plan, r, out);
         }
         let approved = gates.iter().any(|g| g.verdict == GateVerdict::Approved);
         if index == current && !approved && r.shift.waiting_since.is_some() {
@@ -393,7 +497,7 @@ fn weights(w: &WeightsSet) -> Event {
 mod tests {
     use super::*;
     use crate::engine::event::ColourName;
-    use crate::engine::ledger::{Interruption, LedgerWeights, Waited};
+    use crate::engine::ledger::{Interruption, LedgerWeights, UndoLock, Waited};
     use crate::gate::Signal;
     use chrono::TimeZone;
 
@@ -869,6 +973,75 @@ mod tests {
             all[1..4],
             ["lock alice@ops-1", "lock bob@ops-2", "finish lock Done"]
         );
+    }
+
+    /// `glidepath rollback` of the finalized release: its lock (saved with the rollback's
+    /// intent) and the rollback follow the release's events, and the record's ending waits
+    /// for the rollback's.
+    #[test]
+    fn a_finalized_release_rolled_back_by_hand() {
+        let plan = plan();
+        let mut s = Saves::new();
+        s.up_to_shift()
+            .step(0, 10)
+            .gate(0, 10, GateVerdict::Passed)
+            .done(Phase::Shift, "green has 100%")
+            .intent(Phase::Finalize)
+            .done(Phase::Finalize, "1.4.0 live on green")
+            .outcome(Outcome::Finalized, 0, "1.4.0 is live on green");
+        let finalized = s.last().clone();
+        s.save(|r, now| {
+            r.undo_lock = Some(UndoLock {
+                holder: "carol@ops-3".into(),
+                intent_at: now - chrono::Duration::milliseconds(300),
+                done_at: now,
+            });
+            r.rollback_reason = Some("carol@ops-3 rolled back the finalized release".into());
+            r.phases.rollback.intent_at = Some(now);
+        });
+        // Being rolled back: not ended yet, whatever the finalized outcome says.
+        assert_eq!(finished(s.last()), None);
+        s.save(|r, _| {
+            r.weights_log.push(WeightsSet {
+                blue: 100,
+                green: 0,
+                step: None,
+            })
+        })
+        .save(|r, now| {
+            let p = &mut r.phases.rollback;
+            p.done_at = Some(now);
+            p.status = Some(PhaseStatus::Done);
+        })
+        .outcome(Outcome::RolledBack, 3, "rolled back to 1.3.0");
+        told_every_way(&s);
+        assert_eq!(
+            kinds(&since(&plan, Some(&finalized), s.last())),
+            [
+                "start lock",
+                "lock carol@ops-3",
+                "finish lock Done",
+                "start rollback",
+                "weights 100/0",
+                "finish rollback Done",
+            ]
+        );
+        assert!(
+            since(&plan, Some(&finalized), s.last()).contains(&Event::PhaseFinished {
+                phase: Phase::Lock,
+                status: PhaseStatus::Done,
+                detail: Some("held by carol@ops-3".into()),
+                duration_ms: 300,
+            })
+        );
+        assert!(matches!(
+            finished(s.last()),
+            Some(Event::ReleaseFinished {
+                outcome: Outcome::RolledBack,
+                exit_code: 3,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -301,6 +301,38 @@ pub enum Event {
         /// The task's exit code (done and failed).
         exit_code: Option<i32>,
     },
+    /// A companion service (`[[companions]]`) started its rollout, completed it, failed,
+    /// or is being (was) put back on its previous task definition by the rollback.
+    Companion {
+        /// 0-based position in the order companions move.
+        index: usize,
+        companions: usize,
+        name: String,
+        service: String,
+        state: CompanionState,
+        /// The task definition it is moving to: done and failed, the release's;
+        /// rolling_back and rolled_back, the one it ran before; started, none (the release's
+        /// revision is registered after the intent is recorded).
+        task_definition: Option<String>,
+        /// Why it failed (failed only).
+        reason: Option<String>,
+    },
+}
+
+/// Where one companion service is (see [`Event::Companion`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CompanionState {
+    /// Its previous task definition is recorded; the rollout starts.
+    Started,
+    /// The rollout completed with its tasks running on the new task definition.
+    Done,
+    /// The rollout failed: the release rolls back.
+    Failed,
+    /// The rollback is putting it back on its previous task definition.
+    RollingBack,
+    /// Back on its previous task definition, rollout completed.
+    RolledBack,
 }
 
 /// Where one shard of a sharded migration is (see [`Event::Shard`]).

@@ -43,6 +43,8 @@ pub struct FakeService {
     pub rollout: String,
     /// `service` reads left until a rollout completes.
     pub ticks_left: u32,
+    /// The rollout in progress ends FAILED (the circuit breaker stopped it).
+    pub fails: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,11 @@ pub struct World {
     pub deploy_ticks: u32,
     /// Healthy targets stay below desired (a deploy that never gets healthy).
     pub deploy_unhealthy: bool,
+    /// Services whose rollouts onto a task definition they did not run at the start end
+    /// FAILED (a companion whose new version cannot start).
+    pub rollout_fails: Vec<String>,
+    /// The task definition each service ran when the world was made.
+    pub initial_task_definitions: BTreeMap<String, String>,
     // traffic
     pub weights: Weights,
     pub weight_history: Vec<Weights>,
@@ -191,6 +198,7 @@ impl FakeWorld {
                 running: 2,
                 rollout: "COMPLETED".into(),
                 ticks_left: 0,
+                fails: false,
             },
         );
         services.insert(
@@ -201,13 +209,34 @@ impl FakeWorld {
                 running: 0,
                 rollout: "COMPLETED".into(),
                 ticks_left: 0,
+                fails: false,
             },
         );
+        // Companions run their own image at one task each.
+        let mut task_definitions = BTreeMap::new();
+        for c in &plan.companions {
+            let td = format!("{}:1", c.name);
+            task_definitions.insert(td.clone(), format!("{LIVE_IMAGE}-{}", c.name));
+            services.insert(
+                c.service.clone(),
+                FakeService {
+                    task_definition: td,
+                    desired: 1,
+                    running: 1,
+                    rollout: "COMPLETED".into(),
+                    ticks_left: 0,
+                    fails: false,
+                },
+            );
+        }
         let mut target_groups = BTreeMap::new();
         target_groups.insert(plan.blue.target_group.clone(), plan.blue.service.clone());
         target_groups.insert(plan.green.target_group.clone(), plan.green.service.clone());
-        let mut task_definitions = BTreeMap::new();
         task_definitions.insert(LIVE_TASK_DEFINITION.to_string(), LIVE_IMAGE.to_string());
+        let initial_task_definitions = services
+            .iter()
+            .map(|(name, s)| (name.clone(), s.task_definition.clone()))
+            .collect();
         FakeWorld {
             world: Arc::new(Mutex::new(World {
                 objects: BTreeMap::new(),
@@ -235,6 +264,8 @@ impl FakeWorld {
                 task_definitions,
                 deploy_ticks: 2,
                 deploy_unhealthy: false,
+                rollout_fails: vec![],
+                initial_task_definitions,
                 weights: Weights::all_blue(),
                 weight_history: vec![],
                 test_weights: plan
@@ -634,7 +665,10 @@ impl Fleet for FakeWorld {
             };
             if s.ticks_left > 0 {
                 s.ticks_left -= 1;
-                if s.ticks_left == 0 {
+                if s.ticks_left == 0 && s.fails {
+                    s.rollout = "FAILED".into();
+                    s.running = 0;
+                } else if s.ticks_left == 0 {
                     s.rollout = "COMPLETED".into();
                     s.running = s.desired;
                 }
@@ -704,6 +738,24 @@ impl Fleet for FakeWorld {
             s.desired = desired;
             s.rollout = "IN_PROGRESS".into();
             s.ticks_left = ticks;
+            s.fails = false;
+            Ok(())
+        })
+        .await
+    }
+    async fn roll_out(&self, service: &str, td: &str) -> PortResult<()> {
+        self.call("fleet.roll_out", format!("{service} {td}"), |w| {
+            let ticks = w.deploy_ticks.max(1);
+            let fails = w.rollout_fails.iter().any(|s| s == service)
+                && w.initial_task_definitions.get(service).map(String::as_str) != Some(td);
+            let s = w.services.get_mut(service).ok_or(PortError::NotFound {
+                operation: "fleet.roll_out".into(),
+                resource: service.into(),
+            })?;
+            s.task_definition = td.into();
+            s.rollout = "IN_PROGRESS".into();
+            s.ticks_left = ticks;
+            s.fails = fails;
             Ok(())
         })
         .await

@@ -330,6 +330,45 @@ pub struct Record {
     /// `phases::shards`); empty for a migration of one task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRecord>,
+    /// The plan's companion services this release changed (or is changing), in the order
+    /// they moved (see `phases::companions`); a rollback undoes them in reverse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<CompanionRecord>,
+    /// The lock a `glidepath rollback` of this release, once finalized, took: saved with
+    /// the rollback's intent, so that run's lock phase is told from the record (by the run
+    /// and by `watch`) like every other durable event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_lock: Option<UndoLock>,
+}
+
+/// Who took the lock to roll back a finalized release, and when (the lock phase of that
+/// `glidepath rollback`: from asking for the lock to holding it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UndoLock {
+    pub holder: String,
+    pub intent_at: DateTime<Utc>,
+    pub done_at: DateTime<Utc>,
+}
+
+/// One companion service: the task definition it ran, recorded before anything changed
+/// it (intent), the new one, how its rollout went, and its way back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CompanionRecord {
+    pub name: String,
+    pub service: String,
+    /// What it ran before this release: where a rollback puts it back.
+    pub previous: String,
+    pub intent_at: Option<DateTime<Utc>>,
+    /// The release's revision for it (registered after the intent, before the update).
+    pub task_definition: Option<String>,
+    /// Its rollout completed with its tasks running.
+    pub done_at: Option<DateTime<Utc>>,
+    /// Its rollout failed (circuit breaker, or not done within `deploy.timeout`).
+    pub failed_at: Option<DateTime<Utc>>,
+    pub failure: Option<String>,
+    /// The rollback's intent to put it back on `previous`, then that it is back.
+    pub rollback_at: Option<DateTime<Utc>>,
+    pub rolled_back_at: Option<DateTime<Utc>>,
 }
 
 /// One shard of a sharded migration: intent (with its `startedBy`) before its `RunTask`,
@@ -427,6 +466,8 @@ impl Record {
             read_only: vec![],
             superseded_by: None,
             shards: Vec::new(),
+            undo_lock: None,
+            companions: Vec::new(),
             live_image: None,
         }
     }

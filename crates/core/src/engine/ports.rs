@@ -205,6 +205,11 @@ pub trait Fleet: Send + Sync {
     async fn image_of(&self, task_definition: &str, container: &str) -> PortResult<Option<String>>;
     async fn deploy(&self, service: &str, task_definition: &str, desired: i32) -> PortResult<()>;
     async fn scale(&self, service: &str, desired: i32) -> PortResult<()>;
+    /// Move `service` onto `task_definition` in place, at its desired count: an ECS rolling
+    /// deployment with the deployment circuit breaker on (a rollout that cannot start its
+    /// tasks ends FAILED instead of retrying forever). The breaker does not roll back by
+    /// itself: the engine puts the service back, in order, from what the ledger recorded.
+    async fn roll_out(&self, service: &str, task_definition: &str) -> PortResult<()>;
     async fn target_counts(&self, target_group: &str) -> PortResult<TargetCounts>;
 }
 

@@ -19,7 +19,9 @@
 use super::ctx::{self, Ctx, Stop};
 use super::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
 use super::ids;
-use super::ledger::{self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot};
+use super::ledger::{
+    self, Doc, EngineError, Index, IndexEntry, Interruption, Record, Slot, UndoLock,
+};
 use super::live_image;
 use super::lock::{self, Acquire, Lock, LockBody, UnlockReport};
 use super::oplog::{self, OpEntry, OpKind};
@@ -242,7 +244,22 @@ pub async fn rollback(
     holder: &str,
     events: UnboundedSender<Envelope>,
 ) -> Finished {
-    let f = Box::pin(rollback_run(plan, ports, holder, events)).await;
+    // Nobody can ask this one to stop: the channel is closed at once.
+    let (_, commands) = tokio::sync::mpsc::unbounded_channel();
+    rollback_with(plan, ports, holder, events, commands).await
+}
+
+/// [`rollback`] that stops cleanly on [`Command::Abort`] (Ctrl-C): between its port
+/// calls, traffic where it last stood, the rollback's intent in the record and the lock
+/// kept, so the next `rollback` or `resume` finishes it. Other commands are ignored.
+pub async fn rollback_with(
+    plan: &Plan,
+    ports: &Ports,
+    holder: &str,
+    events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
+) -> Finished {
+    let f = Box::pin(rollback_run(plan, ports, holder, events, commands)).await;
     log_op(ports, OpKind::Rollback, holder, f).await
 }
 
@@ -274,9 +291,8 @@ async fn rollback_run(
     ports: &Ports,
     holder: &str,
     events: UnboundedSender<Envelope>,
+    commands: UnboundedReceiver<Command>,
 ) -> Finished {
-    // No operator commands during a manual rollback: the channel is closed at once.
-    let (_, commands) = tokio::sync::mpsc::unbounded_channel();
     let found = match in_progress(plan, ports, holder).await {
         Ok(f) => f,
         Err(e) => return end_early(ports, &events, "", Cause::Unexpected, e.to_string()).await,
@@ -931,6 +947,7 @@ async fn run_locked(mut ctx: Ctx<'_>) -> Finished {
 
 async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(), Finished> {
     let t0 = Instant::now();
+    let asked = Utc::now();
     let store = ctx.ports.state.as_ref();
     let version = ctx.record.value.version.clone();
     // The lock phase fails before the record is written: no record to touch, so its
@@ -991,6 +1008,17 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
             let after = super::durable::before_takeover(ctx.plan, &ctx.record.value);
             ctx.rec().resumed_after = Some(after);
             ctx.rec().resumed_by = Some(holder.into());
+        } else {
+            // Only `glidepath rollback` locks a finalized release: its lock phase and the
+            // rollback's intent are one save, so the record never names a lock taken for a
+            // rollback it does not show, and the lock phase is told from the record.
+            let r = ctx.rec();
+            r.undo_lock = Some(UndoLock {
+                holder: holder.into(),
+                intent_at: asked,
+                done_at: now,
+            });
+            r.phases.rollback.intent_at.get_or_insert(now);
         }
     } else {
         let lp = &mut ctx.rec().phases.lock;
@@ -1019,20 +1047,6 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
         return Err(end(c, ending).await);
     }
     ctx.report();
-    if taken_over && !resuming {
-        // A finalized release rolled back: its record's lock phase is history, this lock
-        // is this run's.
-        ctx.emit(Event::PhaseStarted { phase: Phase::Lock });
-        ctx.emit(Event::LockAcquired {
-            holder: holder.into(),
-        });
-        ctx.emit(Event::PhaseFinished {
-            phase: Phase::Lock,
-            status: PhaseStatus::Done,
-            detail: Some(format!("held by {holder}")),
-            duration_ms: ms(t0),
-        });
-    }
     // Whoever holds the lock first closes a release whose lock was broken.
     if let Err(stop) = supersede::close_superseded(ctx).await {
         let cause = match &stop {
@@ -1249,6 +1263,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
                 lock: LockFate::Release,
             }
         }
+        Err(Stop::Abort) => rollback_stopped(ctx, LedgerFate::Interruption).await,
         Err(stop) => {
             let detail = rollback_failed(&stop);
             Ending {
@@ -1262,6 +1277,27 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
                 lock: LockFate::Keep,
             }
         }
+    }
+}
+
+/// A manual rollback the operator stopped (Ctrl-C) between two steps: traffic stays
+/// where it stood (read back for the message), the lock is kept for the run that finishes it.
+async fn rollback_stopped(ctx: &Ctx<'_>, ledger: LedgerFate) -> Ending {
+    let weights = match ctx.ports.traffic.weights().await {
+        Ok(w) => format!("blue {}% / green {}%", w.blue, w.green),
+        Err(_) => "weights unknown".into(),
+    };
+    let plan_path = ctx.plan.source.display().to_string();
+    Ending {
+        outcome: Outcome::Interrupted,
+        cause: Cause::Interrupted,
+        message: format!(
+            "the rollback of release {} was stopped on request ({weights}); the lock is kept: \
+             `glidepath rollback {plan_path}` (or `glidepath resume {plan_path}`) finishes it",
+            ctx.release
+        ),
+        ledger,
+        lock: LockFate::Keep,
     }
 }
 
@@ -1409,6 +1445,43 @@ async fn rollback_finalized(
         }
         Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
     }
+    // No task definition on record (the version glidepath found live before its first
+    // release): the old colour must still run that version, told by its image.
+    if recorded_td.is_none() {
+        // Unreadable: no worse than before this check; the service answered above.
+        let runs = live_image::read(plan, ports, standby.colour)
+            .await
+            .unwrap_or_default();
+        let redeployed = match (&standby.image, &runs.version, &runs.image) {
+            // Recorded as "unknown" (a foreign image): now another image, or one of ours.
+            (Some(was), _, Some(now)) => now != was,
+            (Some(_), Some(_), None) => true,
+            // A version of this plan's template, another one.
+            (None, Some(now), _) => *now != standby.version,
+            // Not from the template (which may have changed since): cannot tell.
+            _ => false,
+        };
+        if redeployed {
+            let now = runs.version.map_or_else(
+                || live_image::unknown_because(runs.image.as_deref().unwrap_or_default()),
+                |v| format!("version {v}"),
+            );
+            return refuse(
+                &id,
+                Cause::Usage,
+                format!(
+                    "the old colour ({}, {}) runs {now}, not version {} that was live before release {id}; \
+                     sending traffic there would not bring {} back. Release version {} again instead",
+                    standby.colour.name(),
+                    old.service,
+                    standby.version,
+                    standby.version,
+                    standby.version
+                ),
+            )
+            .await;
+        }
+    }
     started_as(
         &events,
         &id,
@@ -1423,25 +1496,13 @@ async fn rollback_finalized(
     ctx.process = Process::Rollback;
     // The finalized release was reported when it ran: this run tells only what it adds.
     ctx.shown = Some(ctx.record.value.clone());
-    if let Err(f) = lock_phase(&mut ctx, holder, false).await {
-        return f;
-    }
-    // The intent goes first: a run killed after moving traffic is then finished by
-    // `resume` or `rollback` (see `continue_undo`) instead of being taken for finalized.
+    // The intent goes first, saved with the lock (`lock_phase`): a run killed after moving
+    // traffic is then finished by `resume` or `rollback` (see `continue_undo`) instead of
+    // being taken for finalized.
     ctx.rec().rollback_reason = Some(format!("{holder} rolled back the finalized release"));
     ctx.rec().rolled_back_by = Some(holder.to_string());
-    if let Err(stop) = ctx.intent(Phase::Rollback).await {
-        let ending = Ending {
-            outcome: Outcome::Failed,
-            cause: Cause::OperatorRollback,
-            message: format!(
-                "the rollback did not start: {}; nothing moved",
-                describe_stop(&stop)
-            ),
-            ledger: LedgerFate::Untouched,
-            lock: LockFate::Release,
-        };
-        return end_run(&mut ctx, ending).await;
+    if let Err(f) = lock_phase(&mut ctx, holder, false).await {
+        return f;
     }
     undo_finalized(&mut ctx).await
 }
@@ -1476,8 +1537,15 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
     let (back_to, from) = (ctx.live(), ctx.target());
     let back = shift::weights_for(back_to, 100);
     let moved = async {
+        ctx.aborted()?;
         shift::set_weights(ctx, back).await?;
-        phases::rollback::scale_after(ctx, from).await
+        ctx.aborted()?;
+        let mut detail = phases::rollback::scale_after(ctx, from).await?;
+        // Traffic first, then the companions, in reverse order.
+        if let Some(c) = phases::companions::roll_back(ctx, Phase::Rollback).await? {
+            detail.push_str(&format!("; {c}"));
+        }
+        Ok::<_, Stop>(detail)
     }
     .await;
     let by = ctx
@@ -1489,7 +1557,9 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
     let ending = match moved {
         Ok(detail) => {
             shift::record_weights(ctx, back, None);
-            ctx.report();
+            // Saved before told (a kill in between must not have said what the ledger never
+            // held); should this write fail, the ending's writes try again and tell it.
+            let _ = ctx.save().await;
             let r = ctx.rec();
             r.rolled_back_at = Some(Utc::now());
             r.phases.rollback.done_at = Some(Utc::now());
@@ -1512,6 +1582,9 @@ async fn undo_finalized(ctx: &mut Ctx<'_>) -> Finished {
                 lock: LockFate::Release,
             }
         }
+        // The record keeps the rollback's intent (so it stays `undoing_finalize`): no
+        // interruption is written into a finalized record.
+        Err(Stop::Abort) => rollback_stopped(ctx, LedgerFate::Untouched).await,
         Err(stop) => {
             let detail = rollback_failed(&stop);
             let plan_path = ctx.plan.source.display().to_string();

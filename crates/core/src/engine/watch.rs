@@ -69,10 +69,13 @@ pub async fn watch(
 ) -> Watched {
     let store = ports.state.as_ref();
     let mut warned_read = false;
+    // The index's newest release as waiting began: one that started and ended between two
+    // polls (a quick `glidepath rollback` of a finalized release) shows only there.
+    let mut waited_from: Option<Option<Mark>> = None;
     let id = loop {
         match find_current(store).await {
             Ok(Current::Release(id)) => break id,
-            Ok(Current::Nothing(last)) if !req.wait => {
+            Ok(Current::Nothing(last, _)) if !req.wait => {
                 return Watched {
                     release_id: None,
                     outcome: None,
@@ -80,7 +83,18 @@ pub async fn watch(
                     message: format!("no release is in progress{last}; nothing to watch"),
                 };
             }
-            Ok(Current::Nothing(_)) => {}
+            Ok(Current::Nothing(_, mark)) => match &waited_from {
+                None => {
+                    tracing::info!("no release in progress; waiting for the next one");
+                    waited_from = Some(mark);
+                }
+                Some(before) if *before != mark => {
+                    if let Some((id, _, _)) = mark {
+                        break id;
+                    }
+                }
+                Some(_) => {}
+            },
             Err(e) if !req.wait => return unreadable(None, &e),
             Err(e) => note_read_error(&events, "", &e, &mut warned_read),
         }
@@ -147,9 +161,13 @@ pub async fn watch(
 
 enum Current {
     Release(String),
-    /// Nothing in progress; text about the last release (may be empty).
-    Nothing(String),
+    /// Nothing in progress; text about the last release (may be empty), and its mark.
+    Nothing(String, Option<Mark>),
 }
+
+/// The newest release in the index as far as `--wait` cares: which, how it ended and
+/// whether it was rolled back by hand.
+type Mark = (String, Option<Outcome>, Option<DateTime<Utc>>);
 
 /// The id of the release in progress, or Err(why there is nothing to watch).
 pub async fn current(
@@ -157,7 +175,9 @@ pub async fn current(
 ) -> Result<Result<String, String>, EngineError> {
     Ok(match find_current(store).await? {
         Current::Release(id) => Ok(id),
-        Current::Nothing(last) => Err(format!("no release is in progress{last}; nothing to watch")),
+        Current::Nothing(last, _) => {
+            Err(format!("no release is in progress{last}; nothing to watch"))
+        }
     })
 }
 
@@ -177,7 +197,11 @@ async fn find_current(store: &dyn super::ports::StateStore) -> Result<Current, E
             e.outcome.map_or("did not finish", Outcome::word)
         )
     });
-    Ok(Current::Nothing(last))
+    let mark = index
+        .releases
+        .first()
+        .map(|e| (e.id.clone(), e.outcome, e.rolled_back_at));
+    Ok(Current::Nothing(last, mark))
 }
 
 async fn read(
@@ -296,6 +320,14 @@ impl<'p> Follow<'p> {
         out: &mut Vec<Event>,
     ) {
         let ours = lock.filter(|b| b.release == r.id);
+        // Finalized, and locked since: a `glidepath rollback` is taking it, and its first
+        // save (lock and intent) is moments away. Not the end to report.
+        let being_taken = r.outcome == Some(Outcome::Finalized)
+            && r.undo_lock.is_none()
+            && ours.is_some_and(|b| r.finished_at.is_some_and(|f| b.started_at > f));
+        if being_taken {
+            return;
+        }
         if self.shown.is_none() {
             self.header(r, ours, out);
         }
@@ -321,7 +353,7 @@ impl<'p> Follow<'p> {
         out.extend(told);
         self.notes(r, out);
         self.bake(r, out);
-        if r.outcome.is_none() && r.interrupted.is_none() {
+        if r.unfinished() && r.interrupted.is_none() {
             self.lock_state(r, ours, lock, now, out);
         }
         if let Some(end) = durable::finished(r) {
@@ -355,8 +387,9 @@ impl<'p> Follow<'p> {
             target: r.target,
             endpoint: self.endpoint.clone(),
             region: self.plan.region.clone(),
-            resumed: r.resumed_at.is_some(),
-            rollback: false,
+            // A finalized release rolled back by hand is watched as that rollback.
+            resumed: r.resumed_at.is_some() || r.undo_lock.is_some(),
+            rollback: r.undo_lock.is_some(),
         });
         out.push(Event::Notice {
             message: format!(

@@ -151,7 +151,14 @@ fn normalised(v: Vec<f64>) -> Vec<f64> {
 
 /// Log of `Σ w_k e^{v_k}` (weights summing to 1), without overflow.
 pub fn log_weighted_mean_exp(v: &[f64], w: &[f64]) -> f64 {
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // The largest term among those with weight: a weightless one far above the rest
+    // would otherwise push them all to 0.
+    let max = v
+        .iter()
+        .zip(w)
+        .filter(|(_, w)| **w > 0.0)
+        .map(|(x, _)| *x)
+        .fold(f64::NEG_INFINITY, f64::max);
     if v.is_empty() || max == f64::NEG_INFINITY {
         return f64::NEG_INFINITY;
     }

@@ -38,7 +38,9 @@
 //! The copy that runs for the whole release weighs half (a fault present from the start,
 //! the common case, pays `ln 2` for the restarts, not `ln steps`). Each test mixes a grid
 //! of effect sizes; the absolute 5xx and latency mixtures put half their weight next to
-//! the fault the gate is built to catch (`DESIGN_*`). Across signals, the budget is split
+//! the fault the gate is built to catch (`DESIGN_*`), the relative 5xx mixture three
+//! quarters on "+2 points over the live rate", a ratio estimated each period from the
+//! live colour's past and the period's total 5xx ([`design_ratio`]). Across signals, the budget is split
 //! (a Bonferroni split, so the signals need not be independent).
 //!
 //! The evidence ([`GateState`]) is saved in the ledger record with the observed bake, so a
@@ -163,19 +165,26 @@ pub struct Tuning {
     /// Weight of the copy of each test that runs for the whole release (None: every step's
     /// copy weighs the same).
     pub first_copy: Option<f64>,
-    /// Favour the effect sizes the gate is built to catch (`DESIGN_*`) in the mixtures.
+    /// Favour the effect sizes the gate is built to catch (`DESIGN_*`) in the absolute 5xx
+    /// and latency mixtures.
     pub design_prior: bool,
+    /// Weight of the relative 5xx test's own design alternative ("the live rate + 2
+    /// points", estimated afresh each period; see [`design_ratio`]); the rest stays on the
+    /// uniform grid.
+    pub relative_design: f64,
 }
 
 impl Tuning {
     pub const CURRENT: Tuning = Tuning {
         first_copy: Some(0.5),
         design_prior: true,
+        relative_design: 0.75,
     };
-    /// Equal copies per step and uniform mixtures (the weighting before this one).
+    /// The weighting before this one: the relative 5xx mixture uniform over its grid.
     pub const PREVIOUS: Tuning = Tuning {
-        first_copy: None,
-        design_prior: false,
+        first_copy: Some(0.5),
+        design_prior: true,
+        relative_design: 0.0,
     };
 }
 
@@ -206,7 +215,8 @@ impl SequentialGate {
         // What the gate is built to catch, in each test's own units: the absolute test's
         // ratio of a +2 point rate to `error_tolerance_abs`, the latency test's excess of
         // ×2 over the tolerance. The relative test's design ratio depends on the live rate,
-        // unknown before the release, so its mixture stays uniform.
+        // unknown before the release: one extra component of its mixture bets on a ratio
+        // estimated each period (`design_ratio`), the grid keeps the rest.
         let abs_design = (seq.error_tolerance_abs > 0.0)
             .then(|| (seq.error_tolerance_abs + DESIGN_ERROR_INCREASE) / seq.error_tolerance_abs);
         let lat_design = Some(DESIGN_LATENCY_FACTOR.ln() - seq.latency_tolerance.ln());
@@ -218,7 +228,7 @@ impl SequentialGate {
             steps,
             st: GateState {
                 step: 0,
-                relative: Restarts::new(copies(), design_prior(&ERROR_GRID, None)),
+                relative: Restarts::new(copies(), relative_prior(tuning.relative_design)),
                 absolute: Restarts::new(copies(), design_prior(&ERROR_GRID, design(abs_design))),
                 latency: Restarts::new(copies(), design_prior(&LATENCY_GRID, design(lat_design))),
                 error_periods: 0,
@@ -360,16 +370,32 @@ impl SequentialGate {
             let m = c.new_errors + c.live_errors;
             if m > 0.0 {
                 let null = error_share(q, rho);
-                self.st
-                    .relative
-                    .add(|k| binomial_log_lr(xg, m, error_share(q, rho * ERROR_GRID[k]), null));
+                // A function of the past and of `m` only, so given `m` the design
+                // component is a likelihood ratio like any grid point.
+                let design = design_ratio(
+                    self.st.total.live_errors + m - DESIGN_ERROR_INCREASE * ng,
+                    self.st.total.live_requests + c.live_requests + ng,
+                    rho,
+                );
+                self.st.relative.add(|k| {
+                    let r = ERROR_GRID.get(k).map_or(design, |g| rho * g);
+                    if r <= rho {
+                        return 0.0;
+                    }
+                    binomial_log_lr(xg, m, error_share(q, r), null)
+                });
             }
         } else if let Some(bound) = self.live_rate_bound() {
             let p0 = rho * bound;
             if p0 > 0.0 && p0 < 0.5 {
-                self.st
-                    .relative
-                    .add(|k| binomial_log_lr(xg, ng, (p0 * ERROR_GRID[k]).min(0.999), p0));
+                let design = design_ratio(bound, 1.0, rho);
+                self.st.relative.add(|k| {
+                    let r = ERROR_GRID.get(k).map_or(design, |g| rho * g);
+                    if r <= rho {
+                        return 0.0;
+                    }
+                    binomial_log_lr(xg, ng, (bound * r).min(0.999), p0)
+                });
             }
         }
         let f = self.cfg.error_tolerance_abs;
@@ -674,6 +700,39 @@ impl SequentialGate {
     }
 }
 
+/// Prior of the relative 5xx test: the grid uniform, with share `design` (0..1) on one
+/// more component, the design alternative of [`design_ratio`] (last).
+fn relative_prior(design: f64) -> Vec<f64> {
+    let design = if design.is_finite() {
+        design.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let n = ERROR_GRID.len() as f64;
+    let mut w = vec![(1.0 - design) / n; ERROR_GRID.len()];
+    w.push(design);
+    w
+}
+
+/// The ratio of the new colour's 5xx rate to the live one's that the gate is built to
+/// catch, `(p + DESIGN_ERROR_INCREASE) / p`, for a live rate estimated as `errors /
+/// requests` (kept within the grid: at least `rho · ERROR_GRID[0]`, at most `rho` times
+/// its last point). Why: a uniform grid spreads its bet over ratios from 1.56 to 75, so
+/// at a live 1 % the ratio of +2 points (3) falls between two points holding a ninth of
+/// the prior each; this component holds three quarters of it wherever the live rate is. For the paired test the estimate counts
+/// the period's 5xx of both colours *as if* the new colour had the design fault (total
+/// minus `DESIGN_ERROR_INCREASE` × its requests), which is a function of the period's
+/// total, so the test's conditional likelihood ratio stays exact.
+pub fn design_ratio(errors: f64, requests: f64, rho: f64) -> f64 {
+    let (lo, hi) = (rho * ERROR_GRID[0], rho * ERROR_GRID[ERROR_GRID.len() - 1]);
+    // NaN-safe: anything but a positive rate bets on the top ratio.
+    let p = errors / requests;
+    if requests.is_nan() || requests <= 0.0 || !errors.is_finite() || p.is_nan() || p <= 0.0 {
+        return hi;
+    }
+    ((p + DESIGN_ERROR_INCREASE) / p).clamp(lo, hi)
+}
+
 /// Requests the new colour needs before a 5xx rate of `live_rate + increase` crosses the
 /// gate's threshold 99 % of the time, for a release of `steps` steps (the worst case: only
 /// the current step's copy of the test counts). None when the tolerances make it
@@ -691,23 +750,29 @@ pub fn requests_to_detect(
 ) -> Option<f64> {
     let p1 = live_rate.max(0.0) + increase.max(0.0);
     let base = (1.0 / (cfg.alpha * ERROR_SHARE)).ln() + worst_copy_cost(steps);
-    let per_request = |p0: f64, prior: &[f64]| -> Option<f64> {
-        ERROR_GRID
+    // Over (alternative as a multiple of the null rate, prior weight) pairs.
+    let per_request = |p0: f64, alternatives: &[(f64, f64)]| -> Option<f64> {
+        alternatives
             .iter()
-            .zip(prior)
-            .filter_map(|(r, w)| {
+            .filter_map(|&(r, w)| {
                 let g = p1 * r.ln() - (r - 1.0) * p0;
                 let v = p1 * r.ln().powi(2);
-                (g > 0.0 && *w > 0.0).then(|| samples_for(g, v, base - w.ln()))
+                (g > 0.0 && w > 0.0).then(|| samples_for(g, v, base - w.ln()))
             })
             .reduce(f64::min)
     };
-    let uniform = design_prior(&ERROR_GRID, None);
-    let relative = per_request(cfg.error_tolerance * live_rate.max(0.0), &uniform)?;
+    let rho = cfg.error_tolerance;
+    let live = live_rate.max(0.0);
+    let prior = relative_prior(Tuning::CURRENT.relative_design);
+    let mut alternatives: Vec<(f64, f64)> = ERROR_GRID.iter().copied().zip(prior.clone()).collect();
+    // The design component (the prior's last weight) at the ratio it bets on at this rate.
+    alternatives.push((design_ratio(live, 1.0, rho) / rho, prior[ERROR_GRID.len()]));
+    let relative = per_request(rho * live, &alternatives)?;
     let absolute = if cfg.error_tolerance_abs > 0.0 {
         let f = cfg.error_tolerance_abs;
         let prior = design_prior(&ERROR_GRID, Some((f + DESIGN_ERROR_INCREASE) / f));
-        per_request(f, &prior)?
+        let alternatives: Vec<(f64, f64)> = ERROR_GRID.iter().copied().zip(prior).collect();
+        per_request(f, &alternatives)?
     } else {
         0.0
     };
@@ -1298,6 +1363,117 @@ mod tests {
         }
     }
 
+    /// The relative test's design component bets on a ratio computed from the period's
+    /// total 5xx, so given that total its factor must still average exactly 1 when the new
+    /// colour's share is the null's, and less when it is healthier.
+    #[test]
+    fn the_design_component_is_a_fair_bet_given_the_period_total() {
+        let rho = 1.25;
+        for (ng, nl, m, past_errors, past_requests) in [
+            (300.0, 2700.0, 36.0, 0.0, 0.0),
+            (300.0, 2700.0, 5.0, 54.0, 5400.0),
+            (3.0, 27.0, 2.0, 0.0, 0.0),
+            (1500.0, 1500.0, 80.0, 10.0, 20000.0),
+        ] {
+            let q = ng / (ng + nl);
+            let design = design_ratio(
+                past_errors + m - DESIGN_ERROR_INCREASE * ng,
+                past_requests + nl + ng,
+                rho,
+            );
+            assert!(design > rho, "{design}");
+            let (t1, t0) = (error_share(q, design), error_share(q, rho));
+            let mean_factor = |theta: f64| -> f64 {
+                (0..=m as u64)
+                    .map(|x| {
+                        let x = x as f64;
+                        let ln_pmf =
+                            ln_choose(m, x) + x * theta.ln() + (m - x) * (1.0 - theta).ln();
+                        (ln_pmf + binomial_log_lr(x, m, t1, t0)).exp()
+                    })
+                    .sum()
+            };
+            let at_null = mean_factor(t0);
+            assert!((at_null - 1.0).abs() < 1e-9, "{ng} {nl} {m}: {at_null}");
+            assert!(mean_factor(error_share(q, 1.0)) < 1.0);
+        }
+    }
+
+    fn ln_choose(n: f64, k: f64) -> f64 {
+        (1..=k as u64)
+            .map(|i| ((n - k + i as f64) / i as f64).ln())
+            .sum()
+    }
+
+    #[test]
+    fn design_ratios_stay_on_the_grid() {
+        // live 1 %: +2 points is three times the rate.
+        assert!((design_ratio(1.0, 100.0, 1.25) - 3.0).abs() < 1e-12);
+        // No errors yet, or fewer than the design fault alone would make: the top ratio.
+        assert_eq!(design_ratio(0.0, 100.0, 1.25), 75.0);
+        assert_eq!(design_ratio(-3.0, 100.0, 1.25), 75.0);
+        assert_eq!(design_ratio(1.0, 0.0, 1.25), 75.0);
+        // A high live rate: +2 points is a ratio within tolerance, the grid's bottom.
+        assert_eq!(design_ratio(50.0, 100.0, 1.25), 1.25 * ERROR_GRID[0]);
+        assert_eq!(relative_prior(0.5).iter().sum::<f64>(), 1.0);
+        assert_eq!(relative_prior(0.5)[ERROR_GRID.len()], 0.5);
+    }
+
+    /// ALB timing at 50 req/s over a live 1 % (the lab's slowest cell): +2 points of 5xx
+    /// from the start. The relative test decides (the absolute one is far ahead), and with
+    /// its mixture uniform over the grid only 38 % of releases rolled back within 3
+    /// published periods; betting on "+2 points over the live rate" makes it about half
+    /// (no same-period comparison reaches a median of 2 here: docs/gate-lab.md).
+    #[test]
+    fn two_points_over_a_live_one_percent_are_caught_within_three_periods() {
+        let steps = [
+            SimStep {
+                weight: 10,
+                bake_periods: 5,
+            },
+            SimStep {
+                weight: 25,
+                bake_periods: 10,
+            },
+            SimStep {
+                weight: 50,
+                bake_periods: 15,
+            },
+            SimStep {
+                weight: 100,
+                bake_periods: 30,
+            },
+        ];
+        let w = World {
+            rps: 50.0,
+            base_rate: 0.01,
+            sigma: 0.6,
+            median_ms: 80.0,
+            period_s: 60.0,
+        };
+        let fault = Fault {
+            error_increase: 0.02,
+            ..Fault::default()
+        };
+        let runs = 1000;
+        let within_three = (0..runs)
+            .filter(|seed| {
+                let mut g = SequentialGate::new(&cfg(), steps.len());
+                let o = sim::release(
+                    &mut Rng::new(*seed),
+                    &w,
+                    &steps,
+                    Some(&fault),
+                    15,
+                    &mut |s, h| g.observe(s, h).verdict,
+                );
+                matches!(o, sim::Outcome::RolledBack { faulty_periods, .. } if faulty_periods <= 3)
+            })
+            .count();
+        let share = within_three as f64 / runs as f64;
+        assert!(share >= 0.47, "{share}");
+    }
+
     fn arb_colour() -> impl Strategy<Value = ColourSample> {
         let num = prop_oneof![
             6 => 0.0f64..5000.0,
@@ -1394,6 +1570,49 @@ mod tests {
             let bound = a + 3.0 * (a * (1.0 - a) / f64::from(runs)).sqrt();
             let rate = f64::from(rolled) / f64::from(runs);
             prop_assert!(rate <= bound, "false rollbacks {} > {}", rate, bound);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+
+        /// The relative 5xx test alone (no absolute test to hide behind) with all its
+        /// prior on the design component: identical colours, every period judged; false
+        /// rollbacks ≤ alpha + 3 standard errors.
+        #[test]
+        fn the_design_component_alone_keeps_the_budget(
+            rps in 20.0f64..2000.0,
+            base in 0.001f64..0.03,
+            first in 1u8..30,
+            seed in any::<u64>(),
+        ) {
+            let mut c = cfg();
+            c.sequential.alpha = 0.05;
+            c.sequential.error_tolerance_abs = 0.0;
+            let steps = [
+                SimStep { weight: first, bake_periods: 20 },
+                SimStep { weight: 50, bake_periods: 20 },
+                SimStep { weight: 100, bake_periods: 20 },
+            ];
+            let w = World { rps, base_rate: base, sigma: 0.4, median_ms: 80.0, period_s: 60.0 };
+            let tuning = Tuning { relative_design: 1.0, ..Tuning::CURRENT };
+            let runs = 300u32;
+            let mut rolled = 0u32;
+            for i in 0..runs {
+                let mut g = SequentialGate::tuned(&c, steps.len(), tuning);
+                let mut rng = Rng::new(seed ^ u64::from(i).wrapping_mul(0x9e37_79b9));
+                let mut five_xx = false;
+                sim::release(&mut rng, &w, &steps, None, 20, &mut |s, h| {
+                    let v = g.observe(s, h).verdict;
+                    five_xx |= g.error_e_value() >= g.error_threshold();
+                    v
+                });
+                rolled += u32::from(five_xx);
+            }
+            let a = c.sequential.alpha;
+            let bound = a + 3.0 * (a * (1.0 - a) / f64::from(runs)).sqrt();
+            let rate = f64::from(rolled) / f64::from(runs);
+            prop_assert!(rate <= bound, "5xx false rollbacks {} > {}", rate, bound);
         }
     }
 

@@ -5,6 +5,7 @@
 //! diagnostics) live here: `raw.rs` is the TOML schema, `validate.rs` the semantic checks
 //! and defaults, `diag.rs` the rendering; nothing else reads raw TOML.
 
+mod companions;
 mod diag;
 pub mod duration;
 mod endpoint;
@@ -51,6 +52,39 @@ pub struct Plan {
     pub gates: GateConfig,
     pub smoke: Option<SmokeConfig>,
     pub rollback: RollbackConfig,
+    /// Services beside the blue/green pair that take the release's image (no traffic of
+    /// their own), in dependency order: each comes after everything it depends on.
+    pub companions: Vec<Companion>,
+    /// When the companions move (`deploy.companions_move`).
+    pub companions_move: CompanionsMove,
+}
+
+/// A service that runs beside the web pair (a worker, a scheduler): not behind the load
+/// balancer, updated in place by an ECS rolling deployment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Companion {
+    /// What the plan, the ledger and the views call it.
+    pub name: String,
+    /// The ECS service in the plan's cluster.
+    pub service: String,
+    /// The container whose image changes.
+    pub container: String,
+    /// Image template with `{version}` (the plan's `deploy.image` unless it has its own).
+    pub image: String,
+    pub depends_on: Vec<String>,
+}
+
+/// When the companions take the new version.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CompanionsMove {
+    /// Once green is deployed, before any user traffic reaches it.
+    BeforeShift,
+    /// Once the first shift step's gate passed (green served real traffic), before the
+    /// next step.
+    AfterFirstGate,
+    /// After the last step, before the release is recorded as finalized.
+    AtFinalize,
 }
 
 /// Where the lock, the ledger and the release index live.

@@ -32,6 +32,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "gates",
     "smoke",
     "rollback",
+    "companions",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +58,19 @@ pub struct RawPlan {
     pub gates: Option<S<RawGates>>,
     pub smoke: Option<S<RawSmoke>>,
     pub rollback: Option<S<RawRollback>>,
+    /// `[[companions]]`: services beside the blue/green pair that take the release's image.
+    pub companions: Option<S<Vec<S<RawCompanion>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompanion {
+    pub name: S<String>,
+    pub service: Option<S<String>>,
+    pub container: S<String>,
+    pub image: Option<S<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +113,8 @@ pub struct RawDeploy {
     pub container: S<String>,
     pub image: S<String>,
     pub timeout: Option<S<DurationText>>,
+    /// When `[[companions]]` move: before_shift, after_first_gate, at_finalize.
+    pub companions_move: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

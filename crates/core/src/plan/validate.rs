@@ -44,16 +44,16 @@ pub mod defaults {
     pub const ENTRY_CACHE_CONTROL: &str = "public, max-age=60, must-revalidate";
 }
 
-struct Checker {
+pub(super) struct Checker {
     diags: Vec<Diag>,
 }
 
 impl Checker {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.diags.push(Diag::at(span, message));
     }
 
-    fn error_hint(
+    pub(super) fn error_hint(
         &mut self,
         span: Range<usize>,
         message: impl Into<String>,
@@ -68,7 +68,7 @@ impl Checker {
     }
 
     /// Run a shape check on a spanned string; the string is returned either way.
-    fn check(&mut self, v: &S<String>, f: impl FnOnce(&str) -> Check) -> String {
+    pub(super) fn check(&mut self, v: &S<String>, f: impl FnOnce(&str) -> Check) -> String {
         if let Err(p) = f(v.get_ref()) {
             self.problem(v.span(), p);
         }
@@ -122,7 +122,7 @@ impl Checker {
         d
     }
 
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         v: Option<&S<String>>,
         key: &str,
@@ -400,6 +400,23 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         ),
     };
 
+    let companions = super::companions::resolve(
+        &mut c,
+        raw.companions.as_ref(),
+        &deploy.image,
+        [&blue.service, &green.service],
+    );
+    let companions_move = c.choice(
+        d.companions_move.as_ref(),
+        "deploy.companions_move",
+        &[
+            ("before_shift", CompanionsMove::BeforeShift),
+            ("after_first_gate", CompanionsMove::AfterFirstGate),
+            ("at_finalize", CompanionsMove::AtFinalize),
+        ],
+        CompanionsMove::AfterFirstGate,
+    );
+
     if !c.diags.is_empty() {
         return Err(c.diags);
     }
@@ -426,6 +443,8 @@ pub fn resolve(raw: RawPlan, path: &Path, digest: String) -> Result<Plan, Vec<Di
         gates,
         smoke,
         rollback,
+        companions,
+        companions_move,
     })
 }
 

@@ -23,20 +23,27 @@ use tokio::time::Instant;
 
 pub const POLL: Duration = Duration::from_secs(1);
 
-/// A gate that failed before any user traffic (index 0, weight 0), in the record and
-/// reported now (the rollback's first save writes it).
-fn gate_failed(ctx: &mut Ctx<'_>, signal: Signal, reason: &str) {
+/// A gate that failed before any user traffic (index 0, weight 0): saved, then told (a
+/// run killed in between must not have said what the ledger never held), then the
+/// rollback it asks for.
+async fn gate_failed(ctx: &mut Ctx<'_>, signal: Signal, reason: String) -> Stop {
     ctx.rec().gates.push(GateRecord {
         index: 0,
         weight: 0,
         verdict: GateVerdict::Failed,
-        reason: Some(reason.into()),
+        reason: Some(reason.clone()),
         at: Utc::now(),
         signal: Some(signal),
         phase: Phase::Deploy,
         waited: None,
     });
-    ctx.report();
+    if let Err(stop) = ctx.save().await {
+        return stop;
+    }
+    Stop::Rollback {
+        reason,
+        by_gate: true,
+    }
 }
 
 /// The new task definition, registered once and remembered in the ledger.
@@ -172,11 +179,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
                     target.service,
                     ctx.plan.deploy.timeout.as_secs()
                 );
-                gate_failed(ctx, Signal::TargetHealth, &reason);
-                return Err(Stop::Rollback {
-                    reason,
-                    by_gate: true,
-                });
+                return Err(gate_failed(ctx, Signal::TargetHealth, reason).await);
             }
             return Err(Stop::fail(format!(
                 "{} is not ready after {}s ([deploy].timeout): {last}; no traffic moved. \
@@ -215,11 +218,7 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         });
         if let Err(reason) = ports.smoke.run(&smoke.command, &env, smoke.timeout).await {
             let reason = format!("smoke test failed: {reason}");
-            gate_failed(ctx, Signal::Smoke, &reason);
-            return Err(Stop::Rollback {
-                reason,
-                by_gate: true,
-            });
+            return Err(gate_failed(ctx, Signal::Smoke, reason).await);
         }
         detail.push_str("; smoke test passed");
     }

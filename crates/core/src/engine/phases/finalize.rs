@@ -1,6 +1,7 @@
 //! Finalize: the record says the target colour is live.
 //!
-//! Contract: intent in the ledger → best effort, old asset versions are pruned to
+//! Contract: intent in the ledger → the companion services still to move (`at_finalize`)
+//! move (`phases::companions`; a failed rollout rolls the release back) → best effort, old asset versions are pruned to
 //! `[assets].retention` exactly as `glidepath assets prune` does, never this version nor
 //! the one live before it (the new standby); a failure is a warning → best effort, with
 //! `database.keep_snapshots`, glidepath's old snapshots of the database beyond the newest
@@ -25,6 +26,11 @@ use chrono::Utc;
 
 pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     ctx.intent(Phase::Finalize).await?;
+    // `at_finalize` companions move now; with any other setting they moved during the
+    // shift, and this only makes sure no release is finalized with one left behind.
+    if super::companions::pending(ctx) {
+        super::companions::run(ctx, Phase::Finalize).await?;
+    }
     // What retention keeps is the index as this release leaves it (this version live, the
     // one live now on standby), known before the index changes. Pruning first lets the phase's done, with its
     // detail, go into the same save as the outcome: that one write decides "finalized",

@@ -5,6 +5,7 @@
 
 pub mod assets;
 pub mod bake;
+pub mod companions;
 pub mod deploy;
 pub mod finalize;
 pub mod live_watch;

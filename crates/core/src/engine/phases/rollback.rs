@@ -2,9 +2,11 @@
 //!
 //! Contract: intent (with the reason) in the ledger → listener weights 100% to the colour
 //! that was live, read back → the target colour scaled as `[rollback].green` says (to zero,
-//! or kept warm) → done; the caller writes the outcome and releases the lock. Safe to
+//! or kept warm) → each companion service the ledger says this release changed back on
+//! the task definition it ran before, in reverse order (`phases::companions`) → done; the caller writes the outcome and releases the lock. Safe to
 //! repeat: each step compares before it changes anything, so a resumed rollback finishes
-//! what an interrupted one started.
+//! what an interrupted one started. A manual `glidepath rollback` asked to stop (Ctrl-C)
+//! stops between these steps (before the weights, or before the capacity), never inside one.
 
 use super::shift::{record_weights, set_weights, weights_for};
 use super::Done;
@@ -24,14 +26,18 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
             ),
         });
     }
+    ctx.aborted()?;
     set_weights(ctx, weights_for(live, 100)).await?;
     record_weights(ctx, weights_for(live, 100), None);
-    ctx.report();
+    // Saved before told: a run killed here must not have said what the ledger never held.
+    ctx.save().await?;
+    ctx.aborted()?;
     let capacity = scale_after(ctx, target).await?;
-    Ok(Done::ok(format!(
-        "traffic 100% {}; {capacity}",
-        live.name()
-    )))
+    let mut detail = format!("traffic 100% {}; {capacity}", live.name());
+    if let Some(back) = super::companions::roll_back(ctx, Phase::Rollback).await? {
+        detail.push_str(&format!("; {back}"));
+    }
+    Ok(Done::ok(detail))
 }
 
 /// Scale `colour` (which just lost its traffic) as the plan says; returns what was done.

@@ -14,6 +14,9 @@
 //! start the bake clock, Advance skips the rest of the bake (and counts as approval),
 //! Rollback rolls back now, Abort leaves traffic where it is. Resume continues the
 //! recorded step with the bake observed so far.
+//!
+//! The plan's companion services move here (`phases::companions`) before the first step
+//! (`before_shift`) or once the first step's gate passed (`after_first_gate`).
 
 use super::bake::{Bake, Input, Judge, Next, SequentialJudge, Step as BakeStep, ThresholdJudge};
 use super::live_watch::LiveGuard;
@@ -24,7 +27,7 @@ use crate::engine::ledger::{GateRecord, GateVerdict, LedgerWeights, Waited, Weig
 use crate::engine::ports::Weights;
 use crate::gate::sequential::GateState;
 use crate::gate::{detect, HealthSample, SequentialGate};
-use crate::plan::{GateMode, JudgeMode, OnGateFail};
+use crate::plan::{CompanionsMove, GateMode, JudgeMode, OnGateFail};
 use chrono::Utc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -152,6 +155,9 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
     // The live colour in its own terms: a broken yardstick and rollback target is warned about.
     let mut live = LiveGuard::new(ctx);
     for (index, step) in steps.iter().enumerate().skip(start) {
+        if companions_due(ctx, index) {
+            super::companions::run(ctx, Phase::Shift).await?;
+        }
         if ctx.record.value.shift.step_started_at.is_none() {
             let sh = &mut ctx.rec().shift;
             sh.step_started_at = Some(Utc::now());
@@ -218,12 +224,26 @@ pub async fn run(ctx: &mut Ctx<'_>) -> Result<Done, Stop> {
         ctx.save().await?;
         ctx.tick().await?;
     }
+    // A plan of one step: its gate is the first, and the companions move after it.
+    if companions_due(ctx, steps.len()) {
+        super::companions::run(ctx, Phase::Shift).await?;
+    }
     let last = steps.last().map_or(0, |s| s.weight);
     Ok(Done::ok(format!(
         "{} steps; {} has {last}%",
         steps.len(),
         target.name()
     )))
+}
+
+/// Whether the companions move before step `index` (`steps.len()`: after the last one).
+fn companions_due(ctx: &Ctx<'_>, index: usize) -> bool {
+    let after = match ctx.plan.companions_move {
+        CompanionsMove::BeforeShift => 0,
+        CompanionsMove::AfterFirstGate => 1,
+        CompanionsMove::AtFinalize => return false,
+    };
+    index >= after && super::companions::pending(ctx)
 }
 
 /// Bake one step. Ok(true) when the operator advanced past it. The decisions are
@@ -344,13 +364,9 @@ async fn carry_out<J: Judge>(
             waited: None,
         });
     }
-    if failed {
-        // Said now, before what the failure leads to; a rollback's first save writes it,
-        // and a pause for the operator writes it before waiting.
-        ctx.report();
-    }
-    let asks = matches!(step.next, Next::AskOperator { .. });
-    if step.save || (failed && asks) {
+    // A failure is saved before it is told (by that save) and before what it leads to: a
+    // run killed in between must not have said what the ledger never held.
+    if step.save || failed {
         note_bake(ctx, state);
         ctx.save().await?;
     }

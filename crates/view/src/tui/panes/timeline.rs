@@ -1,7 +1,7 @@
 //! Phase timeline: each phase's state and duration; long phases show a gauge.
 
 use super::{bar, block, truncate, Theme};
-use crate::engine::event::{Envelope, Event, Phase, PhaseStatus, ShardState, Unit};
+use crate::engine::event::{CompanionState, Envelope, Event, Phase, PhaseStatus, ShardState, Unit};
 use crate::text;
 use chrono::{DateTime, Utc};
 use ratatui::layout::Rect;
@@ -38,15 +38,26 @@ pub struct PhaseRow {
     pub shard: Option<String>,
 }
 
+/// A companion service (`[[companions]]`): one row under the phases once it appears.
+#[derive(Debug, Clone)]
+pub struct CompanionRow {
+    pub name: String,
+    pub service: String,
+    pub state: CompanionState,
+}
+
 #[derive(Debug, Clone)]
 pub struct TimelineState {
     pub rows: Vec<PhaseRow>,
+    /// Empty for a plan without companions, so the single-service view stays as it was.
+    pub companions: Vec<CompanionRow>,
 }
 
 impl Default for TimelineState {
     fn default() -> Self {
         TimelineState {
             rows: Phase::ORDER.iter().map(|p| PhaseRow::new(*p)).collect(),
+            companions: Vec::new(),
         }
     }
 }
@@ -124,6 +135,19 @@ impl TimelineState {
                     ShardState::Failed => format!("shard {n}/{shards}: {name} FAILED"),
                 });
             }
+            Event::Companion {
+                name,
+                service,
+                state,
+                ..
+            } => match self.companions.iter_mut().find(|c| c.name == *name) {
+                Some(c) => c.state = *state,
+                None => self.companions.push(CompanionRow {
+                    name: name.clone(),
+                    service: service.clone(),
+                    state: *state,
+                }),
+            },
             Event::Progress {
                 phase,
                 done,
@@ -144,7 +168,7 @@ impl TimelineState {
 
     /// Rows the pane needs (borders excluded).
     pub fn height(&self) -> u16 {
-        self.rows.len() as u16
+        (self.rows.len() + self.companions.len()) as u16
     }
 }
 
@@ -164,8 +188,26 @@ pub fn render(
         .rows
         .iter()
         .map(|r| row_line(r, now, width, theme))
+        .chain(s.companions.iter().map(|c| companion_line(c, width, theme)))
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn companion_line(c: &CompanionRow, width: usize, theme: Theme) -> Line<'static> {
+    let (sym, word, style) = match c.state {
+        CompanionState::Started => ("▶", "rolling out", theme.attention()),
+        CompanionState::Done => ("✓", "on the new version", theme.good()),
+        CompanionState::Failed => ("✗", "rollout FAILED", theme.bad()),
+        CompanionState::RollingBack => ("▶", "going back", theme.attention()),
+        CompanionState::RolledBack => ("↺", "back on its previous version", theme.quiet()),
+    };
+    let rest_w = width.saturating_sub(2 + 12);
+    let name = truncate(&format!("↳ {}", c.name), 12);
+    Line::from(vec![
+        Span::styled(format!("{sym} "), style),
+        Span::styled(format!("{name:<12}"), theme.strong()),
+        Span::styled(truncate(&format!("{word} ({})", c.service), rest_w), style),
+    ])
 }
 
 fn row_line(r: &PhaseRow, now: DateTime<Utc>, width: usize, theme: Theme) -> Line<'static> {
@@ -258,6 +300,45 @@ mod tests {
         assert!(
             text.contains("migrate") && text.contains("shard 2/3: b"),
             "{text}"
+        );
+    }
+
+    fn companion(index: usize, name: &str, state: CompanionState) -> Event {
+        Event::Companion {
+            index,
+            companions: 2,
+            name: name.into(),
+            service: format!("shop-{name}"),
+            state,
+            task_definition: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn each_companion_gets_a_row_with_its_latest_state_and_none_without_them() {
+        let mut s = TimelineState::default();
+        let plain = s.height();
+        s.apply(&env(companion(0, "worker", CompanionState::Started)));
+        s.apply(&env(companion(0, "worker", CompanionState::Done)));
+        s.apply(&env(companion(1, "scheduler", CompanionState::Started)));
+        s.apply(&env(companion(1, "scheduler", CompanionState::Failed)));
+        s.apply(&env(companion(1, "scheduler", CompanionState::RollingBack)));
+        assert_eq!(s.height(), plain + 2);
+        let theme = Theme { colour: false };
+        let text = |c: &CompanionRow| -> String {
+            let line = companion_line(c, 60, theme);
+            line.spans.iter().map(|s| s.content.as_ref()).collect()
+        };
+        let worker = text(&s.companions[0]);
+        assert!(
+            worker.contains("worker") && worker.contains("on the new version"),
+            "{worker}"
+        );
+        let scheduler = text(&s.companions[1]);
+        assert!(
+            scheduler.contains("going back (shop-scheduler)"),
+            "{scheduler}"
         );
     }
 }

@@ -1,0 +1,1 @@
+"""glidepath's rehearsal stage inside LocalStack (see localstack/plugin/README.md)."""

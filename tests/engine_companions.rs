@@ -1,0 +1,361 @@
+//! Companion services (`[[companions]]`) on the in-memory engine with paused time: when and
+//! in which order they move, a failed rollout rolls the release back, every rollback puts
+//! them back in reverse order, and a crash at any port call ends with every companion on
+//! a task definition the ledger names.
+
+use crate::common;
+
+use glidepath::engine::event::{Command, CompanionState, Envelope, Event, Outcome};
+use glidepath::engine::fake::{CrashMode, FakeWorld};
+use glidepath::engine::ledger::{self, Index};
+use glidepath::engine::lock;
+use glidepath::engine::ports::Weights;
+use glidepath::engine::run::{self, Finished};
+use glidepath::exit;
+use glidepath::plan::{Companion, CompanionsMove, Plan};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+const WORKER: &str = "shop-worker";
+const SCHEDULER: &str = "shop-scheduler";
+
+/// The engine plan with a worker and a scheduler that depends on it.
+fn plan(moves: CompanionsMove) -> Plan {
+    let mut p = common::engine_plan();
+    let c = |name: &str, service: &str, deps: &[&str]| Companion {
+        name: name.into(),
+        service: service.into(),
+        container: name.into(),
+        image: p.deploy.image.clone(),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+    };
+    p.companions = vec![
+        c("worker", WORKER, &[]),
+        c("scheduler", SCHEDULER, &["worker"]),
+    ];
+    p.companions_move = moves;
+    p
+}
+
+fn calls(world: &FakeWorld) -> Vec<String> {
+    world.with(|w| w.calls.clone())
+}
+
+fn pos(calls: &[String], call: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c == call)
+        .unwrap_or_else(|| panic!("no call {call:?} in {calls:#?}"))
+}
+
+fn td_of(world: &FakeWorld, service: &str) -> String {
+    world.with(|w| w.services[service].task_definition.clone())
+}
+
+fn index(world: &FakeWorld) -> Index {
+    world.with(|w| {
+        w.objects
+            .get(ledger::INDEX_KEY)
+            .map(|(b, _)| serde_json::from_slice(b).unwrap())
+            .unwrap_or_default()
+    })
+}
+
+/// (name, state) of every companion event, in order.
+fn companion_events(events: &[Event]) -> Vec<(String, CompanionState)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Companion { name, state, .. } => Some((name.clone(), *state)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ev(name: &str, state: CompanionState) -> (String, CompanionState) {
+    (name.to_string(), state)
+}
+
+async fn release_with_operator(
+    world: &FakeWorld,
+    plan: &Plan,
+    mut react: impl FnMut(&Event) -> Option<Command>,
+) -> (Finished, Vec<Event>) {
+    let ports = world.ports(true);
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (ctx, crx): (UnboundedSender<Command>, _) = unbounded_channel();
+    let engine = run::release(plan, &ports, common::release_request("1.4.0"), tx, crx);
+    let operator = async move {
+        let mut seen = vec![];
+        while let Some(env) = rx.recv().await {
+            if let Some(c) = react(&env.event) {
+                let _ = ctx.send(c);
+            }
+            seen.push(env.event);
+        }
+        seen
+    };
+    tokio::join!(engine, operator)
+}
+
+#[tokio::test(start_paused = true)]
+async fn companions_move_in_order_after_the_first_gate_and_finalize_on_the_new_version() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let world = FakeWorld::for_plan(&plan);
+    let (f, events) = common::fake_release(&world, &plan).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert_eq!(f.outcome, Outcome::Finalized);
+
+    let web = td_of(&world, &plan.green.service);
+    assert_eq!(td_of(&world, WORKER), web);
+    assert_eq!(td_of(&world, SCHEDULER), web);
+    let calls = calls(&world);
+    let worker = pos(&calls, &format!("fleet.roll_out {WORKER} {web}"));
+    let scheduler = pos(&calls, &format!("fleet.roll_out {SCHEDULER} {web}"));
+    // After the first step (10 %) passed its gate, before the second (50 %).
+    assert!(pos(&calls, "traffic.set_weights 90/10") < worker);
+    assert!(
+        worker < scheduler,
+        "the worker moves before what depends on it"
+    );
+    assert!(scheduler < pos(&calls, "traffic.set_weights 50/50"));
+
+    assert_eq!(
+        companion_events(&events),
+        [
+            ev("worker", CompanionState::Started),
+            ev("worker", CompanionState::Done),
+            ev("scheduler", CompanionState::Started),
+            ev("scheduler", CompanionState::Done),
+        ]
+    );
+    let first_gate = events
+        .iter()
+        .position(|e| matches!(e, Event::GatePassed { index: 0, .. }))
+        .unwrap();
+    let first = events
+        .iter()
+        .position(|e| matches!(e, Event::Companion { .. }))
+        .unwrap();
+    assert!(first_gate < first);
+    let r = common::fake_record(&world, &f.release_id);
+    assert_eq!(r.companions.len(), 2);
+    assert_eq!(r.companions[0].previous, "worker:1");
+    assert_eq!(r.companions[1].previous, "scheduler:1");
+    assert!(r.companions.iter().all(|c| c.done_at.is_some()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn before_shift_moves_them_before_any_traffic_and_at_finalize_after_the_last_step() {
+    let plan_b = plan(CompanionsMove::BeforeShift);
+    let world = FakeWorld::for_plan(&plan_b);
+    let (f, _) = common::fake_release(&world, &plan_b).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let c = calls(&world);
+    let last = c
+        .iter()
+        .rposition(|c| c.starts_with("fleet.roll_out"))
+        .unwrap();
+    assert!(last < pos(&c, "traffic.set_weights 90/10"));
+    let web = td_of(&world, &plan_b.green.service);
+    assert!(
+        pos(&c, &format!("fleet.deploy shop-green {web} x2"))
+            < pos(&c, &format!("fleet.roll_out {WORKER} {web}"))
+    );
+
+    let plan_f = plan(CompanionsMove::AtFinalize);
+    let world = FakeWorld::for_plan(&plan_f);
+    let (f, _) = common::fake_release(&world, &plan_f).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let c = calls(&world);
+    let web = td_of(&world, &plan_f.green.service);
+    assert!(
+        pos(&c, "traffic.set_weights 0/100") < pos(&c, &format!("fleet.roll_out {WORKER} {web}"))
+    );
+    assert_eq!(td_of(&world, SCHEDULER), web);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_companion_rollout_rolls_the_release_back_traffic_first_then_in_reverse() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let world = FakeWorld::for_plan(&plan);
+    world.with(|w| w.rollout_fails = vec![SCHEDULER.into()]);
+    let (f, events) = common::fake_release(&world, &plan).await;
+    assert_eq!(f.outcome, Outcome::RolledBack, "{}", f.message);
+    assert_eq!(f.exit_code, exit::ROLLED_BACK, "{}", f.message);
+    assert!(f.message.contains("scheduler"), "{}", f.message);
+
+    assert_eq!(td_of(&world, WORKER), "worker:1");
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+    assert_eq!(world.with(|w| w.weights), Weights::all_blue());
+    let c = calls(&world);
+    let back = c
+        .iter()
+        .rposition(|c| c == "traffic.set_weights 100/0")
+        .unwrap();
+    let scheduler_back = pos(&c, &format!("fleet.roll_out {SCHEDULER} scheduler:1"));
+    let worker_back = pos(&c, &format!("fleet.roll_out {WORKER} worker:1"));
+    assert!(back < scheduler_back, "traffic goes back first");
+    assert!(scheduler_back < worker_back, "reverse order");
+    assert_eq!(
+        companion_events(&events),
+        [
+            ev("worker", CompanionState::Started),
+            ev("worker", CompanionState::Done),
+            ev("scheduler", CompanionState::Started),
+            ev("scheduler", CompanionState::Failed),
+            ev("scheduler", CompanionState::RollingBack),
+            ev("scheduler", CompanionState::RolledBack),
+            ev("worker", CompanionState::RollingBack),
+            ev("worker", CompanionState::RolledBack),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_rollback_and_a_rollback_of_the_finalized_release_take_the_companions_back() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let world = FakeWorld::for_plan(&plan);
+    let mut done = 0;
+    let (f, _) = release_with_operator(&world, &plan, |e| {
+        if matches!(
+            e,
+            Event::Companion {
+                state: CompanionState::Done,
+                ..
+            }
+        ) {
+            done += 1;
+        }
+        (done == 2 && matches!(e, Event::StepStarted { index: 1, .. })).then_some(Command::Rollback)
+    })
+    .await;
+    assert_eq!(f.outcome, Outcome::RolledBack, "{}", f.message);
+    assert_eq!(td_of(&world, WORKER), "worker:1");
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+
+    // A release that finalized, rolled back by `glidepath rollback`.
+    let world = FakeWorld::for_plan(&plan);
+    let (f, _) = common::fake_release(&world, &plan).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert_eq!(td_of(&world, WORKER), td_of(&world, &plan.green.service));
+    let ports = world.ports(true);
+    let (tx, rx) = unbounded_channel();
+    let f = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    assert_eq!(td_of(&world, WORKER), "worker:1");
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+    assert_eq!(world.with(|w| w.weights), Weights::all_blue());
+    let events = common::drain(rx);
+    assert_eq!(
+        companion_events(&events),
+        [
+            ev("scheduler", CompanionState::RollingBack),
+            ev("scheduler", CompanionState::RolledBack),
+            ev("worker", CompanionState::RollingBack),
+            ev("worker", CompanionState::RolledBack),
+        ]
+    );
+}
+
+/// Crash (drop the engine) at the Nth port call, before or after its effect, then resume
+/// until the release ends: every companion ends on the release's task definition
+/// (finalized) or the one it ran before (rolled back), never anything else. One
+/// companion's rollout fails in the second pass, so the crash points cover the way back.
+#[tokio::test(start_paused = true)]
+async fn crash_at_every_port_call_with_companions_then_resume() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let mut crash_points = 0;
+    let mut rolled_back = 0;
+    for fail in [false, true] {
+        for mode in [CrashMode::Before, CrashMode::After] {
+            for n in 1.. {
+                let world = FakeWorld::for_plan(&plan);
+                world.with(|w| {
+                    w.crash_at = Some((n, mode));
+                    if fail {
+                        w.rollout_fails = vec![SCHEDULER.into()];
+                    }
+                });
+                let ports = world.ports(true);
+                let (tx, _rx) = unbounded_channel();
+                let (_ctx, crx) = unbounded_channel();
+                let crashed = tokio::select! {
+                    _ = run::release(&plan, &ports, common::release_request("1.4.0"), tx, crx) => false,
+                    _ = world.crashed() => true,
+                };
+                drop(ports);
+                if !crashed {
+                    break;
+                }
+                crash_points += 1;
+                let ctx = format!(
+                    "fail={fail} crash at call {n} ({mode:?}): {}",
+                    world.with(|w| w.calls.last().cloned().unwrap_or_default())
+                );
+                let (f, _) = common::fake_resume(&world, &plan).await;
+                let outcome = if f.exit_code == exit::USAGE {
+                    match index(&world).releases.first().and_then(|e| e.outcome) {
+                        Some(o) => o,
+                        None => {
+                            let (f, _) = common::fake_release(&world, &plan).await;
+                            f.outcome
+                        }
+                    }
+                } else {
+                    f.outcome
+                };
+                let id = index(&world)
+                    .releases
+                    .first()
+                    .map(|e| e.id.clone())
+                    .unwrap();
+                let r = common::fake_record(&world, &id);
+                // Green runs the release's revision once deployed (scaling keeps it).
+                let release_td = td_of(&world, &plan.green.service);
+                match outcome {
+                    Outcome::Finalized => {
+                        assert!(
+                            !fail,
+                            "{ctx}: finalized although the scheduler's rollout fails"
+                        );
+                        for s in [WORKER, SCHEDULER] {
+                            assert_eq!(td_of(&world, s), release_td, "{ctx}: {s}");
+                        }
+                        assert!(r.companions.iter().all(|c| c.done_at.is_some()), "{ctx}");
+                    }
+                    Outcome::RolledBack => {
+                        rolled_back += 1;
+                        assert_eq!(td_of(&world, WORKER), "worker:1", "{ctx}");
+                        assert_eq!(td_of(&world, SCHEDULER), "scheduler:1", "{ctx}");
+                        assert!(
+                            r.companions.iter().all(|c| c.rolled_back_at.is_some()),
+                            "{ctx}: {:?}",
+                            r.companions
+                        );
+                        assert_eq!(world.with(|w| w.weights), Weights::all_blue(), "{ctx}");
+                    }
+                    other => panic!("{ctx}: ended {other:?}: {}", f.message),
+                }
+                world.with(|w| {
+                    assert!(w.violations.is_empty(), "{ctx}: {:?}", w.violations);
+                    assert!(
+                        !w.objects.contains_key(lock::LOCK_KEY),
+                        "{ctx}: lock left behind"
+                    );
+                    // Each companion was rolled out to the release's revision at most once
+                    // (a resume compares first), and only after its intent.
+                    for s in [WORKER, SCHEDULER] {
+                        let forward = format!("fleet.roll_out {s} {release_td}");
+                        // The call the run hung in "before" is logged but had no effect.
+                        let hung = mode == CrashMode::Before && w.calls[n as usize - 1] == forward;
+                        let times =
+                            w.calls.iter().filter(|c| **c == forward).count() - usize::from(hung);
+                        assert!(times <= 1, "{ctx}: {s} rolled out {times} times");
+                    }
+                });
+            }
+        }
+    }
+    assert!(crash_points > 150, "only {crash_points} crash points");
+    assert!(rolled_back > 50, "only {rolled_back} rollbacks");
+}
