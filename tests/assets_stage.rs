@@ -63,6 +63,12 @@ async fn binary_publishes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_publishes_without_credentials() {
+    let (_stage, env) = stage().await;
+    body::binary_publishes_without_credentials(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_killed_midway_resumes() {
     let (_stage, env) = stage().await;
     body::binary_killed_midway_resumes(&env).await;
