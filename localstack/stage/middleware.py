@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import threading
 import time
 import traceback
@@ -87,6 +88,10 @@ class StageApp:
         self.counts: Counter[str] = Counter()
         self.counts_lock = threading.Lock()
         self.outage_until = 0.0  # time.monotonic() deadline
+        # S3 pushback drill: this share of the named operations answers 503 SlowDown.
+        self.slowdown = {"rate": 0.0, "operations": []}
+        self.slowdowns = 0
+        self.slowdown_random = random.Random()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -117,6 +122,12 @@ class StageApp:
 
         if time.monotonic() < self.outage_until:
             return self.outage_response(environ, start_response)
+        if self.slowed(op):
+            # Read the body we refuse, so the kept-alive connection stays in step.
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            if size:
+                environ["wsgi.input"].read(size)
+            return self.slowdown_response(start_response)
         if cloudwatch_cbor.is_cbor_request(environ):
             try:
                 return cloudwatch_cbor.handle(environ, start_response, self.call_moto)
@@ -148,6 +159,21 @@ class StageApp:
         start_response("503 Service Unavailable", [("Content-Type", ctype), ("Content-Length", str(len(payload)))])
         return [payload]
 
+    def slowed(self, op: str) -> bool:
+        with self.counts_lock:
+            hit = (op in self.slowdown["operations"]
+                   and self.slowdown_random.random() < self.slowdown["rate"])
+            self.slowdowns += hit
+        return hit
+
+    @staticmethod
+    def slowdown_response(start_response):
+        """S3's own throttling answer: 503 with the SlowDown code."""
+        payload = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
+                   b"<Message>Please reduce your request rate. (stage slowdown drill)</Message></Error>")
+        start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
     # --- control endpoint -----------------------------------------------------------------------
 
     def control(self, environ, start_response):
@@ -167,6 +193,7 @@ class StageApp:
                 counts = dict(self.counts)
             with self.lock:
                 state = self.stagehand.state()
+                state["slowdowns"] = self.slowdowns
             state["requests"] = counts
             state["outage_remaining_s"] = round(max(0.0, self.outage_until - time.monotonic()), 3)
             return _json(start_response, "200 OK", state)
@@ -199,6 +226,16 @@ class StageApp:
                     for arn, topic in backend.topics.items():
                         topics[arn] = [{"message": n[1], "subject": n[2]} for n in topic.sent_notifications]
             return _json(start_response, "200 OK", {"topics": topics})
+        if (method, route) == ("POST", "/_stage/slowdown"):
+            rate = body.get("rate") if isinstance(body, dict) else None
+            ops = body.get("operations", ["s3:PutObject"]) if isinstance(body, dict) else None
+            if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1
+                    or not isinstance(ops, list) or not all(isinstance(o, str) for o in ops)):
+                return _json(start_response, "400 Bad Request", {
+                    "ok": False, "error": "body must be {\"rate\": R, \"operations\": [\"s3:PutObject\", ...]} with 0 <= R <= 1"})
+            with self.counts_lock:
+                self.slowdown = {"rate": float(rate), "operations": ops}
+            return _json(start_response, "200 OK", {"ok": True, **self.slowdown})
         if (method, route) == ("POST", "/_stage/reset-counters"):
             with self.counts_lock:
                 self.counts.clear()
@@ -207,5 +244,6 @@ class StageApp:
             "ok": False,
             "error": f"no such control route: {method} {route}",
             "routes": ["GET /_stage/health", "GET /_stage/state", "POST /_stage/fault", "DELETE /_stage/fault",
-                       "POST /_stage/outage", "POST /_stage/reset-counters", "GET /_stage/sns"],
+                       "POST /_stage/outage", "POST /_stage/slowdown", "POST /_stage/reset-counters",
+                       "GET /_stage/sns"],
         })

@@ -1,7 +1,8 @@
 //! `glidepath assets publish|prune`.
 
 use crate::assets::{self, prune, AssetsError, Progress, PublishOptions, Publisher, Stage};
-use crate::aws::client::{s3, sdk_config, Target};
+use crate::aws::client::{emulator_sdk_config, is_loopback_endpoint, s3, sdk_config, Target};
+use crate::aws::SdkConfig;
 use crate::cli::Global;
 use crate::commands::{CliError, CmdResult};
 use crate::plan::{AssetLayout, AssetsConfig, Plan};
@@ -39,9 +40,10 @@ pub enum AssetsCmd {
         /// Key layout for the --dir/--bucket form (a plan says its own).
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,
-        /// Objects in flight at once.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
+        /// Objects in flight at once, pinned. Without it the number adapts: it starts at 32,
+        /// grows (up to 256) while round trips are long, and halves when S3 says SlowDown.
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// Remove old asset versions (never the live or standby release's).
     Prune {
@@ -185,17 +187,30 @@ fn target(g: &Global, plan: Option<&Plan>) -> Target {
     }
 }
 
+/// The SDK configuration for `target`: an emulator on this machine takes dummy credentials
+/// (as every other command does there); real AWS uses the standard chain.
+async fn config_for(g: &Global, plan: Option<&Plan>) -> SdkConfig {
+    let t = target(g, plan);
+    match &t.endpoint_url {
+        Some(url) if is_loopback_endpoint(url) => emulator_sdk_config(url, &t.region).await,
+        _ => sdk_config(&t).await,
+    }
+}
+
 async fn publish(
     g: &Global,
     plan: Option<&Plan>,
     cfg: AssetsConfig,
     name: Option<String>,
     version: &str,
-    concurrency: usize,
+    concurrency: Option<usize>,
 ) -> CmdResult {
-    let s3c = s3(&sdk_config(&target(g, plan)).await);
+    let s3c = s3(&config_for(g, plan).await);
     let mut publisher = Publisher::new(s3c, cfg).with_options(PublishOptions {
-        concurrency: concurrency.max(1),
+        concurrency: concurrency
+            .unwrap_or(PublishOptions::default().concurrency)
+            .max(1),
+        pin_concurrency: concurrency.is_some(),
         ..PublishOptions::default()
     });
     if let Some(n) = name {
@@ -285,7 +300,7 @@ async fn prune_cmd(g: &Global, plan: &Plan, keep: Option<u32>, dry_run: bool) ->
         )));
     };
     let keep = keep.unwrap_or(cfg.retention) as usize;
-    let s3c = s3(&sdk_config(&target(g, Some(plan))).await);
+    let s3c = s3(&config_for(g, Some(plan)).await);
     let protected = match prune::read_index(&s3c, &plan.state).await {
         Ok(Some(index)) => {
             let p = prune::protected_versions(&index);

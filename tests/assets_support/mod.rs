@@ -1009,6 +1009,19 @@ pub async fn binary_unreadable_file(env: &S3Env) {
     );
 }
 
+/// On a loopback endpoint the binary needs no credentials of the caller's (like every other
+/// command there): with none in the environment it still publishes.
+pub async fn binary_publishes_without_credentials(env: &S3Env) {
+    let bucket = env.bucket("nocreds").await;
+    let tree = site();
+    let mut c = cli(env, tree.path(), &bucket, "2.0.0");
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+}
+
 /// `glidepath --endpoint-url E ARGS...` with dummy credentials and no shared config files.
 pub fn glidepath(env: &S3Env, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_glidepath"));

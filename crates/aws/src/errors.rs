@@ -117,6 +117,22 @@ const TRANSIENT_CODES: &[&str] = &[
     "ConditionalRequestConflict",
 ];
 
+/// The codes among [`TRANSIENT_CODES`] that mean "too many requests": the caller should send
+/// fewer at once, not just wait and retry.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "SlowDown",
+    "EC2ThrottledException",
+];
+
 /// Error codes that mean "the thing you named does not exist".
 const NOT_FOUND_CODES: &[&str] = &[
     "NoSuchKey",
@@ -252,6 +268,16 @@ where
     }
 }
 
+/// Whether the service pushed back (throttling codes, S3's 503 SlowDown, 429, a bare 503):
+/// a [`Fail::Transient`] that also asks for fewer requests in flight.
+pub(crate) fn throttled<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    matches!(status(err), Some(503 | 429))
+        || code(err).is_some_and(|c| THROTTLING_CODES.contains(&c))
+}
+
 /// Classify an SDK error for the engine. `operation` names the call (e.g.
 /// `"ecs:RunTask"`), `resource` the thing it was about (used for NotFound).
 pub(crate) fn classify<E>(
@@ -339,6 +365,30 @@ mod tests {
                 classify("s3:PutObject", "s3://b/k", service(code, status)).is_transient(),
                 "{code} {status}"
             );
+        }
+    }
+
+    #[test]
+    fn pushback_is_told_from_other_transient_errors() {
+        for (code, st) in [
+            ("SlowDown", 503),
+            ("", 503),
+            ("Throttling", 400),
+            ("", 429),
+            ("RequestLimitExceeded", 400),
+        ] {
+            assert!(throttled(&service(code, st)), "{code} {st}");
+        }
+        for (code, st) in [
+            ("InternalError", 500),
+            ("RequestTimeout", 400),
+            ("AccessDenied", 403),
+        ] {
+            assert!(!throttled(&service(code, st)), "{code} {st}");
+        }
+        // Every throttling code is also transient, so it is retried as well as slowed.
+        for c in THROTTLING_CODES {
+            assert!(TRANSIENT_CODES.contains(c), "{c}");
         }
     }
 

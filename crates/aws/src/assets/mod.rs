@@ -3,13 +3,14 @@
 //!
 //! Pipeline (`publish.rs`): walk + validate the whole tree ([`walk`]) and hash every file on
 //! all cores ([`hash`]) *before* anything is uploaded; read the newest manifests; decide per
-//! file upload / server-side copy / skip ([`plan`], pure); upload with bounded concurrency,
+//! file upload / server-side copy / skip ([`plan`], pure); upload with adaptive concurrency ([`pace`]),
 //! SHA-256 checksums and `If-None-Match: *`; write the version's manifest last ([`manifest`]).
 //! Keys come from [`layout`]; retention is [`prune`]; the engine's port is [`port`].
 
 pub mod hash;
 pub mod layout;
 pub mod manifest;
+pub mod pace;
 pub mod plan;
 pub mod port;
 pub mod prune;
@@ -17,6 +18,7 @@ pub mod publish;
 mod s3;
 pub mod walk;
 
+pub use pace::PaceReport;
 pub use port::S3Assets;
 pub use publish::{Preview, PublishOptions, PublishReport, Publisher};
 pub use s3::{Retry, VersionInfo};

@@ -1,5 +1,5 @@
 //! Publish one version to S3: walk + hash (all cores) while reading earlier manifests, plan,
-//! then upload / copy with bounded concurrency, and write the manifest last.
+//! then upload / copy with adaptive concurrency ([`super::pace`]), and write the manifest last.
 //!
 //! Every write is `If-None-Match: *`, so nothing is ever overwritten; a 412 means "already
 //! there", which is fine only if HEAD shows the same SHA-256. Every object carries its
@@ -9,6 +9,7 @@
 use super::hash::{self, Digest};
 use super::layout;
 use super::manifest::Manifest;
+use super::pace::{Aimd, Bounds, Pace, PaceReport};
 use super::plan::{self, Action, Item, Known, LocalFile, Outcome, PublishPlan, Target};
 use super::s3::{self, classify, retry, s3_error, Fail, Retry};
 use super::walk::{self, Filter};
@@ -29,8 +30,10 @@ use std::time::{Duration, Instant};
 /// Tuning knobs; the defaults suit real S3 and the local stage alike.
 #[derive(Debug, Clone)]
 pub struct PublishOptions {
-    /// Objects in flight at once.
+    /// Objects in flight at first; the limit then adapts (see [`super::pace`]) unless pinned.
     pub concurrency: usize,
+    /// Keep exactly `concurrency` in flight (`--concurrency N`).
+    pub pin_concurrency: bool,
     /// Hashing threads (0 = all cores).
     pub hash_threads: usize,
     /// How many of the newest manifests tell us what content is already published.
@@ -46,7 +49,8 @@ pub struct PublishOptions {
 impl Default for PublishOptions {
     fn default() -> Self {
         PublishOptions {
-            concurrency: 32,
+            concurrency: Bounds::default().start,
+            pin_concurrency: false,
             hash_threads: 0,
             recent_manifests: 5,
             multipart_threshold: 16 * 1024 * 1024,
@@ -74,6 +78,8 @@ pub struct PublishReport {
     /// The version's manifest already existed with identical content: nothing was done.
     pub already_published: bool,
     pub elapsed: Duration,
+    /// How many objects were in flight, and how the limit moved.
+    pub pace: PaceReport,
 }
 
 impl PublishReport {
@@ -213,6 +219,7 @@ impl Publisher {
             skipped: 0,
             already_published: false,
             elapsed: Duration::ZERO,
+            pace: PaceReport::default(),
         };
         match plan::plan(&target, files, &known, existing.as_ref())? {
             Outcome::AlreadyPublished { .. } => {
@@ -394,14 +401,10 @@ impl Publisher {
             }
         }
         work.sort_by_key(|i| std::cmp::Reverse(i.file.size));
-        futures::stream::iter(work)
-            .map(Ok)
-            .try_for_each_concurrent(self.opts.concurrency.max(1), |item| async move {
-                let done = self.apply(item).await?;
-                bump(item, &done);
-                Ok::<_, AssetsError>(())
-            })
-            .await?;
+        let pace = Pace::new(self.controller());
+        let result = self.drive(work, &pace, &bump).await;
+        report.pace = pace.report();
+        result?;
 
         let s = state.lock().map(|s| s.clone()).unwrap_or_default();
         report.uploaded = s.uploaded;
@@ -417,6 +420,46 @@ impl Publisher {
             report.already_published = true;
         }
         Ok(())
+    }
+
+    fn controller(&self) -> Aimd {
+        let n = self.opts.concurrency.max(1);
+        if self.opts.pin_concurrency {
+            return Aimd::pinned(n);
+        }
+        let b = Bounds::default();
+        Aimd::adaptive(Bounds {
+            start: n,
+            min: b.min.min(n),
+            max: b.max.max(n),
+        })
+    }
+
+    /// Keep as many items in flight as the controller allows, re-reading the limit as each
+    /// one finishes; stop at the first error.
+    async fn drive(
+        &self,
+        work: Vec<&Item>,
+        pace: &Pace,
+        bump: &(dyn Fn(&Item, &Done) + Send + Sync),
+    ) -> Result<(), AssetsError> {
+        let mut queue = work.into_iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < pace.limit() {
+                let Some(item) = queue.next() else { break };
+                running.push(async move {
+                    let done = self.apply(item, pace).await?;
+                    bump(item, &done);
+                    Ok::<_, AssetsError>(())
+                });
+                pace.launched(running.len());
+            }
+            match running.next().await {
+                Some(r) => r?,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Objects already at our keys that no recent manifest accounts for: left by an
@@ -478,15 +521,15 @@ impl Publisher {
         Ok(())
     }
 
-    async fn apply(&self, item: &Item) -> Result<Done, AssetsError> {
+    async fn apply(&self, item: &Item, pace: &Pace) -> Result<Done, AssetsError> {
         match &item.action {
             Action::Skip => Ok(Done::Skipped),
-            Action::Copy { from } => match self.copy(item, from).await? {
+            Action::Copy { from } => match self.copy(item, from, pace).await? {
                 Some(done) => Ok(done),
                 // The source is gone (pruned meanwhile): send the bytes instead.
-                None => self.upload(item).await,
+                None => self.upload(item, pace).await,
             },
-            Action::Upload => self.upload(item).await,
+            Action::Upload => self.upload(item, pace).await,
         }
     }
 
@@ -503,9 +546,9 @@ impl Publisher {
         Ok(same.then_some(Done::Skipped))
     }
 
-    async fn upload(&self, item: &Item) -> Result<Done, AssetsError> {
+    async fn upload(&self, item: &Item, pace: &Pace) -> Result<Done, AssetsError> {
         if item.file.size > self.opts.multipart_threshold {
-            return self.upload_multipart(item).await;
+            return self.upload_multipart(item, pace).await;
         }
         let body = if item.file.size <= self.opts.in_memory_max {
             let bytes =
@@ -540,6 +583,7 @@ impl Publisher {
                             })
                         })?,
                 };
+                let at = pace.send();
                 let sent = self
                     .s3
                     .put_object()
@@ -554,11 +598,13 @@ impl Publisher {
                     .checksum_sha256(item.file.digest.base64())
                     .if_none_match("*")
                     .customize()
+                    .config_override(no_sdk_retries())
                     // The SHA-256 checksum header already makes S3 verify the bytes; signing
                     // the payload too would hash every file a second time.
                     .disable_payload_signing()
                     .send()
                     .await;
+                pace.answered(at, &sent);
                 match sent {
                     Ok(_) => Ok(Some(Done::Uploaded(item.file.size))),
                     Err(e) => match classify(&e) {
@@ -584,8 +630,14 @@ impl Publisher {
     }
 
     /// Server-side copy from an object with the same content. None: the source is gone.
-    async fn copy(&self, item: &Item, from: &str) -> Result<Option<Done>, AssetsError> {
+    async fn copy(
+        &self,
+        item: &Item,
+        from: &str,
+        pace: &Pace,
+    ) -> Result<Option<Done>, AssetsError> {
         let res = retry(&self.opts.retry, || async {
+            let at = pace.send();
             let sent = self
                 .s3
                 .copy_object()
@@ -598,8 +650,11 @@ impl Publisher {
                 .metadata("sha256", item.file.digest.hex())
                 .checksum_algorithm(ChecksumAlgorithm::Sha256)
                 .if_none_match("*")
+                .customize()
+                .config_override(no_sdk_retries())
                 .send()
                 .await;
+            pace.answered(at, &sent);
             match sent {
                 Ok(out) => Ok(CopyOutcome::Copied(
                     out.copy_object_result()
@@ -646,7 +701,7 @@ impl Publisher {
     }
 
     /// Large files: parts with their own SHA-256 checksums, completed with `If-None-Match`.
-    async fn upload_multipart(&self, item: &Item) -> Result<Done, AssetsError> {
+    async fn upload_multipart(&self, item: &Item, pace: &Pace) -> Result<Done, AssetsError> {
         let (b, key) = (self.bucket(), item.key.as_str());
         // Look before sending many megabytes that a 412 would throw away.
         if s3::head(&self.s3, b, key, &self.opts.retry)
@@ -677,7 +732,7 @@ impl Publisher {
             AssetsError::Internal(format!("CreateMultipartUpload {key}: no upload id"))
         })?;
 
-        let result = self.send_parts(item, &upload_id).await;
+        let result = self.send_parts(item, &upload_id, pace).await;
         match result {
             Ok(Some(done)) => Ok(done),
             Ok(None) => {
@@ -697,7 +752,12 @@ impl Publisher {
     }
 
     /// Send every part, then complete. Ok(None): the complete hit a 412.
-    async fn send_parts(&self, item: &Item, upload_id: &str) -> Result<Option<Done>, AssetsError> {
+    async fn send_parts(
+        &self,
+        item: &Item,
+        upload_id: &str,
+        pace: &Pace,
+    ) -> Result<Option<Done>, AssetsError> {
         let (b, key) = (self.bucket(), item.key.as_str());
         let part_size = self.opts.part_size.max(5 * 1024 * 1024);
         let mut file = std::fs::File::open(&item.file.path).map_err(|source| hash::HashError {
@@ -727,7 +787,9 @@ impl Publisher {
             whole = w;
             let chunk = SdkBody::from(chunk);
             let out = retry(&self.opts.retry, || async {
-                self.s3
+                let at = pace.send();
+                let sent = self
+                    .s3
                     .upload_part()
                     .bucket(b)
                     .key(key)
@@ -740,10 +802,12 @@ impl Publisher {
                     .checksum_algorithm(ChecksumAlgorithm::Sha256)
                     .checksum_sha256(digest.base64())
                     .customize()
+                    .config_override(no_sdk_retries())
                     .disable_payload_signing()
                     .send()
-                    .await
-                    .map_err(|e| s3_error("UploadPart", b, key, classify(&e)))
+                    .await;
+                pace.answered(at, &sent);
+                sent.map_err(|e| s3_error("UploadPart", b, key, classify(&e)))
             })
             .await?;
             parts.push(
@@ -849,6 +913,13 @@ impl Publisher {
             ))),
         }
     }
+}
+
+/// Uploads and copies are retried by [`retry`] alone, so each throttling answer reaches the
+/// pace controller instead of being absorbed by the SDK's own retries.
+fn no_sdk_retries() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
 }
 
 fn is_bad_digest(message: &str) -> bool {

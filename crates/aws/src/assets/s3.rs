@@ -28,9 +28,11 @@ where
 pub type Retry = Backoff;
 
 /// The engine's schedule, with jitter: dozens of uploads in flight are throttled together
-/// and should not all come back at the same moment.
+/// and should not all come back at the same moment. Three more attempts than the engine's,
+/// since uploads and copies skip the SDK's own retries (so pushback reaches the pace).
 pub const RETRY: Retry = Backoff {
     jitter: true,
+    attempts: backoff::ATTEMPTS + 3,
     ..Backoff::STANDARD
 };
 
@@ -348,7 +350,7 @@ mod tests {
 
     #[test]
     fn backoff_is_the_engines_with_jitter() {
-        assert_eq!(RETRY.attempts, Backoff::STANDARD.attempts);
+        assert_eq!(RETRY.attempts, Backoff::STANDARD.attempts + 3);
         assert!(RETRY.delay(1) <= Backoff::STANDARD.delay(1));
         assert!(RETRY.delay(1) >= Backoff::STANDARD.delay(1) / 2);
         assert!(RETRY.delay(30) <= Backoff::STANDARD.max);
