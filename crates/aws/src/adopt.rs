@@ -61,6 +61,28 @@ fn not_found(operation: &str, resource: String) -> AwsError {
     })
 }
 
+/// `service` in `cluster` as ECS describes it, or `None` when it is missing or INACTIVE (a
+/// deleted service stays listed as INACTIVE for a while).
+pub(crate) async fn active_service(
+    ecs: &ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> Result<Option<ecs::types::Service>, PortError> {
+    let what = format!("service {service} in cluster {cluster}");
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .map_err(|e| classify("ecs:DescribeServices", &what, e))?;
+    Ok(out
+        .services()
+        .iter()
+        .find(|s| s.status() != Some("INACTIVE"))
+        .cloned())
+}
+
 /// Read `service` in `cluster`; `listener` (an ARN) picks the listener when given.
 pub async fn discover(
     config: &SdkConfig,
@@ -72,17 +94,8 @@ pub async fn discover(
     let ecs = ecs::Client::new(&config);
     let elb = elbv2::Client::new(&config);
     let what = format!("service {service} in cluster {cluster}");
-    let out = ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .map_err(|e| classify("ecs:DescribeServices", &what, e))?;
-    let s = out
-        .services()
-        .iter()
-        .find(|s| s.status() != Some("INACTIVE"))
+    let s = active_service(&ecs, cluster, service)
+        .await?
         .ok_or_else(|| not_found("ecs:DescribeServices", what.clone()))?;
     let lb = s.load_balancers().iter().find(|l| l.target_group_arn().is_some()).ok_or_else(|| {
         AwsError::Call(PortError::Fatal {
@@ -405,17 +418,8 @@ pub async fn create_twin(config: &SdkConfig, found: &Found) -> Result<Created, A
         "service {} in cluster {}",
         found.twin.service, found.cluster
     );
-    let out = ecs
-        .describe_services()
-        .cluster(&found.cluster)
-        .services(&found.twin.service)
-        .send()
-        .await
-        .map_err(|e| classify("ecs:DescribeServices", &what, e))?;
-    let s = out
-        .services()
-        .iter()
-        .find(|s| s.status() != Some("INACTIVE"))
+    let s = active_service(&ecs, &found.cluster, &found.twin.service)
+        .await?
         .ok_or_else(|| not_found("ecs:DescribeServices", what.clone()))?;
     if !s
         .load_balancers()

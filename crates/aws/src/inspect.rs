@@ -3,7 +3,7 @@
 //! plan's alarms. Only Describe*/List*/Get* calls: nothing here changes AWS.
 
 use super::client;
-use super::errors::{classify, AwsError};
+use super::errors::AwsError;
 use super::fleet::EcsFleet;
 use super::health::AwsHealth;
 use super::resolve::resolve;
@@ -98,17 +98,8 @@ async fn service(
 ) -> PortResult<ServiceView> {
     let state = fleet.service(name).await?;
     let what = format!("service {name} in cluster {}", plan.cluster);
-    let out = ecs
-        .describe_services()
-        .cluster(&plan.cluster)
-        .services(name)
-        .send()
-        .await
-        .map_err(|e| classify("ecs:DescribeServices", &what, e))?;
-    let s = out
-        .services()
-        .iter()
-        .find(|s| s.status() != Some("INACTIVE"))
+    let s = super::adopt::active_service(ecs, &plan.cluster, name)
+        .await?
         .ok_or_else(|| PortError::NotFound {
             operation: "ecs:DescribeServices".into(),
             resource: what,
