@@ -656,3 +656,109 @@ async fn a_live_image_not_from_the_plan_template_is_named_in_status() {
         "{text}"
     );
 }
+
+// --- a manual rollback asked to stop (Ctrl-C) ------------------------------------------
+
+/// `glidepath rollback` with the operator's commands: `abort_after` sends Abort once that
+/// port call returns; `early` queues one before the rollback starts.
+async fn rollback_stopped_at(
+    world: &FakeWorld,
+    plan: &Plan,
+    abort_after: Option<&str>,
+    early: bool,
+) -> Finished {
+    let ports = world.ports(true);
+    let (tx, _rx) = unbounded_channel();
+    let (ctx, crx) = unbounded_channel::<Command>();
+    if early {
+        ctx.send(Command::Abort).unwrap();
+    }
+    if let Some(op) = abort_after {
+        world.with(|w| w.command_after = Some((op.into(), ctx.clone(), Command::Abort)));
+    }
+    let f = run::rollback_with(plan, &ports, "erin@ops-5", tx, crx).await;
+    world.with(|w| w.command_after = None);
+    f
+}
+
+/// A release in progress (aborted with traffic split) or finalized: a rollback stopped
+/// before it took the lock changed and recorded nothing — no rollback intent a later
+/// `resume` would act on — and the release goes on as if it had never been asked.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_stopped_before_its_lock_records_nothing() {
+    let plan = common::engine_plan();
+    for finalized in [false, true] {
+        let world = FakeWorld::for_plan(&plan);
+        let abort_when = if finalized { never } else { at_first_split };
+        let a = release(&world, &plan, "1.1.0", None, abort_when)
+            .await
+            .unwrap();
+        let id = a.release_id.clone();
+        let (before, weights_before, locked_before) =
+            (record(&world, &id), weights(&world), lock_held(&world));
+        let f = rollback_stopped_at(&world, &plan, None, true).await;
+        assert_eq!(f.outcome, Outcome::Interrupted, "{}", f.message);
+        assert!(f.message.contains("before it began"), "{}", f.message);
+        assert_ne!(f.exit_code, 0, "{}", f.message);
+        let after = record(&world, &id);
+        assert_eq!(
+            after.rollback_reason, None,
+            "finalized={finalized}: {after:#?}"
+        );
+        assert_eq!(after.outcome, before.outcome);
+        assert_eq!(after.rolled_back_by, before.rolled_back_by);
+        assert_eq!(weights(&world), weights_before, "traffic untouched");
+        assert_eq!(lock_held(&world), locked_before, "the lock as it was");
+        // Nothing decided for the operator: the release goes on (or stays) finalized.
+        if !finalized {
+            let r = resume(&world, &plan).await;
+            assert_eq!(r.outcome, Outcome::Finalized, "{}", r.message);
+        }
+        assert_eq!(record(&world, &id).outcome, Some(Outcome::Finalized));
+        idle_and_consistent(&world);
+    }
+}
+
+/// Ctrl-C right after the rollback moved traffic: it stops before the capacity step with
+/// all traffic on the old colour, the lock and the intent kept; the next `rollback` finishes
+/// it (the new colour scaled as the plan says), for a release in progress and a finalized one.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_stopped_between_its_steps_is_finished_by_the_next() {
+    let plan = common::engine_plan();
+    assert_eq!(plan.rollback.green, GreenAfterRollback::ScaleToZero);
+    for finalized in [false, true] {
+        let world = FakeWorld::for_plan(&plan);
+        let abort_when = if finalized { never } else { at_first_split };
+        let a = release(&world, &plan, "1.1.0", None, abort_when)
+            .await
+            .unwrap();
+        let id = a.release_id.clone();
+        let f = rollback_stopped_at(&world, &plan, Some("traffic.set_weights"), false).await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Interrupted,
+            "finalized={finalized}: {}",
+            f.message
+        );
+        assert!(f.message.contains("stopped on request"), "{}", f.message);
+        assert_eq!(weights(&world), Weights::all_blue(), "traffic moved first");
+        assert!(
+            lock_held(&world),
+            "the lock is kept for the run that finishes it"
+        );
+        let green = world.with(|w| w.services[&plan.green.service].desired);
+        assert!(green > 0, "stopped before the capacity step");
+        assert!(
+            record(&world, &id).rollback_reason.is_some(),
+            "the intent is kept"
+        );
+        let done = rollback(&world, &plan, None).await.unwrap();
+        assert_eq!(done.outcome, Outcome::RolledBack, "{}", done.message);
+        assert_eq!(done.exit_code, 0, "{}", done.message);
+        assert_eq!(record(&world, &id).outcome, Some(Outcome::RolledBack));
+        let green = world.with(|w| w.services[&plan.green.service].desired);
+        assert_eq!(green, 0, "the next rollback did the capacity step");
+        assert_eq!(index(&world).live_colour(), ColourName::Blue);
+        idle_and_consistent(&world);
+    }
+}

@@ -155,6 +155,13 @@ pub struct World {
     pub call_count: u64,
     pub crash_at: Option<(u64, CrashMode)>,
     pub crashed: bool,
+    /// Once, when a call to this operation returns: send its command (the operator pressing
+    /// Ctrl-C at an exact point, which an event-driven operator cannot hit in paused time).
+    pub command_after: Option<(
+        String,
+        tokio::sync::mpsc::UnboundedSender<super::event::Command>,
+        super::event::Command,
+    )>,
 }
 
 /// A healthy poll: both colours with healthy targets, traffic and fast responses.
@@ -307,6 +314,7 @@ impl FakeWorld {
                 call_count: 0,
                 crash_at: None,
                 crashed: false,
+                command_after: None,
             })),
             crash: Arc::new(Notify::new()),
         }
@@ -385,7 +393,16 @@ impl FakeWorld {
             self.crash.notify_one();
             std::future::pending::<()>().await;
         }
-        let result = f(&mut self.lock());
+        let result = {
+            let mut w = self.lock();
+            let result = f(&mut w);
+            if w.command_after.as_ref().is_some_and(|(o, _, _)| o == op) {
+                if let Some((_, tx, command)) = w.command_after.take() {
+                    let _ = tx.send(command);
+                }
+            }
+            result
+        };
         if crash == Some(CrashMode::After) {
             self.crash.notify_one();
             std::future::pending::<()>().await;

@@ -305,6 +305,9 @@ async fn rollback_run(
             started_as(&events, &r.id, plan, &r.version, r.live, &None, true, true);
             let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
             ctx.process = Process::Rollback;
+            if ctx.aborted().is_err() {
+                return stopped_before_lock(&ctx).await;
+            }
             if let Err(f) = lock_phase(&mut ctx, holder, true).await {
                 return f;
             }
@@ -1280,6 +1283,32 @@ async fn roll_back(ctx: &mut Ctx<'_>, reason: String, by_gate: bool, cause: Caus
     }
 }
 
+/// A manual rollback the operator stopped (Ctrl-C) before it took the lock: nothing was
+/// changed and nothing is written, not even its intent, so a later `resume` does not take
+/// the release for one being rolled back.
+async fn stopped_before_lock(ctx: &Ctx<'_>) -> Finished {
+    let c = Closing {
+        store: ctx.ports.state.as_ref(),
+        events: ctx.events(),
+        release_id: &ctx.release,
+        record: None,
+        lock: None,
+        process: Process::Rollback,
+        report: None,
+    };
+    let ending = Ending {
+        outcome: Outcome::Interrupted,
+        cause: Cause::Interrupted,
+        message: format!(
+            "the rollback of release {} was stopped on request before it began: nothing was changed",
+            ctx.release
+        ),
+        ledger: LedgerFate::Untouched,
+        lock: LockFate::Keep,
+    };
+    end(c, ending).await
+}
+
 /// A manual rollback the operator stopped (Ctrl-C) between two steps: traffic stays
 /// where it stood (read back for the message), the lock is kept for the run that finishes it.
 async fn rollback_stopped(ctx: &Ctx<'_>, ledger: LedgerFate) -> Ending {
@@ -1496,6 +1525,9 @@ async fn rollback_finalized(
     ctx.process = Process::Rollback;
     // The finalized release was reported when it ran: this run tells only what it adds.
     ctx.shown = Some(ctx.record.value.clone());
+    if ctx.aborted().is_err() {
+        return stopped_before_lock(&ctx).await;
+    }
     // The intent goes first, saved with the lock (`lock_phase`): a run killed after moving
     // traffic is then finished by `resume` or `rollback` (see `continue_undo`) instead of
     // being taken for finalized.
@@ -1521,6 +1553,9 @@ async fn continue_undo(
     started_as(&events, &r.id, plan, &r.version, r.live, &None, true, true);
     let mut ctx = Ctx::new(plan, ports, events.clone(), commands, doc, false);
     ctx.process = Process::Rollback;
+    if ctx.aborted().is_err() {
+        return stopped_before_lock(&ctx).await;
+    }
     if let Err(f) = lock_phase(&mut ctx, holder, true).await {
         return f;
     }
