@@ -87,6 +87,22 @@ def install(stagehand) -> None:
     _after(EC2ContainerServiceBackend, "run_task",
            lambda backend, tasks, *a, **k: stagehand.on_tasks_started(backend, tasks))
 
+    # moto ignores ListTasks' serviceName and returns every task of the cluster, so a
+    # migration task (RunTask) looked like one of the service's own. AWS lists only the
+    # tasks the service started (group "service:NAME"); the stage's services start none.
+    original_list_tasks = EC2ContainerServiceBackend.list_tasks
+
+    @functools.wraps(original_list_tasks)
+    def list_tasks(backend, *args, **kwargs):
+        tasks = original_list_tasks(backend, *args, **kwargs)
+        service = kwargs.get("service_name") or (args[4] if len(args) > 4 else None)
+        if service:
+            group = "service:" + str(service).split("/")[-1]
+            tasks = [t for t in tasks if getattr(t, "group", None) == group]
+        return tasks
+
+    EC2ContainerServiceBackend.list_tasks = list_tasks
+
     # --- RDS: snapshots take time ------------------------------------------------------------
     _after(RDSBackend, "create_db_snapshot", lambda backend, snap, *a, **k: stagehand.on_snapshot(snap))
     _after(RDSBackend, "create_db_cluster_snapshot", lambda backend, snap, *a, **k: stagehand.on_snapshot(snap))

@@ -239,6 +239,14 @@ class StageTest(World):
         events = self.logs.get_log_events(logGroupName="/shop/web", logStreamName=f"migrate/web/{task_id}")["events"]
         self.assertEqual([e["message"] for e in events], ["Running migrations...", "boom", "Migration failed."])
 
+    def test_03a_a_run_task_is_not_listed_as_a_service_s(self):
+        """ListTasks by serviceName lists only that service's tasks, as AWS does (moto lists all)."""
+        arn = self.ecs.run_task(cluster="shop", taskDefinition=self.td1, launchType="FARGATE",
+                                networkConfiguration=self.net, startedBy="release-r2")["tasks"][0]["taskArn"]
+        self.assertIn(arn, self.ecs.list_tasks(cluster="shop", startedBy="release-r2")["taskArns"])
+        for colour in ("blue", "green"):
+            self.assertNotIn(arn, self.ecs.list_tasks(cluster="shop", serviceName=f"shop-{colour}")["taskArns"])
+
     def test_03b_migration_exit_fault_matches_the_task_s_shard(self):
         """A migration_exit fault changes only the tasks whose SHARD it names, while active."""
         self.control("DELETE", "/_stage/fault")
