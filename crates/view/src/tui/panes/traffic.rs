@@ -238,8 +238,17 @@ fn weights_line(s: &TrafficState, width: usize, theme: Theme) -> Line<'static> {
     ])
 }
 
+/// The step schedule, labelled with the colour it gives traffic to (each step is that
+/// colour's share): "green ▶10% → 50% → 100%", or "blue  …" on a green → blue release.
 fn steps_line(s: &TrafficState, theme: Theme) -> Line<'static> {
-    let mut spans = vec![Span::styled("steps ", theme.label())];
+    let target = match s.target {
+        ColourName::Blue => theme.blue(),
+        ColourName::Green => theme.green(),
+    };
+    let mut spans = vec![Span::styled(
+        format!("{:<6}", s.target.name()),
+        target.add_modifier(ratatui::style::Modifier::BOLD),
+    )];
     for (i, step) in s.steps.iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled(" → ", theme.quiet()));
@@ -351,4 +360,37 @@ fn state_line(s: &TrafficState, width: usize, theme: Theme) -> Option<Line<'stat
         return None;
     };
     Some(Line::from(Span::styled(truncate(&msg, width), style)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(line: &Line<'_>) -> String {
+        line.spans.iter().map(|s| s.content.as_ref()).collect()
+    }
+
+    /// The steps are the target colour's share, in both directions.
+    #[test]
+    fn the_steps_line_names_the_colour_the_steps_give_traffic_to() {
+        for (target, live) in [
+            (ColourName::Green, ColourName::Blue),
+            (ColourName::Blue, ColourName::Green),
+        ] {
+            let mut s = TrafficState::new(&[]);
+            s.target = target;
+            s.live = live;
+            s.steps = vec![StepView {
+                weight: 10,
+                bake_s: 60.0,
+                manual: false,
+            }];
+            s.current = Some(0);
+            let line = text(&steps_line(&s, Theme { colour: false }));
+            assert!(
+                line.starts_with(&format!("{:<6}▶10%", target.name())),
+                "{line}"
+            );
+        }
+    }
 }
