@@ -247,10 +247,18 @@ async fn on_endpoint(g: &Global, mut plan: Plan, a: &RehearseArgs, endpoint: &st
             )
         }
         Err(e) => {
+            let hint = if e.is_transient() {
+                "; is the emulator running there?"
+            } else {
+                ""
+            };
             return failed(
                 crate::exit::UNEXPECTED,
-                &format_args!("cannot check what {endpoint} has for {}: {e}", plan.app),
-            )
+                &format_args!(
+                    "cannot check what {endpoint} has for {}: {e}{hint}",
+                    plan.app
+                ),
+            );
         }
     }
     eprintln!(
