@@ -36,6 +36,7 @@ mod operator_stage;
 mod plan_files;
 mod read_only_stage;
 mod rehearse;
+mod rehearse_no_stage;
 mod release_stage;
 mod restore_stage;
 mod saved_then_told;

@@ -239,6 +239,10 @@ class Stagehand:
         except Exception:  # noqa: BLE001 - moto refused it already; keep it as spelled
             pass
         self.services[id(service)] = ServicePlay(backend, service, self.clock(), created_td=td)
+        # LocalStack's moto leaves a new service's deployment without a rolloutState; AWS (and
+        # moto 5.2) start it IN_PROGRESS, and the tick completes it after deploy.seconds.
+        for primary in service.deployments[:1]:
+            primary.setdefault("rolloutState", "IN_PROGRESS")
 
     def rollout_fails(self, play: ServicePlay, td: str | None) -> bool:
         return td != play.created_td and any(

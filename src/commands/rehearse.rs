@@ -1,7 +1,10 @@
-//! `glidepath rehearse`: stage up, seed, release, report, stage down.
+//! `glidepath rehearse`: stage up, seed, release, report, stage down; or, with
+//! `--endpoint URL --no-stage`, only the release, against a world someone else runs
+//! (their own LocalStack), after checking it has what the plan needs.
 //!
 //! The stage is an owned child: dropping it (on any error, panic or early return) kills it,
-//! so a rehearsal never leaves an emulator running. Narration goes to stderr so that stdout
+//! so a rehearsal never leaves an emulator running; with `--no-stage` nothing is started,
+//! seeded or stopped. Narration goes to stderr so that stdout
 //! stays the event stream (`--output json`); the closing report goes to stdout in text mode.
 
 use crate::cli::Global;
@@ -44,6 +47,14 @@ pub struct RehearseArgs {
     /// from the venv scripts/setup-localstack makes).
     #[arg(long, value_enum, default_value_t = Engine::Stage)]
     pub engine: Engine,
+    /// With --no-stage: the emulator to rehearse against (your own LocalStack, a stage
+    /// `glidepath stage up` started), e.g. http://127.0.0.1:4566.
+    #[arg(long, value_name = "URL", requires = "no_stage")]
+    pub endpoint: Option<String>,
+    /// Start, seed and stop nothing: release into what --endpoint already has (checked
+    /// first; exit 2 naming what is missing).
+    #[arg(long, requires = "endpoint", conflicts_with_all = ["engine", "port", "scenario"])]
+    pub no_stage: bool,
 }
 
 impl Default for RehearseArgs {
@@ -57,6 +68,8 @@ impl Default for RehearseArgs {
             auto_approve: true,
             port: 0,
             engine: Engine::Stage,
+            endpoint: None,
+            no_stage: false,
         }
     }
 }
@@ -119,6 +132,16 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         );
     }
 
+    if a.no_stage {
+        return match &a.endpoint {
+            Some(endpoint) => on_endpoint(g, plan, a, endpoint).await,
+            None => failed(
+                crate::exit::USAGE,
+                &"--no-stage needs --endpoint URL: the emulator to rehearse against",
+            ),
+        };
+    }
+
     let stage = match Stage::start(StageOptions {
         scenario: a.scenario.clone(),
         port: a.port,
@@ -163,9 +186,165 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
 
     // The stage's endpoint wins over the plan's and the caller's: a rehearsal must never
     // reach anything but the stage it just started.
-    plan.endpoint_url = Some(endpoint.clone());
-    let staged = Global {
-        endpoint_url: Some(endpoint),
+    let released = release_on(g, &mut plan, a, &endpoint).await;
+
+    let state = stage.control_get("state").await.ok();
+    let pid = stage.pid();
+    let startup = stage.startup_time();
+    if let Err(e) = stage.stop().await {
+        eprintln!("glidepath: warning: {e}");
+    }
+    let report = released.report(&Summary {
+        app: &plan.app,
+        scenario: &a.scenario,
+        exit_code: released.code,
+        release_time: released.took,
+        setup: Setup::Stage { startup, seed_time },
+        state: state.as_ref(),
+    });
+    Rehearsal {
+        exit_code: released.code,
+        stage_pid: Some(pid),
+        stage_state: state,
+        report,
+        error: released.error,
+    }
+}
+
+/// `--endpoint URL --no-stage`: check the world at `endpoint` has what the plan needs, then
+/// release into it. Nothing is started, seeded or stopped.
+async fn on_endpoint(g: &Global, mut plan: Plan, a: &RehearseArgs, endpoint: &str) -> Rehearsal {
+    let failed = |code: i32, msg: &dyn std::fmt::Display| Rehearsal {
+        exit_code: code,
+        stage_pid: None,
+        stage_state: None,
+        report: String::new(),
+        error: Some(CliError::new(code, msg)),
+    };
+    // A rehearsal changes what it releases into: never let a typo point it at AWS itself.
+    if crate::plan::emulator_reason(endpoint).is_none() {
+        return failed(
+            crate::exit::USAGE,
+            &format_args!(
+                "--endpoint {endpoint} does not look like an emulator (this machine, a `localstack` \
+                 host, *.localstack.cloud or port 4566); a rehearsal only releases into an emulator"
+            ),
+        );
+    }
+    plan.endpoint_url = Some(endpoint.to_string());
+    let on = Global {
+        endpoint_url: Some(endpoint.to_string()),
+        ..g.clone()
+    };
+    let config = release::sdk_config_for(&on, &plan).await;
+    let checking = Instant::now();
+    match crate::aws::expect::missing(&config, &plan).await {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(missing) => {
+            return failed(
+                crate::exit::USAGE,
+                &missing_message(&plan, endpoint, &missing),
+            )
+        }
+        Err(e) => {
+            let hint = if e.is_transient() {
+                "; is the emulator running there?"
+            } else {
+                ""
+            };
+            return failed(
+                crate::exit::UNEXPECTED,
+                &format_args!(
+                    "cannot check what {endpoint} has for {}: {e}{hint}",
+                    plan.app
+                ),
+            );
+        }
+    }
+    eprintln!(
+        "rehearsal: {endpoint} has what {} needs (checked in {:.1} s); nothing started or seeded",
+        plan.source.display(),
+        checking.elapsed().as_secs_f64()
+    );
+
+    let released = release_on(g, &mut plan, a, endpoint).await;
+    // One of our engines answers for the report; any other emulator has no such view.
+    let state = match crate::rehearse::stage::port_of(endpoint) {
+        Some(port) if crate::rehearse::is_loopback_endpoint(endpoint) => {
+            crate::rehearse::stage::control_at(port, "GET", "state", None)
+                .await
+                .ok()
+        }
+        _ => None,
+    };
+    let scenario = state
+        .as_ref()
+        .and_then(|s| s["scenario"]["name"].as_str())
+        .unwrap_or("of the endpoint")
+        .to_string();
+    let report = released.report(&Summary {
+        app: &plan.app,
+        scenario: &scenario,
+        exit_code: released.code,
+        release_time: released.took,
+        setup: Setup::Endpoint(endpoint),
+        state: state.as_ref(),
+    });
+    Rehearsal {
+        exit_code: released.code,
+        stage_pid: None,
+        stage_state: state,
+        report,
+        error: released.error,
+    }
+}
+
+/// The exit-2 message of `--no-stage`: each missing thing with how to create it.
+pub fn missing_message(
+    plan: &Plan,
+    endpoint: &str,
+    missing: &[crate::aws::expect::Missing],
+) -> String {
+    let mut out = format!(
+        "{endpoint} lacks what {} needs; nothing was released:",
+        plan.source.display()
+    );
+    for m in missing {
+        let _ = write!(out, "\n  - {}: create it with `{}`", m.what, m.create);
+    }
+    let _ = write!(
+        out,
+        "\n  = hint: an emulator on this machine can get the whole world at once: \
+         `glidepath stage seed {} --endpoint-url {endpoint}`",
+        plan.source.display()
+    );
+    out
+}
+
+/// How the release part of a rehearsal went.
+struct Released {
+    code: i32,
+    error: Option<CliError>,
+    took: Duration,
+    events: Vec<crate::engine::event::Envelope>,
+}
+
+impl Released {
+    fn report(&self, s: &Summary<'_>) -> String {
+        let mut text = report(s);
+        // A drill is about the gates: say which one caught what, and how fast.
+        if self.code == crate::exit::ROLLED_BACK && !self.events.is_empty() {
+            text.push_str(&crate::drill::drill_report(&self.events));
+        }
+        text
+    }
+}
+
+/// Drive the release against `endpoint` only: it wins over the plan's and the caller's.
+async fn release_on(g: &Global, plan: &mut Plan, a: &RehearseArgs, endpoint: &str) -> Released {
+    plan.endpoint_url = Some(endpoint.to_string());
+    let on = Global {
+        endpoint_url: Some(endpoint.to_string()),
         ..g.clone()
     };
     let (tap, mut tapped) = tokio::sync::mpsc::unbounded_channel();
@@ -180,39 +359,18 @@ pub async fn rehearse(g: &Global, mut plan: Plan, a: &RehearseArgs) -> Rehearsal
         holder: None,
     };
     let releasing = Instant::now();
-    let error = release::drive(&staged, &plan, drive).await.err();
+    let error = release::drive(&on, plan, drive).await.err();
     let code = error.as_ref().map_or(crate::exit::OK, |e| e.code);
-    let release_time = releasing.elapsed();
+    let took = releasing.elapsed();
     let mut events = Vec::new();
     while let Ok(e) = tapped.try_recv() {
         events.push(e);
     }
-
-    let state = stage.control_get("state").await.ok();
-    let pid = stage.pid();
-    let startup = stage.startup_time();
-    if let Err(e) = stage.stop().await {
-        eprintln!("glidepath: warning: {e}");
-    }
-    let mut report = report(&Summary {
-        app: &plan.app,
-        scenario: &a.scenario,
-        exit_code: code,
-        release_time,
-        startup,
-        seed_time,
-        state: state.as_ref(),
-    });
-    // A drill is about the gates: say which one caught what, and how fast.
-    if code == crate::exit::ROLLED_BACK && !events.is_empty() {
-        report.push_str(&crate::drill::drill_report(&events));
-    }
-    Rehearsal {
-        exit_code: code,
-        stage_pid: Some(pid),
-        stage_state: state,
-        report,
+    Released {
+        code,
         error,
+        took,
+        events,
     }
 }
 
@@ -223,9 +381,20 @@ pub struct Summary<'a> {
     pub scenario: &'a str,
     pub exit_code: i32,
     pub release_time: Duration,
-    pub startup: Duration,
-    pub seed_time: Duration,
+    pub setup: Setup<'a>,
     pub state: Option<&'a Value>,
+}
+
+/// What the rehearsal set up before releasing.
+#[derive(Debug, Clone, Copy)]
+pub enum Setup<'a> {
+    /// It started and seeded a stage.
+    Stage {
+        startup: Duration,
+        seed_time: Duration,
+    },
+    /// `--no-stage`: it released into this endpoint's world as it was.
+    Endpoint(&'a str),
 }
 
 /// The outcome an exit code stands for (crate::exit).
@@ -254,12 +423,18 @@ pub fn report(s: &Summary<'_>) -> String {
         s.exit_code,
         s.release_time.as_secs_f64()
     );
-    let _ = writeln!(
-        out,
-        "  stage: ready in {:.1} s, seeded in {:.1} s",
-        s.startup.as_secs_f64(),
-        s.seed_time.as_secs_f64()
-    );
+    let _ = match s.setup {
+        Setup::Stage { startup, seed_time } => writeln!(
+            out,
+            "  stage: ready in {:.1} s, seeded in {:.1} s",
+            startup.as_secs_f64(),
+            seed_time.as_secs_f64()
+        ),
+        Setup::Endpoint(url) => writeln!(
+            out,
+            "  endpoint: {url} (nothing started, seeded or stopped by this rehearsal)"
+        ),
+    };
     let Some(state) = s.state else {
         let _ = writeln!(out, "  (the stage did not answer; its view is unknown)");
         return out;
@@ -380,8 +555,10 @@ mod tests {
             scenario: "green-5xx",
             exit_code: crate::exit::ROLLED_BACK,
             release_time: Duration::from_millis(41_230),
-            startup: Duration::from_millis(1_900),
-            seed_time: Duration::from_millis(520),
+            setup: Setup::Stage {
+                startup: Duration::from_millis(1_900),
+                seed_time: Duration::from_millis(520),
+            },
             state: Some(&st),
         };
         let text = report(&s);

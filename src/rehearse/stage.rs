@@ -605,7 +605,8 @@ pub async fn control_at(
     serde_json::from_str(&text).map_err(|e| fail(format!("answer is not JSON ({e}): {text}")))
 }
 
-fn port_of(url: &str) -> Option<u16> {
+/// The port of an `http://host:PORT` URL, if it names one.
+pub fn port_of(url: &str) -> Option<u16> {
     url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
 }
 

@@ -2,7 +2,8 @@
 //! `traffic` the listener, `fleet` the ECS services, `tasks` the migration task, `database`
 //! the snapshot, `health` target health, metrics and alarms, wired by `ports::build`), the
 //! asset publisher with its S3 side ([`assets`]: publish, prune, and the ledger index prune
-//! protects, read with core's typed `Index`), the rehearsal seeder ([`seed`]), name
+//! protects, read with core's typed `Index`), the rehearsal seeder ([`seed`]) and its
+//! read-only counterpart for worlds glidepath did not seed ([`expect`]), name
 //! resolution ([`resolve`]) and client construction ([`client`]). This crate is the only
 //! one that depends on aws-sdk-*; the core sees AWS only through its ports.
 //!
@@ -14,6 +15,7 @@ pub mod assets;
 pub mod client;
 pub mod database;
 pub mod errors;
+pub mod expect;
 pub mod fleet;
 pub mod health;
 pub mod inspect;

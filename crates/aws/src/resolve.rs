@@ -45,7 +45,7 @@ pub async fn resolve(elb: &elbv2::Client, plan: &Plan) -> Result<Resolved, AwsEr
 }
 
 /// A target group's ARN from its name or ARN (an ARN is checked to exist).
-async fn target_group(
+pub(crate) async fn target_group(
     elb: &elbv2::Client,
     colour: &'static str,
     spec: &str,
@@ -111,7 +111,7 @@ fn parse_listener<'a>(field: &'static str, spec: &'a str) -> Result<ListenerSpec
 }
 
 /// (listener ARN, load balancer ARN) for a listener ARN or `"<lb-name>:<port>"`.
-async fn listener(
+pub(crate) async fn listener(
     elb: &elbv2::Client,
     field: &'static str,
     spec: &str,
@@ -223,7 +223,7 @@ async fn listener(
 }
 
 /// Check the rule exists and hangs off `listener_arn`.
-async fn rule_on_listener(
+pub(crate) async fn rule_on_listener(
     elb: &elbv2::Client,
     rule: &str,
     listener_arn: &str,

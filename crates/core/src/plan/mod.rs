@@ -13,7 +13,7 @@ mod names;
 mod raw;
 mod validate;
 
-pub use endpoint::check_endpoint;
+pub use endpoint::{check_endpoint, emulator_reason};
 pub use validate::defaults;
 
 use serde::Serialize;
