@@ -7,6 +7,8 @@
 //! operations by their REST name), which is also how the rehearsal stage counts requests.
 
 use crate::plan::{DatabaseKind, Plan};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -206,7 +208,22 @@ pub async fn read_task_facts(
     plan: &Plan,
 ) -> Result<TaskFacts, String> {
     let ecs = aws_sdk_ecs::Client::new(config);
-    let why = |e: &dyn std::fmt::Display| e.to_string();
+    // AWS's code and status in our words, never the request.
+    fn why<E>(e: SdkError<E, HttpResponse>) -> String
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        match crate::errors::judge(&e, Some("the services' task definitions")) {
+            crate::errors::Fail::Precondition => "precondition failed".to_string(),
+            crate::errors::Fail::NotFound(m)
+            | crate::errors::Fail::Transient(m)
+            | crate::errors::Fail::Fatal(m) => m,
+        }
+    }
     let services = ecs
         .describe_services()
         .cluster(&plan.cluster)
@@ -214,7 +231,7 @@ pub async fn read_task_facts(
         .services(&plan.green.service)
         .send()
         .await
-        .map_err(|e| why(&aws_sdk_ecs::error::DisplayErrorContext(e)))?;
+        .map_err(why)?;
     let mut task_definitions: Vec<String> = services
         .services()
         .iter()
@@ -234,7 +251,7 @@ pub async fn read_task_facts(
             .task_definition(&td)
             .send()
             .await
-            .map_err(|e| why(&aws_sdk_ecs::error::DisplayErrorContext(e)))?;
+            .map_err(why)?;
         let Some(def) = out.task_definition() else {
             continue;
         };
