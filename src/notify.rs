@@ -13,6 +13,7 @@ use crate::commands::CliError;
 use crate::engine::event::{Envelope, Event};
 use crate::notify_core::{webhook_body, Notice, Notices};
 use crate::plan::{NotifyConfig, Plan};
+use futures::future::BoxFuture;
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -45,13 +46,51 @@ pub struct Hook {
     client: Webhook,
 }
 
+/// Where a notice goes. SNS and the webhook in production; tests put in-memory ones in
+/// (`Notifier::with_destinations`) to check retries and timeouts on a paused clock.
+pub trait Destination: Send + Sync {
+    /// How warnings name it; never a secret ("the webhook in $NAME").
+    fn name(&self) -> String;
+    /// One delivery attempt; the error says why in words safe to print.
+    fn send<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), String>>;
+}
+
+impl Destination for SnsTopic {
+    fn name(&self) -> String {
+        format!("SNS topic {}", self.arn())
+    }
+
+    fn send<'a>(&'a self, n: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.publish(&n.subject, &n.text))
+    }
+}
+
+impl Destination for Hook {
+    fn name(&self) -> String {
+        format!("the webhook in ${}", self.env)
+    }
+
+    fn send<'a>(&'a self, n: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.client.post(webhook_body(n)))
+    }
+}
+
 /// Where notices go, and how hard to try.
 pub struct Notifier {
     notices: Notices,
-    sns: Option<SnsTopic>,
-    webhook: Option<Hook>,
+    destinations: Vec<Box<dyn Destination>>,
     timeout: Duration,
     attempts: u32,
+}
+
+/// Pause before attempt `i` (0-based) of a notification: none, then 0.5 s, 1 s, 2 s, 4 s,
+/// and 8 s from then on.
+pub fn backoff(i: u32) -> Duration {
+    if i == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(500 << (i - 1).min(4))
+    }
 }
 
 impl Notifier {
@@ -61,17 +100,29 @@ impl Notifier {
         let Some(cfg) = &plan.notify else {
             return Ok(None);
         };
-        let webhook = webhook(cfg)?;
-        Ok(Some(Notifier {
+        let mut destinations: Vec<Box<dyn Destination>> = Vec::new();
+        if let Some(arn) = cfg.sns_topic_arn.as_deref() {
+            destinations.push(Box::new(SnsTopic::new(config, arn)));
+        }
+        if let Some(hook) = webhook(cfg)? {
+            destinations.push(Box::new(hook));
+        }
+        Ok(Notifier::with_destinations(plan, destinations))
+    }
+
+    /// A notifier for the plan's `[notify]` events, attempts and timeout that sends to
+    /// `destinations`; None without `[notify]`.
+    pub fn with_destinations(
+        plan: &Plan,
+        destinations: Vec<Box<dyn Destination>>,
+    ) -> Option<Notifier> {
+        let cfg = plan.notify.as_ref()?;
+        Some(Notifier {
             notices: Notices::new(plan, cfg),
-            sns: cfg
-                .sns_topic_arn
-                .as_deref()
-                .map(|a| SnsTopic::new(config, a)),
-            webhook,
+            destinations,
             timeout: cfg.timeout,
             attempts: cfg.attempts.max(1),
-        }))
+        })
     }
 
     /// Put the notifier between the engine's events and the view: the view gets every
@@ -97,8 +148,11 @@ impl Notifier {
             let Some(notice) = self.notices.notice(&env) else {
                 continue;
             };
-            let (sns, hook) = tokio::join!(self.to_sns(&notice), self.to_webhook(&notice));
-            for failure in [sns, hook].into_iter().flatten() {
+            let tries = self
+                .destinations
+                .iter()
+                .map(|d| self.deliver(d.as_ref(), &notice));
+            for failure in futures::future::join_all(tries).await.into_iter().flatten() {
                 let _ = warn.send(Envelope {
                     ts: chrono::Utc::now(),
                     release: env.release.clone(),
@@ -108,49 +162,23 @@ impl Notifier {
         }
     }
 
-    async fn to_sns(&self, n: &Notice) -> Option<String> {
-        let topic = self.sns.as_ref()?;
-        let result = self
-            .retry(|| topic.publish(&n.subject, &n.text))
-            .await
-            .err()?;
-        Some(format!(
-            "notification `{}` not delivered to SNS topic {} after {} attempt(s): {result}",
-            n.kind.name(),
-            topic.arn(),
-            self.attempts
-        ))
-    }
-
-    async fn to_webhook(&self, n: &Notice) -> Option<String> {
-        let hook = self.webhook.as_ref()?;
-        let body = webhook_body(n);
-        let result = self.retry(|| hook.client.post(body.clone())).await.err()?;
-        Some(format!(
-            "notification `{}` not delivered to the webhook in ${} after {} attempt(s): {result}",
-            n.kind.name(),
-            hook.env,
-            self.attempts
-        ))
-    }
-
-    /// Up to `attempts` tries of at most `timeout` each, 0.5 s, 1 s, 2 s … apart.
-    async fn retry<F, Fut>(&self, mut attempt: F) -> Result<(), String>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
-    {
+    /// Up to `attempts` tries of at most `timeout` each, `backoff` apart; the warning when
+    /// none got through.
+    async fn deliver(&self, to: &dyn Destination, n: &Notice) -> Option<String> {
         let mut last = String::new();
         for i in 0..self.attempts {
-            if i > 0 {
-                tokio::time::sleep(Duration::from_millis(500 << (i - 1).min(4))).await;
-            }
-            match tokio::time::timeout(self.timeout, attempt()).await {
-                Ok(Ok(())) => return Ok(()),
+            tokio::time::sleep(backoff(i)).await;
+            match tokio::time::timeout(self.timeout, to.send(n)).await {
+                Ok(Ok(())) => return None,
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer within {:?}", self.timeout),
             }
         }
-        Err(last)
+        Some(format!(
+            "notification `{}` not delivered to {} after {} attempt(s): {last}",
+            n.kind.name(),
+            to.name(),
+            self.attempts
+        ))
     }
 }

@@ -2,6 +2,8 @@
 //! rollback, a gate rollback drill, `watch` and `assets publish` is allowed by the policy
 //! the command prints for the plan, judged by a small evaluator of Action, Resource and
 //! the conditions the policy uses; and the policy allows nothing beyond the operations list.
+//! iam:PassRole is scoped to the task definition's roles and logs:GetLogEvents to the
+//! migration's log group, read from the account; unknown, they stay wildcards, said on stderr.
 
 use crate::common;
 use crate::operator_stage::{glidepath, text};
@@ -95,11 +97,12 @@ fn requests_for<'a>(api: &str, w: &'a World) -> Option<Vec<Request<'a>>> {
     };
     let state_key = "arn:aws:s3:::shop-glidepath-state/glidepath/shop/rehearsal/ledger/index.json";
     let asset_key = "arn:aws:s3:::shop-assets/static/1.4.0/index.html";
-    let pass_role = Request {
+    // The seeded task definition's task and execution roles.
+    let pass_role = ["shop-task", "shop-task-execution"].map(|role| Request {
         action: "iam:PassRole",
-        resource: format!("arn:aws:iam::{ACCOUNT}:role/shop-task"),
+        resource: format!("arn:aws:iam::{ACCOUNT}:role/{role}"),
         context: vec![("iam:PassedToService", "ecs-tasks.amazonaws.com".into())],
-    };
+    });
     let services = || {
         ["shop-blue", "shop-green"]
             .map(|s| arn("ecs", &format!("service/shop/{s}")))
@@ -129,21 +132,25 @@ fn requests_for<'a>(api: &str, w: &'a World) -> Option<Vec<Request<'a>>> {
             .collect(),
         ("ecs", "DescribeTaskDefinition") => vec![req("ecs:DescribeTaskDefinition", "*".into())],
         ("ecs", "RegisterTaskDefinition") => {
-            vec![req("ecs:RegisterTaskDefinition", "*".into()), pass_role]
+            let mut v = vec![req("ecs:RegisterTaskDefinition", "*".into())];
+            v.extend(pass_role);
+            v
         }
         ("ecs", "ListTasks") => vec![req("ecs:ListTasks", "*".into())],
         ("ecs", "DescribeTasks") => vec![req("ecs:DescribeTasks", arn("ecs", "task/shop/0f3c9e"))],
-        ("ecs", "RunTask") => vec![
-            Request {
+        ("ecs", "RunTask") => {
+            let mut v = vec![Request {
                 action: "ecs:RunTask",
                 resource: arn("ecs", "task-definition/shop:7"),
                 context: vec![("ecs:cluster", arn("ecs", "cluster/shop"))],
-            },
-            pass_role,
-        ],
+            }];
+            v.extend(pass_role);
+            v
+        }
+        // The seeded migration container's awslogs group.
         ("logs", "GetLogEvents") => vec![req(
             "logs:GetLogEvents",
-            arn("logs", "log-group:/ecs/shop:log-stream:web/web/0f3c9e"),
+            arn("logs", "log-group:/shop/web:log-stream:shop/web/0f3c9e"),
         )],
         ("rds", "DescribeDBInstances") => vec![req("rds:DescribeDBInstances", db)],
         ("rds", "DescribeDBSnapshots") => vec![
@@ -198,7 +205,7 @@ struct World {
     snapshot_id: String,
 }
 
-fn iam_policy(endpoint: &str, plan: &str) -> Value {
+fn iam_policy(endpoint: &str, plan: &str) -> (Value, String) {
     let out = glidepath(endpoint, &["iam-policy", plan]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -206,7 +213,76 @@ fn iam_policy(endpoint: &str, plan: &str) -> Value {
         stderr.contains("no resource-level permissions") && stderr.contains(ACCOUNT),
         "explanation on stderr names the account and the Resource \"*\" actions:\n{stderr}"
     );
-    serde_json::from_slice(&out.stdout).expect("stdout is the policy as JSON, nothing else")
+    let policy =
+        serde_json::from_slice(&out.stdout).expect("stdout is the policy as JSON, nothing else");
+    (policy, stderr)
+}
+
+/// The one statement that grants `action`.
+fn statement_for<'a>(policy: &'a Value, action: &str) -> &'a Value {
+    let found: Vec<&Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| strings(&s["Action"]).iter().any(|a| a == action))
+        .collect();
+    assert_eq!(found.len(), 1, "{action} in one statement: {policy:#}");
+    found[0]
+}
+
+/// iam:PassRole only for the task definition's two roles and only to ECS tasks;
+/// logs:GetLogEvents only in the migration container's log group.
+fn assert_scoped(policy: &Value, stderr: &str) {
+    let roles = [
+        format!("arn:aws:iam::{ACCOUNT}:role/shop-task"),
+        format!("arn:aws:iam::{ACCOUNT}:role/shop-task-execution"),
+    ];
+    let pass = statement_for(policy, "iam:PassRole");
+    assert_eq!(strings(&pass["Resource"]), roles, "{pass:#}");
+    assert_eq!(
+        pass["Condition"],
+        json!({"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}})
+    );
+    let logs = statement_for(policy, "logs:GetLogEvents");
+    assert_eq!(
+        strings(&logs["Resource"]),
+        [format!(
+            "arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/shop/web:log-stream:*"
+        )]
+    );
+    let ecs_tasks = || vec![("iam:PassedToService", "ecs-tasks.amazonaws.com".to_string())];
+    for (action, resource, context) in [
+        (
+            "iam:PassRole",
+            format!("arn:aws:iam::{ACCOUNT}:role/admin"),
+            ecs_tasks(),
+        ),
+        (
+            "iam:PassRole",
+            roles[0].clone(),
+            vec![("iam:PassedToService", "lambda.amazonaws.com".to_string())],
+        ),
+        (
+            "logs:GetLogEvents",
+            format!("arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/other/app:log-stream:x"),
+            vec![],
+        ),
+    ] {
+        let r = Request {
+            action,
+            resource: resource.clone(),
+            context,
+        };
+        assert!(
+            !policy_allows(policy, &r),
+            "{action} on {resource} is allowed"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("iam:PassRole: only {}, {}", roles[0], roles[1]))
+            && stderr.contains("logs:GetLogEvents: only log group /shop/web"),
+        "{stderr}"
+    );
 }
 
 async fn run(endpoint: &str, args: &[&str]) -> (Option<i32>, String) {
@@ -228,7 +304,8 @@ async fn every_operation_served_in_a_release_rollback_drill_watch_and_publish_is
     let seeded = common::seeded_stage("happy", common::rehearsal_plan()).await;
     let endpoint = seeded.stage.endpoint();
     let plan = "examples/rehearsal.toml";
-    let policy = iam_policy(&endpoint, plan);
+    let (policy, stderr) = iam_policy(&endpoint, plan);
+    assert_scoped(&policy, &stderr);
     seeded
         .stage
         .control_post("reset-counters", &json!({}))
@@ -381,4 +458,40 @@ fn the_evaluator_refuses_what_it_should() {
         "arn:*:listener/app/shop/*",
         "arn:aws:listener/app/shop/1/2"
     ));
+}
+
+/// Without the account's answer the roles and log group stay wildcards, and stderr says
+/// why and how to scope them.
+#[test]
+fn unknown_roles_and_log_group_stay_wildcards_and_stderr_says_so() {
+    // Nothing listens there: the task definitions cannot be read.
+    let out = glidepath(
+        "http://127.0.0.1:9",
+        &[
+            "iam-policy",
+            "examples/rehearsal.toml",
+            "--account",
+            ACCOUNT,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        strings(&statement_for(&policy, "iam:PassRole")["Resource"]),
+        [format!("arn:aws:iam::{ACCOUNT}:role/*")]
+    );
+    assert_eq!(
+        strings(&statement_for(&policy, "logs:GetLogEvents")["Resource"]),
+        [format!(
+            "arn:aws:logs:us-east-1:{ACCOUNT}:log-group:*:log-stream:*"
+        )]
+    );
+    assert!(
+        stderr.contains("iam:PassRole on role: any (could not read the task definitions of shop-blue / shop-green")
+            && stderr.contains("logs:GetLogEvents on log group: any"),
+        "{stderr}"
+    );
 }

@@ -31,6 +31,8 @@ mod init_stage;
 mod localstack;
 mod localstack_stage;
 mod manual;
+mod notify_https;
+mod notify_retries;
 mod notify_stage;
 mod operator_stage;
 mod plan_files;

@@ -1,14 +1,18 @@
 //! `[notify]` on the stage: the plan's SNS topic (read back through the stage) and a tiny
 //! webhook server on loopback get each notification once; a webhook that refuses or fails
-//! only warns (without its URL) and the release ends as it would have anyway.
+//! only warns (without its URL) and the release ends as it would have anyway. The same
+//! through the `glidepath release` binary, the URL only in its environment: each kind once,
+//! in order, and the URL in none of its output or log.
 
 use crate::common;
+use crate::operator_stage::{glidepath, lines_of, text};
 
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Envelope, Event};
 use glidepath::engine::run::{self, ReleaseRequest};
 use glidepath::notify::Notifier;
 use glidepath::plan::{GateMode, NotifyConfig, NotifyEvent, Plan};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -284,4 +288,188 @@ fn an_unset_webhook_variable_is_a_usage_error_naming_it_before_any_change() {
         m.contains("$GLIDEPATH_TEST_HOOK_BAD") && !m.contains("secret-token"),
         "{m}"
     );
+}
+
+// --- through the binary ----------------------------------------------------------------
+
+/// examples/rehearsal.toml with `[notify]` (the stage's topic, the webhook in `env`),
+/// written to a temp dir; its assets directory made absolute so the copy still finds it.
+fn plan_file(env: &str) -> (tempfile::TempDir, String) {
+    let base = std::fs::read_to_string(common::repo_root().join("examples/rehearsal.toml"))
+        .expect("examples/rehearsal.toml");
+    let assets = common::path_str(&common::repo_root().join("assets"));
+    assert!(
+        base.contains("dir = \"../assets\""),
+        "the example's assets dir moved"
+    );
+    let text = format!(
+        "{}\n[notify]\nsns_topic_arn = \"{TOPIC}\"\nwebhook_env = \"{env}\"\ntimeout = \"2s\"\nattempts = 2\n",
+        base.replace("dir = \"../assets\"", &format!("dir = {assets:?}"))
+    );
+    let (dir, path) = common::temp_file("notify.toml", &text);
+    (dir, common::path_str(&path))
+}
+
+/// `glidepath release` of `plan` as a child with the webhook URL only in its environment,
+/// JSON Lines on stdout; approves a waiting gate with `glidepath approve` from another
+/// process. Returns (exit code, stdout lines, stderr, the log file's text).
+fn release_binary(
+    endpoint: &str,
+    plan: &str,
+    version: &str,
+    env: (&str, &str),
+    auto_approve: bool,
+) -> (Option<i32>, Vec<String>, String, String) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = common::path_str(log.path());
+    let mut args = vec![
+        "-vv",
+        "--log-file",
+        &log_path,
+        "release",
+        plan,
+        "--version",
+        version,
+        "--non-interactive",
+        "--output",
+        "json",
+    ];
+    if auto_approve {
+        args.push("--auto-approve");
+    }
+    let mut child = glidepath(endpoint, &args)
+        .env(env.0, env.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start glidepath release");
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while let Ok(line) =
+        out.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.contains("\"type\":\"gate_waiting\"") {
+            let approved = glidepath(endpoint, &["approve", plan]).output().unwrap();
+            assert!(
+                approved.status.success(),
+                "approve: {}",
+                text(&approved.stderr)
+            );
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let stderr: Vec<String> = err.iter().collect();
+    let logged = std::fs::read_to_string(log.path()).unwrap_or_default();
+    (status.code(), lines, stderr.join("\n"), logged)
+}
+
+/// The `type` of each JSON line.
+fn types(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["type"].as_str().map(String::from))
+        .collect()
+}
+
+/// The notification kinds the webhook got, in order (each body's text ends in what happened).
+fn webhook_kinds(bodies: &Mutex<Vec<String>>) -> Vec<&'static str> {
+    bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).expect("JSON body");
+            let t = v["text"].as_str().expect("a text field").to_string();
+            // The first kind named after a colon (a rollback's message may name the gate).
+            NotifyEvent::ALL
+                .iter()
+                .filter_map(|k| {
+                    let word = k.name().replace('_', " ");
+                    t.find(&format!(": {word}")).map(|at| (at, k.name()))
+                })
+                .min()
+                .map(|(_, name)| name)
+                .unwrap_or_else(|| panic!("which notification is {t:?}?"))
+        })
+        .collect()
+}
+
+/// Nothing the process printed or logged holds the webhook's URL or its secret path.
+fn never_printed(url: &str, out: &[String], err: &str, log: &str) {
+    for (what, text) in [
+        ("stdout", out.join("\n")),
+        ("stderr", err.into()),
+        ("log", log.into()),
+    ] {
+        assert!(
+            !text.contains(url) && !text.contains("secret-token"),
+            "the webhook URL is in the {what}"
+        );
+    }
+}
+
+/// The release through the binary; returns what `release_binary` returns.
+async fn run_binary(
+    s: &common::Seeded,
+    url: &str,
+    version: &str,
+    auto_approve: bool,
+) -> (Option<i32>, Vec<String>, String, String) {
+    let (dir, plan) = plan_file("GLIDEPATH_TEST_HOOK_BIN");
+    let endpoint = s.stage.endpoint();
+    let (url, version) = (url.to_string(), version.to_string());
+    let got = tokio::task::spawn_blocking(move || {
+        release_binary(
+            &endpoint,
+            &plan,
+            &version,
+            ("GLIDEPATH_TEST_HOOK_BIN", &url),
+            auto_approve,
+        )
+    })
+    .await
+    .unwrap();
+    drop(dir);
+    got
+}
+
+#[tokio::test]
+async fn the_binary_notifies_a_release_with_an_approval_once_each_in_order() {
+    let (url, bodies) = webhook(200).await;
+    let s = common::seeded_stage("happy", plan_with("UNUSED")).await;
+    let (code, out, err, log) = run_binary(&s, &url, "3.0.0", false).await;
+    assert_eq!(code, Some(0), "{}\n{err}", out.join("\n"));
+    let t = types(&out);
+    assert!(t.iter().any(|t| t == "gate_waiting"), "{t:?}");
+    assert!(!t.iter().any(|t| t == "warning"), "{}", out.join("\n"));
+    let want = ["release_started", "waiting_for_approval", "finalized"];
+    assert_eq!(kinds_in(&published(&s).await, "3.0.0"), want);
+    assert_eq!(webhook_kinds(&bodies), want);
+    never_printed(&url, &out, &err, &log);
+}
+
+#[tokio::test]
+async fn the_binary_notifies_a_green_5xx_rollback_once_each_in_order() {
+    let (url, bodies) = webhook(200).await;
+    let s = common::seeded_stage("green-5xx", plan_with("UNUSED")).await;
+    let (code, out, err, log) = run_binary(&s, &url, "3.1.0", true).await;
+    assert_eq!(
+        code,
+        Some(glidepath::exit::ROLLED_BACK),
+        "{}\n{err}",
+        out.join("\n")
+    );
+    assert!(
+        !types(&out).iter().any(|t| t == "warning"),
+        "{}",
+        out.join("\n")
+    );
+    let want = ["release_started", "gate_failed", "rolled_back"];
+    assert_eq!(kinds_in(&published(&s).await, "3.1.0"), want);
+    assert_eq!(webhook_kinds(&bodies), want);
+    never_printed(&url, &out, &err, &log);
 }

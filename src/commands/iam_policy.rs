@@ -35,16 +35,62 @@ pub async fn run(g: &Global, a: &IamPolicyArgs) -> CmdResult {
             None => crate::aws::client::account_id(&sdk_config_for(g, &plan).await).await,
         },
     };
+    // The roles and log group live in the task definitions, only the account knows them;
+    // without them the policy stays valid, with a wildcard that stderr points out.
+    let config = sdk_config_for(g, &plan).await;
+    let facts = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        permissions::read_task_facts(&config, &plan),
+    )
+    .await
+    .unwrap_or_else(|_| Err("no answer within 15s".into()));
     let scope = Scope {
         plan: &plan,
         account: account.clone(),
+        facts: facts.clone().unwrap_or_default(),
     };
     let doc = permissions::policy(&scope);
     let text = serde_json::to_string_pretty(&doc)
         .map_err(|e| CliError::unexpected(format!("cannot format the policy: {e}")))?;
     println!("{text}");
     eprint!("{}", explanation(&plan, account.as_deref()));
+    eprint!("{}", scoping(&plan, &facts));
     Ok(())
+}
+
+/// How iam:PassRole and logs:GetLogEvents are scoped, and why a wildcard stayed.
+fn scoping(plan: &crate::plan::Plan, facts: &Result<permissions::TaskFacts, String>) -> String {
+    let services = format!("{} / {}", plan.blue.service, plan.green.service);
+    let unknown = |what: &str, fix: &str| match facts {
+        Err(e) => {
+            format!("{what}: any (could not read the task definitions of {services}: {e}); {fix}\n")
+        }
+        Ok(_) => format!("{what}: any (the task definitions of {services} name none); {fix}\n"),
+    };
+    let mut out = String::new();
+    match facts {
+        Ok(f) if !f.roles.is_empty() => out.push_str(&format!(
+            "iam:PassRole: only {} (the task definitions' task and execution roles), only to ecs-tasks.amazonaws.com.\n",
+            f.roles.join(", ")
+        )),
+        _ => out.push_str(&unknown(
+            "iam:PassRole on role",
+            "still only to ecs-tasks.amazonaws.com; run it with credentials that can read the services to scope it",
+        )),
+    }
+    if plan.migration.is_some() {
+        match facts {
+            Ok(f) if !f.log_groups.is_empty() => out.push_str(&format!(
+                "logs:GetLogEvents: only log group {} (the migration container's awslogs group).\n",
+                f.log_groups.join(", ")
+            )),
+            _ => out.push_str(&unknown(
+                "logs:GetLogEvents on log group",
+                "give the migration container an awslogs log configuration, or read the services, to scope it",
+            )),
+        }
+    }
+    out
 }
 
 /// The account id of the first ARN the plan names (target groups, listeners, rule).
@@ -80,11 +126,9 @@ fn explanation(plan: &crate::plan::Plan, account: Option<&str>) -> String {
     ));
     out.push_str(
         "Wildcards: ecs:RunTask on any task definition but only in the plan's cluster \
-(the family is whatever the service runs); iam:PassRole on the account's roles only to \
-ecs-tasks.amazonaws.com (the task and execution roles are the task definition's); \
-logs:GetLogEvents on any log stream of the account (the log group is the task \
-definition's); snapshots by their `<db>-` prefix; a listener named `<load-balancer>:<port>` as every \
-listener of that load balancer (the port is not in its ARN).\n",
+(the family is whatever the service runs); snapshots by their `<db>-` prefix; a listener \
+named `<load-balancer>:<port>` as every listener of that load balancer (the port is not in \
+its ARN).\n",
     );
     out
 }

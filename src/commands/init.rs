@@ -315,10 +315,13 @@ pub fn render(f: &Found, region: &str, environment: &str, endpoint: Option<&str>
     line("# command = [\"bin/migrate\"]".into());
     line(String::new());
     line("# Traffic steps: the new colour's share, how long it bakes behind the gates.".into());
+    // The stage publishes per-second metrics, so a plan for it bakes in seconds; against
+    // AWS the defaults fit one-minute ALB metrics that land late.
+    let bake = if endpoint.is_some() { "3s" } else { "5m" };
     for (weight, gate) in [(10, "auto"), (50, "manual"), (100, "auto")] {
         line("[[steps]]".into());
         line(format!("weight = {weight}"));
-        line("bake = \"5m\"".into());
+        line(format!("bake = {}", q(bake)));
         line(format!("gate = {}", q(gate)));
         line(String::new());
     }
@@ -326,6 +329,22 @@ pub fn render(f: &Found, region: &str, environment: &str, endpoint: Option<&str>
     line("# NOT INFERRED: CloudWatch alarms that must not be in ALARM during a step.".into());
     line("alarms = []".into());
     line("on_fail = \"rollback\"".into());
+    if endpoint.is_some() {
+        line("# The stage's metrics are per second and readable at once (against AWS: the".into());
+        line("# defaults, one-minute periods about two minutes late). A rehearsal goes on".into());
+        line("# when a step lacks data.".into());
+        for (key, value) in [
+            ("metric_period", "1s"),
+            ("metric_delay", "1s"),
+            ("weight_settle", "1s"),
+            ("poll_interval", "1s"),
+            ("max_blind", "10s"),
+            ("max_wait", "4m"),
+            ("on_no_data", "proceed"),
+        ] {
+            line(format!("{key} = {}", q(value)));
+        }
+    }
     o
 }
 

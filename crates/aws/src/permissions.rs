@@ -7,6 +7,8 @@
 //! operations by their REST name), which is also how the rehearsal stage counts requests.
 
 use crate::plan::{DatabaseKind, Plan};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -189,12 +191,100 @@ fn partition(region: &str) -> &'static str {
     }
 }
 
+/// What only the account knows, read from the task definitions the plan's services run:
+/// the roles they hand to ECS and the migration container's awslogs group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFacts {
+    /// Task and execution role ARNs (sorted, no duplicates); empty: unknown.
+    pub roles: Vec<String>,
+    /// The migration container's awslogs groups (sorted, no duplicates); empty: unknown.
+    pub log_groups: Vec<String>,
+}
+
+/// Read [`TaskFacts`] from both colours' services (a colour that does not exist yet is
+/// skipped). Read-only: DescribeServices and DescribeTaskDefinition.
+pub async fn read_task_facts(
+    config: &aws_types::SdkConfig,
+    plan: &Plan,
+) -> Result<TaskFacts, String> {
+    let ecs = aws_sdk_ecs::Client::new(config);
+    // AWS's code and status in our words, never the request.
+    fn why<E>(e: SdkError<E, HttpResponse>) -> String
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        match crate::errors::judge(&e, Some("the services' task definitions")) {
+            crate::errors::Fail::Precondition => "precondition failed".to_string(),
+            crate::errors::Fail::NotFound(m)
+            | crate::errors::Fail::Transient(m)
+            | crate::errors::Fail::Fatal(m) => m,
+        }
+    }
+    let services = ecs
+        .describe_services()
+        .cluster(&plan.cluster)
+        .services(&plan.blue.service)
+        .services(&plan.green.service)
+        .send()
+        .await
+        .map_err(why)?;
+    let mut task_definitions: Vec<String> = services
+        .services()
+        .iter()
+        .filter(|s| s.status() != Some("INACTIVE"))
+        .filter_map(|s| s.task_definition().map(str::to_string))
+        .collect();
+    task_definitions.sort();
+    task_definitions.dedup();
+    let container = plan
+        .migration
+        .as_ref()
+        .map_or(plan.deploy.container.as_str(), |m| m.container.as_str());
+    let mut facts = TaskFacts::default();
+    for td in task_definitions {
+        let out = ecs
+            .describe_task_definition()
+            .task_definition(&td)
+            .send()
+            .await
+            .map_err(why)?;
+        let Some(def) = out.task_definition() else {
+            continue;
+        };
+        facts.roles.extend(
+            [def.task_role_arn(), def.execution_role_arn()]
+                .into_iter()
+                .flatten()
+                .map(str::to_string),
+        );
+        facts.log_groups.extend(
+            def.container_definitions()
+                .iter()
+                .filter(|c| c.name() == Some(container))
+                .filter_map(|c| c.log_configuration())
+                .filter(|l| l.log_driver().as_str() == "awslogs")
+                .filter_map(|l| l.options()?.get("awslogs-group").cloned()),
+        );
+    }
+    for v in [&mut facts.roles, &mut facts.log_groups] {
+        v.sort();
+        v.dedup();
+    }
+    Ok(facts)
+}
+
 /// A target of the policy: where resources live.
 #[derive(Debug, Clone)]
 pub struct Scope<'a> {
     pub plan: &'a Plan,
     /// The account id; None: `*` (any account) in every ARN.
     pub account: Option<String>,
+    /// Roles and log groups from the account; what is unknown stays a wildcard.
+    pub facts: TaskFacts,
 }
 
 impl Scope<'_> {
@@ -271,7 +361,14 @@ impl Scope<'_> {
                 .iter()
                 .map(|a| self.arn("cloudwatch", &format!("alarm:{a}")))
                 .collect(),
+            LogStreams if !self.facts.log_groups.is_empty() => self
+                .facts
+                .log_groups
+                .iter()
+                .map(|g| self.arn("logs", &format!("log-group:{g}:log-stream:*")))
+                .collect(),
             LogStreams => vec![self.arn("logs", "log-group:*:log-stream:*")],
+            RolesForEcsTasks if !self.facts.roles.is_empty() => self.facts.roles.clone(),
             RolesForEcsTasks => vec![format!(
                 "arn:{}:iam::{}:role/*",
                 partition(&p.region),

@@ -114,6 +114,7 @@ pub async fn seed(config: &SdkConfig, plan: &Plan) -> Result<SeedReport, SeedErr
         plan,
         names,
         report: SeedReport::default(),
+        account: crate::client::account_id(config).await,
     };
     s.network().await?;
     s.log_group().await?;
@@ -251,6 +252,8 @@ struct Seeder<'a> {
     plan: &'a Plan,
     names: Names,
     report: SeedReport,
+    /// The emulator's account, for the roles the task definitions name.
+    account: Option<String>,
 }
 
 impl Seeder<'_> {
@@ -491,6 +494,10 @@ impl Seeder<'_> {
             .requires_compatibilities(Compatibility::Fargate)
             .cpu("256")
             .memory("512")
+            // As on Fargate: a task role for the app and an execution role to pull the image
+            // and write its logs (the emulator does not check that they exist).
+            .set_task_role_arn(self.role("task"))
+            .set_execution_role_arn(self.role("task-execution"))
             .set_container_definitions(Some(containers))
             .send()
             .await
@@ -502,6 +509,15 @@ impl Seeder<'_> {
             .ok_or_else(|| missing(family, "RegisterTaskDefinition", "an ARN"))?;
         self.note(true, resource);
         Ok(arn)
+    }
+
+    /// `arn:aws:iam::<account>:role/<app>-<kind>`, when the account is known.
+    fn role(&self, kind: &str) -> Option<String> {
+        let account = self.account.as_deref()?;
+        Some(format!(
+            "arn:aws:iam::{account}:role/{}-{kind}",
+            self.plan.app
+        ))
     }
 
     fn container(

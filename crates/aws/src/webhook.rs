@@ -17,6 +17,9 @@ type Client = hyper_util::client::legacy::Client<
 pub enum WebhookError {
     #[error("is not an http(s) URL")]
     NotHttp,
+    /// The URL and the notices would cross the network in clear text.
+    #[error("is a plain http:// URL to another machine (http:// is only for a webhook on this machine's loopback; the URL is a secret)")]
+    PlainHttp,
     #[error("cannot load the system's TLS root certificates ({0})")]
     Roots(String),
 }
@@ -33,6 +36,9 @@ impl Webhook {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => u,
             _ => return Err(WebhookError::NotHttp),
         };
+        if url.scheme_str() == Some("http") && !url.host().is_some_and(is_loopback) {
+            return Err(WebhookError::PlainHttp);
+        }
         // The SDK builds rustls with aws-lc-rs; the same provider, so no other is compiled.
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = match hyper_rustls::HttpsConnectorBuilder::new()
@@ -72,8 +78,21 @@ impl Webhook {
     }
 }
 
-/// The first I/O error kind in the chain, or a generic phrase: never the client's text.
+/// `localhost` or a loopback address (`127.0.0.1`, `[::1]`).
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The first I/O error kind in the chain (or what TLS refused), or a generic phrase: never
+/// the client's text.
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    if let Some(tls) = tls_error(e) {
+        return tls_failure(tls);
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
@@ -86,6 +105,47 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
     } else {
         "the request failed".into()
     }
+}
+
+/// The TLS error in the chain, if any. An I/O error's inner error is not in its source
+/// chain, so look inside those too.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| tls_error(i));
+        if inner.is_some() {
+            return inner;
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// Why the TLS handshake failed, in our words (rustls's may name the host).
+fn tls_failure(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let why = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "its certificate is not signed by a trusted CA (for a private CA, point SSL_CERT_FILE at a PEM bundle that holds it)"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName)
+        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            "its certificate is not valid for the URL's host"
+        }
+        rustls::Error::InvalidCertificate(C::Expired)
+        | rustls::Error::InvalidCertificate(C::ExpiredContext { .. }) => {
+            "its certificate has expired"
+        }
+        rustls::Error::InvalidCertificate(_) => "its certificate was refused",
+        _ => "the TLS handshake failed",
+    };
+    format!("TLS: {why}")
 }
 
 #[cfg(test)]
