@@ -616,9 +616,17 @@ pub async fn interrupted_publish_resumes(env: &S3Env, layout: AssetLayout) {
         r = p.publish("7", &progress) => panic!("publish finished before it could be interrupted: {r:?}"),
         _ = reached.notified() => {}
     }
-    // Requests in flight when the future was dropped either landed whole or not at all.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let present = env.listing(&bucket, under).await;
+    // Requests in flight when the future was dropped either land whole or not at all, but
+    // a loaded server may take its time: wait until the listing stops changing.
+    let mut present = env.listing(&bucket, under).await;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = env.listing(&bucket, under).await;
+        if now == present {
+            break;
+        }
+        present = now;
+    }
     assert!(
         present.len() >= 40 && (present.len() as u64) < files,
         "{} objects after the interruption",
