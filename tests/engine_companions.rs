@@ -359,3 +359,129 @@ async fn crash_at_every_port_call_with_companions_then_resume() {
     assert!(crash_points > 150, "only {crash_points} crash points");
     assert!(rolled_back > 50, "only {rolled_back} rollbacks");
 }
+
+/// Release A moves both companions and is aborted (its lock kept); `unlock --force`; release
+/// B fails its deploy and rolls back. B superseded A: before anything of its own it put
+/// A's companions back (in reverse order, recorded in A's record), so nothing runs a task
+/// definition only the abandoned release knows. A kill at every port call of B (before or
+/// after its effect) up to its deploy, then `resume` (or a new release if B left no
+/// record), ends the same.
+#[tokio::test(start_paused = true)]
+async fn a_superseding_release_takes_the_superseded_releases_companions_back() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let mut crash_points = 0;
+    for mode in [None, Some(CrashMode::Before), Some(CrashMode::After)] {
+        for n in 1.. {
+            let mut past = false;
+            let world = FakeWorld::for_plan(&plan);
+            let mut done = 0;
+            let (a, _) = release_with_operator(&world, &plan, |e| {
+                if matches!(
+                    e,
+                    Event::Companion {
+                        state: CompanionState::Done,
+                        ..
+                    }
+                ) {
+                    done += 1;
+                }
+                (done == 2).then_some(Command::Abort)
+            })
+            .await;
+            assert_eq!(a.outcome, Outcome::Interrupted, "{}", a.message);
+            let a_td = td_of(&world, &plan.green.service);
+            assert_eq!(td_of(&world, WORKER), a_td, "A moved the worker");
+            let ports = world.ports(true);
+            let r = run::unlock(&plan, &ports, true, "ops@test").await.unwrap();
+            assert!(r.broken, "{}", r.message);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            world.with(|w| w.deploy_unhealthy = true);
+            let from = world.with(|w| w.calls.len());
+            if let Some(mode) = mode {
+                world.with(|w| w.crash_at = Some((w.call_count + n, mode)));
+            }
+            let (tx, rx) = unbounded_channel();
+            let (_c, crx) = unbounded_channel();
+            let mut req = common::release_request("1.5.0");
+            req.holder = "bob@ops-2".into();
+            let b = tokio::select! {
+                f = run::release(&plan, &ports, req, tx, crx) => Some(f),
+                _ = world.crashed() => None,
+            };
+            drop(ports);
+            let ctx = format!("{mode:?} at call {n} of B");
+            let b = match b {
+                Some(b) if mode.is_some() => {
+                    // Ran to its end without reaching call n: every point is covered.
+                    assert_ne!(b.outcome, Outcome::Finalized, "{ctx}: {}", b.message);
+                    break;
+                }
+                Some(b) => {
+                    let events = common::drain(rx);
+                    assert!(
+                        events.iter().any(|e| matches!(e, Event::Warning { message }
+                            if message.contains("companion worker") && message.contains("worker:1"))),
+                        "B says it puts the worker back: {events:#?}"
+                    );
+                    let calls = world.with(|w| w.calls[from..].to_vec());
+                    let back = pos(&calls, &format!("fleet.roll_out {SCHEDULER} scheduler:1"));
+                    assert!(back < pos(&calls, &format!("fleet.roll_out {WORKER} worker:1")));
+                    let deployed = calls
+                        .iter()
+                        .position(|c| c.starts_with("fleet.deploy"))
+                        .expect("B deployed");
+                    assert!(back < deployed, "A's companions go back first: {calls:#?}");
+                    b
+                }
+                None => {
+                    crash_points += 1;
+                    // Past the supersede step (B's own deploy): later points are B's own
+                    // rollback, covered elsewhere.
+                    past =
+                        world.with(|w| w.calls[from + n as usize - 1].starts_with("fleet.deploy"));
+                    world.with(|w| {
+                        w.crash_at = None;
+                        w.crashed = false;
+                    });
+                    let (f, _) = common::fake_resume(&world, &plan).await;
+                    if f.exit_code == exit::USAGE {
+                        // B died before it had a record: a new release takes over.
+                        let (f, _) = common::fake_release(&world, &plan).await;
+                        f
+                    } else {
+                        f
+                    }
+                }
+            };
+            assert_ne!(b.outcome, Outcome::Finalized, "{ctx}: {}", b.message);
+            assert_eq!(td_of(&world, WORKER), "worker:1", "{ctx}: {}", b.message);
+            assert_eq!(td_of(&world, SCHEDULER), "scheduler:1", "{ctx}");
+            let ra = common::fake_record(&world, &a.release_id);
+            // A `resume` of B that died before its record takes A over instead (A is the
+            // release in progress then): A rolls itself back, companions included.
+            let superseded = ra.outcome == Some(Outcome::Superseded);
+            assert!(
+                superseded || (mode.is_some() && ra.outcome == Some(Outcome::RolledBack)),
+                "{ctx}: A ended {:?}",
+                ra.outcome
+            );
+            assert!(
+                ra.companions
+                    .iter()
+                    .all(|c| c.rollback_at.is_some() && c.rolled_back_at.is_some()),
+                "{ctx}: {:?}",
+                ra.companions
+            );
+            assert!(
+                !superseded || ra.message.as_deref().unwrap_or_default().contains("worker"),
+                "{ctx}: {:?}",
+                ra.message
+            );
+            world.with(|w| assert!(w.violations.is_empty(), "{ctx}: {:?}", w.violations));
+            if mode.is_none() || past {
+                break;
+            }
+        }
+    }
+    assert!(crash_points > 60, "only {crash_points} crash points");
+}

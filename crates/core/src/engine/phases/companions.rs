@@ -16,11 +16,12 @@
 //! The way back ([`roll_back`], from the rollback phase, after traffic): every companion
 //! the ledger names, in reverse order: intent to go back → only if the service runs
 //! something other than its recorded previous task definition, roll it out there → wait
-//! for COMPLETED → rolled back. Safe to repeat.
+//! for COMPLETED → rolled back. Safe to repeat. A release superseded after its lock was
+//! broken gets the same way back from the release superseding it ([`take_back_superseded`]).
 
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase, Unit};
-use crate::engine::ledger::CompanionRecord;
+use crate::engine::ledger::{CompanionRecord, Doc, Record};
 use crate::plan::Companion;
 use chrono::Utc;
 use tokio::time::Instant;
@@ -182,7 +183,6 @@ async fn wait(
 /// Put every companion the ledger names back on its previous task definition, in reverse
 /// order (traffic has already gone back). Returns what was done, for the phase's detail.
 pub async fn roll_back(ctx: &mut Ctx<'_>, phase: Phase) -> Result<Option<String>, Stop> {
-    let ports = ctx.ports;
     let count = ctx.record.value.companions.len();
     if count == 0 {
         return Ok(None);
@@ -197,17 +197,7 @@ pub async fn roll_back(ctx: &mut Ctx<'_>, phase: Phase) -> Result<Option<String>
             // Reports `companion` rolling_back.
             ctx.save().await?;
         }
-        let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
-        if now.task_definition != r.previous {
-            ctx.call(|| ports.fleet.roll_out(&r.service, &r.previous))
-                .await?;
-        }
-        if let Err(why) = wait(ctx, &r.service, &r.previous, phase).await? {
-            return Err(Stop::fail(format!(
-                "companion {} ({}) did not go back to {}: {why}",
-                r.name, r.service, r.previous
-            )));
-        }
+        back_one(ctx, &r, phase).await?;
         ctx.rec().companions[i].rolled_back_at = Some(Utc::now());
         // Reports `companion` rolled_back.
         ctx.save().await?;
@@ -215,4 +205,57 @@ pub async fn roll_back(ctx: &mut Ctx<'_>, phase: Phase) -> Result<Option<String>
     Ok(Some(format!(
         "{count} companion(s) back on their previous task definitions"
     )))
+}
+
+/// The companions of `other`, an unfinished release this run supersedes (its lock was
+/// broken; nobody drives it any more): each one it recorded goes back to what it ran
+/// before that release, in reverse order, with the same contract as [`roll_back`] but in
+/// `other`'s record (intent saved there → roll out only if it runs something else → read
+/// back COMPLETED → saved). Called before `other` is closed, so a run killed half-way
+/// finds it still unfinished and carries on.
+pub async fn take_back_superseded(ctx: &mut Ctx<'_>, other: &mut Doc<Record>) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let store = ports.state.as_ref();
+    for i in (0..other.value.companions.len()).rev() {
+        let r = other.value.companions[i].clone();
+        if r.rolled_back_at.is_some() {
+            continue;
+        }
+        let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
+        if now.task_definition != r.previous {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "companion {} ({}) runs {}, left by superseded release {}; putting it back on {}, what it ran before that release",
+                    r.name, r.service, now.task_definition, other.value.id, r.previous
+                ),
+            });
+        }
+        if r.rollback_at.is_none() {
+            other.value.companions[i].rollback_at = Some(Utc::now());
+            other.value.updated_at = Utc::now();
+            other.save(store).await?;
+        }
+        back_one(ctx, &r, Phase::Lock).await?;
+        other.value.companions[i].rolled_back_at = Some(Utc::now());
+        other.value.updated_at = Utc::now();
+        other.save(store).await?;
+    }
+    Ok(())
+}
+
+/// Put one companion back on `previous`: compare first, roll out, wait for COMPLETED.
+async fn back_one(ctx: &mut Ctx<'_>, r: &CompanionRecord, phase: Phase) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
+    if now.task_definition != r.previous {
+        ctx.call(|| ports.fleet.roll_out(&r.service, &r.previous))
+            .await?;
+    }
+    match wait(ctx, &r.service, &r.previous, phase).await? {
+        Ok(()) => Ok(()),
+        Err(why) => Err(Stop::fail(format!(
+            "companion {} ({}) did not go back to {}: {why}",
+            r.name, r.service, r.previous
+        ))),
+    }
 }
