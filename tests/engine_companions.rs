@@ -485,3 +485,55 @@ async fn a_superseding_release_takes_the_superseded_releases_companions_back() {
     }
     assert!(crash_points > 60, "only {crash_points} crash points");
 }
+
+/// `glidepath rollback` of a finalized release refuses, before anything moves, when a
+/// companion it changed runs something else now (changed by hand) or when the task
+/// definition a companion ran before is deregistered; once both are right it rolls back.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_of_the_finalized_release_refuses_a_companion_changed_since() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let world = FakeWorld::for_plan(&plan);
+    let (f, _) = common::fake_release(&world, &plan).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let web = td_of(&world, &plan.green.service);
+    let rollback = || async {
+        let ports = world.ports(true);
+        let (tx, _rx) = unbounded_channel();
+        run::rollback(&plan, &ports, "carol@ops-3", tx).await
+    };
+
+    world.with(|w| w.services.get_mut(SCHEDULER).unwrap().task_definition = "scheduler:7".into());
+    let weights = world.with(|w| w.weights);
+    let refused = rollback().await;
+    assert_eq!(refused.exit_code, exit::USAGE, "{}", refused.message);
+    for part in ["companion scheduler", SCHEDULER, "scheduler:7", &web] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(world.with(|w| w.weights), weights, "traffic did not move");
+    assert_eq!(td_of(&world, WORKER), web, "nothing was rolled back");
+
+    world.with(|w| {
+        w.services.get_mut(SCHEDULER).unwrap().task_definition = web.clone();
+        w.inactive_task_definitions = vec!["worker:1".into()];
+    });
+    let refused = rollback().await;
+    assert_eq!(refused.exit_code, exit::USAGE, "{}", refused.message);
+    for part in ["companion worker", "worker:1", "ACTIVE"] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(td_of(&world, SCHEDULER), web);
+
+    world.with(|w| w.inactive_task_definitions.clear());
+    let done = rollback().await;
+    assert_eq!(done.exit_code, 0, "{}", done.message);
+    assert_eq!(td_of(&world, WORKER), "worker:1");
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+}

@@ -22,6 +22,7 @@
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase, Unit};
 use crate::engine::ledger::{CompanionRecord, Doc, Record};
+use crate::engine::ports::{PortResult, Ports};
 use crate::plan::Companion;
 use chrono::Utc;
 use tokio::time::Instant;
@@ -258,4 +259,36 @@ async fn back_one(ctx: &mut Ctx<'_>, r: &CompanionRecord, phase: Phase) -> Resul
             r.name, r.service, r.previous
         ))),
     }
+}
+
+/// Why the companions of `r`, a finalized release, cannot be taken back by `glidepath
+/// rollback` (None: they can). Read only, before anything moves: a companion changed by
+/// hand since the release would have that change silently undone, and a previous task
+/// definition that is no longer ACTIVE cannot be rolled out to (the rollback would stop
+/// half-way with traffic already moved).
+pub async fn why_not_back(ports: &Ports, r: &Record) -> PortResult<Option<String>> {
+    for c in &r.companions {
+        let Some(td) = c.task_definition.as_deref() else {
+            continue;
+        };
+        if c.done_at.is_none() || c.rolled_back_at.is_some() {
+            continue;
+        }
+        let now = ports.fleet.service(&c.service).await?;
+        if now.task_definition != td {
+            return Ok(Some(format!(
+                "companion {} ({}) runs {}, not {td} that release {} gave it: it was changed since, \
+                 and rolling back would undo that. Put it back on {td} (or release the version you want) first",
+                c.name, c.service, now.task_definition, r.id
+            )));
+        }
+        if !ports.fleet.task_definition_active(&c.previous).await? {
+            return Ok(Some(format!(
+                "companion {} ({}) ran {} before release {}, and that task definition is no longer ACTIVE \
+                 (deregistered): ECS cannot move the service back onto it. Release the version you want instead",
+                c.name, c.service, c.previous, r.id
+            )));
+        }
+    }
+    Ok(None)
 }
