@@ -537,3 +537,72 @@ async fn a_rollback_of_the_finalized_release_refuses_a_companion_changed_since()
     assert_eq!(td_of(&world, WORKER), "worker:1");
     assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
 }
+
+/// A finalized release R; `glidepath rollback` of it killed once the scheduler is back (the
+/// worker not yet); `unlock --force`; release B fails its deploy. B found R's rollback cut
+/// short with R still live, so it left traffic on R and moved the scheduler forward to R's
+/// revision again: every companion runs what the live release gave it.
+#[tokio::test(start_paused = true)]
+async fn a_superseded_cut_short_rollback_moves_the_companions_forward_again() {
+    let mut plan = plan(CompanionsMove::AfterFirstGate);
+    // Green keeps its tasks after the rollback's traffic step (with scale_to_zero the
+    // superseding run would put traffic back on a colour scaled to zero: another matter).
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    let rollback = |world: &FakeWorld| {
+        let ports = world.ports(true);
+        let plan = plan.clone();
+        async move {
+            let (tx, _rx) = unbounded_channel();
+            run::rollback(&plan, &ports, "carol@ops-3", tx).await
+        }
+    };
+    // The fake is deterministic: the worker's way back is the same call on a twin world.
+    let worker_back = format!("fleet.roll_out {WORKER} worker:1");
+    let twin = FakeWorld::for_plan(&plan);
+    common::fake_release(&twin, &plan).await;
+    rollback(&twin).await;
+    let n = pos(&calls(&twin), &worker_back) as u64 + 1;
+
+    let world = FakeWorld::for_plan(&plan);
+    let (r, _) = common::fake_release(&world, &plan).await;
+    assert_eq!(r.exit_code, 0, "{}", r.message);
+    let live_td = td_of(&world, &plan.green.service);
+    world.with(|w| w.crash_at = Some((n, CrashMode::Before)));
+    tokio::select! {
+        f = rollback(&world) => panic!("not killed: {}", f.message),
+        _ = world.crashed() => {}
+    }
+    world.with(|w| {
+        w.crash_at = None;
+        w.crashed = false;
+    });
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+    assert_eq!(td_of(&world, WORKER), live_td);
+    let ports = world.ports(true);
+    let u = run::unlock(&plan, &ports, true, "ops@test").await.unwrap();
+    assert!(u.broken, "{}", u.message);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    world.with(|w| w.deploy_unhealthy = true);
+    let (tx, rx) = unbounded_channel();
+    let (_c, crx) = unbounded_channel();
+    let mut req = common::release_request("1.5.0");
+    req.holder = "bob@ops-2".into();
+    let b = run::release(&plan, &ports, req, tx, crx).await;
+    let events = common::drain(rx);
+    assert_ne!(b.outcome, Outcome::Finalized, "{}", b.message);
+    assert_eq!(
+        world.with(|w| w.weights),
+        Weights::green(100),
+        "R stays live"
+    );
+    assert_eq!(td_of(&world, SCHEDULER), live_td, "{events:#?}");
+    assert_eq!(td_of(&world, WORKER), live_td);
+    let rr = common::fake_record(&world, &r.release_id);
+    assert_eq!(rr.outcome, Some(Outcome::Finalized));
+    assert!(
+        rr.companions.iter().all(|c| c.rollback_at.is_none()),
+        "{:?}",
+        rr.companions
+    );
+    world.with(|w| assert!(w.violations.is_empty(), "{:?}", w.violations));
+}

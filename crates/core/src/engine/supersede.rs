@@ -8,7 +8,8 @@
 //! 2. puts every companion service the other release recorded back on the task definition
 //!    it ran before that release, in reverse order (intent, change and read-back in the
 //!    other release's record, `phases::companions::take_back_superseded`), so nothing runs
-//!    a version only an abandoned release knows;
+//!    a version only an abandoned release knows (a finalized release whose manual rollback
+//!    was cut short and which stays live gets them moved forward again instead);
 //! 3. closes the other release's record: outcome superseded, by which release, when (a
 //!    finalized release whose manual rollback was cut short keeps its outcome; that
 //!    rollback is recorded as undone);
@@ -109,6 +110,10 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
                 .live
                 .as_ref()
                 .is_some_and(|s| s.release.as_deref() == Some(other.as_str()));
+            if still_live {
+                // Its companions follow the traffic: forward again, before it is recorded.
+                companions::forward_again(ctx, &mut doc).await?;
+            }
             let now = Utc::now();
             let r = &mut doc.value;
             let p = &mut r.phases.rollback;

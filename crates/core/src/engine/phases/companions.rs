@@ -246,19 +246,62 @@ pub async fn take_back_superseded(ctx: &mut Ctx<'_>, other: &mut Doc<Record>) ->
 
 /// Put one companion back on `previous`: compare first, roll out, wait for COMPLETED.
 async fn back_one(ctx: &mut Ctx<'_>, r: &CompanionRecord, phase: Phase) -> Result<(), Stop> {
+    put_on(ctx, r, &r.previous, "go back to", phase).await
+}
+
+/// Put `r`'s service on `td` (compare first, roll out, wait for COMPLETED); `what` says
+/// which way in the error.
+async fn put_on(
+    ctx: &mut Ctx<'_>,
+    r: &CompanionRecord,
+    td: &str,
+    what: &str,
+    phase: Phase,
+) -> Result<(), Stop> {
     let ports = ctx.ports;
     let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
-    if now.task_definition != r.previous {
-        ctx.call(|| ports.fleet.roll_out(&r.service, &r.previous))
-            .await?;
+    if now.task_definition != td {
+        ctx.call(|| ports.fleet.roll_out(&r.service, td)).await?;
     }
-    match wait(ctx, &r.service, &r.previous, phase).await? {
+    match wait(ctx, &r.service, td, phase).await? {
         Ok(()) => Ok(()),
         Err(why) => Err(Stop::fail(format!(
-            "companion {} ({}) did not go back to {}: {why}",
-            r.name, r.service, r.previous
+            "companion {} ({}) did not {what} {td}: {why}",
+            r.name, r.service
         ))),
     }
+}
+
+/// `other` finalized and a `glidepath rollback` of it was cut short, then its lock broken;
+/// the run superseding it left traffic on `other`'s colour (still live in the index). The
+/// companions that rollback had started to put back go forward again to the task
+/// definitions `other` gave them, so they run what the live release says. Compare first
+/// (safe to repeat); each one's rollback marks are cleared only once it is read back on
+/// `other`'s revision, and `other`'s rollback is recorded undone after this returns.
+pub async fn forward_again(ctx: &mut Ctx<'_>, other: &mut Doc<Record>) -> Result<(), Stop> {
+    let store = ctx.ports.state.as_ref();
+    for i in 0..other.value.companions.len() {
+        let r = other.value.companions[i].clone();
+        let Some(td) = r.task_definition.clone() else {
+            continue;
+        };
+        if r.rollback_at.is_none() || r.done_at.is_none() {
+            continue;
+        }
+        ctx.emit(Event::Warning {
+            message: format!(
+                "companion {} ({}) was being put back by the interrupted rollback of release {}, which stays live; moving it forward to {td} again",
+                r.name, r.service, other.value.id
+            ),
+        });
+        put_on(ctx, &r, &td, "go forward to", Phase::Lock).await?;
+        let c = &mut other.value.companions[i];
+        c.rollback_at = None;
+        c.rolled_back_at = None;
+        other.value.updated_at = Utc::now();
+        other.save(store).await?;
+    }
+    Ok(())
 }
 
 /// Why the companions of `r`, a finalized release, cannot be taken back by `glidepath
