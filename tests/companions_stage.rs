@@ -8,7 +8,7 @@
 use crate::common;
 
 use glidepath::commands::release::ports_for;
-use glidepath::engine::event::{CompanionState, Envelope, Event, Outcome};
+use glidepath::engine::event::{Command, CompanionState, Envelope, Event, Outcome};
 use glidepath::engine::ledger::{self, Record};
 use glidepath::engine::ports::{Ports, Weights};
 use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
@@ -247,4 +247,204 @@ async fn an_engine_dropped_during_the_worker_rollout_resumes_consistently() {
     assert_eq!(f.exit_code, exit::OK, "{}\n{text}", f.message);
     let r = record(&ports, &f.release_id).await;
     assert_all_new(&ports, &plan, &r, &text).await;
+}
+
+/// Move `service` by hand (outside glidepath) onto `task_definition`.
+async fn update_by_hand(config: &aws_types::SdkConfig, cluster: &str, service: &str, td: &str) {
+    aws_sdk_ecs::Client::new(config)
+        .update_service()
+        .cluster(cluster)
+        .service(service)
+        .task_definition(td)
+        .send()
+        .await
+        .expect("UpdateService by hand");
+}
+
+/// `glidepath rollback` of a finalized release with companions: traffic back on blue and
+/// both companions back on the task definitions they ran before, read back from the stage.
+#[tokio::test]
+async fn a_rollback_of_the_finalized_release_takes_every_companion_back() {
+    let seeded = common::seeded_stage("happy", plan(CompanionsMove::AfterFirstGate)).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let before = [td(&ports, WORKER).await, td(&ports, SCHEDULER).await];
+    let (f, events) = release(&plan, &ports).await;
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    let (tx, mut rx) = unbounded_channel();
+    let back = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
+    let text = story(&drain(&mut rx));
+    assert_eq!(back.exit_code, exit::OK, "{}\n{text}", back.message);
+    let r = record(&ports, &f.release_id).await;
+    assert_all_back(&ports, &r, &text).await;
+    assert_eq!(
+        [td(&ports, WORKER).await, td(&ports, SCHEDULER).await],
+        before,
+        "{text}"
+    );
+}
+
+/// The same rollback refused, before anything moves, while the scheduler runs what
+/// someone put there by hand; then while the worker's previous task definition is
+/// deregistered. Each refusal names the companion, what it runs and what was expected.
+#[tokio::test]
+async fn a_rollback_of_the_finalized_release_refuses_a_companion_changed_by_hand() {
+    let seeded = common::seeded_stage("happy", plan(CompanionsMove::AfterFirstGate)).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let (f, events) = release(&plan, &ports).await;
+    assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
+    let r = record(&ports, &f.release_id).await;
+    let (worker, scheduler) = (&r.companions[0], &r.companions[1]);
+    let scheduler_td = scheduler.task_definition.clone().expect("moved");
+    let rollback = || async {
+        let (tx, _rx) = unbounded_channel();
+        run::rollback(&plan, &ports, "carol@ops-3", tx).await
+    };
+
+    // Someone put the scheduler back on its old revision by hand.
+    update_by_hand(
+        &seeded.config,
+        &plan.cluster,
+        SCHEDULER,
+        &scheduler.previous,
+    )
+    .await;
+    let refused = rollback().await;
+    assert_eq!(refused.exit_code, exit::USAGE, "{}", refused.message);
+    for part in [
+        "companion scheduler",
+        SCHEDULER,
+        scheduler.previous.as_str(),
+        scheduler_td.as_str(),
+    ] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    let green = Weights::green(100);
+    assert_eq!(
+        ports.traffic.weights().await.unwrap(),
+        green,
+        "traffic stays"
+    );
+    assert_eq!(
+        Some(td(&ports, WORKER).await),
+        worker.task_definition,
+        "the worker stays"
+    );
+
+    // Back where the release left it; now the worker's old revision is deregistered.
+    update_by_hand(&seeded.config, &plan.cluster, SCHEDULER, &scheduler_td).await;
+    aws_sdk_ecs::Client::new(&seeded.config)
+        .deregister_task_definition()
+        .task_definition(&worker.previous)
+        .send()
+        .await
+        .expect("DeregisterTaskDefinition");
+    let refused = rollback().await;
+    assert_eq!(refused.exit_code, exit::USAGE, "{}", refused.message);
+    for part in ["companion worker", worker.previous.as_str(), "ACTIVE"] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(
+        ports.traffic.weights().await.unwrap(),
+        green,
+        "traffic stays"
+    );
+    let after = record(&ports, &f.release_id).await;
+    assert_eq!(after.outcome, Some(Outcome::Finalized));
+    assert!(after.companions.iter().all(|c| c.rollback_at.is_none()));
+}
+
+/// Release A moves both companions and is aborted; `unlock --force`; release B finalizes.
+/// B put A's companions back first (recorded in A's record), so B records what they really
+/// ran before (not A's revisions), and rolling B back puts them on the original ones, read
+/// back from the stage.
+#[tokio::test]
+async fn a_release_superseded_after_a_forced_unlock_has_its_companions_taken_back() {
+    let seeded = common::seeded_stage("happy", plan(CompanionsMove::AfterFirstGate)).await;
+    let (ports, plan) = ports_for(&seeded.config, &seeded.plan)
+        .await
+        .expect("ports");
+    let before = [td(&ports, WORKER).await, td(&ports, SCHEDULER).await];
+    let (tx, mut rx) = unbounded_channel::<Envelope>();
+    let (commands, crx) = unbounded_channel();
+    let req = ReleaseRequest {
+        version: "1.4.0".into(),
+        auto_approve: true,
+        holder: "alice@ops-1".into(),
+        endpoint: None,
+    };
+    let engine = run::release(&plan, &ports, req, tx, crx);
+    let operator = async move {
+        let mut events = vec![];
+        while let Some(e) = rx.recv().await {
+            if matches!(
+                e.event,
+                Event::Companion {
+                    index: 1,
+                    state: CompanionState::Done,
+                    ..
+                }
+            ) {
+                let _ = commands.send(Command::Abort);
+            }
+            events.push(e);
+        }
+        events
+    };
+    let (a, events) = tokio::join!(engine, operator);
+    assert_eq!(
+        a.outcome,
+        Outcome::Interrupted,
+        "{}\n{}",
+        a.message,
+        story(&events)
+    );
+    assert_ne!(td(&ports, WORKER).await, before[0], "A moved the worker");
+    let report = run::unlock(&plan, &ports, true, "ops@test")
+        .await
+        .expect("unlock");
+    assert!(report.broken, "{}", report.message);
+
+    let (tx, mut rx) = unbounded_channel();
+    let (_commands, crx) = unbounded_channel();
+    let req = ReleaseRequest {
+        version: "1.5.0".into(),
+        auto_approve: true,
+        holder: "bob@ops-2".into(),
+        endpoint: None,
+    };
+    let b = run::release(&plan, &ports, req, tx, crx).await;
+    let text = story(&drain(&mut rx));
+    assert_eq!(b.exit_code, exit::OK, "{}\n{text}", b.message);
+    assert!(text.contains("companion worker"), "B says so\n{text}");
+    let ra = record(&ports, &a.release_id).await;
+    assert_eq!(ra.outcome, Some(Outcome::Superseded), "{text}");
+    assert!(
+        ra.companions.iter().all(|c| c.rolled_back_at.is_some()),
+        "{text}"
+    );
+    let rb = record(&ports, &b.release_id).await;
+    let previous: Vec<&str> = rb.companions.iter().map(|c| c.previous.as_str()).collect();
+    assert_eq!(previous, before, "B recorded what ran before A\n{text}");
+
+    let (tx, mut rx) = unbounded_channel();
+    let back = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
+    let text = story(&drain(&mut rx));
+    assert_eq!(back.exit_code, exit::OK, "{}\n{text}", back.message);
+    assert_eq!(
+        [td(&ports, WORKER).await, td(&ports, SCHEDULER).await],
+        before,
+        "{text}"
+    );
 }

@@ -359,3 +359,250 @@ async fn crash_at_every_port_call_with_companions_then_resume() {
     assert!(crash_points > 150, "only {crash_points} crash points");
     assert!(rolled_back > 50, "only {rolled_back} rollbacks");
 }
+
+/// Release A moves both companions and is aborted (its lock kept); `unlock --force`; release
+/// B fails its deploy and rolls back. B superseded A: before anything of its own it put
+/// A's companions back (in reverse order, recorded in A's record), so nothing runs a task
+/// definition only the abandoned release knows. A kill at every port call of B (before or
+/// after its effect) up to its deploy, then `resume` (or a new release if B left no
+/// record), ends the same.
+#[tokio::test(start_paused = true)]
+async fn a_superseding_release_takes_the_superseded_releases_companions_back() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let mut crash_points = 0;
+    for mode in [None, Some(CrashMode::Before), Some(CrashMode::After)] {
+        for n in 1.. {
+            let mut past = false;
+            let world = FakeWorld::for_plan(&plan);
+            let mut done = 0;
+            let (a, _) = release_with_operator(&world, &plan, |e| {
+                if matches!(
+                    e,
+                    Event::Companion {
+                        state: CompanionState::Done,
+                        ..
+                    }
+                ) {
+                    done += 1;
+                }
+                (done == 2).then_some(Command::Abort)
+            })
+            .await;
+            assert_eq!(a.outcome, Outcome::Interrupted, "{}", a.message);
+            let a_td = td_of(&world, &plan.green.service);
+            assert_eq!(td_of(&world, WORKER), a_td, "A moved the worker");
+            let ports = world.ports(true);
+            let r = run::unlock(&plan, &ports, true, "ops@test").await.unwrap();
+            assert!(r.broken, "{}", r.message);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            world.with(|w| w.deploy_unhealthy = true);
+            let from = world.with(|w| w.calls.len());
+            if let Some(mode) = mode {
+                world.with(|w| w.crash_at = Some((w.call_count + n, mode)));
+            }
+            let (tx, rx) = unbounded_channel();
+            let (_c, crx) = unbounded_channel();
+            let mut req = common::release_request("1.5.0");
+            req.holder = "bob@ops-2".into();
+            let b = tokio::select! {
+                f = run::release(&plan, &ports, req, tx, crx) => Some(f),
+                _ = world.crashed() => None,
+            };
+            drop(ports);
+            let ctx = format!("{mode:?} at call {n} of B");
+            let b = match b {
+                Some(b) if mode.is_some() => {
+                    // Ran to its end without reaching call n: every point is covered.
+                    assert_ne!(b.outcome, Outcome::Finalized, "{ctx}: {}", b.message);
+                    break;
+                }
+                Some(b) => {
+                    let events = common::drain(rx);
+                    assert!(
+                        events.iter().any(|e| matches!(e, Event::Warning { message }
+                            if message.contains("companion worker") && message.contains("worker:1"))),
+                        "B says it puts the worker back: {events:#?}"
+                    );
+                    let calls = world.with(|w| w.calls[from..].to_vec());
+                    let back = pos(&calls, &format!("fleet.roll_out {SCHEDULER} scheduler:1"));
+                    assert!(back < pos(&calls, &format!("fleet.roll_out {WORKER} worker:1")));
+                    let deployed = calls
+                        .iter()
+                        .position(|c| c.starts_with("fleet.deploy"))
+                        .expect("B deployed");
+                    assert!(back < deployed, "A's companions go back first: {calls:#?}");
+                    b
+                }
+                None => {
+                    crash_points += 1;
+                    // Past the supersede step (B's own deploy): later points are B's own
+                    // rollback, covered elsewhere.
+                    past =
+                        world.with(|w| w.calls[from + n as usize - 1].starts_with("fleet.deploy"));
+                    world.with(|w| {
+                        w.crash_at = None;
+                        w.crashed = false;
+                    });
+                    let (f, _) = common::fake_resume(&world, &plan).await;
+                    if f.exit_code == exit::USAGE {
+                        // B died before it had a record: a new release takes over.
+                        let (f, _) = common::fake_release(&world, &plan).await;
+                        f
+                    } else {
+                        f
+                    }
+                }
+            };
+            assert_ne!(b.outcome, Outcome::Finalized, "{ctx}: {}", b.message);
+            assert_eq!(td_of(&world, WORKER), "worker:1", "{ctx}: {}", b.message);
+            assert_eq!(td_of(&world, SCHEDULER), "scheduler:1", "{ctx}");
+            let ra = common::fake_record(&world, &a.release_id);
+            // A `resume` of B that died before its record takes A over instead (A is the
+            // release in progress then): A rolls itself back, companions included.
+            let superseded = ra.outcome == Some(Outcome::Superseded);
+            assert!(
+                superseded || (mode.is_some() && ra.outcome == Some(Outcome::RolledBack)),
+                "{ctx}: A ended {:?}",
+                ra.outcome
+            );
+            assert!(
+                ra.companions
+                    .iter()
+                    .all(|c| c.rollback_at.is_some() && c.rolled_back_at.is_some()),
+                "{ctx}: {:?}",
+                ra.companions
+            );
+            assert!(
+                !superseded || ra.message.as_deref().unwrap_or_default().contains("worker"),
+                "{ctx}: {:?}",
+                ra.message
+            );
+            world.with(|w| assert!(w.violations.is_empty(), "{ctx}: {:?}", w.violations));
+            if mode.is_none() || past {
+                break;
+            }
+        }
+    }
+    assert!(crash_points > 60, "only {crash_points} crash points");
+}
+
+/// `glidepath rollback` of a finalized release refuses, before anything moves, when a
+/// companion it changed runs something else now (changed by hand) or when the task
+/// definition a companion ran before is deregistered; once both are right it rolls back.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_of_the_finalized_release_refuses_a_companion_changed_since() {
+    let plan = plan(CompanionsMove::AfterFirstGate);
+    let world = FakeWorld::for_plan(&plan);
+    let (f, _) = common::fake_release(&world, &plan).await;
+    assert_eq!(f.exit_code, 0, "{}", f.message);
+    let web = td_of(&world, &plan.green.service);
+    let rollback = || async {
+        let ports = world.ports(true);
+        let (tx, _rx) = unbounded_channel();
+        run::rollback(&plan, &ports, "carol@ops-3", tx).await
+    };
+
+    world.with(|w| w.services.get_mut(SCHEDULER).unwrap().task_definition = "scheduler:7".into());
+    let weights = world.with(|w| w.weights);
+    let refused = rollback().await;
+    assert_eq!(refused.exit_code, exit::USAGE, "{}", refused.message);
+    for part in ["companion scheduler", SCHEDULER, "scheduler:7", &web] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(world.with(|w| w.weights), weights, "traffic did not move");
+    assert_eq!(td_of(&world, WORKER), web, "nothing was rolled back");
+
+    world.with(|w| {
+        w.services.get_mut(SCHEDULER).unwrap().task_definition = web.clone();
+        w.inactive_task_definitions = vec!["worker:1".into()];
+    });
+    let refused = rollback().await;
+    assert_eq!(refused.exit_code, exit::USAGE, "{}", refused.message);
+    for part in ["companion worker", "worker:1", "ACTIVE"] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(td_of(&world, SCHEDULER), web);
+
+    world.with(|w| w.inactive_task_definitions.clear());
+    let done = rollback().await;
+    assert_eq!(done.exit_code, 0, "{}", done.message);
+    assert_eq!(td_of(&world, WORKER), "worker:1");
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+}
+
+/// A finalized release R; `glidepath rollback` of it killed once the scheduler is back (the
+/// worker not yet); `unlock --force`; release B fails its deploy. B found R's rollback cut
+/// short with R still live, so it left traffic on R and moved the scheduler forward to R's
+/// revision again: every companion runs what the live release gave it.
+#[tokio::test(start_paused = true)]
+async fn a_superseded_cut_short_rollback_moves_the_companions_forward_again() {
+    let mut plan = plan(CompanionsMove::AfterFirstGate);
+    // Green keeps its tasks after the rollback's traffic step (with scale_to_zero the
+    // superseding run would put traffic back on a colour scaled to zero: another matter).
+    plan.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
+    let rollback = |world: &FakeWorld| {
+        let ports = world.ports(true);
+        let plan = plan.clone();
+        async move {
+            let (tx, _rx) = unbounded_channel();
+            run::rollback(&plan, &ports, "carol@ops-3", tx).await
+        }
+    };
+    // The fake is deterministic: the worker's way back is the same call on a twin world.
+    let worker_back = format!("fleet.roll_out {WORKER} worker:1");
+    let twin = FakeWorld::for_plan(&plan);
+    common::fake_release(&twin, &plan).await;
+    rollback(&twin).await;
+    let n = pos(&calls(&twin), &worker_back) as u64 + 1;
+
+    let world = FakeWorld::for_plan(&plan);
+    let (r, _) = common::fake_release(&world, &plan).await;
+    assert_eq!(r.exit_code, 0, "{}", r.message);
+    let live_td = td_of(&world, &plan.green.service);
+    world.with(|w| w.crash_at = Some((n, CrashMode::Before)));
+    tokio::select! {
+        f = rollback(&world) => panic!("not killed: {}", f.message),
+        _ = world.crashed() => {}
+    }
+    world.with(|w| {
+        w.crash_at = None;
+        w.crashed = false;
+    });
+    assert_eq!(td_of(&world, SCHEDULER), "scheduler:1");
+    assert_eq!(td_of(&world, WORKER), live_td);
+    let ports = world.ports(true);
+    let u = run::unlock(&plan, &ports, true, "ops@test").await.unwrap();
+    assert!(u.broken, "{}", u.message);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    world.with(|w| w.deploy_unhealthy = true);
+    let (tx, rx) = unbounded_channel();
+    let (_c, crx) = unbounded_channel();
+    let mut req = common::release_request("1.5.0");
+    req.holder = "bob@ops-2".into();
+    let b = run::release(&plan, &ports, req, tx, crx).await;
+    let events = common::drain(rx);
+    assert_ne!(b.outcome, Outcome::Finalized, "{}", b.message);
+    assert_eq!(
+        world.with(|w| w.weights),
+        Weights::green(100),
+        "R stays live"
+    );
+    assert_eq!(td_of(&world, SCHEDULER), live_td, "{events:#?}");
+    assert_eq!(td_of(&world, WORKER), live_td);
+    let rr = common::fake_record(&world, &r.release_id);
+    assert_eq!(rr.outcome, Some(Outcome::Finalized));
+    assert!(
+        rr.companions.iter().all(|c| c.rollback_at.is_none()),
+        "{:?}",
+        rr.companions
+    );
+    world.with(|w| assert!(w.violations.is_empty(), "{:?}", w.violations));
+}

@@ -62,6 +62,52 @@ fn snapshot_shifting_at_10_percent() {
     insta::assert_snapshot!("shifting_10", s);
 }
 
+/// A plan with a worker and a scheduler after it, at the moment the worker is done and
+/// the scheduler is rolling out: one row each under the phases, the shift's progress line
+/// following the scheduler's rollout.
+#[test]
+fn snapshot_companions_one_done_the_next_rolling_out() {
+    let mut plan = staging();
+    plan.companions = ["worker", "scheduler"]
+        .iter()
+        .map(|name| glidepath::plan::Companion {
+            name: name.to_string(),
+            service: format!("shop-{name}"),
+            container: name.to_string(),
+            image: plan.deploy.image.clone(),
+            depends_on: vec![],
+        })
+        .collect();
+    plan.companions[1].depends_on = vec!["worker".into()];
+    let c = cockpit_at(&plan, Stage::CompanionsMoving, false);
+    let s = screen(&c, 120, 34);
+    let line = |needle: &str| {
+        s.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle}:\n{s}"))
+            .to_string()
+    };
+    assert!(
+        line("↳ worker").contains("✓ ↳ worker")
+            && line("↳ worker").contains("on the new version (shop-worker)"),
+        "{s}"
+    );
+    assert!(
+        line("↳ scheduler").contains("▶ ↳ scheduler")
+            && line("↳ scheduler").contains("rolling out (shop-scheduler)"),
+        "{s}"
+    );
+    let rows: Vec<usize> = ["shift", "↳ worker", "↳ scheduler"]
+        .iter()
+        .map(|n| s.lines().position(|l| l.contains(n)).expect(n))
+        .collect();
+    assert!(
+        rows[0] < rows[1] && rows[1] < rows[2],
+        "under the phases, in order:\n{s}"
+    );
+    insta::assert_snapshot!("companions_moving", s);
+}
+
 #[test]
 fn snapshot_gate_failed_rolling_back() {
     let c = cockpit_at(&staging(), Stage::GateFailedRollingBack, false);

@@ -1,7 +1,9 @@
 //! Recorded release event sequences for the view tests: each scenario is the prefix of one
 //! release, so every snapshot shows a state the engine can really reach.
 
-use glidepath::engine::event::{ColourName, Event, Outcome, Phase, PhaseStatus, Unit};
+use glidepath::engine::event::{
+    ColourName, CompanionState, Event, Outcome, Phase, PhaseStatus, Unit,
+};
 use glidepath::gate::{ColourSample, Evidence, Signal, Verdict};
 use glidepath::plan::Plan;
 use glidepath::view::fixture::{sample, sample_plan, Script};
@@ -17,6 +19,8 @@ pub enum Stage {
     GateFailedRollingBack,
     WaitingForApproval,
     Finalized,
+    /// After the first gate: the worker on the new version, the scheduler rolling out.
+    CompanionsMoving,
 }
 
 pub const RELEASE: &str = "shop-staging-20250603-1204";
@@ -253,6 +257,10 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
         index: 0,
         weight: 10,
     });
+    if stage == Stage::CompanionsMoving {
+        companions_moving(&mut s);
+        return s;
+    }
     s.push(Event::StepStarted {
         index: 1,
         steps: 3,
@@ -307,6 +315,47 @@ pub fn script(plan: &Plan, stage: Stage) -> Script {
     });
     s.wait(30.0);
     s
+}
+
+/// The companions' events after the first gate (`deploy.companions_move` =
+/// `after_first_gate`): the worker rolled out and done, the scheduler half-way.
+fn companions_moving(s: &mut Script) {
+    let companion = |index, name: &str, state, td: Option<&str>| Event::Companion {
+        index,
+        companions: 2,
+        name: name.into(),
+        service: format!("shop-{name}"),
+        state,
+        task_definition: td.map(str::to_string),
+        reason: None,
+    };
+    let rollout = |s: &mut Script, service: &str, running: u64| {
+        s.push(Event::Progress {
+            phase: Phase::Shift,
+            done: running,
+            total: 2,
+            unit: Unit::Tasks,
+            message: Some(format!(
+                "{service}: rollout IN_PROGRESS, {running} of 2 running"
+            )),
+        });
+    };
+    s.push(companion(0, "worker", CompanionState::Started, None));
+    rollout(s, "shop-worker", 0);
+    s.wait(15.0);
+    rollout(s, "shop-worker", 1);
+    s.wait(15.0);
+    s.push(companion(
+        0,
+        "worker",
+        CompanionState::Done,
+        Some("shop-worker:8"),
+    ));
+    s.push(companion(1, "scheduler", CompanionState::Started, None));
+    rollout(s, "shop-scheduler", 0);
+    s.wait(15.0);
+    rollout(s, "shop-scheduler", 1);
+    s.wait(5.0);
 }
 
 /// A cockpit that has seen the release up to `stage`, its clock at the script's end.

@@ -266,6 +266,15 @@ impl Fleet for EcsFleet {
         Ok(Registrable::of(&td).image_of(container).map(str::to_string))
     }
 
+    async fn task_definition_active(&self, task_definition: &str) -> PortResult<bool> {
+        match self.describe_task_definition(task_definition).await {
+            // A deregistered one stays discoverable, with status INACTIVE.
+            Ok((td, _)) => Ok(td.status() == Some(&ecs::types::TaskDefinitionStatus::Active)),
+            Err(PortError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn deploy(&self, service: &str, task_definition: &str, desired: i32) -> PortResult<()> {
         self.update(service, Some(task_definition), desired).await
     }

@@ -94,6 +94,8 @@ pub struct World {
     /// Services whose rollouts onto a task definition they did not run at the start end
     /// FAILED (a companion whose new version cannot start).
     pub rollout_fails: Vec<String>,
+    /// Task definitions deregistered (INACTIVE): no service can be rolled out to them.
+    pub inactive_task_definitions: Vec<String>,
     /// The task definition each service ran when the world was made.
     pub initial_task_definitions: BTreeMap<String, String>,
     // traffic
@@ -272,6 +274,7 @@ impl FakeWorld {
                 deploy_ticks: 2,
                 deploy_unhealthy: false,
                 rollout_fails: vec![],
+                inactive_task_definitions: vec![],
                 initial_task_definitions,
                 weights: Weights::all_blue(),
                 weight_history: vec![],
@@ -730,6 +733,12 @@ impl Fleet for FakeWorld {
                     operation: "fleet.image_of".into(),
                     resource: td.into(),
                 })
+        })
+        .await
+    }
+    async fn task_definition_active(&self, td: &str) -> PortResult<bool> {
+        self.call("fleet.task_definition_active", td.into(), |w| {
+            Ok(!w.inactive_task_definitions.iter().any(|i| i == td))
         })
         .await
     }

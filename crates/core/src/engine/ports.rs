@@ -203,6 +203,9 @@ pub trait Fleet: Send + Sync {
     ) -> PortResult<String>;
     /// The image of `container` in `task_definition` (None: no such container). Read only.
     async fn image_of(&self, task_definition: &str, container: &str) -> PortResult<Option<String>>;
+    /// Whether `task_definition` exists and is ACTIVE: ECS will not move a service onto a
+    /// deregistered (INACTIVE) one. Read only.
+    async fn task_definition_active(&self, task_definition: &str) -> PortResult<bool>;
     async fn deploy(&self, service: &str, task_definition: &str, desired: i32) -> PortResult<()>;
     async fn scale(&self, service: &str, desired: i32) -> PortResult<()>;
     /// Move `service` onto `task_definition` in place, at its desired count: an ECS rolling

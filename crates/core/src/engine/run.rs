@@ -1511,6 +1511,13 @@ async fn rollback_finalized(
             .await;
         }
     }
+    // The companions it changed must still run what it gave them, and what they ran
+    // before must still be there to go back to.
+    match phases::companions::why_not_back(ports, &doc.value).await {
+        Ok(None) => {}
+        Ok(Some(why)) => return refuse(&id, Cause::Usage, why).await,
+        Err(e) => return refuse(&id, Cause::Unexpected, e.to_string()).await,
+    }
     started_as(
         &events,
         &id,

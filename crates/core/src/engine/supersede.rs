@@ -5,10 +5,15 @@
 //! taking the lock (before any phase, in `release`, `resume` and `rollback` alike) it
 //! 1. puts traffic back on the index's live colour (compared first, read back), so no
 //!    abandoned split stays behind and nothing deploys over a colour taking traffic;
-//! 2. closes the other release's record: outcome superseded, by which release, when (a
+//! 2. puts every companion service the other release recorded back on the task definition
+//!    it ran before that release, in reverse order (intent, change and read-back in the
+//!    other release's record, `phases::companions::take_back_superseded`), so nothing runs
+//!    a version only an abandoned release knows (a finalized release whose manual rollback
+//!    was cut short and which stays live gets them moved forward again instead);
+//! 3. closes the other release's record: outcome superseded, by which release, when (a
 //!    finalized release whose manual rollback was cut short keeps its outcome; that
 //!    rollback is recorded as undone);
-//! 3. brings the index in line ([`Index::record_end`]): not current, its history entry
+//! 4. brings the index in line ([`Index::record_end`]): not current, its history entry
 //!    closed, and the standby slot marked unusable if it had deployed there.
 //!
 //! Each step compares before it writes, so a run killed half-way and continued by
@@ -18,7 +23,7 @@
 use super::ctx::{Ctx, Stop};
 use super::event::{Event, Outcome, Phase, PhaseStatus};
 use super::ledger::{self, Index};
-use super::phases::shift;
+use super::phases::{companions, shift};
 use crate::exit::Cause;
 use chrono::Utc;
 
@@ -70,6 +75,9 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
             continue;
         };
         if doc.value.outcome.is_none() {
+            // Traffic is back; its companions next, before its record is closed (a run
+            // killed in between finds it unfinished and carries on).
+            companions::take_back_superseded(ctx, &mut doc).await?;
             // Its read-only window must not outlive it.
             super::read_only::close_superseded(ctx, &mut doc.value).await?;
             let r = &mut doc.value;
@@ -77,8 +85,17 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
             r.outcome = Some(Outcome::Superseded);
             r.cause = Some(Cause::LockHeld);
             r.exit_code = Some(crate::exit::code(Outcome::Superseded, Cause::LockHeld));
+            let names: Vec<&str> = r.companions.iter().map(|c| c.name.as_str()).collect();
+            let companions = if names.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; companion(s) {} back on what they ran before it",
+                    names.join(", ")
+                )
+            };
             r.message = Some(format!(
-                "superseded by release {me} ({by}) after its lock was broken; traffic went back to {}",
+                "superseded by release {me} ({by}) after its lock was broken; traffic went back to {}{companions}",
                 live.name()
             ));
             r.finished_at = Some(now);
@@ -93,6 +110,10 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
                 .live
                 .as_ref()
                 .is_some_and(|s| s.release.as_deref() == Some(other.as_str()));
+            if still_live {
+                // Its companions follow the traffic: forward again, before it is recorded.
+                companions::forward_again(ctx, &mut doc).await?;
+            }
             let now = Utc::now();
             let r = &mut doc.value;
             let p = &mut r.phases.rollback;

@@ -16,11 +16,13 @@
 //! The way back ([`roll_back`], from the rollback phase, after traffic): every companion
 //! the ledger names, in reverse order: intent to go back → only if the service runs
 //! something other than its recorded previous task definition, roll it out there → wait
-//! for COMPLETED → rolled back. Safe to repeat.
+//! for COMPLETED → rolled back. Safe to repeat. A release superseded after its lock was
+//! broken gets the same way back from the release superseding it ([`take_back_superseded`]).
 
 use crate::engine::ctx::{Ctx, Stop};
 use crate::engine::event::{Event, Phase, Unit};
-use crate::engine::ledger::CompanionRecord;
+use crate::engine::ledger::{CompanionRecord, Doc, Record};
+use crate::engine::ports::{PortResult, Ports};
 use crate::plan::Companion;
 use chrono::Utc;
 use tokio::time::Instant;
@@ -182,7 +184,6 @@ async fn wait(
 /// Put every companion the ledger names back on its previous task definition, in reverse
 /// order (traffic has already gone back). Returns what was done, for the phase's detail.
 pub async fn roll_back(ctx: &mut Ctx<'_>, phase: Phase) -> Result<Option<String>, Stop> {
-    let ports = ctx.ports;
     let count = ctx.record.value.companions.len();
     if count == 0 {
         return Ok(None);
@@ -197,17 +198,7 @@ pub async fn roll_back(ctx: &mut Ctx<'_>, phase: Phase) -> Result<Option<String>
             // Reports `companion` rolling_back.
             ctx.save().await?;
         }
-        let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
-        if now.task_definition != r.previous {
-            ctx.call(|| ports.fleet.roll_out(&r.service, &r.previous))
-                .await?;
-        }
-        if let Err(why) = wait(ctx, &r.service, &r.previous, phase).await? {
-            return Err(Stop::fail(format!(
-                "companion {} ({}) did not go back to {}: {why}",
-                r.name, r.service, r.previous
-            )));
-        }
+        back_one(ctx, &r, phase).await?;
         ctx.rec().companions[i].rolled_back_at = Some(Utc::now());
         // Reports `companion` rolled_back.
         ctx.save().await?;
@@ -215,4 +206,132 @@ pub async fn roll_back(ctx: &mut Ctx<'_>, phase: Phase) -> Result<Option<String>
     Ok(Some(format!(
         "{count} companion(s) back on their previous task definitions"
     )))
+}
+
+/// The companions of `other`, an unfinished release this run supersedes (its lock was
+/// broken; nobody drives it any more): each one it recorded goes back to what it ran
+/// before that release, in reverse order, with the same contract as [`roll_back`] but in
+/// `other`'s record (intent saved there → roll out only if it runs something else → read
+/// back COMPLETED → saved). Called before `other` is closed, so a run killed half-way
+/// finds it still unfinished and carries on.
+pub async fn take_back_superseded(ctx: &mut Ctx<'_>, other: &mut Doc<Record>) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let store = ports.state.as_ref();
+    for i in (0..other.value.companions.len()).rev() {
+        let r = other.value.companions[i].clone();
+        if r.rolled_back_at.is_some() {
+            continue;
+        }
+        let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
+        if now.task_definition != r.previous {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "companion {} ({}) runs {}, left by superseded release {}; putting it back on {}, what it ran before that release",
+                    r.name, r.service, now.task_definition, other.value.id, r.previous
+                ),
+            });
+        }
+        if r.rollback_at.is_none() {
+            other.value.companions[i].rollback_at = Some(Utc::now());
+            other.value.updated_at = Utc::now();
+            other.save(store).await?;
+        }
+        back_one(ctx, &r, Phase::Lock).await?;
+        other.value.companions[i].rolled_back_at = Some(Utc::now());
+        other.value.updated_at = Utc::now();
+        other.save(store).await?;
+    }
+    Ok(())
+}
+
+/// Put one companion back on `previous`: compare first, roll out, wait for COMPLETED.
+async fn back_one(ctx: &mut Ctx<'_>, r: &CompanionRecord, phase: Phase) -> Result<(), Stop> {
+    put_on(ctx, r, &r.previous, "go back to", phase).await
+}
+
+/// Put `r`'s service on `td` (compare first, roll out, wait for COMPLETED); `what` says
+/// which way in the error.
+async fn put_on(
+    ctx: &mut Ctx<'_>,
+    r: &CompanionRecord,
+    td: &str,
+    what: &str,
+    phase: Phase,
+) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let now = ctx.call(|| ports.fleet.service(&r.service)).await?;
+    if now.task_definition != td {
+        ctx.call(|| ports.fleet.roll_out(&r.service, td)).await?;
+    }
+    match wait(ctx, &r.service, td, phase).await? {
+        Ok(()) => Ok(()),
+        Err(why) => Err(Stop::fail(format!(
+            "companion {} ({}) did not {what} {td}: {why}",
+            r.name, r.service
+        ))),
+    }
+}
+
+/// `other` finalized and a `glidepath rollback` of it was cut short, then its lock broken;
+/// the run superseding it left traffic on `other`'s colour (still live in the index). The
+/// companions that rollback had started to put back go forward again to the task
+/// definitions `other` gave them, so they run what the live release says. Compare first
+/// (safe to repeat); each one's rollback marks are cleared only once it is read back on
+/// `other`'s revision, and `other`'s rollback is recorded undone after this returns.
+pub async fn forward_again(ctx: &mut Ctx<'_>, other: &mut Doc<Record>) -> Result<(), Stop> {
+    let store = ctx.ports.state.as_ref();
+    for i in 0..other.value.companions.len() {
+        let r = other.value.companions[i].clone();
+        let Some(td) = r.task_definition.clone() else {
+            continue;
+        };
+        if r.rollback_at.is_none() || r.done_at.is_none() {
+            continue;
+        }
+        ctx.emit(Event::Warning {
+            message: format!(
+                "companion {} ({}) was being put back by the interrupted rollback of release {}, which stays live; moving it forward to {td} again",
+                r.name, r.service, other.value.id
+            ),
+        });
+        put_on(ctx, &r, &td, "go forward to", Phase::Lock).await?;
+        let c = &mut other.value.companions[i];
+        c.rollback_at = None;
+        c.rolled_back_at = None;
+        other.value.updated_at = Utc::now();
+        other.save(store).await?;
+    }
+    Ok(())
+}
+
+/// Why the companions of `r`, a finalized release, cannot be taken back by `glidepath
+/// rollback` (None: they can). Read only, before anything moves: a companion changed by
+/// hand since the release would have that change silently undone, and a previous task
+/// definition that is no longer ACTIVE cannot be rolled out to (the rollback would stop
+/// half-way with traffic already moved).
+pub async fn why_not_back(ports: &Ports, r: &Record) -> PortResult<Option<String>> {
+    for c in &r.companions {
+        let Some(td) = c.task_definition.as_deref() else {
+            continue;
+        };
+        if c.done_at.is_none() || c.rolled_back_at.is_some() {
+            continue;
+        }
+        let now = ports.fleet.service(&c.service).await?;
+        if now.task_definition != td {
+            return Ok(Some(format!(
+                "companion {} ({}) runs {}, not {td} that release {} gave it: it was changed since, \
+                 and rolling back would undo that. Put it back on {td} (or release the version you want) first",
+                c.name, c.service, now.task_definition, r.id
+            )));
+        }
+        if !ports.fleet.task_definition_active(&c.previous).await? {
+            return Ok(Some(format!(
+                "companion {} ({}) ran {} before release {}, and that task definition is no longer ACTIVE \
+                 (deregistered): ECS cannot move the service back onto it. Release the version you want instead",
+                c.name, c.service, c.previous, r.id
+            )));
+        }
+    }
+    Ok(None)
 }
