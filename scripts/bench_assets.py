@@ -2,18 +2,17 @@
 """Helper for scripts/bench-assets (standard library only).
 
   gen DIR [--files N] [--mb M] [--seed S]   deterministic tree of mixed sizes and kinds
-  relay TARGET_URL STATS_FILE               counting TCP relay; prints its URL, writes
-                                            {"up": bytes, "down": bytes} on SIGTERM
-  report RESULTS_TSV                        the table, the ratios and the verdicts
+  run RESULT_JSON OUT ERR -- CMD...         run CMD; its wall time and client CPU (user +
+                                            sys of its process tree) to RESULT_JSON
+  report RESULTS_TSV                        per setting: median table, ratios, goal verdicts
 """
 
-import asyncio
 import json
 import os
 import random
-import signal
+import subprocess
 import sys
-from urllib.parse import urlparse
+import time
 
 KINDS = [
     # (extension, share of small files) — a built web app: mostly JS/CSS chunks and images.
@@ -59,96 +58,108 @@ def _opt(args, name, default):
     return args[args.index(name) + 1] if name in args else default
 
 
-def relay(args):
-    target, stats_path = urlparse(args[0]), args[1]
-    host, port = target.hostname, target.port or 80
-    counts = {"up": 0, "down": 0, "connections": 0}
+def run(args):
+    """Run the command after `--`, its output to OUT/ERR; write its wall time and the CPU
+    (user + sys) of it and every descendant it waited for to RESULT_JSON; exit with its code."""
+    result, out, err = args[0], args[1], args[2]
+    cmd = args[args.index("--") + 1:]
+    with open(out, "wb") as o, open(err, "wb") as e:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+    with open(result, "w") as f:
+        json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime}, f)
+    sys.exit(os.waitstatus_to_exitcode(status))
 
-    async def pipe(reader, writer, key):
-        try:
-            while True:
-                data = await reader.read(256 * 1024)
-                if not data:
-                    break
-                counts[key] += len(data)
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            try:
-                writer.close()
-            except Exception:
-                pass
 
-    async def handle(creader, cwriter):
-        counts["connections"] += 1
-        try:
-            sreader, swriter = await asyncio.open_connection(host, port)
-        except OSError:
-            cwriter.close()
-            return
-        await asyncio.gather(pipe(creader, swriter, "up"), pipe(sreader, cwriter, "down"))
-
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        print(f"relay http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for s in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(s, stop.set)
-        await stop.wait()
-        with open(stats_path, "w") as f:
-            json.dump(counts, f)
-
-    asyncio.run(main())
+# Goals from the issue, per setting and round: peer wall time / glidepath wall time at least.
+GOALS = {
+    ("fast-rtt", "cold", "glidepath", "s5cmd"): 1.5,
+    ("fast-rtt", "fresh copy", "glidepath (hashed)", "aws s3 sync"): 20.0,
+}
+# ...and glidepath's client CPU at most this share of the peer's.
+CPU_GOALS = {("fast-rtt", "cold", "glidepath", "s5cmd"): 0.5}
 
 
 def report(args):
     rows = []
     with open(args[0]) as f:
         for line in f:
-            run, tool, wall, up, down, cpu, note = line.rstrip("\n").split("\t")
-            rows.append(dict(run=run, tool=tool, wall=float(wall), up=int(up), down=int(down),
-                             cpu=float(cpu), note=note))
-    mb = lambda b: f"{b / 1_000_000:.2f}" if b >= 0 else "-"
-    print(f"{'run':<16} {'tool':<22} {'wall s':>8} {'sent MB':>9} {'recv MB':>8} {'emulator CPU':>13}  note")
+            setting, _run, round_, tool, wall, cpu, up, down, reqs, note = \
+                line.rstrip("\n").split("\t")
+            rows.append(dict(setting=setting, round=round_, tool=tool, wall=float(wall),
+                             cpu=float(cpu), up=int(up), down=int(down), reqs=int(reqs),
+                             note=note))
+    groups = {}
     for r in rows:
-        share = f"{100 * r['cpu'] / r['wall']:.0f}%" if r["wall"] > 0 else "-"
-        print(f"{r['run']:<16} {r['tool']:<22} {r['wall']:8.2f} {mb(r['up']):>9} "
-              f"{mb(r['down']):>8} {share:>13}  {r['note']}")
-    print()
-    print("ratios (peer wall time / glidepath wall time; > 1 means glidepath is faster)")
-    goals = {"cold": {"aws s3 sync": 3.0, "rclone --checksum": 1.5},
-             "fresh copy": {"aws s3 sync": 20.0}, "same version": {"aws s3 sync": 20.0}}
-    # Publishing the very same version again is measured against the peers' fresh-copy run.
-    peer_run = {"same version": "fresh copy"}
-    for run in dict.fromkeys(r["run"] for r in rows):
-        here = [r for r in rows if r["run"] == run]
-        ok = [r for r in here if not r["note"].startswith("FAILED")]
-        peers = [r for r in rows if r["run"] == peer_run.get(run, run)
-                 and not r["tool"].startswith("glidepath") and not r["note"].startswith("FAILED")]
-        for gp in [r for r in ok if r["tool"].startswith("glidepath")]:
-            parts = []
-            for peer in peers:
-                ratio = peer["wall"] / gp["wall"] if gp["wall"] > 0 else float("inf")
-                goal = goals.get(run, {}).get(peer["tool"])
-                verdict = "" if goal is None else (f" (goal >= {goal:g}x: "
-                                                   f"{'met' if ratio >= goal else 'NOT met'})")
-                parts.append(f"{peer['tool']} {ratio:.2f}x{verdict}")
-            print(f"  {run:<12} {gp['tool']:<22} " + ("; ".join(parts) or "no peers ran"))
-    cold = [r for r in rows if r["run"] == "cold" and not r["note"].startswith("FAILED")]
-    walls = [r["wall"] for r in cold]
-    if len(walls) > 1 and max(walls) <= 1.5 * min(walls):
-        files = int(args[1]) if len(args) > 1 else 0
-        busy = max(100 * r["cpu"] / r["wall"] for r in cold if r["wall"] > 0)
-        print(f"\nnote: every client took about as long cold ({min(walls):.0f}-{max(walls):.0f} s): "
-              f"the endpoint is the bottleneck. Each needs at least {files} PUTs, and the endpoint "
-              f"served them at ~{files / min(walls):.0f} requests/s (its process up to {busy:.0f}% "
-              "of a core; a single Python process). Cold ratios here say little about the "
-              "clients; run with BENCH_ENDPOINT=<a faster local S3> to separate them.")
+        groups.setdefault((r["setting"], r["round"], r["tool"]), []).append(r)
+
+    def median(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    med = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if not r["note"].startswith("FAILED")]
+        failed = [r for r in rs if r["note"].startswith("FAILED")]
+        med[key] = dict(
+            wall=median([r["wall"] for r in ok]) if ok else None,
+            cpu=median([r["cpu"] for r in ok]) if ok else None,
+            walls=[r["wall"] for r in ok],
+            up=median([r["up"] for r in ok]) if ok and ok[0]["up"] >= 0 else None,
+            reqs=median([r["reqs"] for r in ok]) if ok and ok[0]["reqs"] >= 0 else None,
+            note=(failed[0]["note"] if failed else ok[-1]["note"]),
+            failed=len(failed), runs=len(rs))
+    ratio = lambda a, b: f"{a / b:5.2f}x" if a and b else "    -"
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        print(f"== {setting}")
+        print(f"{'round':<13} {'tool':<19} {'wall s':>7} {'(runs)':<20} {'CPU s':>6} {'sent MB':>8} {'reqs':>6}"
+              f" {'speed':>7} {'hashed':>7} {'cpu':>6}  note")
+        for round_ in dict.fromkeys(r["round"] for r in rows if r["setting"] == setting):
+            tools = [k[2] for k in med if k[0] == setting and k[1] == round_]
+            gp = med.get((setting, round_, "glidepath"))
+            gph = med.get((setting, round_, "glidepath (hashed)"))
+            for tool in tools:
+                m = med[(setting, round_, tool)]
+                runs_s = " ".join(f"{w:.2f}" for w in m["walls"])
+                wall = f"{m['wall']:7.2f}" if m["wall"] is not None else "      -"
+                cpu = f"{m['cpu']:6.2f}" if m["cpu"] is not None else "     -"
+                up = f"{m['up'] / 1e6:8.1f}" if m["up"] is not None else "       -"
+                reqs = f"{m['reqs']:6.0f}" if m["reqs"] is not None else "     -"
+                # Speed-up of glidepath over this tool, and this tool's CPU over glidepath's.
+                peer = not tool.startswith("glidepath")
+                speed = ratio(m["wall"], gp["wall"]) if gp and peer else "       "
+                speed_h = ratio(m["wall"], gph["wall"]) if gph and peer else "       "
+                cpu_r = ratio(m["cpu"], gp["cpu"]) if gp and peer else "      "
+                fail = f" ({m['failed']} of {m['runs']} runs FAILED)" if m["failed"] else ""
+                print(f"{round_:<13} {tool:<19} {wall} {'(' + runs_s + ')':<20} {cpu} {up} {reqs}"
+                      f" {speed:>7} {speed_h:>7} {cpu_r:>6}  {m['note']}{fail}")
+        print()
+    print("speed, hashed: the peer's median wall time / glidepath's, versioned and hashed layout")
+    print("  (> 1: glidepath is faster); cpu: the peer's median client CPU / glidepath's (versioned)")
+    print("sent MB, reqs: bytes to the server and HTTP responses, counted by the latency relay")
+    verdicts = []
+    for (setting, round_, gp_tool, peer), goal in GOALS.items():
+        g, p = med.get((setting, round_, gp_tool)), med.get((setting, round_, peer))
+        if not g or not p or not g["wall"] or not p["wall"]:
+            continue
+        r = p["wall"] / g["wall"]
+        verdicts.append(f"  {setting} {round_}: {gp_tool} vs {peer}: {r:.2f}x faster "
+                        f"(goal >= {goal:g}x: {'met' if r >= goal else 'NOT met'})")
+    for (setting, round_, gp_tool, peer), share in CPU_GOALS.items():
+        g, p = med.get((setting, round_, gp_tool)), med.get((setting, round_, peer))
+        if not g or not p or not g["cpu"] or not p["cpu"]:
+            continue
+        r = g["cpu"] / p["cpu"]
+        verdicts.append(f"  {setting} {round_}: {gp_tool} CPU is {r:.2f} of {peer}'s "
+                        f"(goal < {share:g}: {'met' if r < share else 'NOT met'})")
+    if verdicts:
+        print("goals (issue 18):")
+        print("\n".join(verdicts))
 
 
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
-    {"gen": gen, "relay": relay, "report": report}[cmd](rest)
+    {"gen": gen, "run": run, "report": report}[cmd](rest)

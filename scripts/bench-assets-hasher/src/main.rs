@@ -2,7 +2,7 @@
 //! `hash_all` on each thread count and print one JSON line per count.
 
 #[allow(dead_code)] // only hash_all is used here
-#[path = "../../../src/assets/hash.rs"]
+#[path = "../../../crates/aws/src/assets/hash.rs"]
 mod hash;
 
 use std::path::{Path, PathBuf};
