@@ -762,3 +762,62 @@ async fn a_rollback_stopped_between_its_steps_is_finished_by_the_next() {
         idle_and_consistent(&world);
     }
 }
+
+/// 1.1.0 finalizes on green; `glidepath rollback` is killed right after it scaled green to
+/// zero (traffic already all on blue); `unlock --force`; a new release. It must not send
+/// traffic back to green, which runs nothing: it refuses (exit 2, nothing changed) and
+/// names the way out; `glidepath rollback` finishes the cut-short rollback, and the next
+/// release finalizes.
+#[tokio::test(start_paused = true)]
+async fn a_release_after_a_cut_short_rollback_never_sends_traffic_to_an_empty_colour() {
+    let plan = common::engine_plan();
+    assert_eq!(plan.rollback.green, GreenAfterRollback::ScaleToZero);
+    let setup = async |w: &FakeWorld| {
+        let p = common::engine_plan();
+        let f = release(w, &p, "1.1.0", None, never).await.unwrap();
+        assert_eq!(f.outcome, Outcome::Finalized);
+    };
+    let n = call_number(
+        &plan,
+        setup,
+        |w: FakeWorld| async move {
+            let p = common::engine_plan();
+            rollback(&w, &p, None).await.unwrap();
+        },
+        |c| c.starts_with("fleet.scale"),
+        1,
+    )
+    .await;
+    let world = FakeWorld::for_plan(&plan);
+    setup(&world).await;
+    assert!(rollback(&world, &plan, Some((n, CrashMode::After)))
+        .await
+        .is_none());
+    assert_eq!(weights(&world), Weights::all_blue(), "traffic moved first");
+    assert_eq!(world.with(|w| w.services[&plan.green.service].running), 0);
+    unlock_force(&world, &plan).await;
+
+    let refused = release(&world, &plan, "1.2.0", None, never).await.unwrap();
+    assert_eq!(refused.exit_code, 2, "{}", refused.message);
+    assert!(
+        refused.message.contains("runs no tasks") && refused.message.contains("glidepath rollback"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(
+        weights(&world),
+        Weights::all_blue(),
+        "traffic stayed on blue"
+    );
+    assert_eq!(world.with(|w| w.violations.clone()), Vec::<String>::new());
+
+    let back = rollback(&world, &plan, None).await.unwrap();
+    assert_eq!(back.outcome, Outcome::RolledBack, "{}", back.message);
+    assert_eq!(index(&world).live_colour(), ColourName::Blue);
+    idle_and_consistent(&world);
+    // (Another version: the refused release's id, from the same second, is taken.)
+    let again = release(&world, &plan, "1.3.0", None, never).await.unwrap();
+    assert_eq!(again.outcome, Outcome::Finalized, "{}", again.message);
+    assert_eq!(world.with(|w| w.violations.clone()), Vec::<String>::new());
+    idle_and_consistent(&world);
+}

@@ -1054,9 +1054,9 @@ async fn lock_phase(ctx: &mut Ctx<'_>, holder: &str, resuming: bool) -> Result<(
     if let Err(stop) = supersede::close_superseded(ctx).await {
         let cause = match &stop {
             Stop::Fail {
-                cause: Cause::ReadOnlyExit,
+                cause: c @ (Cause::ReadOnlyExit | Cause::Usage),
                 ..
-            } => Cause::ReadOnlyExit,
+            } => *c,
             _ => Cause::Unexpected,
         };
         let ending = Ending {

@@ -21,11 +21,42 @@
 //! current again.
 
 use super::ctx::{Ctx, Stop};
-use super::event::{Event, Outcome, Phase, PhaseStatus};
+use super::event::{ColourName, Event, Outcome, Phase, PhaseStatus};
 use super::ledger::{self, Index};
 use super::phases::{companions, shift};
 use crate::exit::Cause;
 use chrono::Utc;
+
+/// Never move traffic onto a colour that runs no tasks: a manual rollback of a finalized
+/// release cut short after it moved traffic off that colour and scaled it down is finished
+/// by `glidepath rollback`, not undone into an outage. Traffic already all there: no move.
+async fn refuse_an_empty_live_colour(
+    ctx: &Ctx<'_>,
+    live: ColourName,
+    unfinished: &[&str],
+) -> Result<(), Stop> {
+    let ports = ctx.ports;
+    let weights = ctx.call(|| ports.traffic.weights()).await?;
+    if weights == shift::weights_for(live, 100) {
+        return Ok(());
+    }
+    let service = &ctx.colour(live).service;
+    let now = ctx.call(|| ports.fleet.service(service)).await?;
+    if now.running > 0 {
+        return Ok(());
+    }
+    Err(Stop::Fail {
+        cause: Cause::Usage,
+        message: format!(
+            "release {} left traffic at blue {}% / green {}% and {} ({service}) runs no tasks, so              traffic cannot go back there; nothing was changed. If a `glidepath rollback` was cut              short, finish it with `glidepath rollback {}`, then release again",
+            unfinished.join(", "),
+            weights.blue,
+            weights.green,
+            live.name(),
+            ctx.plan.source.display()
+        ),
+    })
+}
 
 pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
     let store = ctx.ports.state.as_ref();
@@ -61,6 +92,7 @@ pub async fn close_superseded(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
                 live.name()
             ),
         });
+        refuse_an_empty_live_colour(ctx, live, &unfinished).await?;
         shift::set_weights(ctx, shift::weights_for(live, 100)).await?;
     }
     let me = ctx.release.clone();
