@@ -66,10 +66,8 @@ async fn release(plan: &Plan, ports: &Ports) -> (Finished, Vec<Envelope>) {
     let (tx, mut rx) = unbounded_channel();
     let (_commands, crx) = unbounded_channel();
     let req = ReleaseRequest {
-        version: "1.4.0".into(),
         auto_approve: true,
-        holder: "alice@ops-1".into(),
-        endpoint: None,
+        ..common::release_request("1.4.0")
     };
     let f = run::release(plan, ports, req, tx, crx).await;
     (f, drain(&mut rx))
@@ -198,10 +196,8 @@ async fn an_engine_dropped_during_the_worker_rollout_resumes_consistently() {
     let (tx, mut rx) = unbounded_channel();
     let (_commands, crx) = unbounded_channel();
     let req = ReleaseRequest {
-        version: "1.4.0".into(),
         auto_approve: true,
-        holder: "alice@ops-1".into(),
-        endpoint: None,
+        ..common::release_request("1.4.0")
     };
     let engine = run::release(&plan, &ports, req, tx, crx);
     // The worker's rollout is under way: drop everything there, as `kill -9` would.
@@ -379,10 +375,8 @@ async fn a_release_superseded_after_a_forced_unlock_has_its_companions_taken_bac
     let (tx, mut rx) = unbounded_channel::<Envelope>();
     let (commands, crx) = unbounded_channel();
     let req = ReleaseRequest {
-        version: "1.4.0".into(),
         auto_approve: true,
-        holder: "alice@ops-1".into(),
-        endpoint: None,
+        ..common::release_request("1.4.0")
     };
     let engine = run::release(&plan, &ports, req, tx, crx);
     let operator = async move {

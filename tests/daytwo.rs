@@ -172,6 +172,33 @@ where
     at as u64 + 1
 }
 
+/// A fresh world in which 1.1.0 finalized and then `glidepath rollback` was killed right
+/// after its first port call matching `at` took effect (found in a clean run first).
+async fn finalized_then_rollback_killed_after(plan: &Plan, at: fn(&str) -> bool) -> FakeWorld {
+    let setup = async |w: &FakeWorld| {
+        let p = common::engine_plan();
+        let f = release(w, &p, "1.1.0", None, never).await.unwrap();
+        assert_eq!(f.outcome, Outcome::Finalized);
+    };
+    let n = call_number(
+        plan,
+        setup,
+        |w: FakeWorld| async move {
+            let p = common::engine_plan();
+            rollback(&w, &p, None).await.unwrap();
+        },
+        at,
+        1,
+    )
+    .await;
+    let world = FakeWorld::for_plan(plan);
+    setup(&world).await;
+    assert!(rollback(&world, plan, Some((n, CrashMode::After)))
+        .await
+        .is_none());
+    world
+}
+
 /// Idle and consistent: lock free, nothing current, all traffic on the index's live colour.
 fn idle_and_consistent(world: &FakeWorld) {
     let ix = index(world);
@@ -363,29 +390,11 @@ async fn a_rollback_after_a_kill_inside_finalize_leaves_one_answer() {
 #[tokio::test(start_paused = true)]
 async fn a_killed_manual_rollback_is_finished_by_resume_or_rollback() {
     let plan = common::engine_plan();
-    let setup = async |w: &FakeWorld| {
-        let p = common::engine_plan();
-        let f = release(w, &p, "1.1.0", None, never).await.unwrap();
-        assert_eq!(f.outcome, Outcome::Finalized);
-    };
-    let n = call_number(
-        &plan,
-        setup,
-        |w: FakeWorld| async move {
-            let p = common::engine_plan();
-            rollback(&w, &p, None).await.unwrap();
-        },
-        |c| c.starts_with("traffic.set_weights"),
-        1,
-    )
-    .await;
     for finish_with_resume in [true, false] {
-        let world = FakeWorld::for_plan(&plan);
-        setup(&world).await;
+        let world =
+            finalized_then_rollback_killed_after(&plan, |c| c.starts_with("traffic.set_weights"))
+                .await;
         let id = index(&world).releases[0].id.clone();
-        assert!(rollback(&world, &plan, Some((n, CrashMode::After)))
-            .await
-            .is_none());
         assert_eq!(
             weights(&world),
             Weights::all_blue(),
@@ -772,27 +781,7 @@ async fn a_rollback_stopped_between_its_steps_is_finished_by_the_next() {
 async fn a_release_after_a_cut_short_rollback_never_sends_traffic_to_an_empty_colour() {
     let plan = common::engine_plan();
     assert_eq!(plan.rollback.green, GreenAfterRollback::ScaleToZero);
-    let setup = async |w: &FakeWorld| {
-        let p = common::engine_plan();
-        let f = release(w, &p, "1.1.0", None, never).await.unwrap();
-        assert_eq!(f.outcome, Outcome::Finalized);
-    };
-    let n = call_number(
-        &plan,
-        setup,
-        |w: FakeWorld| async move {
-            let p = common::engine_plan();
-            rollback(&w, &p, None).await.unwrap();
-        },
-        |c| c.starts_with("fleet.scale"),
-        1,
-    )
-    .await;
-    let world = FakeWorld::for_plan(&plan);
-    setup(&world).await;
-    assert!(rollback(&world, &plan, Some((n, CrashMode::After)))
-        .await
-        .is_none());
+    let world = finalized_then_rollback_killed_after(&plan, |c| c.starts_with("fleet.scale")).await;
     assert_eq!(weights(&world), Weights::all_blue(), "traffic moved first");
     assert_eq!(world.with(|w| w.services[&plan.green.service].running), 0);
     unlock_force(&world, &plan).await;
