@@ -155,12 +155,23 @@ impl TimelineState {
                 unit,
                 message,
             } => {
-                self.row(*phase).progress = Some(Progress {
-                    done: *done,
-                    total: *total,
-                    unit: *unit,
-                    message: message.clone(),
-                });
+                // A companion's rollout reports on the phase it moves in (the shift, by
+                // default); its own row tells it, and its task counts must not stand in the
+                // phase's gauge as if they were the traffic.
+                let companion = *unit == Unit::Tasks
+                    && message.as_deref().is_some_and(|m| {
+                        self.companions
+                            .iter()
+                            .any(|c| m.starts_with(&format!("{}:", c.service)))
+                    });
+                if !companion {
+                    self.row(*phase).progress = Some(Progress {
+                        done: *done,
+                        total: *total,
+                        unit: *unit,
+                        message: message.clone(),
+                    });
+                }
             }
             _ => {}
         }
