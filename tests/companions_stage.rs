@@ -6,6 +6,8 @@
 //! with every service on a task definition the ledger names.
 
 use crate::common;
+use crate::common::pending;
+use crate::common::story;
 
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Command, CompanionState, Envelope, Event, Outcome};
@@ -15,7 +17,7 @@ use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
 use glidepath::exit;
 use glidepath::plan::{Companion, CompanionsMove, Plan};
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
 const WORKER: &str = "shop-worker";
 const SCHEDULER: &str = "shop-scheduler";
@@ -46,22 +48,6 @@ fn plan(moves: CompanionsMove) -> Plan {
     p
 }
 
-fn drain(rx: &mut UnboundedReceiver<Envelope>) -> Vec<Envelope> {
-    let mut events = vec![];
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
-    }
-    events
-}
-
-fn story(events: &[Envelope]) -> String {
-    events
-        .iter()
-        .map(glidepath::view::lines::format)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 async fn release(plan: &Plan, ports: &Ports) -> (Finished, Vec<Envelope>) {
     let (tx, mut rx) = unbounded_channel();
     let (_commands, crx) = unbounded_channel();
@@ -70,7 +56,7 @@ async fn release(plan: &Plan, ports: &Ports) -> (Finished, Vec<Envelope>) {
         ..common::release_request("1.4.0")
     };
     let f = run::release(plan, ports, req, tx, crx).await;
-    (f, drain(&mut rx))
+    (f, pending(&mut rx))
 }
 
 async fn record(ports: &Ports, id: &str) -> Record {
@@ -239,7 +225,7 @@ async fn an_engine_dropped_during_the_worker_rollout_resumes_consistently() {
         endpoint: None,
     };
     let f = run::resume(&plan, &ports, req, tx, crx).await;
-    let text = story(&drain(&mut rx));
+    let text = story(&pending(&mut rx));
     assert_eq!(f.exit_code, exit::OK, "{}\n{text}", f.message);
     let r = record(&ports, &f.release_id).await;
     assert_all_new(&ports, &plan, &r, &text).await;
@@ -270,7 +256,7 @@ async fn a_rollback_of_the_finalized_release_takes_every_companion_back() {
     assert_eq!(f.exit_code, exit::OK, "{}\n{}", f.message, story(&events));
     let (tx, mut rx) = unbounded_channel();
     let back = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
-    let text = story(&drain(&mut rx));
+    let text = story(&pending(&mut rx));
     assert_eq!(back.exit_code, exit::OK, "{}\n{text}", back.message);
     let r = record(&ports, &f.release_id).await;
     assert_all_back(&ports, &r, &text).await;
@@ -419,7 +405,7 @@ async fn a_release_superseded_after_a_forced_unlock_has_its_companions_taken_bac
         endpoint: None,
     };
     let b = run::release(&plan, &ports, req, tx, crx).await;
-    let text = story(&drain(&mut rx));
+    let text = story(&pending(&mut rx));
     assert_eq!(b.exit_code, exit::OK, "{}\n{text}", b.message);
     assert!(text.contains("companion worker"), "B says so\n{text}");
     let ra = record(&ports, &a.release_id).await;
@@ -434,7 +420,7 @@ async fn a_release_superseded_after_a_forced_unlock_has_its_companions_taken_bac
 
     let (tx, mut rx) = unbounded_channel();
     let back = run::rollback(&plan, &ports, "carol@ops-3", tx).await;
-    let text = story(&drain(&mut rx));
+    let text = story(&pending(&mut rx));
     assert_eq!(back.exit_code, exit::OK, "{}\n{text}", back.message);
     assert_eq!(
         [td(&ports, WORKER).await, td(&ports, SCHEDULER).await],

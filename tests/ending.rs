@@ -2,8 +2,10 @@
 //! and that `release_finished` and the returned `Finished` agree with the exit table.
 
 use crate::common;
+use crate::common::drain;
+use crate::common::release_with_operator;
 
-use glidepath::engine::event::{Command, Envelope, Event, Outcome};
+use glidepath::engine::event::{Command, Event, Outcome};
 use glidepath::engine::fake::{healthy_sample, FakeWorld};
 use glidepath::engine::ledger::{self, Index, Record};
 use glidepath::engine::lock;
@@ -11,40 +13,10 @@ use glidepath::engine::run::{self, Finished, ResumeRequest};
 use glidepath::exit::{self, Cause};
 use glidepath::plan::Plan;
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
-fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
-    let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
-        out.push(e.event);
-    }
-    out
-}
-
-async fn release_with(
-    world: &FakeWorld,
-    plan: &Plan,
-    mut react: impl FnMut(&Event) -> Option<Command>,
-) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, mut rx) = unbounded_channel::<Envelope>();
-    let (ctx, crx): (UnboundedSender<Command>, _) = unbounded_channel();
-    let engine = run::release(plan, &ports, common::release_request("1.4.0"), tx, crx);
-    let operator = async move {
-        let mut seen = vec![];
-        while let Some(env) = rx.recv().await {
-            if let Some(c) = react(&env.event) {
-                let _ = ctx.send(c);
-            }
-            seen.push(env.event);
-        }
-        seen
-    };
-    tokio::join!(engine, operator)
-}
+use tokio::sync::mpsc::unbounded_channel;
 
 async fn release(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
-    release_with(world, plan, |_| None).await
+    release_with_operator(world, plan, "1.4.0", |_| None).await
 }
 
 async fn resume(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
@@ -168,7 +140,7 @@ async fn ending_gate_rollback() {
 async fn ending_operator_rollback() {
     let plan = common::engine_plan();
     let world = FakeWorld::for_plan(&plan);
-    let (f, events) = release_with(&world, &plan, |e| {
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |e| {
         matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Rollback)
     })
     .await;
@@ -201,7 +173,7 @@ async fn ending_migration_failure() {
 async fn ending_abort_keeps_the_lock_and_notes_the_interruption() {
     let plan = common::engine_plan();
     let world = FakeWorld::for_plan(&plan);
-    let (f, events) = release_with(&world, &plan, |e| {
+    let (f, events) = release_with_operator(&world, &plan, "1.4.0", |e| {
         matches!(e, Event::StepStarted { index: 1, .. }).then_some(Command::Abort)
     })
     .await;
@@ -226,7 +198,7 @@ async fn ending_abort_keeps_the_lock_and_notes_the_interruption() {
 async fn ending_lock_held_leaves_the_holders_record_alone() {
     let plan = common::engine_plan();
     let world = FakeWorld::for_plan(&plan);
-    let (first, _) = release_with(&world, &plan, |e| {
+    let (first, _) = release_with_operator(&world, &plan, "1.4.0", |e| {
         matches!(e, Event::StepStarted { index: 0, .. }).then_some(Command::Abort)
     })
     .await;

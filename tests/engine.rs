@@ -2,9 +2,11 @@
 //! failure, operator commands, the lock, and a crash at every port call followed by resume.
 
 use crate::common;
+use crate::common::drain;
+use crate::common::release_with_operator;
 
 use glidepath::engine::durable;
-use glidepath::engine::event::{ColourName, Command, Envelope, Event, Outcome, Phase, PhaseStatus};
+use glidepath::engine::event::{ColourName, Command, Event, Outcome, Phase, PhaseStatus};
 use glidepath::engine::fake::{CrashMode, FakeWorld};
 use glidepath::engine::ledger::{self, GateVerdict, Index, Record};
 use glidepath::engine::lock;
@@ -14,7 +16,7 @@ use glidepath::exit;
 use glidepath::gate::{HealthSample, Signal};
 use glidepath::plan::{GateMode, Plan};
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
 
 fn plan() -> Plan {
     common::engine_plan()
@@ -32,14 +34,6 @@ fn resume_req() -> ResumeRequest {
     }
 }
 
-fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
-    let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
-        out.push(e.event);
-    }
-    out
-}
-
 /// Run a release with an operator who never says anything (the channel stays open).
 async fn release(world: &FakeWorld, plan: &Plan, version: &str) -> (Finished, Vec<Event>) {
     let ports = world.ports(true);
@@ -55,30 +49,6 @@ async fn resume(world: &FakeWorld, plan: &Plan) -> (Finished, Vec<Event>) {
     let (_ctx, crx) = unbounded_channel();
     let f = run::resume(plan, &ports, resume_req(), tx, crx).await;
     (f, drain(rx))
-}
-
-/// Run a release with an operator: `react` sees each event and may answer with a command.
-async fn release_with_operator(
-    world: &FakeWorld,
-    plan: &Plan,
-    version: &str,
-    mut react: impl FnMut(&Event) -> Option<Command>,
-) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, mut rx) = unbounded_channel::<Envelope>();
-    let (ctx, crx): (UnboundedSender<Command>, _) = unbounded_channel();
-    let engine = run::release(plan, &ports, req(version), tx, crx);
-    let operator = async move {
-        let mut seen = vec![];
-        while let Some(env) = rx.recv().await {
-            if let Some(c) = react(&env.event) {
-                let _ = ctx.send(c);
-            }
-            seen.push(env.event);
-        }
-        seen
-    };
-    tokio::join!(engine, operator)
 }
 
 fn index(world: &FakeWorld) -> Index {

@@ -4,16 +4,17 @@
 //! a task definition the ledger names.
 
 use crate::common;
+use crate::common::release_with_operator;
 
-use glidepath::engine::event::{Command, CompanionState, Envelope, Event, Outcome};
+use glidepath::engine::event::{Command, CompanionState, Event, Outcome};
 use glidepath::engine::fake::{CrashMode, FakeWorld};
 use glidepath::engine::ledger::{self, Index};
 use glidepath::engine::lock;
 use glidepath::engine::ports::Weights;
-use glidepath::engine::run::{self, Finished};
+use glidepath::engine::run;
 use glidepath::exit;
 use glidepath::plan::{Companion, CompanionsMove, Plan};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
 
 const WORKER: &str = "shop-worker";
 const SCHEDULER: &str = "shop-scheduler";
@@ -73,28 +74,6 @@ fn companion_events(events: &[Event]) -> Vec<(String, CompanionState)> {
 
 fn ev(name: &str, state: CompanionState) -> (String, CompanionState) {
     (name.to_string(), state)
-}
-
-async fn release_with_operator(
-    world: &FakeWorld,
-    plan: &Plan,
-    mut react: impl FnMut(&Event) -> Option<Command>,
-) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, mut rx) = unbounded_channel::<Envelope>();
-    let (ctx, crx): (UnboundedSender<Command>, _) = unbounded_channel();
-    let engine = run::release(plan, &ports, common::release_request("1.4.0"), tx, crx);
-    let operator = async move {
-        let mut seen = vec![];
-        while let Some(env) = rx.recv().await {
-            if let Some(c) = react(&env.event) {
-                let _ = ctx.send(c);
-            }
-            seen.push(env.event);
-        }
-        seen
-    };
-    tokio::join!(engine, operator)
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,7 +195,7 @@ async fn an_operator_rollback_and_a_rollback_of_the_finalized_release_take_the_c
     let plan = plan(CompanionsMove::AfterFirstGate);
     let world = FakeWorld::for_plan(&plan);
     let mut done = 0;
-    let (f, _) = release_with_operator(&world, &plan, |e| {
+    let (f, _) = release_with_operator(&world, &plan, "1.4.0", |e| {
         if matches!(
             e,
             Event::Companion {
@@ -375,7 +354,7 @@ async fn a_superseding_release_takes_the_superseded_releases_companions_back() {
             let mut past = false;
             let world = FakeWorld::for_plan(&plan);
             let mut done = 0;
-            let (a, _) = release_with_operator(&world, &plan, |e| {
+            let (a, _) = release_with_operator(&world, &plan, "1.4.0", |e| {
                 if matches!(
                     e,
                     Event::Companion {

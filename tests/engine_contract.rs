@@ -3,6 +3,7 @@
 //! version before a contracted release is refused.
 
 use crate::common;
+use crate::common::drain;
 
 use glidepath::engine::contract;
 use glidepath::engine::event::{Command, Envelope, Event, Outcome};
@@ -13,7 +14,7 @@ use glidepath::engine::run::{self, Finished};
 use glidepath::exit;
 use glidepath::plan::{ContractConfig, Plan};
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
 /// The engine plan with a contract that may run at once, and the old colour kept warm so
 /// that a rollback would otherwise be possible.
@@ -25,14 +26,6 @@ fn plan(after: Duration) -> Plan {
     p.contract = Some(ContractConfig { task, after });
     p.rollback.green = glidepath::plan::GreenAfterRollback::Keep;
     p
-}
-
-fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
-    let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
-        out.push(e.event);
-    }
-    out
 }
 
 async fn release(world: &FakeWorld, plan: &Plan, version: &str) -> Finished {

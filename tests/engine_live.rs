@@ -3,8 +3,10 @@
 //! anything is deployed (exit 6); with the watch off the same change goes all the way.
 
 use crate::common;
+use crate::common::drain;
+use crate::common::release_with_operator;
 
-use glidepath::engine::event::{Envelope, Event, LiveStage, Outcome, Phase};
+use glidepath::engine::event::{Event, LiveStage, Outcome, Phase};
 use glidepath::engine::fake::{healthy_sample, FakeWorld};
 use glidepath::engine::ledger::{self, Record};
 use glidepath::engine::lock;
@@ -14,21 +16,13 @@ use glidepath::exit;
 use glidepath::gate::{ColourSample, Signal, Verdict};
 use glidepath::plan::Plan;
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
 /// The engine plan with the live watch on (its default, three metric periods).
 fn plan() -> Plan {
     let mut p = common::engine_plan();
     p.migration.as_mut().expect("migration").watch = Duration::from_secs(3);
     p
-}
-
-fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Event> {
-    let mut out = vec![];
-    while let Ok(e) = rx.try_recv() {
-        out.push(e.event);
-    }
-    out
 }
 
 async fn release(world: &FakeWorld, plan: &Plan, version: &str) -> (Finished, Vec<Event>) {
@@ -323,30 +317,6 @@ async fn a_rollback_to_a_live_colour_found_unhealthy_says_so() {
         "{}",
         text(&events)
     );
-}
-
-/// Run a release with an operator: `react` sees each event and may answer with a command.
-async fn release_with_operator(
-    world: &FakeWorld,
-    plan: &Plan,
-    version: &str,
-    mut react: impl FnMut(&Event) -> Option<glidepath::engine::event::Command>,
-) -> (Finished, Vec<Event>) {
-    let ports = world.ports(true);
-    let (tx, mut rx) = unbounded_channel::<Envelope>();
-    let (ctx, crx) = unbounded_channel();
-    let engine = run::release(plan, &ports, common::release_request(version), tx, crx);
-    let operator = async move {
-        let mut seen = vec![];
-        while let Some(env) = rx.recv().await {
-            if let Some(c) = react(&env.event) {
-                let _ = ctx.send(c);
-            }
-            seen.push(env.event);
-        }
-        seen
-    };
-    tokio::join!(engine, operator)
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,6 +2,7 @@
 //! path, a failing migration, and two operators racing for the lock.
 
 use crate::common;
+use crate::common::story;
 
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Envelope, Event, Outcome};
@@ -54,14 +55,6 @@ async fn release(
         events.push(e);
     }
     (f, events)
-}
-
-fn story(events: &[Envelope]) -> String {
-    events
-        .iter()
-        .map(glidepath::view::lines::format)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn tasks_in_cluster(config: &aws_types::SdkConfig) -> Vec<String> {

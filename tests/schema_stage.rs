@@ -3,6 +3,7 @@
 //! before any deploy or traffic move; with the live watch off the same change finalizes.
 
 use crate::common;
+use crate::common::story;
 
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Envelope, Event, LiveStage, Outcome};
@@ -40,14 +41,6 @@ async fn release(plan: &Plan, ports: &Ports, version: &str) -> (Finished, Vec<En
         events.push(e);
     }
     (f, events)
-}
-
-fn story(events: &[Envelope]) -> String {
-    events
-        .iter()
-        .map(glidepath::view::lines::format)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@
 //! leaves) and resumed still runs each shard exactly once.
 
 use crate::common;
+use crate::common::pending;
+use crate::common::story;
 
 use glidepath::commands::release::ports_for;
 use glidepath::engine::event::{Envelope, Event, Outcome, ShardState};
@@ -13,7 +15,7 @@ use glidepath::engine::run::{self, Finished, ReleaseRequest, ResumeRequest};
 use glidepath::exit;
 use glidepath::plan::Plan;
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
 /// The rehearsal plan with three shards, quick bakes, no assets, no live watch.
 fn plan() -> Plan {
@@ -26,22 +28,6 @@ fn plan() -> Plan {
     m.shards = vec!["a".into(), "b".into(), "c".into()];
     m.watch = Duration::ZERO;
     p
-}
-
-fn drain(rx: &mut UnboundedReceiver<Envelope>) -> Vec<Envelope> {
-    let mut events = vec![];
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
-    }
-    events
-}
-
-fn story(events: &[Envelope]) -> String {
-    events
-        .iter()
-        .map(glidepath::view::lines::format)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn release_req() -> ReleaseRequest {
@@ -57,7 +43,7 @@ async fn release(plan: &Plan, ports: &Ports) -> (Finished, Vec<Envelope>) {
     let (tx, mut rx) = unbounded_channel();
     let (_commands, crx) = unbounded_channel();
     let f = run::release(plan, ports, release_req(), tx, crx).await;
-    (f, drain(&mut rx))
+    (f, pending(&mut rx))
 }
 
 async fn resume(plan: &Plan, ports: &Ports) -> (Finished, Vec<Envelope>) {
@@ -69,7 +55,7 @@ async fn resume(plan: &Plan, ports: &Ports) -> (Finished, Vec<Envelope>) {
         endpoint: None,
     };
     let f = run::resume(plan, ports, req, tx, crx).await;
-    (f, drain(&mut rx))
+    (f, pending(&mut rx))
 }
 
 /// Every migration task the stage ran, in order: (SHARD, exit code).

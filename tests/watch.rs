@@ -3,6 +3,7 @@
 //! read-only task reads, the phases in order, the steps, weights, gates and the outcome.
 
 use crate::common;
+use crate::common::story;
 
 use glidepath::engine::event::{Command, Envelope, Event, Outcome, Phase, PhaseStatus, Unit};
 use glidepath::engine::fake::FakeWorld;
@@ -36,14 +37,6 @@ fn drain(mut rx: UnboundedReceiver<Envelope>) -> Vec<Envelope> {
         out.push(e);
     }
     out
-}
-
-fn story(events: &[Envelope]) -> String {
-    events
-        .iter()
-        .map(glidepath::view::lines::format)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A release whose operator approves a waiting gate after `approve_after` (long enough

@@ -496,3 +496,52 @@ pub fn fake_record(
         serde_json::from_slice(b).unwrap()
     })
 }
+
+/// Every event a release told, as the scripted lines view prints them.
+pub fn story(events: &[glidepath::engine::event::Envelope]) -> String {
+    events
+        .iter()
+        .map(glidepath::view::lines::format)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What is waiting in the channel now, without waiting for more.
+pub fn pending(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<glidepath::engine::event::Envelope>,
+) -> Vec<glidepath::engine::event::Envelope> {
+    let mut events = vec![];
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    events
+}
+
+/// Release `version` on the in-memory world with an operator: `react` sees each event and
+/// may answer with a command. Returns how it ended and every event, in order.
+pub async fn release_with_operator(
+    world: &glidepath::engine::fake::FakeWorld,
+    plan: &Plan,
+    version: &str,
+    mut react: impl FnMut(&glidepath::engine::event::Event) -> Option<glidepath::engine::event::Command>,
+) -> (
+    glidepath::engine::run::Finished,
+    Vec<glidepath::engine::event::Event>,
+) {
+    let ports = world.ports(true);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ctx, crx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = glidepath::engine::run::release(plan, &ports, release_request(version), tx, crx);
+    let operator = async move {
+        let mut seen = vec![];
+        while let Some(env) = rx.recv().await {
+            let env: glidepath::engine::event::Envelope = env;
+            if let Some(c) = react(&env.event) {
+                let _ = ctx.send(c);
+            }
+            seen.push(env.event);
+        }
+        seen
+    };
+    tokio::join!(engine, operator)
+}
